@@ -1,0 +1,39 @@
+"""URL map of the service.
+
+/api/cart/ …            carts (cart.viewsets)
+/api/discount/ …        discount codes (discount.viewsets)
+/api/auth/token/        exchange a staff username and password for an API token
+/api/schema/, /api/docs/  OpenAPI 3 schema and interactive docs (served offline)
+/health/, /health/ready/  liveness and readiness
+/admin/                 Django admin
+"""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from cart.viewsets import CartViewSet
+from common import views as common_views
+from discount.viewsets import DiscountViewSet
+
+router = DefaultRouter()
+router.include_root_view = False
+router.register("cart", CartViewSet, basename="cart")
+router.register("discount", DiscountViewSet, basename="discount")
+
+urlpatterns = [
+    path("api/", include(router.urls)),
+    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("health/", common_views.health_live, name="health-live"),
+    path("health/ready/", common_views.health_ready, name="health-ready"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = common_views.bad_request
+handler403 = common_views.permission_denied
+handler404 = common_views.not_found
+handler500 = common_views.server_error

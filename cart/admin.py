@@ -1,0 +1,38 @@
+from django.contrib import admin
+
+from cart.models import Cart
+
+
+@admin.register(Cart)
+class CartAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "total",
+        "subtotal",
+        "amount_discounted",
+        "currency",
+        "items_number",
+        "payment_status",
+        "discount",
+        "created",
+    )
+    list_filter = ("payment_status", "currency", "created")
+    search_fields = ("id", "discount__code")
+    list_select_related = ("discount",)
+    # Amounts and status change only through the API's flows, which keep them consistent.
+    readonly_fields = (
+        "id",
+        "subtotal",
+        "total",
+        "amount_discounted",
+        "currency",
+        "items_number",
+        "payment_status",
+        "discount",
+        "created",
+        "updated",
+    )
+    ordering = ("-created",)
+
+    def has_add_permission(self, request):
+        return False

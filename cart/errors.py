@@ -1,0 +1,29 @@
+"""Why a cart refuses a change.
+
+raise CartPaidError()   # -> 409 {"error": {"code": "cart_paid", ...}}
+"""
+
+from common.errors import ApplicationError, ConflictError
+
+
+class CartDiscountAlreadyAppliedError(ApplicationError):
+    code = "discount_already_applied"
+    message = "This cart already has a discount; a cart takes one discount code."
+    field = "code"
+
+
+class CartFrozenError(ConflictError):
+    """A paid cart, or one being paid, no longer changes."""
+
+    code = "cart_frozen"
+    message = "This cart can no longer change."
+
+
+class CartPaidError(CartFrozenError):
+    code = "cart_paid"
+    message = "This cart is paid and can no longer change."
+
+
+class CartPaymentInProgressError(CartFrozenError):
+    code = "cart_payment_in_progress"
+    message = "This cart is being paid and cannot change until the payment completes."

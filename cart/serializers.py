@@ -1,0 +1,79 @@
+"""The cart API's shapes.
+
+    serializer = CartSerializer(data={"total": 10, "currency": "USD", "items_number": 5})
+    serializer.is_valid()   # currency must be ISO-4217, total must fit its decimals
+
+Amounts are read as exact decimals and shown rounded to the cart's currency
+(15.00 USD, 15 JPY).
+"""
+
+from rest_framework import serializers
+
+from cart.models import Cart
+from common import money
+from discount.models import Discount
+from discount.serializers import amount_field
+
+
+class AppliedDiscountSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Discount
+        fields = ("id", "code", "kind")
+        read_only_fields = fields
+
+
+class CartSerializer(serializers.ModelSerializer):
+    total = amount_field(
+        min_value=0,
+        max_value=money.MAX_AMOUNT,
+        help_text="On create: the cart's amount before discount. Afterwards: what to pay.",
+    )
+    subtotal = amount_field(read_only=True)
+    amount_discounted = amount_field(read_only=True)
+    total_discounted = amount_field(
+        read_only=True, help_text="Same as `total`: the amount to pay (tutorial name)."
+    )
+    currency = serializers.CharField(max_length=3, help_text="ISO-4217 code, e.g. USD.")
+    items_number = serializers.IntegerField(min_value=0, max_value=1_000_000)
+    discount = AppliedDiscountSerializer(read_only=True, allow_null=True)
+
+    MONEY_FIELDS = ("total", "subtotal", "amount_discounted", "total_discounted")
+
+    class Meta:
+        model = Cart
+        fields = (
+            "id",
+            "total",
+            "subtotal",
+            "amount_discounted",
+            "total_discounted",
+            "items_number",
+            "currency",
+            "payment_status",
+            "discount",
+            "created",
+            "updated",
+        )
+        read_only_fields = ("id", "payment_status", "created", "updated")
+
+    def validate_currency(self, currency: str) -> str:
+        try:
+            return money.normalize_currency(currency)
+        except money.UnknownCurrencyError as exc:
+            raise serializers.ValidationError(str(exc), code="unknown_currency") from None
+
+    def validate(self, attrs: dict) -> dict:
+        total, currency = attrs.get("total"), attrs.get("currency")
+        if total is not None and currency and not money.fits_currency(total, currency):
+            places = money.currency_exponent(currency)
+            raise serializers.ValidationError(
+                {"total": f"{currency} amounts have at most {places} decimal places."},
+                code="too_many_decimals",
+            )
+        return attrs
+
+    def to_representation(self, instance: Cart) -> dict:
+        data = super().to_representation(instance)
+        for name in self.MONEY_FIELDS:
+            data[name] = money.quantize(data[name], instance.currency)
+        return data

@@ -1,0 +1,64 @@
+"""How every endpoint reads and writes JSON, and how lists are paged.
+
+- `DecimalJSONParser` parses JSON numbers with a fraction into `Decimal`, so 10.10 stays
+  10.10 instead of becoming the float 10.0999999…; integers stay `int`.
+- `DecimalJSONRenderer` writes `Decimal` as an exact JSON number (15.00, not 15.0 and
+  not "15.00"): DRF's own renderer goes through float.
+- `NewestFirstCursorPagination` pages by a cursor on `created`: each page costs one
+  indexed range query whatever the table size (no OFFSET, no COUNT), and rows inserted
+  while a client pages never shift or repeat items.
+
+Settings wire them in as DRF defaults:
+
+    "DEFAULT_PARSER_CLASSES": ["common.api.DecimalJSONParser"]
+"""
+
+import codecs
+from decimal import Decimal
+
+import simplejson
+from rest_framework import parsers, renderers
+from rest_framework.exceptions import ParseError
+from rest_framework.pagination import CursorPagination
+from rest_framework.utils import encoders
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class DecimalJSONParser(parsers.JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = parsers.get_encoding(parser_context or {})
+        try:
+            return simplejson.load(
+                codecs.getreader(encoding)(stream),
+                parse_float=Decimal,
+                parse_constant=_reject_constant,
+            )
+        except ValueError as exc:
+            raise ParseError(f"Malformed JSON: {exc}") from None
+
+
+class DecimalJSONRenderer(renderers.JSONRenderer):
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if data is None:
+            return b""
+        indent = self.get_indent(accepted_media_type, renderer_context or {})
+        text = simplejson.dumps(
+            data,
+            use_decimal=True,
+            default=encoders.JSONEncoder().default,
+            indent=indent,
+            ensure_ascii=self.ensure_ascii,
+            separators=(",", ":") if indent is None else None,
+            ignore_nan=False,
+        )
+        # Keep the output a strict JavaScript subset, as DRF's renderer does.
+        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+
+
+class NewestFirstCursorPagination(CursorPagination):
+    ordering = "-created"
+    page_size_query_param = "page_size"
+    max_page_size = 100

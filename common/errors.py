@@ -1,0 +1,58 @@
+"""The one error type of the service and the JSON shape every error is answered with.
+
+Domain code raises an `ApplicationError` subclass (`DiscountExpiredError`, `CartFrozenError`,
+…) that names its HTTP status, a machine-readable `code` and, where there is one, the
+request `field` at fault. `common.exception_handler` turns those, DRF's own exceptions and
+Django's error pages into a single JSON shape:
+
+    {"error": {"code": "discount_expired", "message": "This discount code has expired.",
+               "field": "code", "details": [{"field": "code", "code": "discount_expired",
+                                              "message": "This discount code has expired."}]}}
+
+`details` lists every problem (several for a form with several bad fields); `code`,
+`message` and `field` repeat the first one so simple clients can read one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import JsonResponse
+from rest_framework import status
+
+
+class ApplicationError(Exception):
+    """Base of every domain error. Subclasses set `status_code`, `code` and `message`."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid_request"
+    message = "The request cannot be processed."
+    field: str | None = None
+
+    def __init__(
+        self, message: str | None = None, *, field: str | None = None, extra: dict | None = None
+    ):
+        self.message = message or self.message
+        self.field = field or self.field
+        # Extra top-level members of the error response (e.g. the cart after a decline).
+        self.extra = extra or {}
+        super().__init__(self.message)
+
+
+class ConflictError(ApplicationError):
+    """The request is valid but the resource's state forbids it right now."""
+
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
+def error_body(
+    code: str, message: str, field: str | None = None, details: list[dict] | None = None
+) -> dict[str, Any]:
+    if details is None:
+        details = [{"field": field, "code": code, "message": message}]
+    return {"error": {"code": code, "message": message, "field": field, "details": details}}
+
+
+def json_error_response(request, code: str, message: str, status_code: int) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status_code)

@@ -1,0 +1,69 @@
+"""DRF's EXCEPTION_HANDLER: every exception raised in a view becomes the one error shape.
+
+`ApplicationError`s carry their own status and code; DRF's exceptions (validation, 404,
+405, 406, 415, malformed JSON, authentication, permission) keep their status and get
+their code and message moved into the shape described in `common.errors`. Anything else
+is a bug: it is logged and Django answers with the JSON 500 of `common.views`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from common.errors import ApplicationError, error_body
+
+logger = logging.getLogger(__name__)
+
+# DRF's codes, renamed where a client would not guess them.
+_RENAMED_CODES = {"parse_error": "malformed_json"}
+
+
+def _flatten(detail: Any, path: str | None = None) -> list[dict]:
+    """Turn DRF's nested {field: [ErrorDetail]} into a flat list of field problems."""
+    if isinstance(detail, dict):
+        problems = []
+        for key, value in detail.items():
+            if key == "non_field_errors":
+                child = path
+            else:
+                child = f"{path}.{key}" if path else str(key)
+            problems.extend(_flatten(value, child))
+        return problems
+    if isinstance(detail, list):
+        problems = []
+        for index, value in enumerate(detail):
+            nested = isinstance(value, (dict, list))
+            problems.extend(_flatten(value, f"{path}.{index}" if nested and path else path))
+        return problems
+    code = getattr(detail, "code", None) or "invalid"
+    return [{"field": path, "code": _RENAMED_CODES.get(code, code), "message": str(detail)}]
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        body = error_body(exc.code, exc.message, exc.field)
+        body.update(exc.extra)
+        return Response(body, status=exc.status_code)
+
+    # Let DRF translate Django's Http404/PermissionDenied and set auth headers.
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        logger.exception("Unhandled error in %s", context.get("view"))
+        return None
+
+    if isinstance(exc, exceptions.ValidationError):
+        details = _flatten(exc.detail) or [
+            {"field": None, "code": "invalid", "message": "Invalid input."}
+        ]
+        first = details[0]
+        response.data = error_body(first["code"], first["message"], first["field"], details)
+    else:
+        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        response.data = error_body(_RENAMED_CODES.get(code, code), str(detail))
+    return response

@@ -1,0 +1,80 @@
+"""Money rules shared by every app: ISO-4217 currencies, precision and rounding.
+
+Amounts are always `Decimal`. Which currencies exist and how many decimals each one
+allows come from the `iso4217` package (the official ISO table), never from a list
+kept here. Currencies without minor units in that table (gold, test and fund codes
+such as XAU or XXX) are refused: they are not something a shop charges in.
+
+    >>> quantize(Decimal("10.005"), "USD")
+    Decimal('10.01')
+    >>> to_minor_units(Decimal("15.00"), "USD"), to_minor_units(Decimal("15"), "JPY")
+    (1500, 15)
+
+This module imports nothing from Django, so the payment client can use it too.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+
+import iso4217
+
+# Largest amount a cart, a discount or a payment may carry, in major units. Anything
+# above this is a typo or an attack, not a basket. The database columns
+# (max_digits=15, decimal_places=4) hold it with room to spare.
+MAX_AMOUNT = Decimal("10000000000")
+# Database column shape for every amount: enough decimals for any ISO currency.
+AMOUNT_MAX_DIGITS = 15
+AMOUNT_DECIMAL_PLACES = 4
+
+
+class UnknownCurrencyError(ValueError):
+    """The code is not an ISO-4217 currency a shop can charge in."""
+
+
+@cache
+def _exponents() -> dict[str, int]:
+    return {c.code: c.exponent for c in iso4217.Currency if c.exponent is not None}
+
+
+def normalize_currency(code: str) -> str:
+    """Return the upper-case ISO code, or raise `UnknownCurrencyError`."""
+    normalized = code.strip().upper() if isinstance(code, str) else ""
+    if normalized not in _exponents():
+        raise UnknownCurrencyError(f"'{code}' is not an ISO 4217 currency code.")
+    return normalized
+
+
+def currency_exponent(currency: str) -> int:
+    """Number of decimals the currency allows (USD 2, JPY 0, BHD 3)."""
+    return _exponents()[normalize_currency(currency)]
+
+
+def decimal_places(amount: Decimal) -> int:
+    """Significant decimals in `amount`: 10.50 has 1, 10 has 0."""
+    exponent = amount.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def fits_currency(amount: Decimal, currency: str) -> bool:
+    """True when `amount` needs no more decimals than the currency allows."""
+    return decimal_places(amount) <= currency_exponent(currency)
+
+
+def quantize(amount: Decimal, currency: str) -> Decimal:
+    """Round to the currency's minor unit, half up (the rounding shops print)."""
+    step = Decimal(1).scaleb(-currency_exponent(currency))
+    return amount.quantize(step, rounding=ROUND_HALF_UP)
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """Exact integer minor units (cents) for the wire; refuses amounts that don't fit."""
+    if not fits_currency(amount, currency):
+        raise ValueError(f"{amount} has more decimals than {currency} allows.")
+    return int(amount.scaleb(currency_exponent(currency)))
+
+
+def from_minor_units(units: int, currency: str) -> Decimal:
+    """Inverse of `to_minor_units`: 1500 USD cents -> Decimal('15.00')."""
+    return quantize(Decimal(units).scaleb(-currency_exponent(currency)), currency)

@@ -1,0 +1,212 @@
+"""Discount codes and every rule about one: when it is usable and what it takes off.
+
+    discount = Discount.objects.with_code("dis20").get()   # codes are case-insensitive
+    discount.check_usable(at=timezone.now())                # raises the reason it is not
+    discount.amount_off(Decimal("20.00"), "USD")            # Decimal('5.00')
+
+The database guards what must never be false, whatever code writes: one row per code
+ignoring case, a positive value, at most 100 %, an end after the start, and never more
+uses than the limit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from common import money
+from discount.errors import (
+    DiscountCurrencyMismatchError,
+    DiscountExpiredError,
+    DiscountInactiveError,
+    DiscountMinimumNotMetError,
+    DiscountNotStartedError,
+    DiscountUsageLimitReachedError,
+)
+
+HUNDRED = Decimal(100)
+
+
+class DiscountKind(models.TextChoices):
+    AMOUNT = "amount", "Fixed amount off"
+    PERCENT = "percent", "Percentage off"
+
+
+class DiscountQuerySet(models.QuerySet):
+    def with_code(self, code: str) -> DiscountQuerySet:
+        """Match a code ignoring case, through the index on LOWER(code)."""
+        return self.alias(code_lower=Lower("code")).filter(code_lower=code.strip().lower())
+
+
+def _amount_field(**kwargs) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=money.AMOUNT_MAX_DIGITS, decimal_places=money.AMOUNT_DECIMAL_PLACES, **kwargs
+    )
+
+
+class Discount(models.Model):
+    code = models.CharField(
+        max_length=64,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+                "Use letters, digits, '-' and '_' only, starting with a letter or digit.",
+                code="invalid_code",
+            )
+        ],
+        help_text="Case-insensitive and unique that way: 'dis20' finds 'DIS20'.",
+    )
+    kind = models.CharField(max_length=10, choices=DiscountKind, default=DiscountKind.AMOUNT)
+    value = _amount_field(
+        help_text="Amount off in the cart's currency, or a percentage (0 < value <= 100)."
+    )
+    currency = models.CharField(
+        max_length=3,
+        blank=True,
+        default="",
+        help_text="If set, the code only applies to carts in this ISO-4217 currency.",
+    )
+    description = models.TextField(blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    started = models.DateTimeField(
+        null=True, blank=True, help_text="Usable from this moment on; empty: from creation."
+    )
+    ended = models.DateTimeField(
+        null=True, blank=True, help_text="Usable until this moment; empty: never expires."
+    )
+    active = models.BooleanField(default=True, help_text="Switch off to stop the code at once.")
+    min_cart_total = _amount_field(
+        null=True, blank=True, help_text="Smallest cart subtotal the code applies to."
+    )
+    usage_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How many carts may use the code; empty: unlimited."
+    )
+    times_used = models.PositiveIntegerField(default=0, editable=False)
+
+    objects = DiscountQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["active", "-created"], name="discount_active_created")]
+        constraints = [
+            models.UniqueConstraint(Lower("code"), name="discount_code_unique_ignoring_case"),
+            models.CheckConstraint(condition=Q(value__gt=0), name="discount_value_positive"),
+            models.CheckConstraint(
+                condition=~Q(kind=DiscountKind.PERCENT) | Q(value__lte=100),
+                name="discount_percent_at_most_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(started__isnull=True)
+                | Q(ended__isnull=True)
+                | Q(ended__gt=F("started")),
+                name="discount_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(usage_limit__isnull=True) | Q(times_used__lte=F("usage_limit")),
+                name="discount_used_within_limit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    # --- Rules -------------------------------------------------------------------------
+
+    def check_usable(self, *, at: datetime) -> None:
+        """Raise the `DiscountError` saying why the code cannot be used at `at`."""
+        if not self.active:
+            raise DiscountInactiveError()
+        if self.started is not None and at < self.started:
+            raise DiscountNotStartedError()
+        if self.ended is not None and at >= self.ended:
+            raise DiscountExpiredError()
+        if self.usage_limit is not None and self.times_used >= self.usage_limit:
+            raise DiscountUsageLimitReachedError()
+
+    def amount_off(self, subtotal: Decimal, currency: str) -> Decimal:
+        """What the code takes off a cart: rounded half-up to the currency, at most all of it.
+
+        Raises `DiscountCurrencyMismatchError` or `DiscountMinimumNotMetError` when the
+        code does not apply to such a cart.
+        """
+        if self.currency and self.currency != currency:
+            raise DiscountCurrencyMismatchError()
+        if self.min_cart_total is not None and subtotal < self.min_cart_total:
+            raise DiscountMinimumNotMetError()
+        if self.kind == DiscountKind.PERCENT:
+            off = subtotal * self.value / HUNDRED
+        else:
+            off = self.value
+        return min(money.quantize(off, currency), subtotal)
+
+    def clean(self) -> None:
+        """Cross-field rules for a new or edited discount (used by the API and the admin)."""
+        errors: dict[str, ValidationError] = {}
+        if self.currency:
+            try:
+                self.currency = money.normalize_currency(self.currency)
+            except money.UnknownCurrencyError as exc:
+                errors["currency"] = ValidationError(str(exc), code="unknown_currency")
+        if self.value is not None:
+            if self.value <= 0:
+                errors["value"] = ValidationError(
+                    "The value must be greater than zero.", code="value_not_positive"
+                )
+            elif self.kind == DiscountKind.PERCENT and self.value > HUNDRED:
+                errors["value"] = ValidationError(
+                    "A percentage cannot exceed 100.", code="percent_above_100"
+                )
+            elif self.kind == DiscountKind.AMOUNT and self.value > money.MAX_AMOUNT:
+                errors["value"] = ValidationError(
+                    f"The value cannot exceed {money.MAX_AMOUNT}.", code="amount_too_large"
+                )
+            elif (
+                self.kind == DiscountKind.AMOUNT
+                and self.currency
+                and "currency" not in errors
+                and not money.fits_currency(self.value, self.currency)
+            ):
+                errors["value"] = _too_many_decimals(self.currency)
+        if self.min_cart_total is not None:
+            if self.min_cart_total < 0 or self.min_cart_total > money.MAX_AMOUNT:
+                errors["min_cart_total"] = ValidationError(
+                    f"The minimum must be between 0 and {money.MAX_AMOUNT}.",
+                    code="out_of_range",
+                )
+            elif (
+                self.currency
+                and "currency" not in errors
+                and not money.fits_currency(self.min_cart_total, self.currency)
+            ):
+                errors["min_cart_total"] = _too_many_decimals(self.currency)
+        now = timezone.now()
+        if self.started and self.ended and self.ended <= self.started:
+            errors["ended"] = ValidationError(
+                "The end must come after the start.", code="ends_before_start"
+            )
+        elif self._state.adding and self.ended is not None and self.ended <= now:
+            errors["ended"] = ValidationError(
+                "This end is in the past: the discount would be expired already.",
+                code="already_expired",
+            )
+        if self.usage_limit is not None and self.usage_limit < self.times_used:
+            errors["usage_limit"] = ValidationError(
+                f"The code has been used {self.times_used} times already.",
+                code="below_times_used",
+            )
+        if errors:
+            raise ValidationError(errors)
+
+
+def _too_many_decimals(currency: str) -> ValidationError:
+    places = money.currency_exponent(currency)
+    return ValidationError(
+        f"{currency} amounts have at most {places} decimal places.", code="too_many_decimals"
+    )

@@ -1,0 +1,111 @@
+"""The discount API's shapes: what a discount looks like in JSON and what a request may send.
+
+Serializers check the shape of the input and translate; the rules themselves live on
+`Discount` (`clean`, `check_usable`), so the admin and the API refuse the same things.
+
+    serializer = ApplyDiscountSerializer(data={"code": "dis20"})
+    serializer.is_valid()   # False for an unknown, expired, inactive or used-up code
+"""
+
+import copy
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.fields import get_error_detail
+
+from common import money
+from discount.errors import DiscountError
+from discount.models import Discount
+from discount.selectors import discount_code_taken, discount_get_by_code
+
+
+def amount_field(**kwargs) -> serializers.DecimalField:
+    """A money amount: a JSON number or numeric string in, an exact JSON number out."""
+    return serializers.DecimalField(
+        max_digits=money.AMOUNT_MAX_DIGITS,
+        decimal_places=money.AMOUNT_DECIMAL_PLACES,
+        coerce_to_string=False,
+        **kwargs,
+    )
+
+
+class DiscountSerializer(serializers.ModelSerializer):
+    value = amount_field(
+        help_text="Amount off (in `currency`, or the cart's currency if none) or percentage."
+    )
+    min_cart_total = amount_field(required=False, allow_null=True, min_value=0)
+    currency = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=3,
+        help_text="ISO-4217 code. If set, the code only applies to carts in this currency.",
+    )
+
+    class Meta:
+        model = Discount
+        fields = (
+            "id",
+            "code",
+            "kind",
+            "value",
+            "currency",
+            "description",
+            "created",
+            "started",
+            "ended",
+            "active",
+            "min_cart_total",
+            "usage_limit",
+            "times_used",
+        )
+        read_only_fields = ("id", "created", "times_used")
+
+    def validate_code(self, code: str) -> str:
+        exclude_pk = self.instance.pk if self.instance else None
+        if discount_code_taken(code=code, exclude_pk=exclude_pk):
+            raise serializers.ValidationError(
+                "A discount with this code already exists (codes are case-insensitive).",
+                code="code_taken",
+            )
+        return code
+
+    def validate(self, attrs: dict) -> dict:
+        candidate = copy.copy(self.instance) if self.instance else Discount()
+        for name, value in attrs.items():
+            setattr(candidate, name, value)
+        try:
+            candidate.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(get_error_detail(exc)) from None
+        if attrs.get("currency"):
+            attrs["currency"] = candidate.currency  # normalized: "usd" -> "USD"
+        return attrs
+
+    def to_representation(self, instance: Discount) -> dict:
+        data = super().to_representation(instance)
+        for name in ("value", "min_cart_total"):
+            if data[name] is not None:
+                data[name] = _display(data[name], instance.currency)
+        return data
+
+
+def _display(amount, currency: str):
+    """15.0000 in the database shows as 15.00 for USD, as 15 with no currency."""
+    if currency:
+        return money.quantize(amount, currency)
+    if amount == amount.to_integral_value():
+        return amount.quantize(1)  # not normalize(): that turns 100 into 1E+2
+    return amount.normalize()
+
+
+class ApplyDiscountSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=64, help_text="The discount code, any case.")
+
+    def validate(self, attrs: dict) -> dict:
+        try:
+            discount = discount_get_by_code(code=attrs["code"])
+            discount.check_usable(at=timezone.now())
+        except DiscountError as exc:
+            raise serializers.ValidationError({"code": [exc.message]}, code=exc.code) from None
+        return {**attrs, "discount": discount}

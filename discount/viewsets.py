@@ -1,0 +1,43 @@
+"""HTTP endpoints for discount codes: /api/discount/.
+
+Thin by design: validate with the serializer, call a service, serialize the result.
+With ENV=PROD every endpoint here needs a staff user. Discounts are not deleted (carts
+keep referring to them): switch one off with `PATCH {"active": false}`.
+"""
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+
+from common.permissions import IsStaffForManagement
+from discount.filters import DiscountFilter
+from discount.models import Discount
+from discount.serializers import DiscountSerializer
+from discount.services import discount_create, discount_update
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List discount codes, newest first"),
+    create=extend_schema(summary="Create a discount code"),
+    retrieve=extend_schema(summary="Get one discount code"),
+    update=extend_schema(summary="Replace a discount code's settings"),
+    partial_update=extend_schema(summary="Change some of a discount code's settings"),
+)
+class DiscountViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = Discount.objects.all()
+    serializer_class = DiscountSerializer
+    permission_classes = [IsStaffForManagement]
+    filterset_class = DiscountFilter
+
+    def perform_create(self, serializer):
+        serializer.instance = discount_create(**serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = discount_update(
+            discount=serializer.instance, **serializer.validated_data
+        )
