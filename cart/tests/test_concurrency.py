@@ -1,0 +1,87 @@
+"""Many requests racing on one cart or one limited code, each on its own DB connection.
+
+These run on both databases CI uses: PostgreSQL (row locks) and SQLite (a file, with
+IMMEDIATE transactions), through the real API view stack.
+"""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from cart.tests.factories import CartFactory
+from common.testing import error_of
+from discount.models import Discount
+from discount.tests.factories import DiscountFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
+
+THREADS = 8
+
+
+def race(calls):
+    """Run every call at the same moment, each in its own thread and connection."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        try:
+            barrier.wait()
+            return call()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def apply_call(cart, code):
+    return lambda: APIClient().post(f"/api/cart/{cart.pk}/apply_discount/", {"code": code})
+
+
+def test_concurrent_codes_on_one_cart_apply_exactly_one():
+    cart = CartFactory(total=Decimal("100.00"))
+    codes = [DiscountFactory(code=f"C{n}", value=Decimal(n + 1)).code for n in range(THREADS)]
+
+    responses = race([apply_call(cart, code) for code in codes])
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [400] * (THREADS - 1), [r.content for r in responses]
+    assert {error_of(r)["code"] for r in responses if r.status_code == 400} == {
+        "discount_already_applied"
+    }
+    cart.refresh_from_db()
+    winner = Discount.objects.get(times_used=1)
+    assert cart.discount == winner
+    assert cart.amount_discounted == winner.value
+    assert cart.total == Decimal("100.00") - winner.value
+    assert sum(Discount.objects.values_list("times_used", flat=True)) == 1
+
+
+def test_the_same_code_sent_twice_at_once_discounts_once():
+    cart = CartFactory(total=Decimal("20.00"))
+    DiscountFactory(code="TWICE", value=Decimal("5"))
+
+    responses = race([apply_call(cart, "TWICE") for _ in range(THREADS)])
+
+    assert sorted(r.status_code for r in responses) == [200] + [400] * (THREADS - 1)
+    cart.refresh_from_db()
+    assert (cart.total, cart.amount_discounted) == (Decimal("15"), Decimal("5"))
+    assert Discount.objects.get(code="TWICE").times_used == 1
+
+
+def test_a_limited_code_is_never_used_more_than_its_limit():
+    discount = DiscountFactory(code="LIMITED", usage_limit=3)
+    carts = [CartFactory() for _ in range(THREADS)]
+
+    responses = race([apply_call(cart, "LIMITED") for cart in carts])
+
+    assert sorted(r.status_code for r in responses) == [200] * 3 + [400] * (THREADS - 3)
+    assert {error_of(r)["code"] for r in responses if r.status_code == 400} == {
+        "discount_usage_limit_reached"
+    }
+    discount.refresh_from_db()
+    assert discount.times_used == 3
+    assert discount.carts.count() == 3

@@ -1,0 +1,115 @@
+"""ENV=PROD refuses to start without its secrets and passes Django's deployment checks.
+
+Each case runs `manage.py` in a fresh process, because settings are read once at start.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROD_ENV = {
+    "ENV": "PROD",
+    "SECRET_KEY": "x7#kq2!v9Lm$3pZr8Wt&cN5yB1fHj6Dg0sQa4Ue+Rk=Xo-Pi_wYe",
+    "ALLOWED_HOSTS": "shop.example.com",
+    "REAL_PAYMENT_API": "https://payments.example.com",
+    "DATABASE_URL": "sqlite:///:memory:",
+}
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in PROD_ENV and k != "DEBUG"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_prod_passes_check_deploy_with_nothing_reported():
+    result = manage("check", "--deploy", "--fail-level", "DEBUG", **PROD_ENV)
+
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_dev_defaults_fail_check_deploy():
+    # Shows the check above is a real check: the DEV defaults are not deployable.
+    result = manage("check", "--deploy", "--fail-level", "WARNING", ENV="DEV")
+
+    assert result.returncode != 0
+    assert "security.W018" in result.stderr  # DEBUG on
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "REAL_PAYMENT_API"])
+def test_prod_refuses_to_start_without_a_required_variable(missing):
+    env = {k: v for k, v in PROD_ENV.items() if k != missing}
+
+    result = manage("check", **env)
+
+    assert result.returncode != 0
+    assert f"{missing} is required when ENV=PROD" in result.stderr
+
+
+def test_prod_forces_debug_off_and_staff_only_management():
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.DEBUG, s.REQUIRE_STAFF_FOR_MANAGEMENT, s.PAYMENT_API_BASE_URL,"
+        " s.REST_FRAMEWORK['DEFAULT_RENDERER_CLASSES'])"
+    )
+    result = manage("shell", "--no-imports", "-c", code, DEBUG="true", **PROD_ENV)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:3] == ["False", "True", "https://payments.example.com"]
+    assert "BrowsableAPIRenderer" not in result.stdout
+
+
+def test_dev_reads_fake_provider_and_database_url():
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.PAYMENT_API_BASE_URL, s.DATABASES['default']['ENGINE'],"
+        " s.DATABASES['default']['CONN_MAX_AGE'])"
+    )
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        code,
+        ENV="DEV",
+        FAKE_PAYMENT_API="fake_payment_api:5005",
+        DATABASE_URL="postgres://shop:pw@db:5432/shop",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "http://fake_payment_api:5005",
+        "django.db.backends.postgresql",
+        "600",
+    ]
+
+
+def test_bad_env_value_is_a_clear_start_up_error():
+    result = manage("check", ENV="STAGING")
+
+    assert result.returncode != 0
+    assert "ENV must be DEV or PROD" in result.stderr
+
+
+def test_default_database_is_sqlite_tuned_for_several_workers():
+    code = (
+        "from django.conf import settings as s; d = s.DATABASES['default'];"
+        "print(d['ENGINE'], d['OPTIONS']['transaction_mode'], d['OPTIONS']['init_command'])"
+    )
+    result = manage("shell", "--no-imports", "-c", code, ENV="DEV")  # no DATABASE_URL
+
+    engine, mode, pragmas = result.stdout.split(maxsplit=2)
+    assert engine == "django.db.backends.sqlite3"
+    assert mode == "IMMEDIATE"
+    assert "journal_mode=WAL" in pragmas
+    assert "busy_timeout=20000" in pragmas
