@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -50,7 +52,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         body.update(exc.extra)
         return Response(body, status=exc.status_code)
 
-    # Let DRF translate Django's Http404/PermissionDenied and set auth headers.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    # DRF sets the status, and the WWW-Authenticate and Allow headers.
     response = drf_exception_handler(exc, context)
     if response is None:
         logger.exception("Unhandled error in %s", context.get("view"))
@@ -63,7 +69,6 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         first = details[0]
         response.data = error_body(first["code"], first["message"], first["field"], details)
     else:
-        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
-        response.data = error_body(_RENAMED_CODES.get(code, code), str(detail))
+        code = getattr(exc.detail, "code", None) or exc.default_code
+        response.data = error_body(_RENAMED_CODES.get(code, code), str(exc.detail))
     return response

@@ -1,4 +1,4 @@
-"""Every error, whoever raises it, is JSON in one shape: {"error": {code, message, field, details}}."""
+"""Every error is JSON in one shape: {"error": {code, message, field, details}}."""
 
 import pytest
 
@@ -73,7 +73,11 @@ def test_validation_errors_list_every_field(api_client):
     assert response.status_code == 400
     error = error_of(response)
     fields = {detail["field"]: detail["code"] for detail in error["details"]}
-    assert fields == {"total": "min_value", "currency": "unknown_currency", "items_number": "invalid"}
+    assert fields == {
+        "total": "min_value",
+        "currency": "unknown_currency",
+        "items_number": "invalid",
+    }
     assert (error["field"], error["code"]) == ("total", "min_value")
 
 

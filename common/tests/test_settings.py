@@ -4,6 +4,7 @@ Each case runs `manage.py` in a fresh process, because settings are read once at
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,18 @@ def test_default_database_is_sqlite_tuned_for_several_workers():
     assert mode == "IMMEDIATE"
     assert "journal_mode=WAL" in pragmas
     assert "busy_timeout=20000" in pragmas
+
+
+def settings_variables() -> set[str]:
+    source = (ROOT / "CoreRoot" / "settings.py").read_text()
+    return set(re.findall(r'env_(?:str|bool|number|list|required)\("([A-Z_]+)"', source))
+
+
+def test_env_example_and_readme_list_every_variable():
+    variables = settings_variables() | {"FAKE_PAYMENT_BALANCE"}
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+
+    assert len(variables) > 10
+    assert {v for v in variables if not re.search(rf"^{v}=", example, re.M)} == set()
+    assert {v for v in variables if f"| `{v}` |" not in readme} == set()

@@ -95,17 +95,29 @@ class TestClean:
         [
             ({"value": Decimal("0")}, "value", "value_not_positive"),
             ({"value": Decimal("-1")}, "value", "value_not_positive"),
-            ({"kind": DiscountKind.PERCENT, "value": Decimal("100.01")}, "value", "percent_above_100"),
+            (
+                {"kind": DiscountKind.PERCENT, "value": Decimal("100.01")},
+                "value",
+                "percent_above_100",
+            ),
             ({"value": Decimal("10000000000.01")}, "value", "amount_too_large"),
             ({"value": Decimal("0.5"), "currency": "JPY"}, "value", "too_many_decimals"),
             ({"currency": "ZZZ"}, "currency", "unknown_currency"),
             ({"min_cart_total": Decimal("-1")}, "min_cart_total", "out_of_range"),
-            ({"min_cart_total": Decimal("1.001"), "currency": "USD"}, "min_cart_total", "too_many_decimals"),
+            (
+                {"min_cart_total": Decimal("1.001"), "currency": "USD"},
+                "min_cart_total",
+                "too_many_decimals",
+            ),
             ({"ended": NOW - timedelta(seconds=1)}, "ended", "already_expired"),
-            ({"started": NOW + timedelta(days=2), "ended": NOW + timedelta(days=1)}, "ended", "ends_before_start"),
+            (
+                {"started": NOW + timedelta(days=2), "ended": NOW + timedelta(days=1)},
+                "ended",
+                "ends_before_start",
+            ),
             ({"usage_limit": 1, "times_used": 2}, "usage_limit", "below_times_used"),
         ],
-    )  # fmt: skip
+    )
     def test_each_bad_field_is_named_with_a_code(self, fields, field, code):
         assert self.errors_of(DiscountFactory.build(**fields)) == {field: [code]}
 

@@ -1,0 +1,52 @@
+# Two commands set everything up on a fresh machine (Python 3.11+ required):
+#   make run    create .venv, install, migrate, serve the API on http://127.0.0.1:8000
+#   make test   create .venv, install, run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install migrate run test lint format superuser clean
+
+help:
+	@echo "make run        serve the API on http://$(HOST):$(PORT) (SQLite, ENV=DEV)"
+	@echo "make test       run the whole test suite (DATABASE_URL=... for PostgreSQL)"
+	@echo "make lint       ruff check + ruff format --check"
+	@echo "make format     ruff format + ruff check --fix"
+	@echo "make superuser  create a staff user for the admin and API tokens"
+	@echo "make clean      remove .venv, caches and the local SQLite database"
+
+# Reinstall whenever a requirements file changes.
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+install: $(BIN)/.installed
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+run: migrate
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: install
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+superuser: migrate
+	$(BIN)/python manage.py createsuperuser
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache htmlcov .coverage .coverage.* staticfiles
+	rm -f db.sqlite3 db.sqlite3-* test_db.sqlite3*
