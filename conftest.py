@@ -1,8 +1,21 @@
-"""Fixtures shared by every test: API clients for each kind of caller."""
+"""Fixtures shared by every test: API clients for each kind of caller, and the real fake
+payment provider process for integration tests."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import requests
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
+
+from common.testing import FakeProvider
+
+ROOT = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -29,3 +42,94 @@ def staff_client(staff_user) -> APIClient:
 def prod_access(settings):
     """Turn on the ENV=PROD access rules for one test."""
     settings.REQUIRE_STAFF_FOR_MANAGEMENT = True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_answers(url: str, process: subprocess.Popen | None = None, timeout=20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def start_process(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def fake_provider_url():
+    """Base URL of a real fake provider process.
+
+    Uses the one FAKE_PAYMENT_API names in the environment when it answers (Compose
+    starts one); otherwise starts `fake_payment_server` under gunicorn on a free port
+    for the session, exactly as Compose runs it.
+    """
+    configured = os.environ.get("FAKE_PAYMENT_API")
+    if configured:
+        url = configured if "://" in configured else f"http://{configured}"
+        try:
+            wait_until_answers(f"{url}/inspect", timeout=3)
+        except RuntimeError:
+            pass
+        else:
+            yield url
+            return
+    port = free_port()
+    process = start_process(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers=1",
+            "--threads=16",
+            f"--bind=127.0.0.1:{port}",
+            "fake_payment_server:app",
+        ],
+        env={"FAKE_PAYMENT_BALANCE": "20.00"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(f"{url}/inspect", process)
+        yield url
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture
+def fake_provider(fake_provider_url, settings) -> FakeProvider:
+    """The fake provider, reset, with the service pointed at it and short timeouts."""
+    settings.FAKE_PAYMENT_API = fake_provider_url.split("://", 1)[1]
+    settings.PAYMENT_API_BASE_URL = fake_provider_url
+    settings.PAYMENT_API_READ_TIMEOUT = 1.0
+    settings.PAYMENT_API_RETRY_BACKOFF = 0.01
+    provider = FakeProvider(fake_provider_url)
+    provider.reset()
+    yield provider
+    provider.reset()

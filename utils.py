@@ -42,6 +42,7 @@ pass their own stable key, e.g. derived from the cart and the attempt.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -615,3 +616,28 @@ class PaymentAPI:
             idempotency_key=stored_key,
             replayed=False,
         )
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_api(
+    base_url: str, connect_timeout: float, read_timeout: float, max_retries: int, backoff: float
+) -> PaymentAPI:
+    return PaymentAPI(
+        base_url,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_retries=max_retries,
+        backoff=backoff,
+    )
+
+
+def payment_api() -> PaymentAPI:
+    """The process's shared client for the current settings, so connections are pooled
+    across requests instead of opened for each one."""
+    return _shared_api(
+        _setting("PAYMENT_API_BASE_URL"),
+        _setting("PAYMENT_API_CONNECT_TIMEOUT"),
+        _setting("PAYMENT_API_READ_TIMEOUT"),
+        _setting("PAYMENT_API_MAX_RETRIES"),
+        _setting("PAYMENT_API_RETRY_BACKOFF"),
+    )

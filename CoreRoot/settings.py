@@ -230,6 +230,10 @@ PAYMENT_API_CONNECT_TIMEOUT = env_number("PAYMENT_API_CONNECT_TIMEOUT", 2.0, flo
 PAYMENT_API_READ_TIMEOUT = env_number("PAYMENT_API_READ_TIMEOUT", 5.0, float)
 PAYMENT_API_MAX_RETRIES = env_number("PAYMENT_API_MAX_RETRIES", 2, int)
 PAYMENT_API_RETRY_BACKOFF = env_number("PAYMENT_API_RETRY_BACKOFF", 0.2, float)
+# A payment attempt untouched for this long is no longer being sent (its worker died):
+# the next pay request or `manage.py reconcile_payments` may settle it. Keep it above the
+# client's worst case: (connect + read timeout) x (retries + 1) plus the backoff.
+PAYMENT_ATTEMPT_STALE_SECONDS = env_number("PAYMENT_ATTEMPT_STALE_SECONDS", 60, int)
 
 # --- Production hardening (`manage.py check --deploy` reports nothing with ENV=PROD) --
 if IS_PROD:

@@ -27,3 +27,57 @@ class CartPaidError(CartFrozenError):
 class CartPaymentInProgressError(CartFrozenError):
     code = "cart_payment_in_progress"
     message = "This cart is being paid and cannot change until the payment completes."
+
+
+class InvalidPaymentTransitionError(ConflictError):
+    code = "invalid_payment_transition"
+    message = "The cart's payment status cannot change that way."
+
+
+class IdempotencyKeyReusedError(ConflictError):
+    code = "idempotency_key_reused"
+    message = (
+        "This Idempotency-Key was used for a different payment request (another payment "
+        "method or cart total). Use a new key for a new request."
+    )
+    field = "Idempotency-Key"
+
+
+class ProviderTroubleError(ApplicationError):
+    """The provider could not be used. Nothing was charged and the request can be retried,
+    except `PaymentOutcomeUnknownError`, where a retry settles the open attempt."""
+
+    status_code = 503
+    payment_taken: bool | None = False
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message, extra={"payment_taken": self.payment_taken, "retryable": True})
+
+
+class ProviderUnavailableError(ProviderTroubleError):
+    status_code = 503
+    code = "payment_provider_unavailable"
+    message = "The payment provider is unavailable. No payment was taken; retry later."
+
+
+class ProviderTimeoutError(ProviderTroubleError):
+    status_code = 504
+    code = "payment_provider_timeout"
+    message = "The payment provider did not answer in time. No payment was taken; retry."
+
+
+class ProviderBadAnswerError(ProviderTroubleError):
+    status_code = 502
+    code = "payment_provider_error"
+    message = "The payment provider answered nonsense. No payment was taken; retry."
+
+
+class PaymentOutcomeUnknownError(ProviderTroubleError):
+    status_code = 504
+    code = "payment_outcome_unknown"
+    message = (
+        "The payment provider did not confirm whether it charged. The cart stays frozen "
+        "until it is known: retry the request, it resumes the same attempt and cannot "
+        "charge twice."
+    )
+    payment_taken = None

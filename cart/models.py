@@ -1,8 +1,10 @@
-"""Carts: what a storefront asks the shop to charge, with at most one discount.
+"""Carts (what a storefront asks the shop to charge, with at most one discount) and the
+ledger of their payment attempts.
 
     cart = Cart(total=20, currency="USD", items_number=5)
     cart.save()                      # subtotal = 20, payment_status = "pending"
     cart.apply_discount(discount)    # total = subtotal - amount_discounted, never below 0
+    cart.pay()                       # payment_status "success" or "failed"
 
 `subtotal` is the amount before any discount and never changes; `total` is what will be
 charged. `total_discounted` is the tutorial's name for that same payable total. The
@@ -18,15 +20,33 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
-from cart.errors import CartPaidError, CartPaymentInProgressError
+from cart.errors import (
+    CartPaidError,
+    CartPaymentInProgressError,
+    InvalidPaymentTransitionError,
+)
 from common import money
 
 
 class PaymentStatus(models.TextChoices):
+    """A cart's payment state. The allowed moves are `PAYMENT_TRANSITIONS`."""
+
     PENDING = "pending", "Pending"
     PROCESSING = "processing", "Processing"
     SUCCESS = "success", "Success"
     FAILED = "failed", "Failed"
+
+
+# pending -> processing -> success | failed. A failed cart may be paid again. An attempt
+# that ends without a charge (provider down) puts the cart back where it was. Paid is final.
+PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
+    PaymentStatus.PENDING: frozenset({PaymentStatus.PROCESSING}),
+    PaymentStatus.PROCESSING: frozenset(
+        {PaymentStatus.SUCCESS, PaymentStatus.FAILED, PaymentStatus.PENDING}
+    ),
+    PaymentStatus.FAILED: frozenset({PaymentStatus.PROCESSING}),
+    PaymentStatus.SUCCESS: frozenset(),
+}
 
 
 def _amount_field(**kwargs) -> models.DecimalField:
@@ -98,8 +118,89 @@ class Cart(models.Model):
         if self.payment_status == PaymentStatus.PROCESSING:
             raise CartPaymentInProgressError()
 
+    def move_to(self, status: str) -> None:
+        """Change `payment_status`, refusing any move the state machine does not allow."""
+        if status not in PAYMENT_TRANSITIONS[self.payment_status]:
+            self.check_can_change()
+            raise InvalidPaymentTransitionError(
+                f"A {self.payment_status} cart cannot become {status}."
+            )
+        self.payment_status = status
+
     def apply_discount(self, discount) -> None:
         """Apply `discount` and update this instance (see `cart_apply_discount`)."""
         from cart.services import cart_apply_discount
 
         cart_apply_discount(cart=self, discount=discount)
+
+    def pay(self, **options) -> Payment:
+        """Pay the cart through the provider and update this instance (see `cart_pay`).
+
+        A decline is not an exception: the cart ends "failed" and the returned payment
+        says why. Provider trouble raises a `ProviderTroubleError`.
+        """
+        from cart.services import cart_pay
+
+        return cart_pay(cart=self, **options)
+
+
+class PaymentAttemptStatus(models.TextChoices):
+    """One attempt to charge a cart, as the shop knows it."""
+
+    PROCESSING = "processing", "Processing: being sent to the provider"
+    UNKNOWN = "unknown", "Unknown: sent, outcome not known yet"
+    SUCCESS = "success", "Success: charged"
+    FAILED = "failed", "Failed: declined by the provider"
+    ERROR = "error", "Error: the provider could not be used, nothing charged"
+
+
+OPEN_ATTEMPT_STATUSES = (PaymentAttemptStatus.PROCESSING, PaymentAttemptStatus.UNKNOWN)
+
+
+class Payment(models.Model):
+    """The ledger: every attempt to charge a cart and what the provider made of it.
+
+    `idempotency_key` is the key sent to the provider; retrying an attempt reuses it,
+    so the provider charges an attempt at most once.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    cart = models.ForeignKey(Cart, on_delete=models.PROTECT, related_name="payments")
+    amount = _amount_field()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(
+        max_length=16, choices=PaymentAttemptStatus, default=PaymentAttemptStatus.PROCESSING
+    )
+    payment_method = models.CharField(max_length=64, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    provider_payment_id = models.CharField(max_length=64, blank=True, default="")
+    decline_code = models.CharField(max_length=64, blank=True, default="")
+    error = models.TextField(blank=True, default="", help_text="Why the provider failed.")
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated = models.DateTimeField(auto_now=True)
+    completed = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created"]
+        indexes = [models.Index(fields=["status", "updated"], name="payment_status_updated")]
+        constraints = [
+            # At most one attempt in flight per cart, and at most one that charged.
+            models.UniqueConstraint(
+                fields=["cart"],
+                condition=Q(status__in=OPEN_ATTEMPT_STATUSES),
+                name="payment_one_open_attempt_per_cart",
+            ),
+            models.UniqueConstraint(
+                fields=["cart"],
+                condition=Q(status=PaymentAttemptStatus.SUCCESS),
+                name="payment_one_success_per_cart",
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payment_amount_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} for cart {self.cart_id}: {self.status}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_ATTEMPT_STATUSES

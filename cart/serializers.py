@@ -9,7 +9,7 @@ Amounts are read as exact decimals and shown rounded to the cart's currency
 
 from rest_framework import serializers
 
-from cart.models import Cart
+from cart.models import Cart, Payment
 from common import money
 from discount.models import Discount
 from discount.serializers import amount_field
@@ -20,6 +20,54 @@ class AppliedDiscountSerializer(serializers.ModelSerializer):
         model = Discount
         fields = ("id", "code", "kind")
         read_only_fields = fields
+
+
+class PaymentSerializer(serializers.ModelSerializer):
+    """One attempt to charge the cart, from the ledger."""
+
+    amount = amount_field(read_only=True)
+
+    class Meta:
+        model = Payment
+        fields = (
+            "id",
+            "amount",
+            "currency",
+            "status",
+            "payment_method",
+            "provider_payment_id",
+            "decline_code",
+            "error",
+            "idempotency_key",
+            "created",
+            "completed",
+        )
+        read_only_fields = fields
+
+    def to_representation(self, instance: Payment) -> dict:
+        data = super().to_representation(instance)
+        data["amount"] = money.quantize(data["amount"], instance.currency)
+        return data
+
+
+class PayCartSerializer(serializers.Serializer):
+    payment_method = serializers.RegexField(
+        r"^[A-Za-z0-9_]+$",
+        max_length=64,
+        required=False,
+        help_text="A test payment method of the provider, e.g. pm_card_visa (optional).",
+    )
+
+
+def validate_idempotency_key(value: str | None) -> str | None:
+    """The optional `Idempotency-Key` header: 1-200 printable ASCII characters."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 200 or not (value.isascii() and value.isprintable()):
+        raise serializers.ValidationError(
+            {"Idempotency-Key": ["Use 1 to 200 printable ASCII characters."]}, code="invalid"
+        )
+    return value
 
 
 class CartSerializer(serializers.ModelSerializer):
@@ -36,6 +84,7 @@ class CartSerializer(serializers.ModelSerializer):
     currency = serializers.CharField(max_length=3, help_text="ISO-4217 code, e.g. USD.")
     items_number = serializers.IntegerField(min_value=0, max_value=1_000_000)
     discount = AppliedDiscountSerializer(read_only=True, allow_null=True)
+    payments = PaymentSerializer(many=True, read_only=True)
 
     MONEY_FIELDS = ("total", "subtotal", "amount_discounted", "total_discounted")
 
@@ -51,6 +100,7 @@ class CartSerializer(serializers.ModelSerializer):
             "currency",
             "payment_status",
             "discount",
+            "payments",
             "created",
             "updated",
         )
@@ -77,3 +127,10 @@ class CartSerializer(serializers.ModelSerializer):
         for name in self.MONEY_FIELDS:
             data[name] = money.quantize(data[name], instance.currency)
         return data
+
+
+class CartPaymentSerializer(serializers.Serializer):
+    """The answer of /pay/: the cart and the attempt (plus `error` on a decline)."""
+
+    cart = CartSerializer()
+    payment = PaymentSerializer()

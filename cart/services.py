@@ -1,25 +1,72 @@
-"""Flows that change carts: creating one and applying a discount code to it.
+"""Flows that change carts: creating one, applying a discount code, paying it exactly once.
 
     cart = cart_create(total=Decimal("20"), currency="USD", items_number=5)
     cart_apply_discount(cart=cart, discount=discount)
+    payment = cart_pay(cart=cart, payment_method="pm_card_visa", idempotency_key="order-42")
+    payments_reconcile(older_than=timedelta(minutes=1))   # settle attempts left open
 
-Concurrency: `cart_apply_discount` locks the cart row (SELECT … FOR UPDATE on PostgreSQL;
-on SQLite every write transaction starts IMMEDIATE, which serializes writers), so two
-requests for one cart cannot both see "no discount yet": one wins, the other is refused.
-The use of the code is counted in the same transaction (`discount_use`), so a refused
-apply never consumes one.
+Applying a discount locks the cart row (SELECT … FOR UPDATE on PostgreSQL; on SQLite
+every write transaction starts IMMEDIATE, which serializes writers), so two requests for
+one cart cannot both see "no discount yet": one wins, the other is refused. The use of
+the code is counted in the same transaction (`discount_use`), so a refused apply never
+consumes one. Discount uses are counted there, not when paying: racing payments cannot
+count anything, and a declined payment does not release the use, because the cart keeps
+its discount and may be paid again.
+
+Paying holds exactly once:
+
+1. Open an attempt (short transaction, cart row locked): the cart moves to `processing`
+   and a `Payment` row records the amount and the idempotency key sent to the provider.
+   A second request for the same cart now sees an open attempt and gets 409. Database
+   constraints allow one open and one successful attempt per cart.
+2. Call the provider with no transaction or lock held. Every charge carries the attempt's
+   idempotency key, so the client's retries and any later resumption of the attempt can
+   never charge twice.
+3. Record the outcome (short transaction): success or decline settle the attempt and the
+   cart. When the provider failed in a way that may hide a charge (read timeout, an
+   answer that makes no sense), its ledger is asked by key before anything is decided:
+   a charge found there is the outcome. If the ledger says "no such payment", nothing
+   was charged: the attempt ends `error` and the cart can be paid again. If even the
+   ledger cannot be read, the attempt stays open as `unknown`; the next pay request
+   resumes it with the same key, and `payments_reconcile` (the `reconcile_payments`
+   command) settles it from the ledger.
 """
 
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from cart.errors import CartDiscountAlreadyAppliedError
-from cart.models import Cart
+import utils
+from cart.errors import (
+    CartDiscountAlreadyAppliedError,
+    CartPaidError,
+    CartPaymentInProgressError,
+    IdempotencyKeyReusedError,
+    PaymentOutcomeUnknownError,
+    ProviderBadAnswerError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+from cart.models import (
+    OPEN_ATTEMPT_STATUSES,
+    Cart,
+    Payment,
+    PaymentAttemptStatus,
+    PaymentStatus,
+)
 from discount.models import Discount
 from discount.services import discount_use
 
+logger = logging.getLogger(__name__)
+
+_CART_STATE_FIELDS = ("payment_status", "updated")
 _DISCOUNT_FIELDS = ("discount", "amount_discounted", "total", "updated")
 
 
@@ -57,3 +104,209 @@ def cart_apply_discount(*, cart: Cart, discount: Discount) -> Cart:
         setattr(cart, name, getattr(locked, name))
     discount.times_used = current.times_used
     return cart
+
+
+def cart_pay(
+    *,
+    cart: Cart,
+    payment_method: str | None = None,
+    idempotency_key: str | None = None,
+    api: utils.PaymentAPI | None = None,
+) -> Payment:
+    """Charge the cart's total once and update `cart` in place.
+
+    `idempotency_key` is the caller's key for this pay request: repeating a request with
+    it returns the same attempt instead of charging again. Returns the attempt, either
+    `success` or `failed` (declined). Raises `CartPaidError` or
+    `CartPaymentInProgressError` (409), `IdempotencyKeyReusedError` (409), or a
+    `ProviderTroubleError` (502/503/504) when the provider could not be used.
+    """
+    payment = _open_attempt(cart=cart, payment_method=payment_method, request_key=idempotency_key)
+    if not payment.is_open:  # a repeated request for an attempt that is already settled
+        _copy_state(cart, Cart.objects.get(pk=cart.pk))
+        return payment
+    if payment.amount == 0:  # a fully discounted cart: nothing to charge
+        return _settle(cart, payment, result=None)
+
+    api = api or utils.payment_api()
+    try:
+        result = api.request_payment(
+            cart_id=str(cart.pk),
+            amount=payment.amount,
+            currency=payment.currency,
+            idempotency_key=payment.idempotency_key,
+            payment_method=payment.payment_method or None,
+        )
+    except utils.PaymentProviderTimeoutError as exc:
+        result = _charge_in_ledger(cart, payment, api, exc, not_found=ProviderTimeoutError)
+    except utils.PaymentProviderUnavailableError as exc:
+        # No attempt reached the provider's processing: nothing can have been charged.
+        _close_without_charge(cart, payment, reason=exc.message)
+        raise ProviderUnavailableError() from exc
+    except utils.PaymentProviderProtocolError as exc:
+        result = _charge_in_ledger(cart, payment, api, exc, not_found=ProviderBadAnswerError)
+    return _settle(cart, payment, result=result)
+
+
+def payments_reconcile(
+    *, older_than: timedelta | None = None, api: utils.PaymentAPI | None = None
+) -> dict[str, int]:
+    """Settle attempts left open (a crash, an unreachable ledger) from the provider's ledger.
+
+    Only attempts untouched for `older_than` (default: settings.PAYMENT_ATTEMPT_STALE_SECONDS)
+    are looked at, so requests still talking to the provider are left alone. Returns how
+    many attempts ended charged, declined, not charged, or are still unknown.
+    """
+    if older_than is None:
+        older_than = timedelta(seconds=settings.PAYMENT_ATTEMPT_STALE_SECONDS)
+    api = api or utils.payment_api()
+    counts = {"success": 0, "failed": 0, "not_charged": 0, "still_unknown": 0}
+    stale = Payment.objects.filter(
+        status__in=OPEN_ATTEMPT_STATUSES, updated__lt=timezone.now() - older_than
+    ).select_related("cart")
+    for payment in stale:
+        try:
+            found = api.find_payment(idempotency_key=payment.idempotency_key)
+        except utils.PaymentProviderError as exc:
+            logger.warning("Reconcile: ledger unreadable for %s: %s", payment.pk, exc)
+            counts["still_unknown"] += 1
+            continue
+        if found is None:
+            _close_without_charge(payment.cart, payment, reason="Not in the provider's ledger.")
+            counts["not_charged"] += 1
+        else:
+            settled = _settle(payment.cart, payment, result=found)
+            counts[str(settled.status)] += 1
+    return counts
+
+
+def _open_attempt(*, cart: Cart, payment_method: str | None, request_key: str | None) -> Payment:
+    payment_method = payment_method or ""
+    with transaction.atomic():
+        locked = Cart.objects.select_for_update().get(pk=cart.pk)
+        key = f"cart-{locked.pk}-{request_key}" if request_key else None
+        earlier = Payment.objects.filter(idempotency_key=key).first() if key else None
+        if earlier is not None and earlier.payment_method != payment_method:
+            raise IdempotencyKeyReusedError()
+        if earlier is not None and earlier.status in (
+            PaymentAttemptStatus.SUCCESS,
+            PaymentAttemptStatus.FAILED,
+        ):
+            return earlier
+        if locked.payment_status == PaymentStatus.SUCCESS:
+            raise CartPaidError()
+
+        open_attempt = locked.payments.filter(status__in=OPEN_ATTEMPT_STATUSES).first()
+        if open_attempt is not None:
+            if _in_flight(open_attempt):
+                raise CartPaymentInProgressError()
+            # Resume it, with its own key and body, so the provider can only charge it once.
+            payment = open_attempt
+        elif earlier is not None:  # the same request again after "nothing was charged"
+            if earlier.amount != locked.total:
+                raise IdempotencyKeyReusedError()
+            payment = earlier
+            locked.move_to(PaymentStatus.PROCESSING)
+        else:
+            locked.move_to(PaymentStatus.PROCESSING)
+            payment = Payment(
+                cart=locked,
+                amount=locked.total,
+                currency=locked.currency,
+                payment_method=payment_method,
+                idempotency_key=key or f"cart-{locked.pk}-{uuid.uuid4().hex}",
+            )
+        payment.status = PaymentAttemptStatus.PROCESSING
+        payment.save()
+        locked.save(update_fields=_CART_STATE_FIELDS)
+    _copy_state(cart, locked)
+    return payment
+
+
+def _in_flight(payment: Payment) -> bool:
+    """A `processing` attempt is being sent right now, unless it was abandoned (a crash)."""
+    stale_after = timedelta(seconds=settings.PAYMENT_ATTEMPT_STALE_SECONDS)
+    return (
+        payment.status == PaymentAttemptStatus.PROCESSING
+        and payment.updated > timezone.now() - stale_after
+    )
+
+
+def _charge_in_ledger(
+    cart: Cart,
+    payment: Payment,
+    api: utils.PaymentAPI,
+    error: utils.PaymentProviderError,
+    *,
+    not_found: type[ProviderTimeoutError | ProviderBadAnswerError],
+) -> utils.PaymentResult:
+    """The charge may have happened without us hearing of it: ask the provider's ledger."""
+    try:
+        found = api.find_payment(idempotency_key=payment.idempotency_key)
+    except utils.PaymentProviderError as lookup_error:
+        _mark_unknown(payment, reason=f"{error.message}; ledger lookup: {lookup_error.message}")
+        raise PaymentOutcomeUnknownError() from error
+    if found is None:
+        _close_without_charge(cart, payment, reason=error.message)
+        raise not_found() from error
+    logger.info("Payment %s: outcome found in the ledger after: %s", payment.pk, error.message)
+    return found
+
+
+def _settle(cart: Cart, payment: Payment, *, result: utils.PaymentResult | None) -> Payment:
+    """Record the provider's answer (None: nothing to charge) on the attempt and the cart."""
+    if result is not None and (
+        result.amount != payment.amount
+        or result.currency != payment.currency
+        or result.cart_id != str(cart.pk)
+    ):
+        _mark_unknown(payment, reason=f"The provider's payment does not match: {result}")
+        raise PaymentOutcomeUnknownError()
+    succeeded = result is None or result.succeeded
+    with transaction.atomic():
+        locked = Cart.objects.select_for_update().get(pk=cart.pk)
+        current = Payment.objects.select_for_update().get(pk=payment.pk)
+        if current.is_open:
+            current.status = (
+                PaymentAttemptStatus.SUCCESS if succeeded else PaymentAttemptStatus.FAILED
+            )
+            current.provider_payment_id = result.payment_id if result else ""
+            current.decline_code = (result.decline_code or "") if result else ""
+            current.error = ""
+            current.completed = timezone.now()
+            current.save()
+            locked.move_to(PaymentStatus.SUCCESS if succeeded else PaymentStatus.FAILED)
+            locked.save(update_fields=_CART_STATE_FIELDS)
+    _copy_state(cart, locked)
+    return current
+
+
+def _close_without_charge(cart: Cart, payment: Payment, *, reason: str) -> None:
+    """End an attempt that charged nothing; the cart goes back to where it was."""
+    with transaction.atomic():
+        locked = Cart.objects.select_for_update().get(pk=cart.pk)
+        current = Payment.objects.select_for_update().get(pk=payment.pk)
+        if current.is_open:
+            current.status = PaymentAttemptStatus.ERROR
+            current.error = reason
+            current.completed = timezone.now()
+            current.save()
+            declined_before = locked.payments.filter(status=PaymentAttemptStatus.FAILED).exists()
+            locked.move_to(PaymentStatus.FAILED if declined_before else PaymentStatus.PENDING)
+            locked.save(update_fields=_CART_STATE_FIELDS)
+    _copy_state(cart, locked)
+    payment.refresh_from_db()
+
+
+def _mark_unknown(payment: Payment, *, reason: str) -> None:
+    """The provider may have charged: keep the attempt open (and the cart frozen)."""
+    logger.warning("Payment %s outcome unknown: %s", payment.pk, reason)
+    Payment.objects.filter(pk=payment.pk, status__in=OPEN_ATTEMPT_STATUSES).update(
+        status=PaymentAttemptStatus.UNKNOWN, error=reason, updated=timezone.now()
+    )
+    payment.refresh_from_db()
+
+
+def _copy_state(cart: Cart, source: Cart) -> None:
+    for name in _CART_STATE_FIELDS:
+        setattr(cart, name, getattr(source, name))

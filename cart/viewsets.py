@@ -1,19 +1,26 @@
-"""HTTP endpoints for carts: /api/cart/ and /api/cart/{id}/apply_discount/.
+"""HTTP endpoints for carts: /api/cart/, /api/cart/{id}/apply_discount/ and /pay/.
 
 Thin by design: validate with a serializer, call `cart.services`, serialize the cart.
 With ENV=PROD, listing every cart needs a staff user; one cart is reached by its UUID.
 """
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from cart.filters import CartFilter
-from cart.models import Cart
-from cart.serializers import CartSerializer
-from cart.services import cart_apply_discount, cart_create
+from cart.models import Cart, PaymentAttemptStatus
+from cart.serializers import (
+    CartPaymentSerializer,
+    CartSerializer,
+    PayCartSerializer,
+    PaymentSerializer,
+    validate_idempotency_key,
+)
+from cart.services import cart_apply_discount, cart_create, cart_pay
+from common.errors import error_body
 from common.permissions import IsStaffForManagement
 from discount.serializers import ApplyDiscountSerializer
 
@@ -29,7 +36,7 @@ class CartViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
-    queryset = Cart.objects.select_related("discount")
+    queryset = Cart.objects.select_related("discount").prefetch_related("payments")
     serializer_class = CartSerializer
     filterset_class = CartFilter
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
@@ -54,3 +61,32 @@ class CartViewSet(
         serializer.is_valid(raise_exception=True)
         cart_apply_discount(cart=cart, discount=serializer.validated_data["discount"])
         return Response(CartSerializer(cart).data)
+
+    @extend_schema(
+        summary="Pay the cart through the payment provider",
+        request=PayCartSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat a request with the same key to get the same outcome "
+                "instead of a second charge.",
+            )
+        ],
+        responses={200: CartPaymentSerializer, 402: CartPaymentSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def pay(self, request, pk=None):
+        cart = self.get_object()
+        key = validate_idempotency_key(request.headers.get("Idempotency-Key"))
+        serializer = PayCartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        payment = cart_pay(cart=cart, idempotency_key=key, **serializer.validated_data)
+        cart = self.get_queryset().get(pk=cart.pk)
+        body = {"cart": CartSerializer(cart).data, "payment": PaymentSerializer(payment).data}
+        if payment.status == PaymentAttemptStatus.FAILED:
+            declined = error_body("card_declined", "The card was declined.", "payment_method")
+            declined["error"]["decline_code"] = payment.decline_code
+            return Response({**declined, **body}, status=status.HTTP_402_PAYMENT_REQUIRED)
+        return Response(body)
