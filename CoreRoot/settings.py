@@ -73,9 +73,12 @@ else:
         env_str("SECRET_KEY") or "django-insecure-local-development-key-not-for-production"
     )
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-    DEBUG = env_bool("DEBUG", True)
+    # Off by default even in DEV: with DEBUG on, Django answers unknown URLs with HTML
+    # debug pages instead of the API's JSON errors. Turn it on to see tracebacks.
+    DEBUG = env_bool("DEBUG", False)
 
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "common.views.csrf_failure"
 
 # In production, discount management and the list of every cart need a staff user; a
 # single cart stays reachable by whoever holds its (unguessable) id.
@@ -149,8 +152,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=20000"
         ),
     }
-    # Tests use a file, not memory, so concurrency tests get one connection per thread.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    # Tests use a file, not memory, so concurrency tests get one connection per thread
+    # and a gunicorn process can share it; one per test run, so two runs don't collide.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -18,8 +18,19 @@ from cart.viewsets import CartViewSet
 from common import views as common_views
 from discount.viewsets import DiscountViewSet
 
-router = DefaultRouter()
-router.include_root_view = False
+
+class OptionalSlashRouter(DefaultRouter):
+    """The trailing slash is optional: "POST /api/cart" must not become a redirect that
+    clients follow as a GET, losing the body."""
+
+    include_root_view = False
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
 router.register("cart", CartViewSet, basename="cart")
 router.register("discount", DiscountViewSet, basename="discount")
 
@@ -28,8 +39,8 @@ urlpatterns = [
     path("api/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("health/", common_views.health_live, name="health-live"),
-    path("health/ready/", common_views.health_ready, name="health-ready"),
+    path("health/", common_views.LivenessView.as_view(), name="health-live"),
+    path("health/ready/", common_views.ReadinessView.as_view(), name="health-ready"),
     path("admin/", admin.site.urls),
 ]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -25,7 +26,7 @@ from cart.errors import (
     CartPaymentInProgressError,
     InvalidPaymentTransitionError,
 )
-from common import money
+from common.fields import AmountField, check_fits_currency, clean_currency
 
 
 class PaymentStatus(models.TextChoices):
@@ -49,19 +50,13 @@ PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-def _amount_field(**kwargs) -> models.DecimalField:
-    return models.DecimalField(
-        max_digits=money.AMOUNT_MAX_DIGITS, decimal_places=money.AMOUNT_DECIMAL_PLACES, **kwargs
-    )
-
-
 class Cart(models.Model):
     # A random UUID, not a counter: knowing a cart's id is what lets a storefront read,
     # discount and pay it, so ids must not be guessable.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    subtotal = _amount_field(blank=True, help_text="Amount before discount.")
-    total = _amount_field(help_text="Amount to pay: subtotal minus amount_discounted.")
-    amount_discounted = _amount_field(default=Decimal("0"))
+    subtotal = AmountField(blank=True, help_text="Amount before discount.")
+    total = AmountField(help_text="Amount to pay: subtotal minus amount_discounted.")
+    amount_discounted = AmountField(default=Decimal("0"))
     items_number = models.PositiveIntegerField()
     currency = models.CharField(max_length=3, help_text="ISO-4217 code, e.g. USD.")
     payment_status = models.CharField(
@@ -104,7 +99,20 @@ class Cart(models.Model):
     def save(self, *args, **kwargs):
         if self.subtotal is None:
             self.subtotal = self.total
+        self.currency = self.currency.strip().upper()
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        """A real currency, and a total with no more decimals than it allows."""
+        try:
+            self.currency = clean_currency(self.currency)
+        except ValidationError as exc:
+            raise ValidationError({"currency": exc}) from None
+        if self.total is not None:
+            try:
+                check_fits_currency(self.total, self.currency)
+            except ValidationError as exc:
+                raise ValidationError({"total": exc}) from None
 
     @property
     def total_discounted(self) -> Decimal:
@@ -166,7 +174,7 @@ class Payment(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     cart = models.ForeignKey(Cart, on_delete=models.PROTECT, related_name="payments")
-    amount = _amount_field()
+    amount = AmountField()
     currency = models.CharField(max_length=3)
     status = models.CharField(
         max_length=16, choices=PaymentAttemptStatus, default=PaymentAttemptStatus.PROCESSING

@@ -11,8 +11,8 @@ from rest_framework import serializers
 
 from cart.models import Cart, Payment
 from common import money
+from common.fields import JSONAmountField, clean_currency, run_model_clean, run_validator
 from discount.models import Discount
-from discount.serializers import amount_field
 
 
 class AppliedDiscountSerializer(serializers.ModelSerializer):
@@ -25,7 +25,7 @@ class AppliedDiscountSerializer(serializers.ModelSerializer):
 class PaymentSerializer(serializers.ModelSerializer):
     """One attempt to charge the cart, from the ledger."""
 
-    amount = amount_field(read_only=True)
+    amount = JSONAmountField(read_only=True)
 
     class Meta:
         model = Payment
@@ -71,14 +71,17 @@ def validate_idempotency_key(value: str | None) -> str | None:
 
 
 class CartSerializer(serializers.ModelSerializer):
-    total = amount_field(
+    """A cart as the API shows it (with its discount and payment attempts); on create,
+    only `total`, `currency` and `items_number` are read."""
+
+    total = JSONAmountField(
         min_value=0,
         max_value=money.MAX_AMOUNT,
         help_text="On create: the cart's amount before discount. Afterwards: what to pay.",
     )
-    subtotal = amount_field(read_only=True)
-    amount_discounted = amount_field(read_only=True)
-    total_discounted = amount_field(
+    subtotal = JSONAmountField(read_only=True)
+    amount_discounted = JSONAmountField(read_only=True)
+    total_discounted = JSONAmountField(
         read_only=True, help_text="Same as `total`: the amount to pay (tutorial name)."
     )
     currency = serializers.CharField(max_length=3, help_text="ISO-4217 code, e.g. USD.")
@@ -107,19 +110,13 @@ class CartSerializer(serializers.ModelSerializer):
         read_only_fields = ("id", "payment_status", "created", "updated")
 
     def validate_currency(self, currency: str) -> str:
-        try:
-            return money.normalize_currency(currency)
-        except money.UnknownCurrencyError as exc:
-            raise serializers.ValidationError(str(exc), code="unknown_currency") from None
+        # Checked per field too, so one response names every bad field at once.
+        return run_validator(clean_currency, currency)
 
     def validate(self, attrs: dict) -> dict:
-        total, currency = attrs.get("total"), attrs.get("currency")
-        if total is not None and currency and not money.fits_currency(total, currency):
-            places = money.currency_exponent(currency)
-            raise serializers.ValidationError(
-                {"total": f"{currency} amounts have at most {places} decimal places."},
-                code="too_many_decimals",
-            )
+        candidate = Cart(**attrs)
+        run_model_clean(candidate)
+        attrs["currency"] = candidate.currency  # normalized: "usd" -> "USD"
         return attrs
 
     def to_representation(self, instance: Cart) -> dict:

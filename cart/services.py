@@ -71,6 +71,7 @@ _DISCOUNT_FIELDS = ("discount", "amount_discounted", "total", "updated")
 
 
 def cart_create(*, total: Decimal, currency: str, items_number: int) -> Cart:
+    """A new, pending cart; `total` is its amount before any discount."""
     return Cart.objects.create(
         subtotal=total, total=total, currency=currency, items_number=items_number
     )

@@ -57,6 +57,7 @@ class CartViewSet(
     @action(detail=True, methods=["post"])
     def apply_discount(self, request, pk=None):
         cart = self.get_object()
+        cart.check_can_change()  # a frozen cart is a 409 whatever code is sent
         serializer = ApplyDiscountSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         cart_apply_discount(cart=cart, discount=serializer.validated_data["discount"])

@@ -17,8 +17,9 @@ import codecs
 from decimal import Decimal
 
 import simplejson
+from django.utils.dateparse import parse_datetime
 from rest_framework import parsers, renderers
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.utils import encoders
 
@@ -28,6 +29,8 @@ def _reject_constant(name: str):
 
 
 class DecimalJSONParser(parsers.JSONParser):
+    """JSON in, fractions as Decimal; NaN and Infinity are malformed JSON."""
+
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = parsers.get_encoding(parser_context or {})
         try:
@@ -41,6 +44,8 @@ class DecimalJSONParser(parsers.JSONParser):
 
 
 class DecimalJSONRenderer(renderers.JSONRenderer):
+    """JSON out, Decimal written digit for digit."""
+
     def render(self, data, accepted_media_type=None, renderer_context=None):
         if data is None:
             return b""
@@ -62,3 +67,17 @@ class NewestFirstCursorPagination(CursorPagination):
     ordering = "-created"
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def decode_cursor(self, request):
+        """A cursor is opaque to clients: anything we did not hand out is a 400."""
+        try:
+            cursor = super().decode_cursor(request)
+            # The position is a `created` timestamp; parse_datetime raises or says None.
+            if cursor and cursor.position is not None and not parse_datetime(cursor.position):
+                raise ValueError(cursor.position)
+        except (NotFound, ValueError):
+            raise ValidationError(
+                {self.cursor_query_param: ["This cursor was not handed out by this list."]},
+                code="invalid_cursor",
+            ) from None
+        return cursor

@@ -12,8 +12,10 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions
+from rest_framework.fields import get_error_detail
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -52,7 +54,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         body.update(exc.extra)
         return Response(body, status=exc.status_code)
 
-    if isinstance(exc, Http404):
+    if isinstance(exc, DjangoValidationError):
+        # A model rule enforced below the serializer (e.g. re-checked under a row lock).
+        exc = exceptions.ValidationError(get_error_detail(exc))
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()

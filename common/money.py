@@ -15,7 +15,7 @@ This module imports nothing from Django, so the payment client can use it too.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from functools import cache
 
 import iso4217
@@ -62,10 +62,19 @@ def fits_currency(amount: Decimal, currency: str) -> bool:
     return decimal_places(amount) <= currency_exponent(currency)
 
 
-def quantize(amount: Decimal, currency: str) -> Decimal:
-    """Round to the currency's minor unit, half up (the rounding shops print)."""
+def quantize(amount: Decimal, currency: str, rounding: str = ROUND_HALF_UP) -> Decimal:
+    """Round to the currency's minor unit: half up (the rounding shops print) unless told."""
     step = Decimal(1).scaleb(-currency_exponent(currency))
-    return amount.quantize(step, rounding=ROUND_HALF_UP)
+    return amount.quantize(step, rounding=rounding)
+
+
+def round_down(amount: Decimal, currency: str) -> Decimal:
+    """Truncate to the currency's minor unit: 5.5 JPY -> 5."""
+    return quantize(amount, currency, rounding=ROUND_DOWN)
+
+
+def precision_message(currency: str) -> str:
+    return f"{currency} amounts have at most {currency_exponent(currency)} decimal places."
 
 
 def to_minor_units(amount: Decimal, currency: str) -> int:

@@ -15,6 +15,8 @@ from rest_framework.permissions import BasePermission
 
 
 class IsStaffForManagement(BasePermission):
+    """Anyone with ENV=DEV; only authenticated staff when management is locked down."""
+
     message = "Staff authentication is required for this endpoint."
 
     def has_permission(self, request, view) -> bool:

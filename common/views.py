@@ -3,36 +3,44 @@
     GET /health/        liveness: the process answers (no database touched)
     GET /health/ready/  readiness: the database answers too; 503 when it does not
 
-Django's own 404/500 pages (for URLs outside the API) are JSON in the service's error
-shape as well, so no client ever has to parse HTML.
+They are DRF views with no authentication, so a wrong method or a CSRF-less POST still
+gets a JSON answer. Django's own error pages (URLs outside the API, CSRF failures) are
+JSON in the service's error shape as well: no client ever has to parse HTML.
 """
 
 import logging
 
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
-from django.views.decorators.http import require_GET
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from common.errors import json_error_response
 
 logger = logging.getLogger(__name__)
 
 
-@require_GET
-def health_live(request) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+class HealthView(APIView):
+    authentication_classes = []
+    permission_classes = []
+    schema = None  # operational endpoints, not part of the public API
 
 
-@require_GET
-def health_ready(request) -> JsonResponse:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except DatabaseError:
-        logger.exception("Readiness check: database unavailable")
-        return JsonResponse({"status": "unavailable", "database": "unavailable"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+class LivenessView(HealthView):
+    def get(self, request) -> Response:
+        return Response({"status": "ok"})
+
+
+class ReadinessView(HealthView):
+    def get(self, request) -> Response:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        except DatabaseError:
+            logger.exception("Readiness check: database unavailable")
+            return Response({"status": "unavailable", "database": "unavailable"}, status=503)
+        return Response({"status": "ok", "database": "ok"})
 
 
 def not_found(request, exception=None) -> JsonResponse:
@@ -49,3 +57,7 @@ def bad_request(request, exception=None) -> JsonResponse:
 
 def permission_denied(request, exception=None) -> JsonResponse:
     return json_error_response(request, "permission_denied", "Permission denied.", 403)
+
+
+def csrf_failure(request, reason="") -> JsonResponse:
+    return json_error_response(request, "csrf_failed", f"CSRF check failed: {reason}", 403)

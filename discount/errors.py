@@ -48,6 +48,11 @@ class DiscountMinimumNotMetError(DiscountError):
     message = "The cart total is below this discount code's minimum."
 
 
+class DiscountNoEffectError(DiscountError):
+    code = "discount_has_no_effect"
+    message = "This discount code would take nothing off this cart."
+
+
 class DiscountCodeTakenError(DiscountError):
     code = "code_taken"
     message = "A discount with this code already exists (codes are case-insensitive)."

@@ -22,11 +22,13 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from common import money
+from common.fields import AmountField, check_fits_currency, clean_currency
 from discount.errors import (
     DiscountCurrencyMismatchError,
     DiscountExpiredError,
     DiscountInactiveError,
     DiscountMinimumNotMetError,
+    DiscountNoEffectError,
     DiscountNotStartedError,
     DiscountUsageLimitReachedError,
 )
@@ -45,12 +47,6 @@ class DiscountQuerySet(models.QuerySet):
         return self.alias(code_lower=Lower("code")).filter(code_lower=code.strip().lower())
 
 
-def _amount_field(**kwargs) -> models.DecimalField:
-    return models.DecimalField(
-        max_digits=money.AMOUNT_MAX_DIGITS, decimal_places=money.AMOUNT_DECIMAL_PLACES, **kwargs
-    )
-
-
 class Discount(models.Model):
     code = models.CharField(
         max_length=64,
@@ -64,7 +60,7 @@ class Discount(models.Model):
         help_text="Case-insensitive and unique that way: 'dis20' finds 'DIS20'.",
     )
     kind = models.CharField(max_length=10, choices=DiscountKind, default=DiscountKind.AMOUNT)
-    value = _amount_field(
+    value = AmountField(
         help_text="Amount off in the cart's currency, or a percentage (0 < value <= 100)."
     )
     currency = models.CharField(
@@ -73,7 +69,7 @@ class Discount(models.Model):
         default="",
         help_text="If set, the code only applies to carts in this ISO-4217 currency.",
     )
-    description = models.TextField(blank=True, default="")
+    description = models.CharField(max_length=500, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     started = models.DateTimeField(
         null=True, blank=True, help_text="Usable from this moment on; empty: from creation."
@@ -82,8 +78,10 @@ class Discount(models.Model):
         null=True, blank=True, help_text="Usable until this moment; empty: never expires."
     )
     active = models.BooleanField(default=True, help_text="Switch off to stop the code at once.")
-    min_cart_total = _amount_field(
-        null=True, blank=True, help_text="Smallest cart subtotal the code applies to."
+    min_cart_total = AmountField(
+        null=True,
+        blank=True,
+        help_text="Smallest cart subtotal the code applies to, in `currency` (required then).",
     )
     usage_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="How many carts may use the code; empty: unlimited."
@@ -131,67 +129,51 @@ class Discount(models.Model):
             raise DiscountUsageLimitReachedError()
 
     def amount_off(self, subtotal: Decimal, currency: str) -> Decimal:
-        """What the code takes off a cart: rounded half-up to the currency, at most all of it.
+        """What the code takes off a cart's subtotal, in the cart's currency.
 
-        Raises `DiscountCurrencyMismatchError` or `DiscountMinimumNotMetError` when the
-        code does not apply to such a cart.
+        A percentage is rounded half-up to the currency's minor unit; a flat amount is
+        rounded down (5.5 off a JPY cart is 5: a code never gives more than it says).
+        Never more than the subtotal. Raises `DiscountCurrencyMismatchError`,
+        `DiscountMinimumNotMetError` or `DiscountNoEffectError` when the code does not
+        apply to such a cart.
         """
         if self.currency and self.currency != currency:
             raise DiscountCurrencyMismatchError()
         if self.min_cart_total is not None and subtotal < self.min_cart_total:
             raise DiscountMinimumNotMetError()
         if self.kind == DiscountKind.PERCENT:
-            off = subtotal * self.value / HUNDRED
+            off = money.quantize(subtotal * self.value / HUNDRED, currency)
         else:
-            off = self.value
-        return min(money.quantize(off, currency), subtotal)
+            off = money.round_down(self.value, currency)
+        off = min(off, subtotal)
+        if off == 0:
+            raise DiscountNoEffectError()
+        return off
 
     def clean(self) -> None:
         """Cross-field rules for a new or edited discount (used by the API and the admin)."""
         errors: dict[str, ValidationError] = {}
         if self.currency:
             try:
-                self.currency = money.normalize_currency(self.currency)
-            except money.UnknownCurrencyError as exc:
-                errors["currency"] = ValidationError(str(exc), code="unknown_currency")
+                self.currency = clean_currency(self.currency)
+            except ValidationError as exc:
+                errors["currency"] = exc
+        currency = self.currency if "currency" not in errors else ""
         if self.value is not None:
-            if self.value <= 0:
-                errors["value"] = ValidationError(
-                    "The value must be greater than zero.", code="value_not_positive"
-                )
-            elif self.kind == DiscountKind.PERCENT and self.value > HUNDRED:
-                errors["value"] = ValidationError(
-                    "A percentage cannot exceed 100.", code="percent_above_100"
-                )
-            elif self.kind == DiscountKind.AMOUNT and self.value > money.MAX_AMOUNT:
-                errors["value"] = ValidationError(
-                    f"The value cannot exceed {money.MAX_AMOUNT}.", code="amount_too_large"
-                )
-            elif (
-                self.kind == DiscountKind.AMOUNT
-                and self.currency
-                and "currency" not in errors
-                and not money.fits_currency(self.value, self.currency)
-            ):
-                errors["value"] = _too_many_decimals(self.currency)
+            try:
+                self._check_value(currency)
+            except ValidationError as exc:
+                errors["value"] = exc
         if self.min_cart_total is not None:
-            if self.min_cart_total < 0 or self.min_cart_total > money.MAX_AMOUNT:
-                errors["min_cart_total"] = ValidationError(
-                    f"The minimum must be between 0 and {money.MAX_AMOUNT}.",
-                    code="out_of_range",
-                )
-            elif (
-                self.currency
-                and "currency" not in errors
-                and not money.fits_currency(self.min_cart_total, self.currency)
-            ):
-                errors["min_cart_total"] = _too_many_decimals(self.currency)
-        now = timezone.now()
+            try:
+                self._check_min_cart_total(currency)
+            except ValidationError as exc:
+                errors["min_cart_total"] = exc
         if self.started and self.ended and self.ended <= self.started:
             errors["ended"] = ValidationError(
                 "The end must come after the start.", code="ends_before_start"
             )
-        elif self._state.adding and self.ended is not None and self.ended <= now:
+        elif self._state.adding and self.ended is not None and self.ended <= timezone.now():
             errors["ended"] = ValidationError(
                 "This end is in the past: the discount would be expired already.",
                 code="already_expired",
@@ -204,9 +186,29 @@ class Discount(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def _check_value(self, currency: str) -> None:
+        if self.value <= 0:
+            raise ValidationError(
+                "The value must be greater than zero.", code="value_not_positive"
+            )
+        if self.kind == DiscountKind.PERCENT and self.value > HUNDRED:
+            raise ValidationError("A percentage cannot exceed 100.", code="percent_above_100")
+        if self.kind == DiscountKind.AMOUNT and self.value > money.MAX_AMOUNT:
+            raise ValidationError(
+                f"The value cannot exceed {money.MAX_AMOUNT}.", code="amount_too_large"
+            )
+        if self.kind == DiscountKind.AMOUNT and currency:
+            check_fits_currency(self.value, currency)
 
-def _too_many_decimals(currency: str) -> ValidationError:
-    places = money.currency_exponent(currency)
-    return ValidationError(
-        f"{currency} amounts have at most {places} decimal places.", code="too_many_decimals"
-    )
+    def _check_min_cart_total(self, currency: str) -> None:
+        if not 0 <= self.min_cart_total <= money.MAX_AMOUNT:
+            raise ValidationError(
+                f"The minimum must be between 0 and {money.MAX_AMOUNT}.", code="out_of_range"
+            )
+        if not self.currency:
+            raise ValidationError(
+                "A minimum cart total needs a currency: set `currency` too.",
+                code="currency_required",
+            )
+        if currency:
+            check_fits_currency(self.min_cart_total, currency)

@@ -8,6 +8,7 @@ from discount.models import Discount
 
 
 def discount_get_by_code(*, code: str) -> Discount:
+    """The discount with this code in any case; `DiscountNotFoundError` if there is none."""
     discount = Discount.objects.with_code(code).first()
     if discount is None:
         raise DiscountNotFoundError()
@@ -15,4 +16,5 @@ def discount_get_by_code(*, code: str) -> Discount:
 
 
 def discount_code_taken(*, code: str, exclude_pk: int | None = None) -> bool:
+    """Whether another discount (not `exclude_pk`) already has this code, ignoring case."""
     return Discount.objects.with_code(code).exclude(pk=exclude_pk).exists()

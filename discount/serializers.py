@@ -9,32 +9,23 @@ Serializers check the shape of the input and translate; the rules themselves liv
 
 import copy
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
-from rest_framework.fields import get_error_detail
 
 from common import money
-from discount.errors import DiscountError
+from common.fields import JSONAmountField, run_model_clean
+from discount.errors import DiscountCodeTakenError, DiscountError
 from discount.models import Discount
 from discount.selectors import discount_code_taken, discount_get_by_code
 
 
-def amount_field(**kwargs) -> serializers.DecimalField:
-    """A money amount: a JSON number or numeric string in, an exact JSON number out."""
-    return serializers.DecimalField(
-        max_digits=money.AMOUNT_MAX_DIGITS,
-        decimal_places=money.AMOUNT_DECIMAL_PLACES,
-        coerce_to_string=False,
-        **kwargs,
-    )
-
-
 class DiscountSerializer(serializers.ModelSerializer):
-    value = amount_field(
+    """A discount code as staff create, edit and read it; the rules are `Discount.clean`."""
+
+    value = JSONAmountField(
         help_text="Amount off (in `currency`, or the cart's currency if none) or percentage."
     )
-    min_cart_total = amount_field(required=False, allow_null=True, min_value=0)
+    min_cart_total = JSONAmountField(required=False, allow_null=True)
     currency = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -65,8 +56,7 @@ class DiscountSerializer(serializers.ModelSerializer):
         exclude_pk = self.instance.pk if self.instance else None
         if discount_code_taken(code=code, exclude_pk=exclude_pk):
             raise serializers.ValidationError(
-                "A discount with this code already exists (codes are case-insensitive).",
-                code="code_taken",
+                DiscountCodeTakenError.message, code=DiscountCodeTakenError.code
             )
         return code
 
@@ -74,10 +64,7 @@ class DiscountSerializer(serializers.ModelSerializer):
         candidate = copy.copy(self.instance) if self.instance else Discount()
         for name, value in attrs.items():
             setattr(candidate, name, value)
-        try:
-            candidate.clean()
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(get_error_detail(exc)) from None
+        run_model_clean(candidate)
         if attrs.get("currency"):
             attrs["currency"] = candidate.currency  # normalized: "usd" -> "USD"
         return attrs
@@ -100,6 +87,8 @@ def _display(amount, currency: str):
 
 
 class ApplyDiscountSerializer(serializers.Serializer):
+    """`{"code": …}` naming a usable code; `validated_data["discount"]` is that discount."""
+
     code = serializers.CharField(max_length=64, help_text="The discount code, any case.")
 
     def validate(self, attrs: dict) -> dict:

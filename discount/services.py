@@ -1,6 +1,7 @@
 """Writing discounts: creating and editing them, and counting their uses.
 
     discount = discount_create(code="DIS20", value=Decimal("5"), ended=tomorrow)
+    discount = discount_update(discount=discount, data={"active": False})
     discount_use(discount=discount)   # +1 use, in SQL; DiscountUsageLimitReachedError if full
 
 A use is counted when a code is applied to a cart (see `cart.services`). The count is a
@@ -8,33 +9,73 @@ single conditional UPDATE, so it can never pass the limit however many requests 
 the database's check constraint backs it up.
 """
 
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
 from discount.errors import DiscountCodeTakenError, DiscountUsageLimitReachedError
-from discount.models import Discount
+from discount.models import Discount, DiscountKind
 
 
-def discount_create(**fields) -> Discount:
-    discount = Discount(**fields)
-    _save_unique(discount)
+def discount_create(
+    *,
+    code: str,
+    value: Decimal,
+    kind: str = DiscountKind.AMOUNT,
+    currency: str = "",
+    description: str = "",
+    started: datetime | None = None,
+    ended: datetime | None = None,
+    active: bool = True,
+    min_cart_total: Decimal | None = None,
+    usage_limit: int | None = None,
+) -> Discount:
+    """Create a discount code. Raises `DiscountCodeTakenError` if the code exists in any case."""
+    discount = Discount(
+        code=code,
+        value=value,
+        kind=kind,
+        currency=currency,
+        description=description,
+        started=started,
+        ended=ended,
+        active=active,
+        min_cart_total=min_cart_total,
+        usage_limit=usage_limit,
+    )
+    with _code_unique(code):
+        discount.save()
     return discount
 
 
-def discount_update(*, discount: Discount, **fields) -> Discount:
-    for name, value in fields.items():
-        setattr(discount, name, value)
-    _save_unique(discount)
-    return discount
+def discount_update(*, discount: Discount, data: dict[str, Any]) -> Discount:
+    """Change some settings of a code; its use count is never written from here.
+
+    The row is locked and re-read, so a use counted meanwhile is neither lost nor able to
+    slip past a lowered `usage_limit` (the model's rules run again on the fresh row).
+    """
+    with transaction.atomic():
+        locked = Discount.objects.select_for_update().get(pk=discount.pk)
+        for name, value in data.items():
+            setattr(locked, name, value)
+        locked.full_clean(validate_unique=False, validate_constraints=False)
+        with _code_unique(locked.code, exclude_pk=locked.pk):
+            locked.save(update_fields=list(data))
+    return locked
 
 
-def _save_unique(discount: Discount) -> None:
+@contextmanager
+def _code_unique(code: str, exclude_pk: int | None = None):
     # The serializer already checked the code; this catches two requests racing for it.
     try:
         with transaction.atomic():
-            discount.save()
+            yield
     except IntegrityError:
-        if Discount.objects.with_code(discount.code).exclude(pk=discount.pk).exists():
+        if Discount.objects.with_code(code).exclude(pk=exclude_pk).exists():
             raise DiscountCodeTakenError() from None
         raise
 

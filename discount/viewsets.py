@@ -39,5 +39,5 @@ class DiscountViewSet(
 
     def perform_update(self, serializer):
         serializer.instance = discount_update(
-            discount=serializer.instance, **serializer.validated_data
+            discount=serializer.instance, data=serializer.validated_data
         )

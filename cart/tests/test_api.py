@@ -1,3 +1,4 @@
+import base64
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -74,6 +75,9 @@ class TestCreate:
             ({"total": None}, "total", "null"),
             ({"currency": "XAU"}, "currency", "unknown_currency"),
             ({"currency": "DOLLARS"}, "currency", "max_length"),
+            ({"total": "1_000"}, "total", "invalid"),
+            ({"total": "１０"}, "total", "invalid"),
+            ({"total": ""}, "total", "invalid"),
             ({"items_number": -1}, "items_number", "min_value"),
             ({"items_number": 2_000_000}, "items_number", "max_value"),
         ],
@@ -87,6 +91,14 @@ class TestCreate:
         error = error_of(response)
         assert (error["field"], error["code"]) == (field, code)
         assert Cart.objects.count() == 0
+
+    def test_minus_zero_is_zero(self, api_client):
+        response = api_client.post(URL, {"total": "-0", "currency": "USD", "items_number": 0})
+        assert b'"total":0.00' in response.content
+
+    def test_the_trailing_slash_is_optional(self, api_client):
+        response = api_client.post("/api/cart", {"total": 1, "currency": "USD", "items_number": 1})
+        assert response.status_code == 201
 
     def test_missing_fields_are_each_named(self, api_client):
         response = api_client.post(URL, {})
@@ -218,6 +230,26 @@ class TestApplyDiscount:
         assert error_of(response)["code"] == code
         assert Discount.objects.get(code="LATE").times_used == 0
 
+    def test_a_frozen_cart_is_a_409_even_for_an_unknown_code(self, api_client):
+        cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+        response = apply(api_client, cart, "NO-SUCH-CODE")
+        assert (response.status_code, error_of(response)["code"]) == (409, "cart_paid")
+
+    @pytest.mark.parametrize(
+        ("total", "discount"),
+        [("0", {"value": Decimal("5")}), ("20", {"value": Decimal("0.001")})],
+    )
+    def test_a_code_that_takes_nothing_off_is_refused_without_a_use(
+        self, api_client, total, discount
+    ):
+        cart = CartFactory(total=Decimal(total))
+        DiscountFactory(code="NOTHING", **discount)
+
+        response = apply(api_client, cart, "NOTHING")
+
+        assert error_of(response)["code"] == "discount_has_no_effect"
+        assert Discount.objects.get(code="NOTHING").times_used == 0
+
     def test_a_failed_cart_can_still_take_a_discount(self, api_client):
         cart = CartFactory(payment_status=PaymentStatus.FAILED)
         DiscountFactory(code="RETRY")
@@ -259,8 +291,23 @@ class TestList:
         assert response.status_code == 400
         assert error_of(response)["field"] == "payment_status"
 
-    def test_bad_cursor_is_a_404(self, api_client):
-        assert api_client.get(URL, {"cursor": "garbage"}).status_code == 404
+    @pytest.mark.parametrize(
+        "cursor",
+        [
+            "garbage",
+            base64.b64encode(b"p=abc").decode(),
+            base64.b64encode(b"p=9999-99-99").decode(),
+            base64.b64encode(b"o=x").decode(),
+        ],
+    )
+    def test_a_cursor_we_did_not_hand_out_is_a_400(self, api_client, cursor):
+        response = api_client.get(URL, {"cursor": cursor})
+
+        assert response.status_code == 400
+        assert (error_of(response)["field"], error_of(response)["code"]) == (
+            "cursor",
+            "invalid_cursor",
+        )
 
 
 @pytest.mark.usefixtures("prod_access")

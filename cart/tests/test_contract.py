@@ -95,3 +95,9 @@ def test_amounts_are_json_numbers_not_strings(client):
     parsed = json.loads(text)
     for name in ("total", "subtotal", "amount_discounted", "total_discounted"):
         assert isinstance(parsed[name], (int, float)), name
+
+
+def test_currency_is_stored_upper_case():
+    cart = Cart(total=10, currency="usd", items_number=1)
+    cart.save()
+    assert Cart.objects.get().currency == "USD"

@@ -1,6 +1,6 @@
 """Django's own error pages (outside DRF views) answer in the same JSON shape."""
 
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 
 from common import views
 
@@ -16,3 +16,10 @@ def test_django_error_pages_are_json():
         assert response.status_code == status
         assert b'"code": "' + code.encode() in response.content
     assert views.server_error(request).status_code == 500
+
+
+def test_a_csrf_failure_outside_the_api_is_json(db):
+    response = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "x"})
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "csrf_failed"

@@ -32,5 +32,14 @@ def test_readiness_is_503_when_the_database_fails(client, monkeypatch):
     assert response.json()["database"] == "unavailable"
 
 
-def test_health_refuses_post(client):
-    assert client.post("/health/").status_code == 405
+def test_health_refuses_post_with_json_even_without_csrf_token():
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post("/health/")
+
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_health_answers_head(client):
+    assert client.head("/health/").status_code == 200

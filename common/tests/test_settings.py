@@ -45,7 +45,7 @@ def test_dev_defaults_fail_check_deploy():
     result = manage("check", "--deploy", "--fail-level", "WARNING", ENV="DEV")
 
     assert result.returncode != 0
-    assert "security.W018" in result.stderr  # DEBUG on
+    assert "security.W009" in result.stderr  # the insecure development SECRET_KEY
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "REAL_PAYMENT_API"])
@@ -93,6 +93,15 @@ def test_dev_reads_fake_provider_and_database_url():
         "django.db.backends.postgresql",
         "600",
     ]
+
+
+def test_dev_keeps_debug_off_unless_asked():
+    code = "from django.conf import settings as s; print(s.DEBUG)"
+    assert manage("shell", "--no-imports", "-c", code, ENV="DEV").stdout.split() == ["False"]
+    on = manage("shell", "--no-imports", "-c", code, ENV="DEV", DEBUG="true")
+    assert on.stdout.split() == ["True"]
+    bad = manage("check", ENV="DEV", DEBUG="perhaps")
+    assert "DEBUG must be true or false" in bad.stderr
 
 
 def test_bad_env_value_is_a_clear_start_up_error():

@@ -2,10 +2,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from common.testing import error_of, response_json
 from discount.models import Discount
+from discount.services import discount_update
 from discount.tests.factories import DiscountFactory
 
 pytestmark = pytest.mark.django_db
@@ -68,7 +70,11 @@ class TestCreate:
             ({"code": "has space"}, "code", "invalid_code"),
             ({"code": ""}, "code", "blank"),
             ({"usage_limit": -1}, "usage_limit", "min_value"),
-            ({"min_cart_total": -1}, "min_cart_total", "min_value"),
+            ({"min_cart_total": -1, "currency": "USD"}, "min_cart_total", "out_of_range"),
+            ({"min_cart_total": 10}, "min_cart_total", "currency_required"),
+            ({"description": "x" * 501}, "description", "max_length"),
+            ({"value": "1_000"}, "value", "invalid"),
+            ({"value": "１０"}, "value", "invalid"),
         ],
     )
     def test_bad_input_is_a_400_naming_the_field(self, api_client, fields, field, code):
@@ -132,10 +138,33 @@ class TestReadAndEdit:
         assert [d["code"] for d in active] == ["ON"]
         assert [d["code"] for d in by_code] == ["OFF"]
 
-    def test_bad_filter_value_is_a_400(self, api_client):
-        response = api_client.get(URL, {"kind": "nope"})
+    @pytest.mark.parametrize(("name", "value"), [("kind", "nope"), ("active", "maybe")])
+    def test_bad_filter_value_is_a_400(self, api_client, name, value):
+        response = api_client.get(URL, {name: value})
         assert response.status_code == 400
-        assert error_of(response)["field"] == "kind"
+        assert error_of(response)["field"] == name
+
+    def test_an_edit_from_a_stale_copy_keeps_uses_counted_meanwhile(self):
+        discount = DiscountFactory(code="STALE", usage_limit=1)
+        stale_copy = Discount.objects.get(pk=discount.pk)
+        Discount.objects.filter(pk=discount.pk).update(times_used=1)  # a cart used it
+
+        discount_update(discount=stale_copy, data={"description": "edited"})
+
+        discount.refresh_from_db()
+        assert (discount.times_used, discount.description) == (1, "edited")
+
+    def test_lowering_the_limit_below_uses_counted_meanwhile_is_a_400(self, api_client):
+        discount = DiscountFactory(code="RACE", usage_limit=5)
+        stale_copy = Discount.objects.get(pk=discount.pk)
+        Discount.objects.filter(pk=discount.pk).update(times_used=3)
+
+        with pytest.raises(ValidationError) as info:
+            discount_update(discount=stale_copy, data={"usage_limit": 2})
+
+        assert info.value.error_dict["usage_limit"][0].code == "below_times_used"
+        discount.refresh_from_db()
+        assert discount.usage_limit == 5
 
     def test_patch_switches_a_code_off(self, api_client):
         discount = DiscountFactory(code="SPRING")

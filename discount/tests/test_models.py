@@ -65,12 +65,20 @@ class TestAmountOff:
         assert off == Decimal(expected)
         assert str(off) == expected
 
+    def test_a_flat_amount_is_rounded_down_to_the_currency(self):
+        off = DiscountFactory.build(value=Decimal("5.5")).amount_off(Decimal("100"), "JPY")
+        assert off == Decimal("5")
+
+    def test_an_amount_rounding_to_nothing_has_no_effect(self):
+        with pytest.raises(errors.DiscountNoEffectError):
+            DiscountFactory.build(value=Decimal("0.4")).amount_off(Decimal("100"), "JPY")
+
     def test_code_for_another_currency_does_not_apply(self):
         with pytest.raises(errors.DiscountCurrencyMismatchError):
             DiscountFactory.build(currency="EUR").amount_off(Decimal("20"), "USD")
 
     def test_minimum_cart_total_is_compared_with_the_subtotal(self):
-        discount = DiscountFactory.build(min_cart_total=Decimal("50.00"))
+        discount = DiscountFactory.build(min_cart_total=Decimal("50.00"), currency="USD")
         with pytest.raises(errors.DiscountMinimumNotMetError):
             discount.amount_off(Decimal("49.99"), "USD")
         assert discount.amount_off(Decimal("50.00"), "USD") == Decimal("5.00")
@@ -103,7 +111,12 @@ class TestClean:
             ({"value": Decimal("10000000000.01")}, "value", "amount_too_large"),
             ({"value": Decimal("0.5"), "currency": "JPY"}, "value", "too_many_decimals"),
             ({"currency": "ZZZ"}, "currency", "unknown_currency"),
-            ({"min_cart_total": Decimal("-1")}, "min_cart_total", "out_of_range"),
+            (
+                {"min_cart_total": Decimal("-1"), "currency": "USD"},
+                "min_cart_total",
+                "out_of_range",
+            ),
+            ({"min_cart_total": Decimal("1")}, "min_cart_total", "currency_required"),
             (
                 {"min_cart_total": Decimal("1.001"), "currency": "USD"},
                 "min_cart_total",
