@@ -210,11 +210,15 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Cart, discount and payment service",
     "DESCRIPTION": (
         "Carts, discount codes and payments for a shop. Amounts are JSON numbers in the "
-        "cart's currency; every error has the shape documented as `Error`."
+        "cart's currency; every error has the shape of the `Error` component."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "common.schema.add_error_responses",
+    ],
     # Interactive docs from our own static files: they work with no internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

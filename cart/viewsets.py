@@ -75,7 +75,7 @@ class CartViewSet(
                 "instead of a second charge.",
             )
         ],
-        responses={200: CartPaymentSerializer, 402: CartPaymentSerializer},
+        responses={200: CartPaymentSerializer},
     )
     @action(detail=True, methods=["post"])
     def pay(self, request, pk=None):

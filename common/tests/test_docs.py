@@ -1,8 +1,10 @@
 """The OpenAPI schema and the interactive docs, served with no internet access."""
 
+import io
 import re
 
 import pytest
+from django.core.management import call_command
 
 pytestmark = pytest.mark.django_db
 
@@ -37,3 +39,23 @@ def test_docs_page_loads_its_assets_from_this_server(client):
     asset = client.get(bundle)
     assert asset.status_code == 200
     assert b"SwaggerUI" in b"".join(asset.streaming_content)
+
+
+def test_every_operation_documents_its_errors_with_the_error_component(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    error = schema["components"]["schemas"]["Error"]
+    assert error["properties"]["error"]["required"] == ["code", "message", "field", "details"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert {"400", "401", "403", "406"} <= set(responses), (method, path)
+            assert responses["400"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Error"
+            }
+    pay = schema["paths"]["/api/cart/{id}/pay/"]["post"]["responses"]
+    assert {"200", "402", "404", "409", "415", "502", "503", "504"} <= set(pay)
+
+
+def test_schema_generates_without_warnings_and_validates():
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=io.StringIO())
