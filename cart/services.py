@@ -52,6 +52,7 @@ from cart.errors import (
     PaymentOutcomeUnknownError,
     ProviderBadAnswerError,
     ProviderTimeoutError,
+    ProviderTroubleError,
     ProviderUnavailableError,
 )
 from cart.models import (
@@ -122,7 +123,9 @@ def cart_pay(
     `CartPaymentInProgressError` (409), `IdempotencyKeyReusedError` (409), or a
     `ProviderTroubleError` (502/503/504) when the provider could not be used.
     """
-    payment = _open_attempt(cart=cart, payment_method=payment_method, request_key=idempotency_key)
+    payment, resumed = _open_attempt(
+        cart=cart, payment_method=payment_method, request_key=idempotency_key
+    )
     if not payment.is_open:  # a repeated request for an attempt that is already settled
         _copy_state(cart, Cart.objects.get(pk=cart.pk))
         return payment
@@ -138,14 +141,15 @@ def cart_pay(
             idempotency_key=payment.idempotency_key,
             payment_method=payment.payment_method or None,
         )
-    except utils.PaymentProviderTimeoutError as exc:
-        result = _charge_in_ledger(cart, payment, api, exc, not_found=ProviderTimeoutError)
-    except utils.PaymentProviderUnavailableError as exc:
-        # No attempt reached the provider's processing: nothing can have been charged.
-        _close_without_charge(cart, payment, reason=exc.message)
-        raise ProviderUnavailableError() from exc
-    except utils.PaymentProviderProtocolError as exc:
-        result = _charge_in_ledger(cart, payment, api, exc, not_found=ProviderBadAnswerError)
+    except utils.PaymentProviderError as exc:
+        try:
+            result = _charge_despite(exc, cart=cart, payment=payment, api=api, resumed=resumed)
+        except ProviderTroubleError:
+            current = Payment.objects.get(pk=payment.pk)
+            if current.status in _SETTLED:  # settled meanwhile (by reconcile): that stands
+                _copy_state(cart, Cart.objects.get(pk=cart.pk))
+                return current
+            raise
     return _settle(cart, payment, result=result)
 
 
@@ -155,8 +159,9 @@ def payments_reconcile(
     """Settle attempts left open (a crash, an unreachable ledger) from the provider's ledger.
 
     Only attempts untouched for `older_than` (default: settings.PAYMENT_ATTEMPT_STALE_SECONDS)
-    are looked at, so requests still talking to the provider are left alone. Returns how
-    many attempts ended charged, declined, not charged, or are still unknown.
+    are looked at: no request of theirs can still be on its way, so a charge the ledger
+    does not know of never happened. Returns how many attempts ended charged, declined,
+    not charged, or are still unknown.
     """
     if older_than is None:
         older_than = timedelta(seconds=settings.PAYMENT_ATTEMPT_STALE_SECONDS)
@@ -168,32 +173,45 @@ def payments_reconcile(
     for payment in stale:
         try:
             found = api.find_payment(idempotency_key=payment.idempotency_key)
-        except utils.PaymentProviderError as exc:
-            logger.warning("Reconcile: ledger unreadable for %s: %s", payment.pk, exc)
+            if found is None:
+                settled = _close_without_charge(
+                    payment.cart, payment, reason="Not in the provider's ledger."
+                )
+            else:
+                settled = _settle(payment.cart, payment, result=found)
+        except (utils.PaymentProviderError, PaymentOutcomeUnknownError) as exc:
+            logger.warning("Reconcile: attempt %s still unknown: %s", payment.pk, exc)
             counts["still_unknown"] += 1
             continue
-        if found is None:
-            _close_without_charge(payment.cart, payment, reason="Not in the provider's ledger.")
-            counts["not_charged"] += 1
-        else:
-            settled = _settle(payment.cart, payment, result=found)
-            counts[str(settled.status)] += 1
+        counts[_RECONCILED_AS[settled.status]] += 1
     return counts
 
 
-def _open_attempt(*, cart: Cart, payment_method: str | None, request_key: str | None) -> Payment:
+_SETTLED = (PaymentAttemptStatus.SUCCESS, PaymentAttemptStatus.FAILED)
+_RECONCILED_AS = {
+    PaymentAttemptStatus.SUCCESS: "success",
+    PaymentAttemptStatus.FAILED: "failed",
+    PaymentAttemptStatus.ERROR: "not_charged",
+    PaymentAttemptStatus.PROCESSING: "still_unknown",
+    PaymentAttemptStatus.UNKNOWN: "still_unknown",
+}
+
+
+def _open_attempt(
+    *, cart: Cart, payment_method: str | None, request_key: str | None
+) -> tuple[Payment, bool]:
+    """Open (or resume) the cart's attempt. Returns it and whether it may have been sent
+    before: then a request of it may still land at the provider."""
     payment_method = payment_method or ""
+    resumed = False
     with transaction.atomic():
         locked = Cart.objects.select_for_update().get(pk=cart.pk)
         key = f"cart-{locked.pk}-{request_key}" if request_key else None
         earlier = Payment.objects.filter(idempotency_key=key).first() if key else None
         if earlier is not None and earlier.payment_method != payment_method:
             raise IdempotencyKeyReusedError()
-        if earlier is not None and earlier.status in (
-            PaymentAttemptStatus.SUCCESS,
-            PaymentAttemptStatus.FAILED,
-        ):
-            return earlier
+        if earlier is not None and earlier.status in _SETTLED:
+            return earlier, False
         if locked.payment_status == PaymentStatus.SUCCESS:
             raise CartPaidError()
 
@@ -202,7 +220,7 @@ def _open_attempt(*, cart: Cart, payment_method: str | None, request_key: str | 
             if _in_flight(open_attempt):
                 raise CartPaymentInProgressError()
             # Resume it, with its own key and body, so the provider can only charge it once.
-            payment = open_attempt
+            payment, resumed = open_attempt, True
         elif earlier is not None:  # the same request again after "nothing was charged"
             if earlier.amount != locked.total:
                 raise IdempotencyKeyReusedError()
@@ -218,10 +236,11 @@ def _open_attempt(*, cart: Cart, payment_method: str | None, request_key: str | 
                 idempotency_key=key or f"cart-{locked.pk}-{uuid.uuid4().hex}",
             )
         payment.status = PaymentAttemptStatus.PROCESSING
+        payment.completed = None
         payment.save()
         locked.save(update_fields=_CART_STATE_FIELDS)
     _copy_state(cart, locked)
-    return payment
+    return payment, resumed
 
 
 def _in_flight(payment: Payment) -> bool:
@@ -233,25 +252,46 @@ def _in_flight(payment: Payment) -> bool:
     )
 
 
-def _charge_in_ledger(
+def _charge_despite(
+    error: utils.PaymentProviderError,
+    *,
     cart: Cart,
     payment: Payment,
     api: utils.PaymentAPI,
-    error: utils.PaymentProviderError,
-    *,
-    not_found: type[ProviderTimeoutError | ProviderBadAnswerError],
+    resumed: bool,
 ) -> utils.PaymentResult:
-    """The charge may have happened without us hearing of it: ask the provider's ledger."""
+    """The provider call failed: find out whether it charged all the same.
+
+    Returns the charge when the provider's ledger has one under the attempt's key.
+    Otherwise raises a `ProviderTroubleError`, after ending the attempt as "nothing
+    charged" only where no request of it can still land: a fresh attempt the provider
+    refused outright, or one it answered with nonsense and has no payment for. A timed-out
+    or resumed attempt stays open, so the next pay resumes it with the same key.
+    """
+    refused = isinstance(error, utils.PaymentProviderUnavailableError) and not isinstance(
+        error, utils.PaymentProviderTimeoutError
+    )
+    if refused and not resumed:
+        # No attempt reached the provider's processing: nothing can have been charged.
+        _close_without_charge(cart, payment, reason=error.message)
+        raise ProviderUnavailableError() from error
     try:
         found = api.find_payment(idempotency_key=payment.idempotency_key)
     except utils.PaymentProviderError as lookup_error:
-        _mark_unknown(payment, reason=f"{error.message}; ledger lookup: {lookup_error.message}")
+        _hold_open(payment, reason=f"{error.message}; ledger lookup: {lookup_error.message}")
         raise PaymentOutcomeUnknownError() from error
-    if found is None:
+    if found is not None:
+        logger.info("Payment %s: charge found in the ledger after: %s", payment.pk, error)
+        return found
+    if isinstance(error, utils.PaymentProviderProtocolError) and not resumed:
         _close_without_charge(cart, payment, reason=error.message)
-        raise not_found() from error
-    logger.info("Payment %s: outcome found in the ledger after: %s", payment.pk, error.message)
-    return found
+        raise ProviderBadAnswerError() from error
+    _hold_open(payment, reason=f"{error.message}; not in the ledger yet")
+    if isinstance(error, utils.PaymentProviderTimeoutError):
+        raise ProviderTimeoutError() from error
+    if refused:
+        raise ProviderUnavailableError() from error
+    raise ProviderBadAnswerError() from error
 
 
 def _settle(cart: Cart, payment: Payment, *, result: utils.PaymentResult | None) -> Payment:
@@ -261,7 +301,7 @@ def _settle(cart: Cart, payment: Payment, *, result: utils.PaymentResult | None)
         or result.currency != payment.currency
         or result.cart_id != str(cart.pk)
     ):
-        _mark_unknown(payment, reason=f"The provider's payment does not match: {result}")
+        _hold_open(payment, reason=f"The provider's payment does not match: {result}")
         raise PaymentOutcomeUnknownError()
     succeeded = result is None or result.succeeded
     with transaction.atomic():
@@ -278,11 +318,32 @@ def _settle(cart: Cart, payment: Payment, *, result: utils.PaymentResult | None)
             current.save()
             locked.move_to(PaymentStatus.SUCCESS if succeeded else PaymentStatus.FAILED)
             locked.save(update_fields=_CART_STATE_FIELDS)
+        elif current.status == PaymentAttemptStatus.ERROR and result and result.succeeded:
+            _record_late_charge(locked, current, result)
     _copy_state(cart, locked)
     return current
 
 
-def _close_without_charge(cart: Cart, payment: Payment, *, reason: str) -> None:
+def _record_late_charge(cart: Cart, payment: Payment, result: utils.PaymentResult) -> None:
+    """The provider charged an attempt already closed as "nothing charged". Its ledger is
+    the truth: record the charge, and the cart is paid unless another attempt paid it."""
+    if cart.payments.filter(status=PaymentAttemptStatus.SUCCESS).exists():
+        logger.error("Cart %s charged twice (late charge %s): refund it", cart.pk, result)
+        payment.error = f"Charged after being closed ({result.payment_id}): refund it."
+        payment.save(update_fields=["error", "updated"])
+        return
+    logger.error("Payment %s charged after being closed as not charged", payment.pk)
+    payment.status = PaymentAttemptStatus.SUCCESS
+    payment.provider_payment_id = result.payment_id
+    payment.error = ""
+    payment.save()
+    if cart.payment_status != PaymentStatus.PROCESSING:
+        cart.move_to(PaymentStatus.PROCESSING)
+    cart.move_to(PaymentStatus.SUCCESS)
+    cart.save(update_fields=_CART_STATE_FIELDS)
+
+
+def _close_without_charge(cart: Cart, payment: Payment, *, reason: str) -> Payment:
     """End an attempt that charged nothing; the cart goes back to where it was."""
     with transaction.atomic():
         locked = Cart.objects.select_for_update().get(pk=cart.pk)
@@ -297,9 +358,10 @@ def _close_without_charge(cart: Cart, payment: Payment, *, reason: str) -> None:
             locked.save(update_fields=_CART_STATE_FIELDS)
     _copy_state(cart, locked)
     payment.refresh_from_db()
+    return current
 
 
-def _mark_unknown(payment: Payment, *, reason: str) -> None:
+def _hold_open(payment: Payment, *, reason: str) -> None:
     """The provider may have charged: keep the attempt open (and the cart frozen)."""
     logger.warning("Payment %s outcome unknown: %s", payment.pk, reason)
     Payment.objects.filter(pk=payment.pk, status__in=OPEN_ATTEMPT_STATUSES).update(

@@ -2,6 +2,7 @@
 fault it can inject. Each test checks our answer, the cart's state and the provider's
 ledger (never more than one charge)."""
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -306,16 +307,33 @@ class TestFaults:
         [charge] = fake_provider.charges(cart.pk)
         assert response_json(response)["payment"]["provider_payment_id"] == charge["id"]
 
-    def test_too_slow_without_a_charge_is_a_504(self, api_client, fake_provider, settings):
+    def test_too_slow_is_a_504_and_the_retry_cannot_charge_twice(
+        self, api_client, fake_provider, settings
+    ):
         settings.PAYMENT_API_MAX_RETRIES = 0
         cart = CartFactory(total=Decimal("10"))
-        fake_provider.fault("latency", delay_ms=1500)  # answers after the 1 s timeout ...
+        fake_provider.fault("latency", delay_ms=1500)  # charges after our 1 s timeout
 
         response = pay(api_client, cart)
 
-        # ... so at lookup time the ledger has nothing: no payment was taken yet. The
-        # provider then charges the late request; the next attempt reuses nothing from it,
-        # which is why a timeout first checks the ledger and the attempt keeps its key.
+        # The ledger has nothing yet, so nothing was taken so far; but the slow request
+        # may still land, so the attempt stays open and the cart frozen.
         assert response.status_code == 504
         assert error_of(response)["code"] == "payment_provider_timeout"
-        assert status_of(cart) == "pending"
+        assert response_json(response)["payment_taken"] is False
+        assert status_of(cart) == "processing"
+        wait_for(lambda: fake_provider.charges(cart.pk))  # the late charge lands
+
+        retry = pay(api_client, cart)
+
+        assert retry.status_code == 200
+        assert status_of(cart) == "success"
+        assert len(fake_provider.charges(cart.pk)) == 1  # the retry reused the key
+        assert len(fake_provider.journal()) == 2
+
+
+def wait_for(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
