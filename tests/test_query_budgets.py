@@ -1,0 +1,147 @@
+"""Query budgets: every endpoint runs a fixed number of SQL queries, whatever the table size.
+
+Counts include the SAVEPOINT / RELEASE pairs of each transaction (tests run inside one).
+
+Each endpoint is measured twice, with a few rows and with many (carts with discounts and
+payment attempts), and must stay within its budget both times with the same count. A new
+N+1 query fails here before it shows in a benchmark.
+"""
+
+import itertools
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from cart.models import Payment, PaymentAttemptStatus
+from cart.tests.factories import CartFactory
+from discount.tests.factories import DiscountFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def seed(rows: int) -> None:
+    discount = DiscountFactory(code=f"SEED{rows}")
+    for n in range(rows):
+        cart = CartFactory(discount=discount, amount_discounted=Decimal("5"), total=Decimal("15"))
+        Payment.objects.create(
+            cart=cart,
+            amount=cart.total,
+            currency="USD",
+            status=PaymentAttemptStatus.FAILED,
+            idempotency_key=f"seed-{rows}-{n}",
+        )
+        DiscountFactory(code=f"D{rows}X{n}")
+
+
+def count_queries(call) -> int:
+    with CaptureQueriesContext(connection) as context:
+        response = call()
+    assert response.status_code < 400, response.content
+    return len(context.captured_queries)
+
+
+def measure(api_client, request) -> tuple[int, int]:
+    """Queries of `request(client)` with 3 seeded rows, then with 60 more."""
+    seed(3)
+    small = count_queries(lambda: request(api_client))
+    seed(60)
+    large = count_queries(lambda: request(api_client))
+    return small, large
+
+
+def new_cart(client):
+    return client.post("/api/cart/", {"total": 20, "currency": "USD", "items_number": 1})
+
+
+def one_cart(client):
+    cart = CartFactory()
+    Payment.objects.create(
+        cart=cart, amount=cart.total, currency="USD", status="failed", idempotency_key=cart.pk
+    )
+    return lambda: client.get(f"/api/cart/{cart.pk}/")
+
+
+CODES = (f"NEW{n}" for n in itertools.count())
+
+BUDGETS = {
+    # name: (budget, request)
+    "list carts": (2, lambda c: c.get("/api/cart/", {"page_size": 100})),
+    "list carts filtered": (2, lambda c: c.get("/api/cart/?payment_status=failed&currency=USD")),
+    "create cart": (2, new_cart),
+    "list discounts": (1, lambda c: c.get("/api/discount/", {"page_size": 100})),
+    "list discounts by code": (1, lambda c: c.get("/api/discount/", {"code": "seed3"})),
+    "create discount": (4, lambda c: c.post("/api/discount/", {"code": next(CODES), "value": 5})),
+    "health": (0, lambda c: c.get("/health/")),
+    "readiness": (1, lambda c: c.get("/health/ready/")),
+}
+
+
+@pytest.mark.parametrize("name", BUDGETS)
+def test_endpoint_stays_within_its_query_budget(api_client, name):
+    budget, request = BUDGETS[name]
+
+    small, large = measure(api_client, request)
+
+    assert small == large, f"{name}: {small} queries with few rows, {large} with many"
+    assert large <= budget, f"{name}: {large} queries, budget {budget}"
+
+
+def test_get_cart_stays_within_budget(api_client):
+    seed(3)
+    small = count_queries(one_cart(api_client))
+    seed(60)
+    large = count_queries(one_cart(api_client))
+    assert small == large <= 2
+
+
+def test_get_and_patch_discount_stay_within_budget(api_client):
+    def calls():
+        discount = DiscountFactory(code=f"ONE{Payment.objects.count()}")
+        get = count_queries(lambda: api_client.get(f"/api/discount/{discount.pk}/"))
+        patch = count_queries(
+            lambda: api_client.patch(f"/api/discount/{discount.pk}/", {"active": False})
+        )
+        return get, patch
+
+    seed(3)
+    small = calls()
+    seed(60)
+    large = calls()
+    assert small == large
+    get, patch = large
+    assert get <= 1
+    assert patch <= 7
+
+
+def test_apply_discount_stays_within_budget(api_client):
+    def apply():
+        cart = CartFactory()
+        code = DiscountFactory(code=f"APPLY{Payment.objects.count()}{cart.pk.hex[:6]}").code
+        return count_queries(
+            lambda: api_client.post(f"/api/cart/{cart.pk}/apply_discount/", {"code": code})
+        )
+
+    seed(3)
+    small = apply()
+    seed(60)
+    large = apply()
+    assert small == large <= 10
+
+
+@pytest.mark.integration
+def test_pay_stays_within_budget(api_client, fake_provider):
+    def pay():
+        cart = CartFactory(total=Decimal("1.00"))
+        return count_queries(
+            lambda: api_client.post(
+                f"/api/cart/{cart.pk}/pay/", {"payment_method": "pm_card_visa"}
+            )
+        )
+
+    seed(3)
+    small = pay()
+    seed(60)
+    large = pay()
+    assert small == large <= 16
