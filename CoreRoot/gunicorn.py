@@ -1,0 +1,22 @@
+"""gunicorn settings for the API, read from the environment.
+
+    gunicorn --config python:CoreRoot.gunicorn CoreRoot.wsgi
+
+GUNICORN_WORKERS (processes, default 2), GUNICORN_THREADS (per process, default 4),
+GUNICORN_TIMEOUT (seconds a request may take before its worker is restarted, default 30:
+above the payment client's worst case), GUNICORN_BIND (default 0.0.0.0:8000).
+"""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 30
+accesslog = "-"
+errorlog = "-"
+# Connections to the database are kept per thread (CONN_MAX_AGE); recycle workers now
+# and then so a slow leak in any dependency cannot grow forever.
+max_requests = 10000
+max_requests_jitter = 1000
