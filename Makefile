@@ -1,17 +1,19 @@
 # Two commands set everything up on a fresh machine (Python 3.11+ required):
 #   make run    create .venv, install, migrate, serve the API on http://127.0.0.1:8000
+#               and the fake payment provider on :5005 (Ctrl-C stops both)
 #   make test   create .venv, install, run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+FAKE_PORT ?= 5005
 
 .DEFAULT_GOAL := help
 .PHONY: help install migrate run test lint format superuser clean
 
 help:
-	@echo "make run        serve the API on http://$(HOST):$(PORT) (SQLite, ENV=DEV)"
+	@echo "make run        the API on http://$(HOST):$(PORT) + fake provider on :$(FAKE_PORT)"
 	@echo "make test       run the whole test suite (DATABASE_URL=... for PostgreSQL)"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make format     ruff format + ruff check --fix"
@@ -31,7 +33,7 @@ migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
 run: migrate
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python scripts/dev.py --host $(HOST) --port $(PORT) --fake-port $(FAKE_PORT)
 
 test: install
 	$(BIN)/python -m pytest $(ARGS)

@@ -109,6 +109,7 @@ def fake_provider_url():
             "gunicorn",
             "--workers=1",
             "--threads=16",
+            "--no-control-socket",
             f"--bind=127.0.0.1:{port}",
             "fake_payment_server:app",
         ],

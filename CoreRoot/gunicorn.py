@@ -20,3 +20,6 @@ errorlog = "-"
 # and then so a slow leak in any dependency cannot grow forever.
 max_requests = 10000
 max_requests_jitter = 1000
+# gunicorn's runtime control socket defaults to one path per user: several instances on
+# one machine (tests, benchmarks) would fight over it, and nothing here uses it.
+control_socket_disable = True
