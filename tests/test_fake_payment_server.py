@@ -7,17 +7,14 @@ tests, which start the real server to see connections really being reset or drop
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +23,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from conftest import free_port, start_process, stop_process, wait_until_answers
 from fake_payment_server import create_app
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PAYMENT_FIELDS = [
     "id",
     "cart_id",
@@ -832,42 +829,28 @@ def test_wrong_method_is_405_json(
 # -- the real server ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def provider_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`flask run` in a subprocess; yields its base URL."""
+def provider_url() -> Iterator[str]:
+    """`flask run` (the development server, not gunicorn) in a subprocess; its base URL."""
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("fake_payment") / "server.log"
-    env = {**os.environ, "FAKE_PAYMENT_BALANCE": "20.00", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "flask", "--app", "fake_payment_server", "run"]
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [*command, "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                assert server.poll() is None, log_path.read_text()
-                try:
-                    requests.get(f"{base_url}/inspect", timeout=1).raise_for_status()
-                    break
-                except requests.exceptions.ConnectionError:
-                    assert time.monotonic() < deadline, log_path.read_text()
-                    time.sleep(0.1)
-            yield base_url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    server = start_process(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "fake_payment_server",
+            "run",
+            "--port",
+            str(port),
+        ],
+        env={"FAKE_PAYMENT_BALANCE": "20.00"},
+    )
+    try:
+        wait_until_answers(f"http://127.0.0.1:{port}/inspect", server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(server)
 
 
 @pytest.mark.integration
