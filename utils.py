@@ -336,23 +336,35 @@ class PaymentAPI:
         body: dict[str, str | int] = {"cart_id": cart_ref, "amount": units, "currency": currency}
         if payment_method is not None:
             body["payment_method"] = payment_method
-        response = self._send(
+        response, earlier_maybe_processed = self._send_noting_timeouts(
             "POST",
             "/request_payment",
             json_body=body,
             headers={"Idempotency-Key": key},
             idempotency_key=key,
         )
-        self._expect_200(response, key)
-        payment = self._parse_payment(
-            self._json(response, key),
-            key,
-            cart_id=cart_ref,
-            amount=units,
-            currency=currency,
-            payment_method=payment_method,
-            idempotency_key=key,
-        )
+        try:
+            self._expect_200(response, key)
+            payment = self._parse_payment(
+                self._json(response, key),
+                key,
+                cart_id=cart_ref,
+                amount=units,
+                currency=currency,
+                payment_method=payment_method,
+                idempotency_key=key,
+            )
+        except PaymentProviderProtocolError as exc:
+            if not earlier_maybe_processed:
+                raise
+            # A timed-out earlier attempt may still charge after this nonsense answer:
+            # the outcome is as uncertain as after a timeout, and must be treated so.
+            raise PaymentProviderTimeoutError(
+                f"an earlier attempt timed out and may have been processed; then: {exc.message}",
+                status_code=exc.status_code,
+                code=exc.code,
+                idempotency_key=key,
+            ) from exc
         replayed = (_header(response, "Idempotent-Replayed") or "").strip().lower() == "true"
         if replayed:
             logger.info("payment %s for cart %s replayed by key", payment.payment_id, cart_ref)
@@ -404,7 +416,12 @@ class PaymentAPI:
 
     # -- transport -------------------------------------------------------------------
 
-    def _send(
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send with bounded retries; returns the first response that is not a 5xx."""
+        response, _ = self._send_noting_timeouts(method, path, **kwargs)
+        return response
+
+    def _send_noting_timeouts(
         self,
         method: str,
         path: str,
@@ -413,8 +430,8 @@ class PaymentAPI:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-    ) -> Any:
-        """Send with bounded retries; returns the first response that is not a 5xx."""
+    ) -> tuple[Any, bool]:
+        """`_send`, also saying whether a failed earlier attempt may have been processed."""
         url = self.base_url + path
         all_headers = {"Accept": "application/json", **(headers or {})}
         attempts = self.max_retries + 1
@@ -457,7 +474,7 @@ class PaymentAPI:
                     status_code=response.status_code,
                 )
                 continue
-            return response
+            return response, maybe_processed
 
         if maybe_processed:
             hint = f", reconcile by idempotency key {idempotency_key!r}" if idempotency_key else ""

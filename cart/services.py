@@ -154,21 +154,27 @@ def cart_pay(
 
 
 def payments_reconcile(
-    *, older_than: timedelta | None = None, api: utils.PaymentAPI | None = None
+    *,
+    older_than: timedelta | None = None,
+    recheck_closed_within: timedelta = timedelta(hours=1),
+    api: utils.PaymentAPI | None = None,
 ) -> dict[str, int]:
     """Settle attempts left open (a crash, an unreachable ledger) from the provider's ledger.
 
     Only attempts untouched for `older_than` (default: settings.PAYMENT_ATTEMPT_STALE_SECONDS)
     are looked at: no request of theirs can still be on its way, so a charge the ledger
-    does not know of never happened. Returns how many attempts ended charged, declined,
-    not charged, or are still unknown.
+    does not know of never happened. As a second line of defence, attempts closed as
+    "nothing charged" within `recheck_closed_within` are looked up again, and a charge
+    found for one is recorded (`late_charges`). Returns how many attempts ended charged,
+    declined, not charged, still unknown, or were charged late.
     """
     if older_than is None:
         older_than = timedelta(seconds=settings.PAYMENT_ATTEMPT_STALE_SECONDS)
     api = api or utils.payment_api()
-    counts = {"success": 0, "failed": 0, "not_charged": 0, "still_unknown": 0}
+    counts = {"success": 0, "failed": 0, "not_charged": 0, "still_unknown": 0, "late_charges": 0}
+    now = timezone.now()
     stale = Payment.objects.filter(
-        status__in=OPEN_ATTEMPT_STATUSES, updated__lt=timezone.now() - older_than
+        status__in=OPEN_ATTEMPT_STATUSES, updated__lt=now - older_than
     ).select_related("cart")
     for payment in stale:
         try:
@@ -184,6 +190,21 @@ def payments_reconcile(
             counts["still_unknown"] += 1
             continue
         counts[_RECONCILED_AS[settled.status]] += 1
+
+    closed = Payment.objects.filter(  # closed before this run began
+        status=PaymentAttemptStatus.ERROR,
+        completed__gte=now - recheck_closed_within,
+        completed__lt=now,
+    ).select_related("cart")
+    for payment in closed:
+        try:
+            found = api.find_payment(idempotency_key=payment.idempotency_key)
+        except utils.PaymentProviderError as exc:
+            logger.warning("Reconcile: cannot re-check closed attempt %s: %s", payment.pk, exc)
+            continue
+        if found is not None and found.succeeded:
+            _settle(payment.cart, payment, result=found)
+            counts["late_charges"] += 1
     return counts
 
 

@@ -398,6 +398,24 @@ def test_an_earlier_read_timeout_still_means_maybe_charged_when_later_attempts_f
 
 
 @pytest.mark.parametrize(
+    "nonsense",
+    [FakeResponse(200, text='{"cart_id": '), error(409, "idempotency_key_reused")],
+    ids=["malformed", "unexpected-4xx"],
+)
+def test_nonsense_after_an_earlier_read_timeout_still_means_maybe_charged(nonsense):
+    # The timed-out request may still be charging while the retry gets garbage: the
+    # caller must reconcile, not conclude "not charged" (found by the soak test).
+    api, session, _ = make_api(requests.ReadTimeout("read timed out"), nonsense)
+
+    with pytest.raises(PaymentProviderTimeoutError) as caught:
+        charge(api)
+
+    assert isinstance(caught.value.__cause__, PaymentProviderProtocolError)
+    assert caught.value.idempotency_key == KEY
+    assert len(session.calls) == 2
+
+
+@pytest.mark.parametrize(
     "failure",
     [
         requests.ConnectionError(ReadTimeoutError(None, "/request_payment", "Read timed out.")),

@@ -266,6 +266,24 @@ class TestFaults:
         assert response.status_code == 503
         assert status_of(cart) == "pending"
 
+    def test_a_slow_charge_then_nonsense_keeps_the_attempt_open_so_no_second_charge(
+        self, api_client, fake_provider
+    ):
+        # Found by the soak test: the first request times out but is still charging when
+        # the retry gets garbage. "No charge in the ledger yet" must not close the attempt.
+        cart = CartFactory(total=Decimal("15"))
+        fake_provider.fault("latency", delay_ms=1500)
+        fake_provider.fault("malformed")
+
+        response = pay(api_client, cart, key="k1")
+
+        assert response.status_code == 504
+        assert status_of(cart) == "processing"
+        wait_for(lambda: fake_provider.charges(cart.pk))  # the slow request charges
+        retry = pay(api_client, cart, key="k2")  # even with another key
+        assert retry.status_code == 200
+        assert len(fake_provider.charges(cart.pk)) == 1
+
     def test_a_malformed_answer_is_a_502_after_the_ledger_shows_no_charge(
         self, api_client, fake_provider
     ):

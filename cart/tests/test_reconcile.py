@@ -32,7 +32,7 @@ from cart.tests.test_pay_service import (
 pytestmark = pytest.mark.django_db
 
 OLDER_THAN = timedelta(minutes=1)
-ZERO = {"success": 0, "failed": 0, "not_charged": 0, "still_unknown": 0}
+ZERO = {"success": 0, "failed": 0, "not_charged": 0, "still_unknown": 0, "late_charges": 0}
 
 
 def age(payment: Payment, by: timedelta) -> Payment:
@@ -167,7 +167,7 @@ def test_each_attempt_is_settled_on_its_own_and_counted():
 
     assert sorted(provider.lookups) == sorted(answers)
     assert provider.ledger == {}
-    assert result == {"success": 1, "failed": 1, "not_charged": 1, "still_unknown": 1}
+    assert result == counts(success=1, failed=1, not_charged=1, still_unknown=1)
     assert state(charged_cart, charged) == ("success", "success")
     assert state(declined_cart, declined_attempt) == ("failed", "failed")
     assert state(unreadable_cart, unreadable) == ("unknown", "processing")
@@ -225,6 +225,7 @@ def test_settled_attempts_are_ignored():
     with pytest.raises(ProviderUnavailableError):
         cart_pay(cart=uncharged, api=ScriptedProvider(pay=[unavailable()]))
     age(uncharged.payments.get(), long_ago)
+    uncharged.payments.update(completed=timezone.now() - long_ago)  # beyond the re-check
     provider = ScriptedProvider()
 
     result = payments_reconcile(older_than=OLDER_THAN, api=provider)
@@ -268,7 +269,10 @@ def test_the_command_settles_stale_attempts_from_the_providers_ledger(fake_provi
 
     out, err = run_command("--older-than", "60")
 
-    assert out.strip() == ("Reconciled: 1 charged, 0 declined, 1 not charged, 0 still unknown.")
+    assert out.strip() == (
+        "Reconciled: 1 charged, 0 declined, 1 not charged, 0 still unknown, "
+        "0 charged after being closed."
+    )
     assert err == ""
     assert state(charged_cart, charged) == ("success", "success")
     [charge] = fake_provider.charges(charged_cart.pk)
@@ -288,7 +292,10 @@ def test_the_command_reports_attempts_whose_ledger_could_not_be_read(settings):
 
     out, err = run_command("--older-than", "60")
 
-    assert out.strip() == "Reconciled: 0 charged, 0 declined, 0 not charged, 1 still unknown."
+    assert out.strip() == (
+        "Reconciled: 0 charged, 0 declined, 0 not charged, 1 still unknown, "
+        "0 charged after being closed."
+    )
     assert "could not be read" in err
     assert state(cart, payment) == ("unknown", "processing")
 
@@ -331,3 +338,62 @@ def test_a_charge_landing_after_the_attempt_was_closed_is_recorded():
 
 def answer_with_amount(amount: str) -> Answer:
     return Answer(amount=Decimal(amount))
+
+
+def closed_uncharged(cart: Cart, closed_ago: timedelta) -> Payment:
+    """An attempt closed as "nothing charged" (the provider refused it) `closed_ago`."""
+    with pytest.raises(ProviderUnavailableError):
+        cart_pay(cart=cart, api=ScriptedProvider(pay=[unavailable()]))
+    payment = cart.payments.get()
+    Payment.objects.filter(pk=payment.pk).update(completed=timezone.now() - closed_ago)
+    return payment
+
+
+def test_a_recently_closed_attempt_found_charged_is_recorded_as_a_late_charge():
+    cart = CartFactory()
+    payment = closed_uncharged(cart, timedelta(minutes=5))
+
+    result = payments_reconcile(
+        older_than=OLDER_THAN, api=ScriptedProvider(ledger={payment.idempotency_key: CHARGED})
+    )
+
+    assert result == counts(late_charges=1)
+    assert state(cart, payment) == ("success", "success")
+
+
+def test_closed_attempts_still_uncharged_or_closed_long_ago_are_left_alone():
+    recent, old = CartFactory(), CartFactory()
+    still_uncharged = closed_uncharged(recent, timedelta(minutes=5))
+    closed_long_ago = closed_uncharged(old, timedelta(days=1))
+    provider = ScriptedProvider(ledger={still_uncharged.idempotency_key: NOT_FOUND})
+
+    result = payments_reconcile(older_than=OLDER_THAN, api=provider)
+
+    assert result == ZERO
+    assert provider.lookups == [still_uncharged.idempotency_key]
+    assert state(recent, still_uncharged) == ("error", "pending")
+    assert state(old, closed_long_ago) == ("error", "pending")
+
+
+def test_an_unreadable_ledger_skips_the_re_check():
+    cart = CartFactory()
+    payment = closed_uncharged(cart, timedelta(minutes=5))
+    provider = ScriptedProvider(ledger={payment.idempotency_key: unavailable()})
+
+    assert payments_reconcile(older_than=OLDER_THAN, api=provider) == ZERO
+    assert state(cart, payment) == ("error", "pending")
+
+
+@pytest.mark.integration
+def test_the_command_reports_charges_that_landed_after_an_attempt_was_closed(fake_provider):
+    cart = CartFactory(total=Decimal("10.00"))
+    payment = closed_uncharged(cart, timedelta(minutes=5))
+    utils.PaymentAPI(fake_provider.url).request_payment(
+        cart_id=cart.pk, amount=Decimal("10.00"), idempotency_key=payment.idempotency_key
+    )
+
+    out, err = run_command()
+
+    assert "1 charged after being closed" in out
+    assert "charged after being closed" in err
+    assert state(cart, payment) == ("success", "success")

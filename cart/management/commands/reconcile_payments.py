@@ -19,17 +19,30 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
+            "--recheck-closed-minutes",
+            type=int,
+            default=60,
+            help="Also re-check attempts closed as not charged this recently "
+            "(default: %(default)s).",
+        )
+        parser.add_argument(
             "--older-than",
             type=int,
             default=settings.PAYMENT_ATTEMPT_STALE_SECONDS,
             help="Only attempts untouched for this many seconds (default: %(default)s).",
         )
 
-    def handle(self, *args, older_than: int, **options):
-        counts = payments_reconcile(older_than=timedelta(seconds=older_than))
+    def handle(self, *args, older_than: int, recheck_closed_minutes: int, **options):
+        counts = payments_reconcile(
+            older_than=timedelta(seconds=older_than),
+            recheck_closed_within=timedelta(minutes=recheck_closed_minutes),
+        )
         self.stdout.write(
             "Reconciled: {success} charged, {failed} declined, {not_charged} not charged, "
-            "{still_unknown} still unknown.".format(**counts)
+            "{still_unknown} still unknown, {late_charges} charged after being "
+            "closed.".format(**counts)
         )
+        if counts["late_charges"]:
+            self.stderr.write("Some attempts were charged after being closed: see the log.")
         if counts["still_unknown"]:
             self.stderr.write("The provider's ledger could not be read for some attempts.")
