@@ -168,8 +168,8 @@ OPEN_ATTEMPT_STATUSES = (PaymentAttemptStatus.PROCESSING, PaymentAttemptStatus.U
 class Payment(models.Model):
     """The ledger: every attempt to charge a cart and what the provider made of it.
 
-    `idempotency_key` is the key sent to the provider; retrying an attempt reuses it,
-    so the provider charges an attempt at most once.
+    `idempotency_key` is the key sent to the provider; retrying or resuming an attempt
+    reuses it, so the provider charges an attempt at most once.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -212,3 +212,27 @@ class Payment(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_ATTEMPT_STATUSES
+
+
+class PaymentRequest(models.Model):
+    """A pay request made with an `Idempotency-Key`, and the attempt that answered it.
+
+    Repeating the request with the key returns that attempt's outcome. Several requests
+    can share one attempt: a request that finds an attempt left open resumes it, and its
+    key then stands for that attempt too.
+    """
+
+    cart = models.ForeignKey(Cart, on_delete=models.PROTECT, related_name="payment_requests")
+    key = models.CharField(max_length=200)
+    payment_method = models.CharField(max_length=64, blank=True, default="")
+    amount = AmountField(help_text="The cart total when the key was first used.")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="requests")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cart", "key"], name="payment_request_key_per_cart")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.payment_id}"

@@ -60,6 +60,7 @@ from cart.models import (
     Cart,
     Payment,
     PaymentAttemptStatus,
+    PaymentRequest,
     PaymentStatus,
 )
 from discount.models import Discount
@@ -227,9 +228,13 @@ def _open_attempt(
     resumed = False
     with transaction.atomic():
         locked = Cart.objects.select_for_update().get(pk=cart.pk)
-        key = f"cart-{locked.pk}-{request_key}" if request_key else None
-        earlier = Payment.objects.filter(idempotency_key=key).first() if key else None
-        if earlier is not None and earlier.payment_method != payment_method:
+        request = (
+            locked.payment_requests.select_related("payment").filter(key=request_key).first()
+            if request_key
+            else None
+        )
+        earlier = request.payment if request else None
+        if request is not None and request.payment_method != payment_method:
             raise IdempotencyKeyReusedError()
         if earlier is not None and earlier.status in _SETTLED:
             return earlier, False
@@ -243,7 +248,7 @@ def _open_attempt(
             # Resume it, with its own key and body, so the provider can only charge it once.
             payment, resumed = open_attempt, True
         elif earlier is not None:  # the same request again after "nothing was charged"
-            if earlier.amount != locked.total:
+            if request.amount != locked.total:
                 raise IdempotencyKeyReusedError()
             payment = earlier
             locked.move_to(PaymentStatus.PROCESSING)
@@ -254,12 +259,20 @@ def _open_attempt(
                 amount=locked.total,
                 currency=locked.currency,
                 payment_method=payment_method,
-                idempotency_key=key or f"cart-{locked.pk}-{uuid.uuid4().hex}",
+                idempotency_key=f"cart-{locked.pk}-{request_key or uuid.uuid4().hex}",
             )
         payment.status = PaymentAttemptStatus.PROCESSING
         payment.completed = None
         payment.save()
         locked.save(update_fields=_CART_STATE_FIELDS)
+        if request_key and request is None:
+            PaymentRequest.objects.create(
+                cart=locked,
+                key=request_key,
+                payment_method=payment_method,
+                amount=locked.total,
+                payment=payment,
+            )
     _copy_state(cart, locked)
     return payment, resumed
 

@@ -790,3 +790,29 @@ def test_a_ledger_miss_arriving_after_the_attempt_was_settled_does_not_reopen_th
     assert (stored.status, stored.provider_payment_id) == ("success", "pay_reconciled")
     assert stored.error == ""
     assert status_in_db(cart) == PaymentStatus.SUCCESS
+
+
+def test_a_key_that_resumed_another_attempt_replays_that_attempts_outcome():
+    # Found by the soak test: a keyed request resumed an attempt left open by another
+    # request; repeating the keyed request must replay that outcome, not pay anew.
+    cart = CartFactory()
+    left_open = leave_unknown(cart)
+
+    first = cart_pay(cart=cart, idempotency_key="K", api=ScriptedProvider(pay=[declined()]))
+    again = cart_pay(cart=cart, idempotency_key="K", api=ScriptedProvider())
+
+    assert first.pk == again.pk == left_open.pk
+    assert again.status == PaymentAttemptStatus.FAILED
+    assert Payment.objects.count() == 1
+
+
+def test_a_key_replays_with_its_own_payment_method_not_the_resumed_attempts():
+    cart = CartFactory()
+    leave_unknown(cart, payment_method="pm_card_chargeDeclined")
+    cart_pay(cart=cart, idempotency_key="K", api=ScriptedProvider(pay=[declined()]))
+
+    again = cart_pay(cart=cart, idempotency_key="K", api=ScriptedProvider())
+
+    assert again.status == PaymentAttemptStatus.FAILED
+    with pytest.raises(IdempotencyKeyReusedError):
+        cart_pay(cart=cart, idempotency_key="K", payment_method="pm_card_visa")
