@@ -10,7 +10,7 @@ PORT ?= 8000
 FAKE_PORT ?= 5005
 
 .DEFAULT_GOAL := help
-.PHONY: help install migrate run test lint format superuser clean
+.PHONY: help install migrate run test lint format superuser bench soak clean
 
 help:
 	@echo "make run        the API on http://$(HOST):$(PORT) + fake provider on :$(FAKE_PORT)"
@@ -18,6 +18,8 @@ help:
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make format     ruff format + ruff check --fix"
 	@echo "make superuser  create a staff user for the admin and API tokens"
+	@echo "make bench      benchmarks with wrk on SQLite and PostgreSQL (docs/benchmarks.md)"
+	@echo "make soak       60 s mixed load with provider faults on PostgreSQL (docs/soak.md)"
 	@echo "make clean      remove .venv, caches and the local SQLite database"
 
 # Reinstall whenever a requirements file changes.
@@ -48,6 +50,12 @@ format: install
 
 superuser: migrate
 	$(BIN)/python manage.py createsuperuser
+
+bench: install
+	$(BIN)/python bench/run.py --db both $(ARGS)
+
+soak: install
+	$(BIN)/python soak/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache htmlcov .coverage .coverage.* staticfiles

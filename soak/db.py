@@ -1,0 +1,113 @@
+"""Database chores of the soak run, done in the project's own environment.
+
+`soak/run.py` uses only the standard library and requests; whatever needs psycopg or
+Django runs here, in a child process started from the repository root:
+
+    python -m soak.db create postgres://postgres@127.0.0.1:5432/ soak_123
+    python -m soak.db drop   postgres://postgres@127.0.0.1:5432/ soak_123
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/soak_123 python -m soak.db dump
+
+`create` and `drop` connect to the server's maintenance database (the URL's path, else
+`postgres`); `drop` forces other sessions off (PostgreSQL 13+). `dump` prints, as JSON,
+every cart, payment attempt and discount code as the database holds them (amounts as
+decimal strings), read with the service's own models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+
+def maintenance_url(server_url: str) -> str:
+    parts = urlsplit(server_url)
+    path = parts.path if parts.path.strip("/") else "/postgres"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def create(server_url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(maintenance_url(server_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop(server_url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(maintenance_url(server_url), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def dump() -> dict:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "CoreRoot.settings")
+    import django
+
+    django.setup()
+    from django.db.models import Count
+
+    from cart.models import Cart, Payment
+    from discount.models import Discount
+
+    carts = [
+        {
+            "id": str(cart.id),
+            "subtotal": str(cart.subtotal),
+            "total": str(cart.total),
+            "amount_discounted": str(cart.amount_discounted),
+            "currency": cart.currency,
+            "payment_status": cart.payment_status,
+            "discount": cart.discount.code if cart.discount_id else None,
+        }
+        for cart in Cart.objects.select_related("discount").order_by("created")
+    ]
+    payments = [
+        {
+            "id": str(payment.id),
+            "cart": str(payment.cart_id),
+            "amount": str(payment.amount),
+            "currency": payment.currency,
+            "status": payment.status,
+            "payment_method": payment.payment_method,
+            "provider_payment_id": payment.provider_payment_id,
+            "idempotency_key": payment.idempotency_key,
+            "decline_code": payment.decline_code,
+            "error": payment.error,
+            "created": payment.created.isoformat(),
+            "updated": payment.updated.isoformat(),
+        }
+        for payment in Payment.objects.order_by("created")
+    ]
+    discounts = [
+        {
+            "code": discount.code,
+            "times_used": discount.times_used,
+            "usage_limit": discount.usage_limit,
+            "carts": discount.cart_count,
+        }
+        for discount in Discount.objects.annotate(cart_count=Count("carts")).order_by("code")
+    ]
+    return {"carts": carts, "payments": payments, "discounts": discounts}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "create":
+        create(argv[1], argv[2])
+    elif len(argv) == 3 and argv[0] == "drop":
+        drop(argv[1], argv[2])
+    elif argv == ["dump"]:
+        json.dump(dump(), sys.stdout)
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

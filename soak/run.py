@@ -1,0 +1,1561 @@
+"""Soak test: a mixed load on the API under gunicorn and PostgreSQL, with provider faults.
+
+    python soak/run.py                                   # 60 s, 8 clients, random seed
+    python soak/run.py --duration 60 --clients 8 --seed 7 \\
+        --database-url postgres://postgres@127.0.0.1:5432/
+    python soak/run.py --seed 7 --record                 # also write docs/soak.md
+
+Run it with the project's virtualenv (`. .venv/bin/activate`): the servers it starts use
+the interpreter that runs it. The script itself needs only the standard library and
+requests; what needs psycopg or Django runs in `soak/db.py`, in a child process.
+
+What it does, in order (docs/soak.md explains the method and records a run):
+
+1. Creates a fresh PostgreSQL database `soak_<pid>` on the server of `--database-url`
+   (trust authentication), migrates it, and starts, on free loopback ports, the fake
+   payment provider under gunicorn (1 worker, threads, a huge default-card balance) and
+   the API under gunicorn (2 workers x 4 threads, `CoreRoot/gunicorn.py`) with a short
+   provider read timeout (1.5 s) and `PAYMENT_ATTEMPT_STALE_SECONDS` = 7, just above the
+   payment client's worst case. Server output goes to a log directory that is kept and
+   printed; the database is dropped and every server stopped at the end, also on Ctrl-C,
+   SIGTERM or SIGHUP.
+2. Creates discount codes (percent, flat, per-currency with a minimum, a 100 % one and two
+   with a small usage limit), then for `--duration` seconds runs `--clients` client
+   threads, each with its own seeded RNG, doing a random mix: create carts (USD, EUR,
+   JPY), read, list, apply codes (also two or four at once), pay with the default card,
+   `pm_card_visa` or `pm_card_chargeDeclined`, pay twice with one Idempotency-Key, pay
+   one cart from two threads at once, retry a pay after a 502/503/504 with the same key.
+   Every response is recorded (endpoint, status, error code, times) and checked on the
+   spot. A fault thread queues one provider fault every 2-4 s (when the queue is empty):
+   latency below and above the read timeout, http_500, http_503 x 1-3, reset,
+   empty_reply, malformed, charge_then_delay; or, unless `--no-outages`, an outage: the
+   same kinds for every charge during a 1-4 s window (a hang, then garbage; a brownout),
+   which is what gets past the client's retries.
+3. Stops the load, clears the faults, counts the payment attempts left open, waits
+   longer than the stale time, runs `manage.py reconcile_payments --older-than 0` on the
+   same database, then reads everything back (API list, database, provider ledger and
+   journal) and checks the books.
+
+How to read the result: the summary (printed, and written to docs/soak.md with
+`--record`) has requests by endpoint, status and error code; the faults injected and
+the pay statuses seen while each was in flight; carts paid, charges in the ledger,
+attempts open before and after reconcile; and the violations. Exit status 0 means zero
+violations: no 5xx except 502/503/504 on /pay/ with its documented code and an injected
+fault behind it, no 500, no lost update (every cart's total = subtotal - discount, every
+code's times_used = carts holding it = 200 applies of it, within its limit, every 200
+apply's cart is what the database holds), and balanced books (paid carts = carts with
+exactly one successful charge, amounts equal, every successful attempt names its charge
+and every charge is recorded by the attempt that sent its key, nothing left open).
+Exit status 1 lists each violation with its evidence (the cart's requests and the
+provider's charge requests for it, in time order, or the API log line);
+2 means the run could not be set up; 130 that a signal stopped it. The server logs stay
+in the printed directory.
+The seed fixes every random choice; the interleaving of threads is not reproducible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "soak.md"
+
+# Provider client settings of the API under test. The stale time must stay above the
+# client's worst case, (connect + read) x (retries + 1) + backoff = 2.0 x 3 + 0.3 = 6.3 s
+# (CoreRoot/settings.py), or a slow attempt could be resumed while still in flight.
+CONNECT_TIMEOUT = 0.5
+READ_TIMEOUT = 1.5
+MAX_RETRIES = 2
+RETRY_BACKOFF = 0.1
+STALE_SECONDS = 7
+API_WORKERS = 2
+API_THREADS = 4
+PROVIDER_THREADS = 16
+PROVIDER_BALANCE = "100000000.00"
+CLIENT_TIMEOUT = 35.0  # above gunicorn's 30 s worker timeout: a hung request shows up
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+MAX_FAULT_DELAY_MS = 6000  # the longest provider delay any fault below injects
+
+EXPONENTS = {"USD": 2, "EUR": 2, "JPY": 0}
+PAY_5XX_CODES = {
+    502: {"payment_provider_error"},
+    503: {"payment_provider_unavailable"},
+    504: {"payment_provider_timeout", "payment_outcome_unknown"},
+}
+PAY_409_CODES = {"cart_paid", "cart_payment_in_progress", "idempotency_key_reused"}
+FROZEN_CODES = {"cart_paid", "cart_payment_in_progress"}
+OPEN_ATTEMPT = {"processing", "unknown"}
+LOG_PROBLEM = re.compile(r"Traceback|CRITICAL|\[ERROR\]| ERROR ")
+# Django's request logger writes every 5xx response at ERROR, the documented provider
+# answers of /pay/ too; those lines are counted against the responses, not as problems.
+LOG_PAY_5XX = re.compile(
+    r" ERROR django\.request (Bad Gateway|Service Unavailable|Gateway Timeout): "
+    r"/api/cart/[0-9a-f-]{36}/pay/$"
+)
+
+CART = "/api/cart/"
+E_CREATE = "POST /api/cart/"
+E_READ = "GET /api/cart/{id}/"
+E_LIST = "GET /api/cart/"
+E_APPLY = "POST /api/cart/{id}/apply_discount/"
+E_PAY = "POST /api/cart/{id}/pay/"
+
+
+@dataclass(frozen=True)
+class Code:
+    """A discount code the soak creates, and the rule to predict what it takes off."""
+
+    code: str
+    value: Decimal
+    kind: str = "amount"
+    currency: str = ""
+    min_cart_total: Decimal | None = None
+    usage_limit: int | None = None
+
+    def body(self) -> dict:
+        body = {"code": self.code, "kind": self.kind, "value": str(self.value)}
+        body["description"] = f"soak: {self.kind} {self.value}"
+        if self.currency:
+            body["currency"] = self.currency
+        if self.min_cart_total is not None:
+            body["min_cart_total"] = str(self.min_cart_total)
+        if self.usage_limit is not None:
+            body["usage_limit"] = self.usage_limit
+        return body
+
+    def refusal(self, subtotal: Decimal, currency: str) -> str | None:
+        """The 400 code this cart must get regardless of use counts, or None."""
+        if self.currency and self.currency != currency:
+            return "discount_currency_mismatch"
+        if self.min_cart_total is not None and subtotal < self.min_cart_total:
+            return "discount_minimum_not_met"
+        if self.amount_off(subtotal, currency) == 0:
+            return "discount_has_no_effect"
+        return None
+
+    def amount_off(self, subtotal: Decimal, currency: str) -> Decimal:
+        step = Decimal(1).scaleb(-EXPONENTS[currency])
+        if self.kind == "percent":
+            off = (subtotal * self.value / 100).quantize(step, rounding=ROUND_HALF_UP)
+        else:
+            off = self.value.quantize(step, rounding=ROUND_DOWN)
+        return min(off, subtotal)
+
+
+CODES = (
+    Code("SOAK10", Decimal(10), kind="percent"),
+    Code("SOAK25EUR", Decimal(25), kind="percent", currency="EUR", min_cart_total=Decimal(50)),
+    Code("SOAKFLAT5", Decimal(5)),
+    Code("SOAKJPY500", Decimal(500), currency="JPY"),
+    Code("SOAKLIMIT", Decimal(2), usage_limit=20),
+    Code("SOAKFREE", Decimal(100), kind="percent", usage_limit=12),
+)
+CODE_BY_NAME = {code.code: code for code in CODES}
+UNKNOWN_CODE = "SOAKNOSUCHCODE"
+CODE_WEIGHTS = {
+    "SOAK10": 3,
+    "SOAK25EUR": 2,
+    "SOAKFLAT5": 3,
+    "SOAKJPY500": 2,
+    "SOAKLIMIT": 3,
+    "SOAKFREE": 1,
+    UNKNOWN_CODE: 0.5,
+}
+APPLY_400_ALWAYS_OK = {"discount_already_applied", "discount_usage_limit_reached"}
+
+# Single faults, for the next `count` charge requests:
+# (label, provider fault kind, count range, delay range in ms).
+FAULTS = (
+    ("latency<timeout", "latency", (1, 1), (200, 1000)),
+    ("latency>timeout", "latency", (1, 1), (2000, 3000)),
+    ("http_500", "http_500", (1, 1), None),
+    ("http_503", "http_503", (1, 3), None),
+    ("reset", "reset", (1, 1), None),
+    ("empty_reply", "empty_reply", (1, 1), None),
+    ("malformed", "malformed", (1, 1), None),
+    ("charge_then_delay", "charge_then_delay", (1, 1), (2000, 3000)),
+)
+# Outages: the same kinds for every charge request during a window (`count: null`, then
+# cleared), phase after phase: (label, [(kind, delay_ms, seconds)]). Under load a single
+# fault hits one attempt of one request and the client's retries absorb it; a window
+# hits every retry of the requests in it, so a pay really ends 502/504 and attempts stay
+# open for reconcile. The first is a provider that hangs, then answers garbage.
+OUTAGES = (
+    ("outage: latency 4 s, then malformed", (("latency", 4000, 1.0), ("malformed", None, 2.0))),
+    ("outage: latency 6 s (brownout)", (("latency", MAX_FAULT_DELAY_MS, 4.0),)),
+)
+
+OPERATIONS = {
+    "create": 14,
+    "create_bad": 1,
+    "read": 14,
+    "list": 5,
+    "apply": 16,
+    "apply_race": 3,
+    "apply_burst": 1,
+    "pay": 20,
+    "pay_same_key": 5,
+    "pay_concurrent": 5,
+    "pay_declined": 4,
+    "pay_paid": 2,
+}
+
+
+class SetupError(Exception):
+    """The run could not be set up (database, servers)."""
+
+
+class Interrupted(Exception):
+    """A signal asked the run to stop."""
+
+
+def dec(value) -> Decimal:
+    return Decimal(str(value))
+
+
+def minor_units(amount: Decimal, currency: str) -> int:
+    return int(amount.scaleb(EXPONENTS[currency]))
+
+
+def parse_json(text: str):
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except ValueError:
+        return None
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+# --- Recording ----------------------------------------------------------------------
+
+
+@dataclass
+class Rec:
+    """One request the soak made and what came back."""
+
+    client: str
+    scenario: str
+    endpoint: str
+    cart: str | None
+    t0: float
+    t1: float = 0.0
+    status: int = 0  # 0: no HTTP answer
+    code: str = ""
+    key: str | None = None
+    method: str | None = None
+    payment_id: str | None = None
+    body: object = None
+    text: str = ""
+
+    def line(self) -> str:
+        at = datetime.fromtimestamp(self.t0, UTC).strftime("%H:%M:%S.%f")[:-3]
+        took = f"{self.t1 - self.t0:.2f}s"
+        extra = " ".join(
+            f"{name}={value}"
+            for name, value in (
+                ("key", self.key),
+                ("pm", self.method),
+                ("payment", self.payment_id),
+            )
+            if value
+        )
+        return (
+            f"{at} +{took} {self.client} {self.scenario}: {self.endpoint} -> "
+            f"{self.status} {self.code} {extra}".rstrip()
+        )
+
+
+@dataclass
+class CartInfo:
+    """What the soak knows of one cart; observations are guarded by Soak.lock."""
+
+    id: str
+    currency: str
+    subtotal: Decimal
+    owner: str
+    discount: str | None = None  # from a 200 apply
+    paid: bool = False
+    seen_discount: str | None = None
+    seen_discount_at: float | None = None  # t1 of the first answer showing the discount
+    seen_paid_at: float | None = None  # t1 of the first answer showing it paid
+
+
+@dataclass
+class Injected:
+    """One fault queued on the provider; `count` None: every request until `until`."""
+
+    group: int
+    label: str
+    kind: str
+    count: int | None
+    delay_ms: int | None
+    at: float
+    until: float | None = None
+
+
+class Soak:
+    """Shared state of one run: URLs, carts, records, violations."""
+
+    def __init__(self, args, api_url: str, provider_url: str):
+        self.args = args
+        self.api_url = api_url
+        self.provider_url = provider_url
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.deadline = time.monotonic() + args.duration
+        self.records: list[Rec] = []
+        self.carts: dict[str, CartInfo] = {}
+        self.cart_list: list[CartInfo] = []
+        self.applied: dict[str, list[Rec]] = defaultdict(list)  # cart -> 200 applies
+        self.injected: list[Injected] = []
+        self.violations: list[tuple[str, str]] = []
+        self.journal: list[dict] = []  # the provider's, read at the end
+        self.local = threading.local()
+
+    # -- time and HTTP --
+
+    def running(self) -> bool:
+        return not self.stop.is_set() and time.monotonic() < self.deadline
+
+    def session(self) -> requests.Session:
+        session = getattr(self.local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False  # loopback only, whatever the proxy variables say
+            self.local.session = session
+        return session
+
+    def call(
+        self,
+        client: str,
+        scenario: str,
+        endpoint: str,
+        method: str,
+        path: str,
+        cart: str | None = None,
+        body: dict | None = None,
+        key: str | None = None,
+        pm: str | None = None,
+        params: dict | None = None,
+    ) -> Rec:
+        rec = Rec(client, scenario, endpoint, cart, time.time(), key=key, method=pm)
+        headers = {"Idempotency-Key": key} if key else {}
+        try:
+            response = self.session().request(
+                method,
+                self.api_url + path,
+                json=body,
+                params=params,
+                headers=headers,
+                timeout=CLIENT_TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            rec.t1 = time.time()
+            rec.text = f"{type(exc).__name__}: {exc}"
+            self.record(rec)
+            return rec
+        rec.t1 = time.time()
+        rec.status = response.status_code
+        rec.body = parse_json(response.text)
+        if isinstance(rec.body, dict) and isinstance(rec.body.get("error"), dict):
+            rec.code = str(rec.body["error"].get("code", ""))
+        if rec.status >= 500 or rec.body is None:
+            rec.text = response.text[:500]
+        payment = rec.body.get("payment") if isinstance(rec.body, dict) else None
+        if isinstance(payment, dict):
+            rec.payment_id = payment.get("provider_payment_id") or payment.get("id")
+        self.record(rec)
+        return rec
+
+    def record(self, rec: Rec) -> None:
+        with self.lock:
+            self.records.append(rec)
+        if rec.status == 0:
+            self.violate("no_answer", f"{rec.line()}: {rec.text}")
+        elif rec.status >= 500:
+            allowed = PAY_5XX_CODES.get(rec.status, set()) if rec.endpoint == E_PAY else set()
+            if rec.code not in allowed:
+                self.violate("5xx", f"{rec.line()}: {rec.text}")
+
+    def violate(self, check: str, detail: str) -> None:
+        with self.lock:
+            self.violations.append((check, detail))
+
+    # -- carts --
+
+    def add_cart(self, info: CartInfo) -> None:
+        with self.lock:
+            self.carts[info.id] = info
+            self.cart_list.append(info)
+
+    def pick(self, rng: random.Random, owner: str | None, want) -> CartInfo | None:
+        """A random cart (of `owner` if given) for which want(cart) holds; None if none
+        turns up in a few draws."""
+        with self.lock:
+            pool = self.cart_list
+            if not pool:
+                return None
+            for _ in range(20):
+                info = pool[rng.randrange(len(pool))]
+                if (owner is None or info.owner == owner) and want(info):
+                    return info
+        return None
+
+    def observe(self, cart: dict, t0: float, t1: float, where: str) -> None:
+        """Check a cart as the API showed it, and against what was seen of it before."""
+        info = self.carts.get(str(cart.get("id")))
+        problems = []
+        try:
+            total, subtotal = dec(cart["total"]), dec(cart["subtotal"])
+            off = dec(cart["amount_discounted"])
+            step = Decimal(1).scaleb(-EXPONENTS[cart["currency"]])
+            if total != subtotal - off or dec(cart["total_discounted"]) != total:
+                problems.append(f"total {total} != subtotal {subtotal} - discount {off}")
+            if min(total, subtotal, off) < 0:
+                problems.append("a negative amount")
+            if any(value != value.quantize(step) for value in (total, subtotal, off)):
+                problems.append("more decimals than the currency has")
+            successes = [p for p in cart.get("payments", []) if p["status"] == "success"]
+            if len(successes) > 1:
+                problems.append(f"{len(successes)} successful attempts")
+            if cart["payment_status"] == "success" and (
+                len(successes) != 1 or dec(successes[0]["amount"]) != total
+            ):
+                problems.append("paid without exactly one successful attempt of its total")
+            discount = (cart.get("discount") or {}).get("code")
+        except (KeyError, TypeError, ArithmeticError) as exc:
+            problems.append(f"malformed cart: {exc!r}")
+            discount = None
+        if info is not None:
+            with self.lock:
+                if discount and info.seen_discount and discount != info.seen_discount:
+                    problems.append(f"discount changed {info.seen_discount} -> {discount}")
+                seen_at = info.seen_discount_at
+                if seen_at is not None and t0 > seen_at and not discount:
+                    problems.append(f"discount {info.seen_discount} lost")
+                if discount and not info.seen_discount:
+                    info.seen_discount, info.seen_discount_at = discount, t1
+                paid = cart.get("payment_status") == "success"
+                if info.seen_paid_at is not None and t0 > info.seen_paid_at and not paid:
+                    problems.append("was paid, now " + str(cart.get("payment_status")))
+                if paid and info.seen_paid_at is None:
+                    info.seen_paid_at = t1
+                    info.paid = True
+        for problem in problems:
+            self.violate("cart_state", f"{where}: cart {cart.get('id')}: {problem}")
+
+
+# --- Clients ------------------------------------------------------------------------
+
+
+def run_together(calls: list) -> list:
+    """Run the calls at once, each in its own thread (and HTTP connection)."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(index: int) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=10)
+        results[index] = calls[index]()
+
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(CLIENT_TIMEOUT + 10)
+    return results
+
+
+class Client(threading.Thread):
+    def __init__(self, soak: Soak, number: int, seed: int):
+        super().__init__(name=f"c{number}", daemon=True)
+        self.soak = soak
+        self.rng = random.Random(f"{seed}-client-{number}")
+        self.operations = list(OPERATIONS)
+        self.weights = list(OPERATIONS.values())
+
+    def run(self) -> None:
+        try:
+            while self.soak.running():
+                operation = self.rng.choices(self.operations, self.weights)[0]
+                getattr(self, f"op_{operation}")()
+                time.sleep(self.rng.uniform(0, 0.01))
+        except Exception:
+            self.soak.violate("soak_client_crashed", traceback.format_exc())
+
+    # -- carts --
+
+    def op_create(self, scenario: str = "create") -> CartInfo | None:
+        currency = self.rng.choice(list(EXPONENTS))
+        if currency == "JPY":
+            total = Decimal(self.rng.randint(100, 40000))
+        else:
+            total = Decimal(self.rng.randint(100, 40000)).scaleb(-2)
+        body = {"total": str(total), "currency": currency, "items_number": self.rng.randint(1, 9)}
+        rec = self.soak.call(self.name, scenario, E_CREATE, "POST", CART, body=body)
+        if rec.status != 201:
+            if rec.status:
+                self.soak.violate("create", f"{rec.line()}: {str(rec.body)[:300]}")
+            return None
+        cart = rec.body
+        info = CartInfo(cart["id"], currency, total, self.name)
+        self.soak.add_cart(info)
+        if dec(cart["subtotal"]) != total or cart["payment_status"] != "pending":
+            self.soak.violate("create", f"{rec.line()}: created as {cart}")
+        self.soak.observe(cart, rec.t0, rec.t1, rec.line())
+        return info
+
+    def op_create_bad(self) -> None:
+        body = {"total": "10.5", "currency": "JPY", "items_number": 1}
+        rec = self.soak.call(self.name, "create_bad", E_CREATE, "POST", CART, body=body)
+        if rec.status and rec.status != 400:
+            self.soak.violate("create_bad", f"{rec.line()}: expected 400")
+
+    def op_read(self) -> None:
+        info = self.soak.pick(self.rng, None, lambda cart: True)
+        if info is None:
+            self.op_create()
+            return
+        rec = self.soak.call(self.name, "read", E_READ, "GET", f"{CART}{info.id}/", info.id)
+        if rec.status == 200:
+            self.soak.observe(rec.body, rec.t0, rec.t1, rec.line())
+        elif rec.status:
+            self.soak.violate("read", f"{rec.line()}: expected 200")
+
+    def op_list(self) -> None:
+        params: dict = {"page_size": self.rng.choice((10, 20, 50))}
+        if self.rng.random() < 0.5:
+            params["payment_status"] = self.rng.choice(("pending", "success", "failed"))
+        if self.rng.random() < 0.3:
+            params["currency"] = self.rng.choice(list(EXPONENTS)).lower()
+        rec = self.soak.call(self.name, "list", E_LIST, "GET", CART, params=params)
+        if rec.status != 200:
+            if rec.status:
+                self.soak.violate("list", f"{rec.line()}: expected 200")
+            return
+        for cart in rec.body.get("results", []):
+            if "currency" in params and cart["currency"] != params["currency"].upper():
+                self.soak.violate("list", f"{rec.line()}: {params} listed {cart['id']}")
+            # A status filter may legitimately see a cart move between query and render
+            # only within one request; rows are read once, so they must match.
+            status = params.get("payment_status")
+            if status and cart["payment_status"] != status:
+                self.soak.violate("list", f"{rec.line()}: {params} listed {cart['id']}")
+            self.soak.observe(cart, rec.t0, rec.t1, rec.line())
+
+    # -- discounts --
+
+    def choose_code(self) -> str:
+        names = list(CODE_WEIGHTS)
+        return self.rng.choices(names, [CODE_WEIGHTS[name] for name in names])[0]
+
+    def apply(self, info: CartInfo, code: str, scenario: str) -> Rec:
+        path = f"{CART}{info.id}/apply_discount/"
+        rec = self.soak.call(
+            self.name, scenario, E_APPLY, "POST", path, info.id, body={"code": code.lower()}
+        )
+        self.check_apply(rec, info, code)
+        return rec
+
+    def check_apply(self, rec: Rec, info: CartInfo, code: str) -> None:
+        soak = self.soak
+        spec = CODE_BY_NAME.get(code)
+        refusal = (
+            "discount_not_found" if spec is None else spec.refusal(info.subtotal, info.currency)
+        )
+        if rec.status == 200:
+            cart = rec.body
+            with soak.lock:
+                soak.applied[info.id].append(rec)
+                earlier = len(soak.applied[info.id]) > 1
+                info.discount = code
+            if earlier:
+                soak.violate("lost_update", f"{rec.line()}: a second 200 apply on this cart")
+            if refusal is not None:
+                soak.violate("apply", f"{rec.line()}: applied, expected 400 {refusal}")
+            elif (cart.get("discount") or {}).get("code") != code or dec(
+                cart["amount_discounted"]
+            ) != spec.amount_off(info.subtotal, info.currency):
+                expected = spec.amount_off(info.subtotal, info.currency)
+                soak.violate(
+                    "apply",
+                    f"{rec.line()}: got {cart.get('discount')} {cart['amount_discounted']} "
+                    f"off {info.subtotal} {info.currency}, expected {code} {expected}",
+                )
+            soak.observe(cart, rec.t0, rec.t1, rec.line())
+        elif rec.status == 400:
+            if rec.code not in APPLY_400_ALWAYS_OK and rec.code != refusal:
+                soak.violate("apply", f"{rec.line()}: expected {refusal or '200'}")
+        elif rec.status == 409:
+            if rec.code not in FROZEN_CODES:
+                soak.violate("apply", f"{rec.line()}: unexpected 409 code")
+        elif rec.status:
+            soak.violate("apply", f"{rec.line()}: unexpected status")
+
+    def fresh_cart(self) -> CartInfo | None:
+        info = self.soak.pick(
+            self.rng, self.name, lambda cart: cart.discount is None and not cart.paid
+        )
+        return info or self.op_create()
+
+    def op_apply(self) -> None:
+        owner = self.name if self.rng.random() < 0.7 else None
+        info = self.soak.pick(self.rng, owner, lambda cart: not cart.paid) or self.op_create()
+        if info is not None:
+            self.apply(info, self.choose_code(), "apply")
+
+    def op_apply_race(self) -> None:
+        """Two codes on one cart at once: at most one may be applied."""
+        info = self.op_create("create")
+        if info is None:
+            return
+        first, second = self.rng.sample(["SOAK10", "SOAKFLAT5", "SOAKLIMIT", "SOAKJPY500"], 2)
+        recs = run_together(
+            [lambda c=c: self.apply(info, c, "apply_race") for c in (first, second)]
+        )
+        if sum(1 for rec in recs if rec and rec.status == 200) > 1:
+            self.soak.violate("lost_update", "two 200 applies at once: " + recs[0].line())
+
+    def op_apply_burst(self) -> None:
+        """The limited code on four fresh carts at once."""
+        carts = [self.fresh_cart() for _ in range(4)]
+        carts = [info for info in carts if info is not None]
+        if len({info.id for info in carts}) == len(carts) and carts:
+            run_together(
+                [lambda i=info: self.apply(i, "SOAKLIMIT", "apply_burst") for info in carts]
+            )
+
+    # -- payments --
+
+    def pay(self, info: CartInfo, scenario: str, pm: str | None, key: str | None) -> Rec:
+        body = {"payment_method": pm} if pm else {}
+        path = f"{CART}{info.id}/pay/"
+        rec = self.soak.call(
+            self.name, scenario, E_PAY, "POST", path, info.id, body=body, key=key, pm=pm
+        )
+        self.check_pay(rec, info, pm)
+        return rec
+
+    def check_pay(self, rec: Rec, info: CartInfo, pm: str | None) -> None:
+        soak = self.soak
+        body = rec.body if isinstance(rec.body, dict) else {}
+        cart, payment = body.get("cart") or {}, body.get("payment") or {}
+        if rec.status == 200:
+            ok = (
+                cart.get("payment_status") == "success"
+                and payment.get("status") == "success"
+                and dec(payment.get("amount")) == dec(cart.get("total"))
+            )
+            if not ok:
+                soak.violate("pay", f"{rec.line()}: 200 but {str(body)[:400]}")
+            # (A pay may resume another request's open attempt, with that one's card.)
+            declining = payment.get("payment_method") == "pm_card_chargeDeclined"
+            if declining and dec(payment.get("amount", 0)) != 0:
+                soak.violate("pay", f"{rec.line()}: a declining card was charged")
+            info.paid = True
+        elif rec.status == 402:
+            # The cart is shown as it is after the decline, or on a repeated request now:
+            # another request may have paid it meanwhile. A declined cart is never pending.
+            if (rec.code, payment.get("status")) != ("card_declined", "failed") or cart.get(
+                "payment_status"
+            ) not in ("failed", "processing", "success"):
+                soak.violate("pay", f"{rec.line()}: 402 but {str(body)[:400]}")
+        elif rec.status == 409:
+            if rec.code not in PAY_409_CODES:
+                soak.violate("pay", f"{rec.line()}: unexpected 409 code")
+            if rec.code == "cart_paid":
+                info.paid = True
+        elif rec.status and rec.status < 500:
+            soak.violate("pay", f"{rec.line()}: unexpected status {str(body)[:300]}")
+        if cart:
+            soak.observe(cart, rec.t0, rec.t1, rec.line())
+
+    def pay_and_retry(self, info: CartInfo, scenario: str, pm: str | None, key: str | None):
+        """Pay; after a 502/503/504 retry with the same key a few times (mostly)."""
+        rec = self.pay(info, scenario, pm, key)
+        retries = 0
+        while (
+            rec.status in PAY_5XX_CODES
+            and retries < 4
+            and self.rng.random() < 0.85
+            and self.soak.running()
+        ):
+            retries += 1
+            time.sleep(0.2 * retries)
+            rec = self.pay(info, "pay_retry", pm, key)
+        return rec
+
+    def payable(self, owner: str | None) -> CartInfo | None:
+        info = self.soak.pick(self.rng, owner, lambda cart: not cart.paid)
+        return info or self.op_create()
+
+    def new_key(self) -> str:
+        return f"soak-{uuid.UUID(int=self.rng.getrandbits(128)).hex}"
+
+    def op_pay(self) -> None:
+        info = self.payable(self.name if self.rng.random() < 0.8 else None)
+        if info is None:
+            return
+        pm = self.rng.choices((None, "pm_card_visa"), (6, 4))[0]
+        key = self.new_key() if self.rng.random() < 0.7 else None
+        self.pay_and_retry(info, "pay", pm, key)
+
+    def op_pay_declined(self) -> None:
+        info = self.payable(self.name)
+        if info is not None:
+            self.pay_and_retry(info, "pay_declined", "pm_card_chargeDeclined", self.new_key())
+
+    def op_pay_same_key(self) -> None:
+        """The same request twice: the second must give the first one's outcome."""
+        info = self.payable(self.name)
+        if info is None:
+            return
+        pm = self.rng.choice((None, "pm_card_visa", "pm_card_chargeDeclined"))
+        key = self.new_key()
+        first = self.pay(info, "pay_same_key", pm, key)
+        second = self.pay(info, "pay_same_key_again", pm, key)
+        if first.status in (200, 402) and (second.status, second.payment_id) != (
+            first.status,
+            first.payment_id,
+        ):
+            self.soak.violate(
+                "idempotency", f"same key, other outcome:\n  {first.line()}\n  {second.line()}"
+            )
+
+    def op_pay_concurrent(self) -> None:
+        """One cart paid from two threads at once: at most one charge."""
+        info = self.payable(self.name)
+        if info is None:
+            return
+        keys = [self.new_key() if self.rng.random() < 0.7 else None for _ in range(2)]
+        pms = [self.rng.choice((None, "pm_card_visa")) for _ in range(2)]
+        recs = run_together(
+            [lambda n=n: self.pay(info, "pay_concurrent", pms[n], keys[n]) for n in range(2)]
+        )
+        paid = {rec.payment_id for rec in recs if rec and rec.status == 200}
+        if len(paid) > 1:
+            lines = "\n  ".join(rec.line() for rec in recs)
+            self.soak.violate("double_charge", f"two charges at once:\n  {lines}")
+        for n, rec in enumerate(recs):
+            if rec and rec.status in PAY_5XX_CODES and self.soak.running():
+                time.sleep(0.3)
+                self.pay_and_retry(info, "pay_retry", pms[n], keys[n])
+                break
+
+    def op_pay_paid(self) -> None:
+        info = self.soak.pick(self.rng, None, lambda cart: cart.paid)
+        if info is not None:
+            self.pay(info, "pay_paid", None, None)
+
+
+class FaultInjector(threading.Thread):
+    """Every 2-4 s, when the previous fault is used up, queues a random one (or runs an
+    outage window)."""
+
+    def __init__(self, soak: Soak, seed: int, outages: bool):
+        super().__init__(name="faults", daemon=True)
+        self.soak = soak
+        self.rng = random.Random(f"{seed}-faults")
+        self.menu = [*FAULTS, *(OUTAGES if outages else ())]
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self.group = 0
+
+    def queue(self, label: str, kind: str, count: int | None, delay_ms: int | None):
+        body = {"kind": kind, "count": count}
+        if delay_ms is not None:
+            body["delay_ms"] = delay_ms
+        url = f"{self.soak.provider_url}/control/faults"
+        self.http.post(url, json=body, timeout=10).raise_for_status()
+        fault = Injected(self.group, label, kind, count, delay_ms, time.time())
+        with self.soak.lock:
+            self.soak.injected.append(fault)
+        return fault
+
+    def run(self) -> None:
+        try:
+            while not self.soak.stop.wait(self.rng.uniform(2.0, 4.0)) and self.soak.running():
+                queued = self.http.get(f"{self.soak.provider_url}/inspect", timeout=10).json()
+                if queued["faults"]:
+                    continue
+                self.group += 1
+                choice = self.rng.choice(self.menu)
+                if len(choice) == 2:
+                    self.outage(*choice)
+                    continue
+                label, kind, counts, delays = choice
+                delay_ms = self.rng.randint(*delays) if delays else None
+                self.queue(label, kind, self.rng.randint(*counts), delay_ms)
+        except Exception:
+            self.soak.violate("soak_injector_crashed", traceback.format_exc())
+
+    def outage(self, label: str, phases) -> None:
+        for kind, delay_ms, seconds in phases:
+            fault = self.queue(label, kind, None, delay_ms)
+            self.soak.stop.wait(seconds)  # cut short when the run stops
+            self.http.delete(f"{self.soak.provider_url}/control/faults", timeout=10)
+            fault.until = time.time()
+
+
+# --- Processes and database ---------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A child process in its own process group; stdout and stderr go to log files."""
+
+    def __init__(self, name: str, args: list[str], env: dict, log_dir: Path):
+        self.name = name
+        self.out_path = log_dir / f"{name}.stdout.log"
+        self.err_path = log_dir / f"{name}.stderr.log"
+        with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    def wait_until_answers(self, url: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        session = requests.Session()
+        session.trust_env = False
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SetupError(
+                    f"{self.name} exited with {self.process.returncode}: {self.tail()}"
+                )
+            try:
+                if session.get(url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise SetupError(f"{self.name} did not answer {url} in {START_TIMEOUT} s: {self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.err_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM to the group (gunicorn's graceful stop), SIGKILL if it lingers."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # Still running, so its group id is still ours: kill the master and workers.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def run_tool(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise SetupError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def database_url(server_url: str, name: str) -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+def db_dump(env: dict) -> dict:
+    result = run_tool([sys.executable, "-m", "soak.db", "dump"], env)
+    return json.loads(result.stdout)
+
+
+def git(*args: str) -> str:
+    result = subprocess.run(
+        ["git", "--no-optional-locks", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+# --- Checks at the end --------------------------------------------------------------
+
+
+def list_all_carts(soak: Soak) -> list[dict]:
+    session = soak.session()
+    carts, url = [], f"{soak.api_url}{CART}?page_size=100"
+    for _ in range(10_000):
+        response = session.get(url, timeout=CLIENT_TIMEOUT)
+        response.raise_for_status()
+        page = parse_json(response.text)
+        carts.extend(page["results"])
+        url = page.get("next")
+        if not url:
+            return carts
+    raise SetupError("the cart list did not end")
+
+
+def provider_get(soak: Soak, path: str):
+    response = soak.session().get(soak.provider_url + path, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def cart_history(soak: Soak, cart_id: str) -> str:
+    """The soak's requests for the cart and the provider's charge requests for it, in time
+    order: the evidence printed with a violation."""
+    events = [(rec.t0, rec.line()) for rec in soak.records if rec.cart == cart_id]
+    for entry in soak.journal:
+        body = entry.get("body")
+        if isinstance(body, dict) and str(body.get("cart_id")) == cart_id:
+            at = epoch(entry["at"])
+            stamp = datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
+            events.append(
+                (
+                    at,
+                    f"{stamp} provider <- POST /request_payment key={entry['idempotency_key']} "
+                    f"fault={entry['fault']} -> {entry['status']}",
+                )
+            )
+    return "\n    ".join(line for _, line in sorted(events)) or "(no request of the soak)"
+
+
+def check_lost_updates(soak: Soak, db: dict) -> None:
+    carts = {cart["id"]: cart for cart in db["carts"]}
+    for cart in db["carts"]:
+        total, subtotal = dec(cart["total"]), dec(cart["subtotal"])
+        if total != subtotal - dec(cart["amount_discounted"]):
+            soak.violate("lost_update", f"database cart {cart}: total != subtotal - discount")
+    applies = Counter()
+    for cart_id, recs in soak.applied.items():
+        code = (recs[-1].body.get("discount") or {}).get("code")
+        applies.update((rec.body.get("discount") or {}).get("code") for rec in recs)
+        held = carts.get(cart_id)
+        shown = recs[-1].body
+        wanted = (
+            code,
+            dec(shown["subtotal"]),
+            dec(shown["amount_discounted"]),
+            dec(shown["total"]),
+        )
+        got = held and (
+            held["discount"],
+            dec(held["subtotal"]),
+            dec(held["amount_discounted"]),
+            dec(held["total"]),
+        )
+        if got != wanted:
+            soak.violate(
+                "lost_update",
+                f"cart {cart_id}: a 200 apply showed {wanted}, the database holds {got}\n    "
+                + cart_history(soak, cart_id),
+            )
+    for cart in db["carts"]:
+        if cart["discount"] and cart["id"] not in soak.applied:
+            soak.violate(
+                "lost_update",
+                f"cart {cart['id']} holds {cart['discount']} but no apply answered 200\n    "
+                + cart_history(soak, cart["id"]),
+            )
+    for discount in db["discounts"]:
+        used, limit = discount["times_used"], discount["usage_limit"]
+        if used != discount["carts"] or used != applies[discount["code"]]:
+            soak.violate(
+                "lost_update",
+                f"code {discount['code']}: times_used {used}, carts holding it "
+                f"{discount['carts']}, 200 applies {applies[discount['code']]}",
+            )
+        if limit is not None and used > limit:
+            soak.violate("lost_update", f"code {discount['code']}: used {used} > limit {limit}")
+
+
+def check_books(soak: Soak, api_carts: list[dict], db: dict, ledger: list[dict]) -> dict:
+    carts = {cart["id"]: cart for cart in api_carts}
+    db_carts = {cart["id"]: cart for cart in db["carts"]}
+    charges = defaultdict(list)
+    for payment in ledger:
+        if payment["payment_status"] == "success":
+            charges[str(payment["cart_id"])].append(payment)
+    paid = {cid for cid, cart in carts.items() if cart["payment_status"] == "success"}
+    free = {cid for cid in paid if dec(carts[cid]["total"]) == 0}
+
+    if set(carts) != set(db_carts) or set(carts) != set(soak.carts):
+        soak.violate(
+            "books",
+            f"carts: {len(carts)} listed by the API, {len(db_carts)} in the database, "
+            f"{len(soak.carts)} created by the soak",
+        )
+    for cid, cart in carts.items():
+        held = db_carts.get(cid)
+        if held and held["payment_status"] != cart["payment_status"]:
+            soak.violate("books", f"cart {cid}: API says {cart['payment_status']}, DB {held}")
+    for cid in sorted(paid - free - set(charges)):
+        soak.violate(
+            "books", f"cart {cid} is paid but has no charge\n    " + cart_history(soak, cid)
+        )
+    for cid in sorted(set(charges) - (paid - free)):
+        state = carts[cid]["payment_status"] if cid in carts else "unknown to the API"
+        soak.violate(
+            "books",
+            f"cart {cid} ({state}, total {carts.get(cid, {}).get('total')}) was charged "
+            f"{len(charges[cid])} time(s)\n    " + cart_history(soak, cid),
+        )
+    for cid, found in sorted(charges.items()):
+        if len(found) > 1:
+            ids = ", ".join(payment["id"] for payment in found)
+            soak.violate(
+                "books",
+                f"cart {cid} charged {len(found)} times: {ids}\n    " + cart_history(soak, cid),
+            )
+        cart = carts.get(cid)
+        for payment in found:
+            if cart and (
+                payment["amount"] != minor_units(dec(cart["total"]), cart["currency"])
+                or payment["currency"] != cart["currency"]
+            ):
+                soak.violate(
+                    "books",
+                    f"charge {payment['id']} of {payment['amount']} {payment['currency']} "
+                    f"for cart {cid} of total {cart['total']} {cart['currency']}",
+                )
+
+    by_id = {payment["id"]: payment for found in charges.values() for payment in found}
+    attempts_by_key = {attempt["idempotency_key"]: attempt for attempt in db["payments"]}
+    for payment in by_id.values():
+        attempt = attempts_by_key.get(payment["idempotency_key"])
+        if attempt is None or attempt["provider_payment_id"] != payment["id"]:
+            state = f"attempt {attempt['id']} is {attempt['status']}" if attempt else "no attempt"
+            soak.violate(
+                "books",
+                f"charge {payment['id']} ({payment['amount']} {payment['currency']}, key "
+                f"{payment['idempotency_key']}) is not recorded: {state}"
+                + (f" ({attempt['error'][:200]})" if attempt and attempt["error"] else ""),
+            )
+    successes = Counter()
+    for attempt in db["payments"]:
+        if attempt["status"] in OPEN_ATTEMPT:
+            soak.violate("books", f"attempt left open after reconcile: {attempt}")
+        if attempt["status"] != "success":
+            continue
+        successes[attempt["cart"]] += 1
+        charge = by_id.get(attempt["provider_payment_id"])
+        if dec(attempt["amount"]) == 0:
+            if attempt["provider_payment_id"]:
+                soak.violate("books", f"a zero-amount attempt names a charge: {attempt}")
+        elif charge is None or str(charge["cart_id"]) != attempt["cart"]:
+            soak.violate("books", f"successful attempt without its charge: {attempt}")
+        elif charge["idempotency_key"] != attempt["idempotency_key"]:
+            soak.violate("books", f"attempt {attempt['id']} key differs from charge {charge}")
+    for cid, held in db_carts.items():
+        wanted = 1 if held["payment_status"] == "success" else 0
+        if successes[cid] != wanted:
+            soak.violate(
+                "books", f"cart {cid} ({held['payment_status']}) has {successes[cid]} successes"
+            )
+        if held["payment_status"] == "processing":
+            soak.violate("books", f"cart {cid} still processing after reconcile")
+    return {
+        "carts": len(carts),
+        "paid": len(paid),
+        "paid_free": len(free),
+        "charges": sum(len(found) for found in charges.values()),
+        "declines": sum(1 for payment in ledger if payment["payment_status"] == "failed"),
+        "ledger": len(ledger),
+    }
+
+
+def match_fault(entry: dict, at: float, soak: Soak, uses: list[Injected]) -> str:
+    """The label of the injected fault that hit this journal entry."""
+    for fault in soak.injected:
+        window = fault.count is None and fault.kind == entry["fault"]
+        if window and fault.at - 0.05 <= at <= (fault.until or float("inf")) + 0.05:
+            return fault.label
+    use = next((fault for fault in uses if fault.kind == entry["fault"]), None)
+    if use is None:
+        return entry["fault"]
+    uses.remove(use)
+    return use.label
+
+
+def attribute_faults(soak: Soak, journal: list[dict]) -> dict[str, dict]:
+    """For each injected fault, the pay answers of the cart whose charge request it hit."""
+    uses = []
+    for fault in soak.injected:
+        if fault.count is not None:
+            uses.extend([fault] * fault.count)
+    labels = [label for label, *_ in FAULTS] + [label for label, _ in OUTAGES]
+    stats: dict[str, dict] = {
+        label: {"injected": set(), "used": 0, "answers": Counter()} for label in labels
+    }
+    for fault in soak.injected:
+        stats[fault.label]["injected"].add(fault.group)
+    pays = defaultdict(list)
+    for rec in soak.records:
+        if rec.endpoint == E_PAY:
+            pays[rec.cart].append(rec)
+    explained = set()
+    for entry in journal:
+        if not entry.get("fault"):
+            continue
+        at = epoch(entry["at"])
+        label = match_fault(entry, at, soak, uses)
+        stats.setdefault(label, {"injected": set(), "used": 0, "answers": Counter()})
+        stats[label]["used"] += 1
+        body = entry.get("body")
+        cart = str(body.get("cart_id")) if isinstance(body, dict) else None
+        hits = [rec for rec in pays.get(cart, []) if rec.t0 - 0.05 <= at <= rec.t1 + 0.05]
+        for rec in hits:
+            if id(rec) not in explained:
+                stats[label]["answers"][f"{rec.status} {rec.code}".strip()] += 1
+            explained.add(id(rec))
+        if not hits:
+            stats[label]["answers"]["(no pay in flight)"] += 1
+    for rec in soak.records:
+        if rec.endpoint == E_PAY and rec.status in PAY_5XX_CODES and id(rec) not in explained:
+            soak.violate(
+                "5xx", f"{rec.line()}: no injected fault hit this cart during the request"
+            )
+    for item in stats.values():
+        item["injected"] = len(item["injected"])
+    return stats
+
+
+def scan_log(path: Path, start: int = 0, end: int | None = None) -> tuple[list[str], Counter]:
+    """Problem lines (tracebacks, errors) and counts of log levels in a server log."""
+    with path.open("rb") as log:
+        log.seek(start)
+        text = log.read(None if end is None else max(0, end - start)).decode(errors="replace")
+    levels = Counter()
+    problems = []
+    for line in text.splitlines():
+        match = re.search(r"\[(INFO|WARNING|ERROR|CRITICAL|DEBUG)\]| (INFO|WARNING|ERROR) ", line)
+        if match:
+            levels[match.group(1) or match.group(2)] += 1
+        if LOG_PAY_5XX.search(line):
+            levels["ERROR of a documented 5xx of /pay/"] += 1
+        elif LOG_PROBLEM.search(line):
+            problems.append(line)
+    return problems, levels
+
+
+# --- Report -------------------------------------------------------------------------
+
+
+def table(header: tuple, rows: list[tuple]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines.extend("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)
+    return "\n".join(lines)
+
+
+def report(soak: Soak, facts: dict) -> str:
+    by_endpoint = Counter((rec.endpoint, rec.status, rec.code) for rec in soak.records)
+    request_rows = [
+        (endpoint, status or "no answer", code or "", count)
+        for (endpoint, status, code), count in sorted(by_endpoint.items())
+    ]
+    scenarios = Counter(rec.scenario for rec in soak.records)
+    fault_rows = [
+        (
+            label,
+            stats["injected"],
+            stats["used"],
+            ", ".join(f"{answer} x{n}" for answer, n in sorted(stats["answers"].items())) or "-",
+        )
+        for label, stats in facts["faults"].items()
+        if stats["injected"] or stats["used"] or not soak.args.no_outages
+    ]
+    books = facts["books"]
+    open_before = facts["open_before"]
+    violations = Counter(check for check, _ in soak.violations)
+    elapsed = facts["load_seconds"]
+    parts = [
+        f"- date: {facts['date']}, commit: {facts['commit']}, seed: {soak.args.seed}, "
+        f"duration: {soak.args.duration} s, clients: {soak.args.clients}",
+        f"- API: gunicorn {API_WORKERS} workers x {API_THREADS} threads on PostgreSQL; "
+        f"provider read timeout {READ_TIMEOUT} s, connect {CONNECT_TIMEOUT} s, "
+        f"{MAX_RETRIES} retries, backoff {RETRY_BACKOFF} s, stale after {STALE_SECONDS} s",
+        f"- requests: {len(soak.records)} in {elapsed:.1f} s "
+        f"({len(soak.records) / max(elapsed, 0.001):.0f}/s)",
+        "",
+        "Requests by endpoint, status and error code:",
+        "",
+        table(("endpoint", "status", "code", "count"), request_rows),
+        "",
+        "Scenarios: " + ", ".join(f"{name} {n}" for name, n in sorted(scenarios.items())),
+        "",
+        "Faults (used = charge requests it broke; answers = the pay responses of that "
+        "cart in flight when it hit):",
+        "",
+        table(("fault", "injected", "used", "pay answers"), fault_rows),
+        "",
+        f"- faults still queued when the load stopped (cleared): {facts['faults_left']}",
+        f"- carts: {books['carts']} created; paid: {books['paid']} "
+        f"({books['paid_free']} fully discounted, nothing to charge)",
+        f"- provider ledger: {books['ledger']} payments, {books['charges']} successful "
+        f"charges, {books['declines']} declines",
+        f"- attempts open when the load stopped: {len(open_before)}"
+        + (
+            " (" + ", ".join(f"{s} {n}" for s, n in sorted(Counter(open_before).items())) + ")"
+            if open_before
+            else ""
+        ),
+        f"- reconcile_payments --older-than 0: {facts['reconcile']}",
+        f"- API log: {dict(sorted(facts['log_levels'].items()))}; problem lines: "
+        f"{len(facts['log_problems'])}",
+        f"- violations: {len(soak.violations)}"
+        + (
+            " (" + ", ".join(f"{c} {n}" for c, n in sorted(violations.items())) + ")"
+            if violations
+            else ""
+        ),
+    ]
+    return "\n".join(parts)
+
+
+METHOD = """\
+`python soak/run.py` (module docstring: usage) runs a mixed load against the API as it is
+deployed, gunicorn on PostgreSQL, while the fake payment provider breaks now and then, and
+then checks that nothing was lost and the books balance.
+
+## Set-up
+
+- A fresh PostgreSQL database (`soak_<pid>`, dropped at the end), migrated.
+- The fake provider under gunicorn, one worker with 16 threads (its ledger lives in
+  memory), default card balance 100000000.00, so the default card never runs out.
+- The API under gunicorn with `CoreRoot/gunicorn.py`: 2 workers x 4 threads, `ENV=DEV`,
+  provider connect timeout 0.5 s, read timeout 1.5 s, 2 retries, backoff 0.1 s, and
+  `PAYMENT_ATTEMPT_STALE_SECONDS=7`, above the client's worst case of 6.3 s (the rule in
+  `CoreRoot/settings.py`). Both on free loopback ports; their stdout (access log) and
+  stderr (error log, Django's log) go to files in a log directory the run prints.
+
+## Load
+
+Client threads (`--clients`, 8) each draw operations from their own RNG seeded from
+`--seed` until `--duration` (60 s) is over: create a cart (USD, EUR or JPY, random total
+with the currency's decimals; now and then an invalid JPY total, which must be a 400),
+read one, list carts (with and without filters), apply a discount code (`SOAK10` 10 %,
+`SOAK25EUR` 25 % of EUR carts from 50.00, `SOAKFLAT5` 5 off, `SOAKJPY500` 500 JPY off,
+`SOAKLIMIT` 2 off usable 20 times, `SOAKFREE` 100 % usable 12 times, and an unknown
+code), two codes on one cart at once, the limited code on four carts at once; pay with
+the default card, `pm_card_visa` or `pm_card_chargeDeclined`, with or without an
+Idempotency-Key; the same pay twice with one key; one cart paid from two threads at
+once; pay a paid cart; after a 502/503/504, retry with the same key (mostly; some are
+left to the end's reconcile). Every response is recorded and checked at once: statuses
+and error codes each endpoint documents, a 200 pay shows a paid cart and an attempt for
+its total, a 402 a declined one, an apply takes off what the code's rule says, every cart
+shown has total = subtotal - discount and at most one successful attempt, and a discount
+or a paid status once seen never goes away.
+
+A fault thread queues one provider fault (`POST /control/faults`) every 2-4 s when the
+previous one is used up, chosen with its own seeded RNG: latency below the read timeout
+(0.2-1 s), latency above it (2-3 s), http_500, http_503 for 1-3 charges, reset,
+empty_reply, malformed, charge_then_delay (2-3 s). Under load a single fault breaks one
+attempt of one pay and the API's retries absorb it, so the menu also has two outages
+(left out with `--no-outages`): the same kinds with `count: null` for a window, then
+cleared. "latency 4 s, then malformed" makes the provider hang for 1 s (those requests
+charge 4 s later) and then answer garbage for 2 s, which is where the retries of the hung
+requests land; "brownout" hangs every charge for 4 s by 6 s, longer than all the
+retries of a pay, so attempts end 504 and stay open for reconcile. The provider's journal
+says which charge request each fault hit; the pay responses for that cart in flight at
+that moment are its answers.
+
+## Checks after the load
+
+The load stops; faults are cleared; attempts still open are counted; after waiting the
+stale time plus the longest fault delay (so every delayed provider request has landed),
+`python manage.py reconcile_payments --older-than 0` runs on the same database. Then the
+API's cart list, the database (`soak/db.py dump`), the provider's ledger
+(`GET /payments`) and journal are read, and:
+
+1. No 500 and no 5xx other than 502/503/504 on `/pay/` with their documented code
+   (`payment_provider_error`, `payment_provider_unavailable`, `payment_provider_timeout`,
+   `payment_outcome_unknown`) and an injected fault hitting that cart's charge during
+   the request. No request without an answer (the client waits 35 s, more than
+   gunicorn's 30 s worker timeout). No traceback or ERROR line in the API's log, except
+   `django.request`'s line for each documented 5xx of `/pay/` (counted apart).
+2. No lost update: every cart in the database has total = subtotal - amount_discounted;
+   each code's times_used equals the carts holding it and the number of 200 applies of
+   it, and never exceeds its limit; every 200 apply's cart (code, subtotal, discount,
+   total) is what the database holds; no cart got two 200 applies; no cart holds a code
+   without a 200 apply.
+3. The books balance: the carts the API lists as paid with a non-zero total are exactly
+   the carts with a successful charge in the provider's ledger, each has exactly one,
+   of the cart's total in minor units and its currency; fully discounted paid carts have
+   none; every successful attempt in the database names a ledger charge of its cart
+   with its idempotency key, and every ledger charge is recorded (as its
+   `provider_payment_id`) by the attempt that sent its key; every cart has one
+   successful attempt if paid, none if not; no attempt is left open and no cart is
+   processing.
+
+The exit status is 1 when any check fails; each violation is printed with the cart's
+request sequence. With `--record` the summary below is rewritten from the run.
+"""
+
+
+def write_doc(summary: str, violations: list[tuple[str, str]], command: str) -> None:
+    parts = [
+        "# Soak test",
+        "",
+        METHOD,
+        "## Recorded run",
+        "",
+        f"`{command}`",
+        "",
+        summary,
+        "",
+    ]
+    if violations:
+        parts += ["Violations:", "", "```"]
+        parts += [f"[{check}] {detail}" for check, detail in violations]
+        parts += ["```", ""]
+    DOC.write_text("\n".join(parts))
+
+
+# --- Main ---------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Mixed load with provider faults against the API on PostgreSQL."
+    )
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--clients", type=int, default=8, help="client threads")
+    parser.add_argument(
+        "--database-url",
+        default="postgres://postgres@127.0.0.1:5432/",
+        help="PostgreSQL server; a database soak_<pid> is created on it and dropped",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="RNG seed (default: random)")
+    parser.add_argument("--record", action="store_true", help="write the summary to docs/soak.md")
+    parser.add_argument("--log-dir", type=Path, default=None, help="server logs (default: temp)")
+    parser.add_argument(
+        "--no-outages",
+        action="store_true",
+        help="single faults only: no outage windows (see OUTAGES)",
+    )
+    args = parser.parse_args(argv)
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1_000_000)
+    if args.duration <= 0 or args.clients < 1:
+        parser.error("--duration must be > 0 and --clients >= 1")
+    return args
+
+
+def on_signal(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="soak-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    name = f"soak_{os.getpid()}"
+    db_url = database_url(args.database_url, name)
+    base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    servers: list[Server] = []
+    created = False
+    print(f"soak: seed {args.seed}, database {name}, logs in {log_dir}", flush=True)
+    try:
+        run_tool([sys.executable, "-m", "soak.db", "create", args.database_url, name], base_env)
+        created = True
+        provider_port, api_port = free_port(), free_port()
+        env = {
+            **base_env,
+            "ENV": "DEV",
+            "DEBUG": "false",
+            "LOG_LEVEL": "INFO",
+            "DATABASE_URL": db_url,
+            "FAKE_PAYMENT_API": f"127.0.0.1:{provider_port}",
+            "PAYMENT_API_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+            "PAYMENT_API_READ_TIMEOUT": str(READ_TIMEOUT),
+            "PAYMENT_API_MAX_RETRIES": str(MAX_RETRIES),
+            "PAYMENT_API_RETRY_BACKOFF": str(RETRY_BACKOFF),
+            "PAYMENT_ATTEMPT_STALE_SECONDS": str(STALE_SECONDS),
+        }
+        run_tool([sys.executable, "manage.py", "migrate", "--noinput"], env)
+        servers.append(
+            Server(
+                "provider",
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--workers=1",
+                    f"--threads={PROVIDER_THREADS}",
+                    f"--bind=127.0.0.1:{provider_port}",
+                    "--access-logfile=-",
+                    "--no-control-socket",
+                    "fake_payment_server:app",
+                ],
+                {**env, "FAKE_PAYMENT_BALANCE": PROVIDER_BALANCE},
+                log_dir,
+            )
+        )
+        api_env = {
+            **env,
+            "GUNICORN_WORKERS": str(API_WORKERS),
+            "GUNICORN_THREADS": str(API_THREADS),
+            "GUNICORN_BIND": f"127.0.0.1:{api_port}",
+        }
+        api_args = [sys.executable, "-m", "gunicorn", "--config", "python:CoreRoot.gunicorn"]
+        api_args += ["--no-control-socket", "CoreRoot.wsgi"]
+        servers.append(Server("api", api_args, api_env, log_dir))
+        provider_url, api_url = f"http://127.0.0.1:{provider_port}", f"http://127.0.0.1:{api_port}"
+        servers[0].wait_until_answers(f"{provider_url}/inspect")
+        servers[1].wait_until_answers(f"{api_url}/health/ready/")
+        return soak(args, api_url, provider_url, env, servers[1])
+    except Interrupted as exc:
+        print(f"soak: stopped by {exc}", file=sys.stderr)
+        return 130
+    except (SetupError, subprocess.TimeoutExpired, requests.RequestException) as exc:
+        print(f"soak: could not run: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # let the clean-up finish
+        for server in reversed(servers):
+            server.stop()
+        if created:
+            try:
+                run_tool(
+                    [sys.executable, "-m", "soak.db", "drop", args.database_url, name], base_env
+                )
+            except (SetupError, subprocess.TimeoutExpired) as exc:
+                print(f"soak: could not drop {name}: {exc}", file=sys.stderr)
+        print(f"soak: servers stopped, database {name} dropped; logs in {log_dir}", flush=True)
+
+
+def soak(args, api_url: str, provider_url: str, env: dict, api: Server) -> int:
+    state = Soak(args, api_url, provider_url)
+    # Warm up every worker thread (URL conf, database connection) before the clock runs.
+    run_together(
+        [lambda: state.session().get(f"{api_url}/health/ready/", timeout=30)]
+        * (API_WORKERS * API_THREADS * 2)
+    )
+    for code in CODES:
+        response = state.session().post(f"{api_url}/api/discount/", json=code.body(), timeout=30)
+        if response.status_code != 201:
+            raise SetupError(f"creating {code.code}: {response.status_code} {response.text}")
+
+    state.deadline = time.monotonic() + args.duration
+    started = time.monotonic()
+    threads: list[threading.Thread] = [FaultInjector(state, args.seed, not args.no_outages)]
+    threads += [Client(state, n, args.seed) for n in range(args.clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        while time.monotonic() < state.deadline:
+            time.sleep(0.2)
+    finally:
+        state.stop.set()
+    for thread in threads:
+        thread.join(
+            timeout=max(0.1, started + args.duration + 2 * CLIENT_TIMEOUT - time.monotonic())
+        )
+    stuck = [thread.name for thread in threads if thread.is_alive()]
+    if stuck:
+        state.violate("soak_stuck", f"threads still running after the load: {stuck}")
+    load_seconds = time.monotonic() - started
+    print(f"soak: load done: {len(state.records)} requests in {load_seconds:.1f} s", flush=True)
+
+    faults_left = provider_get(state, "/inspect")["faults"]
+    state.session().delete(f"{provider_url}/control/faults", timeout=30).raise_for_status()
+    before = db_dump(env)
+    open_before = [p["status"] for p in before["payments"] if p["status"] in OPEN_ATTEMPT]
+    wait = STALE_SECONDS + MAX_FAULT_DELAY_MS / 1000 + 1
+    print(f"soak: {len(open_before)} attempts open; reconcile in {wait:.0f} s", flush=True)
+    time.sleep(wait)
+    reconcile = run_tool(
+        [sys.executable, "manage.py", "reconcile_payments", "--older-than", "0"], env
+    )
+    reconciled = (reconcile.stdout + reconcile.stderr).strip().replace("\n", " ")
+    print(f"soak: {reconciled}", flush=True)
+
+    api_carts = list_all_carts(state)
+    db = db_dump(env)
+    ledger = provider_get(state, "/payments")["data"]
+    journal = provider_get(state, "/control/journal")["data"]
+    state.journal = journal
+    log_problems, log_levels = scan_log(api.err_path)
+    for line in log_problems:
+        state.violate("api_log", line)
+
+    check_lost_updates(state, db)
+    books = check_books(state, api_carts, db, ledger)
+    faults = attribute_faults(state, journal)
+    facts = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "load_seconds": load_seconds,
+        "books": books,
+        "faults": faults,
+        "faults_left": faults_left or "none",
+        "open_before": open_before,
+        "reconcile": reconciled,
+        "log_levels": log_levels,
+        "log_problems": log_problems,
+    }
+    if git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown"):
+        facts["commit"] += " (with uncommitted changes)"
+    summary = report(state, facts)
+    print("\n" + summary + "\n")
+    for check, detail in state.violations:
+        print(f"VIOLATION [{check}] {detail}")
+    if args.record:
+        command = "python soak/run.py " + " ".join(
+            f"--{name} {value}"
+            for name, value in (
+                ("duration", f"{args.duration:g}"),
+                ("clients", args.clients),
+                ("seed", args.seed),
+            )
+        )
+        if args.no_outages:
+            command += " --no-outages"
+        write_doc(summary, state.violations, command + " --record")
+        print(f"soak: wrote {DOC.relative_to(ROOT)}")
+    print("soak: PASS" if not state.violations else f"soak: FAIL ({len(state.violations)})")
+    return 1 if state.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
