@@ -28,6 +28,8 @@ Outcomes and errors:
   an unknown status, an unexpected 4xx such as `409 idempotency_key_reused`). Never
   retried: repeating the request would not make the answer sensible.
 * `PaymentNotFoundError`: `get_payment` asked for an id the provider does not know.
+* `PaymentMethodRejectedError`: the provider refused the `payment_method` (400 naming
+  it). Nothing was charged; repeating the request is pointless.
 * Bad arguments (unknown currency, more decimals than the currency allows, amount not
   positive) raise `ValueError`/`TypeError` before anything is sent.
 
@@ -143,6 +145,11 @@ class PaymentNotFoundError(PaymentProviderError):
     """The provider has no payment with that id (`404 payment_not_found`)."""
 
 
+class PaymentMethodRejectedError(PaymentProviderError):
+    """The provider refused the request because of its `payment_method` (a 400 naming
+    that field): nothing was charged, and the same request will be refused again."""
+
+
 class _Retryable(Exception):
     """One failed attempt that may be retried. Internal to `PaymentAPI._send`."""
 
@@ -216,6 +223,16 @@ def _error_detail(response: Any) -> tuple[str | None, str]:
     if isinstance(error.get("message"), str):
         detail += f": {error['message']}"
     return code, detail
+
+
+def _error_field(response: Any) -> str | None:
+    """The `field` a provider error body names, if any."""
+    try:
+        error = _loads(response.text).get("error")
+    except (ValueError, TypeError, RecursionError, AttributeError):
+        return None
+    field = error.get("field") if isinstance(error, dict) else None
+    return field if isinstance(field, str) else None
 
 
 def _check_idempotency_key(key: str) -> str:
@@ -343,6 +360,14 @@ class PaymentAPI:
             headers={"Idempotency-Key": key},
             idempotency_key=key,
         )
+        if response.status_code == 400 and _error_field(response) == "payment_method":
+            code, detail = _error_detail(response)
+            raise PaymentMethodRejectedError(
+                f"payment provider refused the payment method: {detail}",
+                status_code=400,
+                code=code,
+                idempotency_key=key,
+            )
         try:
             self._expect_200(response, key)
             payment = self._parse_payment(

@@ -43,6 +43,12 @@ class IdempotencyKeyReusedError(ConflictError):
     field = "Idempotency-Key"
 
 
+class PaymentMethodRefusedError(ApplicationError):
+    code = "payment_method_refused"
+    message = "The payment provider does not accept this payment method. Nothing was charged."
+    field = "payment_method"
+
+
 class ProviderTroubleError(ApplicationError):
     """The provider could not be used. Nothing was charged and the request can be retried,
     except `PaymentOutcomeUnknownError`, where a retry settles the open attempt."""

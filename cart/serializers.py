@@ -84,7 +84,9 @@ class CartSerializer(serializers.ModelSerializer):
     total_discounted = JSONAmountField(
         read_only=True, help_text="Same as `total`: the amount to pay (tutorial name)."
     )
-    currency = serializers.CharField(max_length=3, help_text="ISO-4217 code, e.g. USD.")
+    currency = serializers.RegexField(
+        r"^[A-Za-z]{3}$", max_length=3, help_text="ISO-4217 code, e.g. USD (any case)."
+    )
     items_number = serializers.IntegerField(min_value=0, max_value=1_000_000)
     discount = AppliedDiscountSerializer(read_only=True, allow_null=True)
     payments = PaymentSerializer(many=True, read_only=True)

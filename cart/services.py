@@ -49,6 +49,7 @@ from cart.errors import (
     CartPaidError,
     CartPaymentInProgressError,
     IdempotencyKeyReusedError,
+    PaymentMethodRefusedError,
     PaymentOutcomeUnknownError,
     ProviderBadAnswerError,
     ProviderTimeoutError,
@@ -302,6 +303,10 @@ def _charge_despite(
     refused outright, or one it answered with nonsense and has no payment for. A timed-out
     or resumed attempt stays open, so the next pay resumes it with the same key.
     """
+    if isinstance(error, utils.PaymentMethodRejectedError) and not resumed:
+        # The provider refused the request outright: nothing charged, and it never will be.
+        _close_without_charge(cart, payment, reason=error.message)
+        raise PaymentMethodRefusedError() from error
     refused = isinstance(error, utils.PaymentProviderUnavailableError) and not isinstance(
         error, utils.PaymentProviderTimeoutError
     )

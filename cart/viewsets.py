@@ -72,7 +72,8 @@ class CartViewSet(
                 str,
                 OpenApiParameter.HEADER,
                 description="Repeat a request with the same key to get the same outcome "
-                "instead of a second charge.",
+                "instead of a second charge (1 to 200 printable ASCII characters).",
+                pattern=r"^[ -~]{1,200}$",
             )
         ],
         responses={200: CartPaymentSerializer},

@@ -26,7 +26,8 @@ class DiscountSerializer(serializers.ModelSerializer):
         help_text="Amount off (in `currency`, or the cart's currency if none) or percentage."
     )
     min_cart_total = JSONAmountField(required=False, allow_null=True)
-    currency = serializers.CharField(
+    currency = serializers.RegexField(
+        r"^[A-Za-z]{3}$",
         required=False,
         allow_blank=True,
         max_length=3,

@@ -16,6 +16,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from utils import (
     PaymentAPI,
+    PaymentMethodRejectedError,
     PaymentNotFoundError,
     PaymentOutcome,
     PaymentProviderError,
@@ -915,3 +916,23 @@ def test_close_leaves_an_injected_session_alone():
     )
     api.close()
     assert session.closed is False
+
+
+def test_a_refused_payment_method_is_its_own_error_and_not_retried():
+    api, session, sleeps = make_api(
+        error(400, "invalid_field", "unknown payment method", field="payment_method")
+    )
+
+    with pytest.raises(PaymentMethodRejectedError) as caught:
+        charge(api, payment_method="pm_card_nope")
+
+    assert not isinstance(caught.value, PaymentProviderProtocolError)
+    assert caught.value.idempotency_key == KEY
+    assert len(session.calls) == 1
+    assert sleeps == []
+
+
+def test_a_400_naming_another_field_is_our_bug_a_protocol_error():
+    api, _, _ = make_api(error(400, "invalid_field", "bad amount", field="amount"))
+    with pytest.raises(PaymentProviderProtocolError):
+        charge(api)

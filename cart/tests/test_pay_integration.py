@@ -114,6 +114,23 @@ class TestOutcomes:
         assert data["payment"]["decline_code"] == decline_code
         assert fake_provider.charges(cart.pk) == []
 
+    def test_a_payment_method_the_provider_refuses_is_a_400_and_nothing_is_taken(
+        self, api_client, fake_provider
+    ):
+        cart = CartFactory(total=Decimal("5"))
+
+        response = pay(api_client, cart, payment_method="pm_card_unknown")
+
+        assert response.status_code == 400
+        assert (error_of(response)["code"], error_of(response)["field"]) == (
+            "payment_method_refused",
+            "payment_method",
+        )
+        assert status_of(cart) == "pending"
+        assert cart.payments.get().status == PaymentAttemptStatus.ERROR
+        assert fake_provider.payments() == []
+        assert pay(api_client, cart, payment_method="pm_card_visa").status_code == 200
+
     def test_the_always_succeeding_test_card_ignores_the_balance(self, api_client, fake_provider):
         cart = CartFactory(total=Decimal("500"))
         assert pay(api_client, cart, payment_method="pm_card_visa").status_code == 200
