@@ -8,6 +8,7 @@ keep referring to them): switch one off with `PATCH {"active": false}`.
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 
+from common.api import ListFiltersOnlyMixin
 from common.permissions import IsStaffForManagement
 from discount.filters import DiscountFilter
 from discount.models import Discount
@@ -23,6 +24,7 @@ from discount.services import discount_create, discount_update
     partial_update=extend_schema(summary="Change some of a discount code's settings"),
 )
 class DiscountViewSet(
+    ListFiltersOnlyMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,

@@ -101,3 +101,30 @@ def test_currency_is_stored_upper_case():
     cart = Cart(total=10, currency="usd", items_number=1)
     cart.save()
     assert Cart.objects.get().currency == "USD"
+
+
+def test_fast_representation_matches_the_declared_fields():
+    from decimal import Decimal
+
+    from cart.models import Payment
+    from cart.serializers import PaymentSerializer
+    from discount.tests.factories import DiscountFactory
+
+    cart = Cart(total=20, currency="JPY", items_number=2)
+    cart.save()
+    cart.apply_discount(DiscountFactory(value=Decimal("5")))
+    Payment.objects.create(
+        cart=cart, amount=cart.total, currency="JPY", status="failed", idempotency_key="k"
+    )
+    for cart in (
+        Cart.objects.select_related("discount").get(),
+        Cart.objects.create(total=Decimal("1.50"), currency="USD", items_number=1),
+    ):
+        serializer = CartSerializer(cart)
+        assert serializer.data == serializer.declared_representation(cart)
+        assert list(serializer.data) == list(serializer.fields)
+    Payment.objects.update(status="success", completed=cart.created)
+    for payment in Payment.objects.all():
+        serializer = PaymentSerializer(payment)
+        assert serializer.data == serializer.declared_representation(payment)
+        assert list(serializer.data) == list(serializer.fields)
