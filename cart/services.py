@@ -92,21 +92,18 @@ def cart_apply_discount(*, cart: Cart, discount: Discount) -> Cart:
         locked.check_can_change()
         if locked.discount_id is not None:
             raise CartDiscountAlreadyAppliedError()
-        # Re-read the code inside the transaction: it may have been switched off or
-        # used up since the request was validated.
-        current = Discount.objects.get(pk=discount.pk)
-        current.check_usable(at=timezone.now())
-        amount_off = current.amount_off(locked.subtotal, locked.currency)
-        discount_use(discount=current)
+        amount_off = discount.amount_off(locked.subtotal, locked.currency)
+        # Counting the use re-checks, in the same UPDATE, that the code is still usable:
+        # it may have been switched off or used up since the request was validated.
+        discount_use(discount=discount, at=timezone.now())
 
-        locked.discount = current
+        locked.discount = discount
         locked.amount_discounted = amount_off
         locked.total = locked.subtotal - amount_off
         locked.save(update_fields=_DISCOUNT_FIELDS)
 
     for name in (*_DISCOUNT_FIELDS, "subtotal", "payment_status"):
         setattr(cart, name, getattr(locked, name))
-    discount.times_used = current.times_used
     return cart
 
 

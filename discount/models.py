@@ -141,10 +141,11 @@ class Discount(models.Model):
             raise DiscountCurrencyMismatchError()
         if self.min_cart_total is not None and subtotal < self.min_cart_total:
             raise DiscountMinimumNotMetError()
+        value = Decimal(str(self.value))  # an unsaved instance may hold an int
         if self.kind == DiscountKind.PERCENT:
-            off = money.quantize(subtotal * self.value / HUNDRED, currency)
+            off = money.quantize(subtotal * value / HUNDRED, currency)
         else:
-            off = money.round_down(self.value, currency)
+            off = money.round_down(value, currency)
         off = min(off, subtotal)
         if off == 0:
             raise DiscountNoEffectError()

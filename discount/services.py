@@ -2,7 +2,7 @@
 
     discount = discount_create(code="DIS20", value=Decimal("5"), ended=tomorrow)
     discount = discount_update(discount=discount, data={"active": False})
-    discount_use(discount=discount)   # +1 use, in SQL; DiscountUsageLimitReachedError if full
+    discount_use(discount=discount, at=now)   # +1 use in SQL, or the DiscountError why not
 
 A use is counted when a code is applied to a cart (see `cart.services`). The count is a
 single conditional UPDATE, so it can never pass the limit however many requests race;
@@ -80,13 +80,21 @@ def _code_unique(code: str, exclude_pk: int | None = None):
         raise
 
 
-def discount_use(*, discount: Discount) -> None:
-    """Count one use of the code, refusing when the limit is reached."""
+def discount_use(*, discount: Discount, at: datetime) -> None:
+    """Count one use of the code, if it is still usable at `at`, in one conditional UPDATE.
+
+    The UPDATE itself re-checks what may have changed since `discount` was read (switched
+    off, window, limit), so the common case costs one query; only a refusal re-reads the
+    row, to raise the `DiscountError` that says why.
+    """
     counted = (
-        Discount.objects.filter(pk=discount.pk)
+        Discount.objects.filter(pk=discount.pk, active=True)
+        .filter(Q(started__isnull=True) | Q(started__lte=at))
+        .filter(Q(ended__isnull=True) | Q(ended__gt=at))
         .filter(Q(usage_limit__isnull=True) | Q(times_used__lt=F("usage_limit")))
         .update(times_used=F("times_used") + 1)
     )
     if not counted:
-        raise DiscountUsageLimitReachedError()
-    discount.refresh_from_db(fields=["times_used"])
+        Discount.objects.get(pk=discount.pk).check_usable(at=at)
+        raise DiscountUsageLimitReachedError()  # usable again already: it was full
+    discount.times_used += 1  # at least; other carts may have used it meanwhile

@@ -10,7 +10,7 @@ from cart.models import Cart, PaymentStatus
 from cart.services import cart_apply_discount
 from cart.tests.factories import CartFactory
 from common.testing import error_of, response_json
-from discount.errors import DiscountInactiveError
+from discount.errors import DiscountExpiredError, DiscountInactiveError
 from discount.models import Discount
 from discount.tests.factories import DiscountFactory, PercentDiscountFactory
 
@@ -194,6 +194,16 @@ class TestApplyDiscount:
 
         with pytest.raises(DiscountInactiveError):
             cart_apply_discount(cart=cart, discount=discount)  # holds the stale, active copy
+
+        discount.refresh_from_db()
+        assert discount.times_used == 0
+
+    def test_a_code_that_expired_after_validation_is_refused_without_a_use(self):
+        discount = DiscountFactory(code="GONE")
+        Discount.objects.filter(pk=discount.pk).update(ended=timezone.now())
+
+        with pytest.raises(DiscountExpiredError):
+            cart_apply_discount(cart=CartFactory(), discount=discount)  # the stale copy
 
         discount.refresh_from_db()
         assert discount.times_used == 0
