@@ -94,7 +94,6 @@ class CartViewSet(
         serializer = PayCartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         payment = cart_pay(cart=cart, idempotency_key=key, **serializer.validated_data)
-        cart = self.get_queryset().get(pk=cart.pk)
         body = {"cart": CartSerializer(cart).data, "payment": PaymentSerializer(payment).data}
         if payment.status == PaymentAttemptStatus.FAILED:
             declined = error_body("card_declined", "The card was declined.", "payment_method")
