@@ -1,0 +1,11 @@
+-- POST /api/discount/: a new code per request, unique by run tag, thread and counter.
+local c = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
+c.install()
+
+function request()
+   local body = string.format(
+      '{"code": "%s", "kind": "amount", "value": 5, "description": "benchmark"}',
+      c.unique()
+   )
+   return wrk.format("POST", "/api/discount/", c.json_headers, body)
+end
