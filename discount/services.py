@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
@@ -53,13 +54,19 @@ def discount_create(
 
 
 def discount_update(*, discount: Discount, data: dict[str, Any]) -> Discount:
-    """Change some settings of a code; its use count is never written from here.
+    """Change some settings of a code; its use count is never written from here, and a
+    code already used keeps its kind.
 
     The row is locked and re-read, so a use counted meanwhile is neither lost nor able to
     slip past a lowered `usage_limit` (the model's rules run again on the fresh row).
     """
     with transaction.atomic():
         locked = Discount.objects.select_for_update().get(pk=discount.pk)
+        if locked.times_used and data.get("kind", locked.kind) != locked.kind:
+            # Carts that used the code show its kind beside the amount they got.
+            raise ValidationError(
+                {"kind": ValidationError("A code already used cannot change kind.", "kind_in_use")}
+            )
         for name, value in data.items():
             setattr(locked, name, value)
         locked.full_clean(validate_unique=False, validate_constraints=False)

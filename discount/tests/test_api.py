@@ -194,6 +194,21 @@ class TestReadAndEdit:
         response = api_client.patch(f"{URL}{discount.pk}/", {"usage_limit": 2})
         assert error_of(response)["code"] == "below_times_used"
 
+    def test_a_used_code_cannot_change_kind(self, api_client):
+        discount = DiscountFactory(times_used=1)
+
+        response = api_client.patch(f"{URL}{discount.pk}/", {"kind": "percent", "value": 10})
+
+        assert response.status_code == 400
+        assert (error_of(response)["field"], error_of(response)["code"]) == ("kind", "kind_in_use")
+        discount.refresh_from_db()
+        assert discount.kind == "amount"
+
+    def test_an_unused_code_can_change_kind(self, api_client):
+        discount = DiscountFactory()
+        response = api_client.patch(f"{URL}{discount.pk}/", {"kind": "percent", "value": 10})
+        assert response.status_code == 200
+
     def test_times_used_is_read_only(self, api_client):
         discount = DiscountFactory()
         api_client.patch(f"{URL}{discount.pk}/", {"times_used": 99})
