@@ -25,11 +25,16 @@ Paying holds exactly once:
 3. Record the outcome (short transaction): success or decline settle the attempt and the
    cart. When the provider failed in a way that may hide a charge (read timeout, an
    answer that makes no sense), its ledger is asked by key before anything is decided:
-   a charge found there is the outcome. If the ledger says "no such payment", nothing
-   was charged: the attempt ends `error` and the cart can be paid again. If even the
-   ledger cannot be read, the attempt stays open as `unknown`; the next pay request
-   resumes it with the same key, and `payments_reconcile` (the `reconcile_payments`
-   command) settles it from the ledger.
+   a charge found there is the outcome. The attempt ends `error` ("nothing charged",
+   the cart payable again) only when no request of it can still land: the provider
+   refused a fresh attempt outright, or answered it with nonsense and has no payment
+   under its key. Otherwise (a request timed out, or the attempt was resumed) it stays
+   open as `unknown`: the next pay request resumes it with the same key, and
+   `payments_reconcile` (the `reconcile_payments` command) settles it from the ledger
+   once no request can be on its way.
+4. A caller's `Idempotency-Key` is bound (`PaymentRequest`) to the attempt that answered
+   it, so repeating the request replays that outcome, even when the request had resumed
+   an attempt another request opened.
 """
 
 from __future__ import annotations
