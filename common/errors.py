@@ -54,5 +54,5 @@ def error_body(
     return {"error": {"code": code, "message": message, "field": field, "details": details}}
 
 
-def json_error_response(request, code: str, message: str, status_code: int) -> JsonResponse:
+def json_error_response(code: str, message: str, status_code: int) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=status_code)

@@ -44,20 +44,20 @@ class ReadinessView(HealthView):
 
 
 def not_found(request, exception=None) -> JsonResponse:
-    return json_error_response(request, "not_found", "No such resource.", 404)
+    return json_error_response("not_found", "No such resource.", 404)
 
 
 def server_error(request) -> JsonResponse:
-    return json_error_response(request, "server_error", "Internal error; it has been logged.", 500)
+    return json_error_response("server_error", "Internal error; it has been logged.", 500)
 
 
 def bad_request(request, exception=None) -> JsonResponse:
-    return json_error_response(request, "bad_request", "Bad request.", 400)
+    return json_error_response("bad_request", "Bad request.", 400)
 
 
 def permission_denied(request, exception=None) -> JsonResponse:
-    return json_error_response(request, "permission_denied", "Permission denied.", 403)
+    return json_error_response("permission_denied", "Permission denied.", 403)
 
 
 def csrf_failure(request, reason="") -> JsonResponse:
-    return json_error_response(request, "csrf_failed", f"CSRF check failed: {reason}", 403)
+    return json_error_response("csrf_failed", f"CSRF check failed: {reason}", 403)
