@@ -113,7 +113,7 @@ def fake_provider_url():
             f"--bind=127.0.0.1:{port}",
             "fake_payment_server:app",
         ],
-        env={"FAKE_PAYMENT_BALANCE": "20.00"},
+        env={"FAKE_PAYMENT_CARD_LIMIT": "20.00", "FAKE_PAYMENT_BALANCE": "20.00"},
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -32,11 +32,22 @@ class FakeProvider:
         self._call("POST", "/control/reset")
 
     def fault(self, kind: str, count: int | None = 1, delay_ms: int | None = None) -> None:
-        """Break the next `count` charge requests (None: until reset)."""
+        """Break the next `count` charge or refund requests (None: until reset)."""
         fault = {"kind": kind, "count": count}
         if delay_ms is not None:
             fault["delay_ms"] = delay_ms
         self._call("POST", "/control/faults", json=fault)
+
+    def random_faults(self, rate: str, seed: int, **options) -> None:
+        """Break a seeded random share of the write requests (`kinds`, `delay_ms`)."""
+        self._call(
+            "POST",
+            "/control/faults",
+            json={"mode": "random", "rate": rate, "seed": seed, **options},
+        )
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/control/faults")
 
     def set_balance(self, balance: str) -> None:
         self._call("POST", "/control/balance", json={"balance": balance})
@@ -51,6 +62,10 @@ class FakeProvider:
     def charges(self, cart_id=None) -> list[dict]:
         """Successful payments: what a customer was actually charged."""
         return [p for p in self.payments(cart_id) if p["payment_status"] == "success"]
+
+    def refunds(self, payment_id=None) -> list[dict]:
+        params = {"payment_id": payment_id} if payment_id is not None else None
+        return self._call("GET", "/refunds", params=params)["data"]
 
     def journal(self) -> list[dict]:
         return self._call("GET", "/control/journal")["data"]

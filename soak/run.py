@@ -13,7 +13,7 @@ What it does, in order (docs/soak.md explains the method and records a run):
 
 1. Creates a fresh PostgreSQL database `soak_<pid>` on the server of `--database-url`
    (trust authentication), migrates it, and starts, on free loopback ports, the fake
-   payment provider under gunicorn (1 worker, threads, a huge default-card balance) and
+   payment provider under gunicorn (1 worker, threads, a huge default-card limit) and
    the API under gunicorn (2 workers x 4 threads, `CoreRoot/gunicorn.py`) with a short
    provider read timeout (1.5 s) and `PAYMENT_ATTEMPT_STALE_SECONDS` = 7, just above the
    payment client's worst case. Server output goes to a log directory that is kept and
@@ -93,7 +93,7 @@ STALE_SECONDS = 7
 API_WORKERS = 2
 API_THREADS = 4
 PROVIDER_THREADS = 16
-PROVIDER_BALANCE = "100000000.00"
+PROVIDER_LIMIT = "100000000.00"
 CLIENT_TIMEOUT = 35.0  # above gunicorn's 30 s worker timeout: a hung request shows up
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -1258,7 +1258,7 @@ then checks that nothing was lost and the books balance.
 
 - A fresh PostgreSQL database (`soak_<pid>`, dropped at the end), migrated.
 - The fake provider under gunicorn, one worker with 16 threads (its ledger lives in
-  memory), default card balance 100000000.00, so the default card never runs out.
+  memory), default card limit 100000000.00, so the default card takes every cart.
 - The API under gunicorn with `CoreRoot/gunicorn.py`: 2 workers x 4 threads, `ENV=DEV`,
   provider connect timeout 0.5 s, read timeout 1.5 s, 2 retries, backoff 0.1 s, and
   `PAYMENT_ATTEMPT_STALE_SECONDS=7`, above the client's worst case of 6.3 s (the rule in
@@ -1426,7 +1426,7 @@ def main(argv: list[str]) -> int:
                     "--no-control-socket",
                     "fake_payment_server:app",
                 ],
-                {**env, "FAKE_PAYMENT_BALANCE": PROVIDER_BALANCE},
+                {**env, "FAKE_PAYMENT_CARD_LIMIT": PROVIDER_LIMIT},
                 log_dir,
             )
         )

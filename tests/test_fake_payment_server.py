@@ -88,15 +88,27 @@ def assert_error(response: TestResponse, status: int, code: str, field: str | No
     assert error["message"]
 
 
+FRESH = {
+    "available": 1,
+    "card_limit": "20.00",
+    "balance": "20.00",
+    "payments": 0,
+    "charges": 0,
+    "refunds": 0,
+    "faults": [],
+    "random_faults": None,
+}
+
+
 def assert_nothing_charged(client: FlaskClient) -> None:
     state = inspect(client)
     assert (state["payments"], state["charges"], state["balance"]) == (0, 0, "20.00")
 
 
-# -- the tutorial's contract --------------------------------------------------------------
+# -- the tutorial's contract and the test cards -------------------------------------------
 
 
-def test_charge_within_balance_succeeds_and_echoes_the_request(client: FlaskClient) -> None:
+def test_charge_within_the_limit_succeeds_and_echoes_the_request(client: FlaskClient) -> None:
     response = charge(client, amount=1000, currency="USD")
 
     assert response.status_code == 200
@@ -113,44 +125,54 @@ def test_charge_within_balance_succeeds_and_echoes_the_request(client: FlaskClie
     assert payment["payment_method"] == "pm_card_default"
     assert payment["idempotency_key"] is None
     assert datetime.fromisoformat(payment["created"]).utcoffset() == timedelta(0)
-    assert inspect(client)["balance"] == "10.00"
 
 
-def test_charge_above_balance_is_declined_insufficient_funds(client: FlaskClient) -> None:
-    payment = charge(client, amount=2500).get_json()
+def test_charge_above_the_limit_is_declined_insufficient_funds(client: FlaskClient) -> None:
+    payment = charge(client, amount=2001).get_json()
 
     assert payment["payment_status"] == "failed"
     assert payment["decline_code"] == "insufficient_funds"
     state = inspect(client)
-    assert (state["payments"], state["charges"], state["balance"]) == (1, 0, "20.00")
+    assert (state["payments"], state["charges"]) == (1, 0)
 
 
-def test_each_successful_charge_debits_the_balance_until_it_runs_out(
-    client: FlaskClient,
-) -> None:
-    statuses = [charge(client, amount=1000).get_json()["payment_status"] for _ in range(3)]
+def test_the_default_card_is_a_per_charge_limit_not_a_balance(client: FlaskClient) -> None:
+    # As in the tutorial's fake server and Stripe's test cards: any number of charges
+    # below the limit succeed; the limit is what one charge may take.
+    statuses = [charge(client, amount=1000).get_json()["payment_status"] for _ in range(5)]
+    at_limit = charge(client, amount=2000).get_json()["payment_status"]
+
+    assert statuses == ["success"] * 5
+    assert at_limit == "success"
+    state = inspect(client)
+    assert (state["payments"], state["charges"], state["card_limit"]) == (6, 6, "20.00")
+
+
+def test_each_prepaid_charge_debits_the_balance_until_it_runs_out(client: FlaskClient) -> None:
+    statuses = [
+        charge(client, amount=1000, payment_method="pm_card_prepaid").get_json()["payment_status"]
+        for _ in range(3)
+    ]
 
     assert statuses == ["success", "success", "failed"]
     state = inspect(client)
     assert (state["payments"], state["charges"], state["balance"]) == (3, 2, "0.00")
 
 
-@pytest.mark.parametrize(
-    ("amount", "status", "balance_left"), [(20, "success", "0.00"), (21, "failed", "20.00")]
-)
-def test_jpy_amounts_are_whole_yen_against_the_major_unit_balance(
-    client: FlaskClient, amount: int, status: str, balance_left: str
+@pytest.mark.parametrize(("amount", "status"), [(20, "success"), (21, "failed")])
+def test_jpy_amounts_are_whole_yen_against_the_major_unit_limit(
+    client: FlaskClient, amount: int, status: str
 ) -> None:
     payment = charge(client, amount=amount, currency="JPY").get_json()
 
     assert (payment["amount"], payment["currency"]) == (amount, "JPY")
     assert payment["payment_status"] == status
-    assert inspect(client)["balance"] == balance_left
 
 
 def test_three_decimal_currency_debits_fractions_of_a_major_unit(client: FlaskClient) -> None:
-    assert charge(client, amount=5, currency="BHD").get_json()["payment_status"] == "success"
+    paid = charge(client, amount=5, currency="BHD", payment_method="pm_card_prepaid")
 
+    assert paid.get_json()["payment_status"] == "success"
     assert inspect(client)["balance"] == "19.995"
 
 
@@ -184,7 +206,7 @@ def test_largest_amount_is_ten_billion_major_units(client: FlaskClient) -> None:
         ("pm_card_chargeDeclinedProcessingError", "failed", "processing_error"),
     ],
 )
-def test_test_payment_methods_ignore_the_default_card_balance(
+def test_test_payment_methods_ignore_the_limit_and_the_balance(
     client: FlaskClient, payment_method: str, status: str, decline_code: str | None
 ) -> None:
     payment = charge(client, amount=999_999, payment_method=payment_method).get_json()
@@ -196,14 +218,13 @@ def test_test_payment_methods_ignore_the_default_card_balance(
     assert state["charges"] == (1 if status == "success" else 0)
 
 
-def test_explicit_default_card_uses_the_balance(client: FlaskClient) -> None:
-    payment = charge(client, amount=500, payment_method="pm_card_default").get_json()
+def test_explicit_default_card_uses_the_limit(client: FlaskClient) -> None:
+    under = charge(client, amount=500, payment_method="pm_card_default").get_json()
+    over = charge(client, amount=2500, payment_method="pm_card_default").get_json()
 
-    assert (payment["payment_method"], payment["payment_status"]) == (
-        "pm_card_default",
-        "success",
-    )
-    assert inspect(client)["balance"] == "15.00"
+    assert (under["payment_method"], under["payment_status"]) == ("pm_card_default", "success")
+    assert (over["payment_status"], over["decline_code"]) == ("failed", "insufficient_funds")
+    assert inspect(client)["balance"] == "20.00"
 
 
 # -- requests refused with 400 ------------------------------------------------------------
@@ -318,14 +339,14 @@ def test_same_idempotency_key_and_body_replays_without_second_debit(
     assert second.get_data() == first.get_data()
     assert first.get_json()["idempotency_key"] == "cart-1-attempt-1"
     state = inspect(client)
-    assert (state["payments"], state["charges"], state["balance"]) == (1, 1, "10.00")
+    assert (state["payments"], state["charges"]) == (1, 1)
 
 
 def test_a_stored_decline_is_replayed_too(client: FlaskClient) -> None:
     headers = {"Idempotency-Key": "k-decline"}
-    first = charge(client, headers, amount=5000)
+    first = charge(client, headers, amount=5000, payment_method="pm_card_prepaid")
     client.post("/control/balance", json={"balance": "100.00"})
-    second = charge(client, headers, amount=5000)
+    second = charge(client, headers, amount=5000, payment_method="pm_card_prepaid")
 
     assert first.get_json()["decline_code"] == "insufficient_funds"
     assert second.get_data() == first.get_data()
@@ -384,7 +405,9 @@ def test_concurrent_requests_with_one_key_charge_exactly_once(
     def pay() -> None:
         client = app.test_client()
         barrier.wait()
-        responses.append(charge(client, {"Idempotency-Key": "same-key"}))
+        responses.append(
+            charge(client, {"Idempotency-Key": "same-key"}, payment_method="pm_card_prepaid")
+        )
 
     threads = [threading.Thread(target=pay) for _ in range(threads_count)]
     for thread in threads:
@@ -408,7 +431,12 @@ def test_concurrent_charges_never_overdraw_the_balance(app: Flask) -> None:
     def pay(number: int) -> None:
         client = app.test_client()
         barrier.wait()
-        charge(client, {"Idempotency-Key": f"key-{number}"}, amount=100)
+        charge(
+            client,
+            {"Idempotency-Key": f"key-{number}"},
+            amount=100,
+            payment_method="pm_card_prepaid",
+        )
 
     threads = [threading.Thread(target=pay, args=(n,)) for n in range(threads_count)]
     for thread in threads:
@@ -470,13 +498,7 @@ def test_all_payments_are_listed_oldest_first_declines_included(client: FlaskCli
 def test_inspect_reports_availability_balance_counts_and_queued_faults(
     client: FlaskClient,
 ) -> None:
-    assert inspect(client) == {
-        "available": 1,
-        "balance": "20.00",
-        "payments": 0,
-        "charges": 0,
-        "faults": [],
-    }
+    assert inspect(client) == FRESH
 
 
 def test_journal_records_every_charge_request(client: FlaskClient) -> None:
@@ -523,20 +545,14 @@ def test_reset_forgets_everything_and_restores_the_start_balance(client: FlaskCl
 
     assert response.status_code == 200
     assert response.get_json() == inspect(client)
-    assert inspect(client) == {
-        "available": 1,
-        "balance": "20.00",
-        "payments": 0,
-        "charges": 0,
-        "faults": [],
-    }
+    assert inspect(client) == FRESH
     assert journal(client) == []
     replay = charge(client, {"Idempotency-Key": "k-reset"})
     assert "Idempotent-Replayed" not in replay.headers
 
 
 @pytest.mark.parametrize(("balance", "shown"), [("100.00", "100.00"), (7, "7.00"), ("0", "0.00")])
-def test_balance_control_sets_the_default_card_balance(
+def test_balance_control_sets_the_prepaid_card_balance(
     client: FlaskClient, balance: object, shown: str
 ) -> None:
     response = client.post("/control/balance", json={"balance": balance})
@@ -546,10 +562,12 @@ def test_balance_control_sets_the_default_card_balance(
     assert inspect(client)["balance"] == shown
 
 
-def test_raised_balance_allows_a_bigger_charge(client: FlaskClient) -> None:
+def test_raised_balance_allows_a_bigger_prepaid_charge(client: FlaskClient) -> None:
     client.post("/control/balance", json={"balance": "100.00"})
 
-    assert charge(client, amount=9000).get_json()["payment_status"] == "success"
+    paid = charge(client, amount=9000, payment_method="pm_card_prepaid")
+
+    assert paid.get_json()["payment_status"] == "success"
     assert inspect(client)["balance"] == "10.00"
 
 
@@ -589,19 +607,35 @@ def test_invalid_start_balance_fails_at_start(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_each_app_has_its_own_state() -> None:
-    first = create_app(balance=Decimal("1.5")).test_client()
-    second = create_app(balance="1.50").test_client()
+    first = create_app(card_limit="5", balance=Decimal("1.5")).test_client()
+    second = create_app(card_limit="5.00", balance="1.50").test_client()
 
-    charge(first, amount=100)
+    charge(first, amount=100, payment_method="pm_card_prepaid")
 
     assert inspect(first)["balance"] == "0.50"
-    assert inspect(second) == {
-        "available": 1,
-        "balance": "1.50",
-        "payments": 0,
-        "charges": 0,
-        "faults": [],
-    }
+    assert inspect(second) == {**FRESH, "balance": "1.50", "card_limit": "5.00"}
+
+
+def test_card_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_PAYMENT_CARD_LIMIT", "50")
+    client = create_app().test_client()
+
+    assert inspect(client)["card_limit"] == "50.00"
+    assert charge(client, amount=5000).get_json()["payment_status"] == "success"
+    assert charge(client, amount=5001).get_json()["payment_status"] == "failed"
+
+
+def test_card_limit_defaults_to_twenty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAKE_PAYMENT_CARD_LIMIT", raising=False)
+
+    assert inspect(create_app().test_client())["card_limit"] == "20.00"
+
+
+def test_invalid_card_limit_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_PAYMENT_CARD_LIMIT", "-1")
+
+    with pytest.raises(ValueError, match="Invalid card limit"):
+        create_app()
 
 
 # -- faults -------------------------------------------------------------------------------
@@ -800,6 +834,369 @@ def test_connection_faults_need_a_real_socket(client: FlaskClient, kind: str) ->
     assert (entry["fault"], entry["status"]) == (kind, 500)
 
 
+@pytest.mark.parametrize("kind", ["charge_then_reset", "charge_then_empty_reply"])
+def test_charge_then_drop_faults_charge_before_dropping_the_answer(
+    client: FlaskClient, kind: str
+) -> None:
+    # Flask's test client has no socket to drop: the answer is a 500, but the charge is
+    # recorded and stored under the key, as it is before a real connection is dropped.
+    headers = {"Idempotency-Key": f"k-{kind}"}
+
+    dropped = charge(client, headers | {"X-Fake-Fault": kind})
+    retry = charge(client, headers)
+
+    assert_error(dropped, 500, "fault_unsupported_here", None)
+    assert inspect(client)["charges"] == 1
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert [e["fault"] for e in journal(client)] == [kind, None]
+
+
+# -- random faults ------------------------------------------------------------------------
+
+
+def random_statuses(client: FlaskClient, requests_count: int) -> list[tuple[str | None, int]]:
+    for number in range(requests_count):
+        charge(client, {"Idempotency-Key": f"k-{number}"})
+    return [(entry["fault"], entry["status"]) for entry in journal(client)]
+
+
+def test_random_faults_are_a_reproducible_sequence_for_a_seed(sleeps: list[float]) -> None:
+    runs = []
+    for _ in range(2):
+        client = create_app(sleep=sleeps.append).test_client()
+        queued = client.post("/control/faults", json={"mode": "random", "rate": 0.3, "seed": 7})
+        assert queued.status_code == 201
+        runs.append(random_statuses(client, 60))
+    other = create_app(sleep=sleeps.append).test_client()
+    other.post("/control/faults", json={"mode": "random", "rate": 0.3, "seed": 8})
+
+    assert runs[0] == runs[1]
+    assert random_statuses(other, 60) != runs[0]
+    hits = [fault for fault, _ in runs[0] if fault]
+    assert 8 <= len(hits) <= 30  # about 30 % of 60
+
+
+def test_random_faults_draw_from_every_kind(client: FlaskClient) -> None:
+    client.post("/control/faults", json={"mode": "random", "rate": 1, "seed": 1})
+
+    seen = {fault for fault, _ in random_statuses(client, 120)}
+
+    assert seen == {
+        "latency",
+        "http_500",
+        "http_503",
+        "reset",
+        "empty_reply",
+        "malformed",
+        "charge_then_delay",
+        "charge_then_reset",
+        "charge_then_empty_reply",
+    }
+
+
+def test_random_faults_show_in_inspect_and_are_cleared(client: FlaskClient) -> None:
+    client.post(
+        "/control/faults",
+        json={
+            "mode": "random",
+            "rate": 0.5,
+            "seed": 3,
+            "kinds": ["http_503", "latency"],
+            "delay_ms": [10, 20],
+        },
+    )
+    random_statuses(client, 10)
+
+    shown = inspect(client)["random_faults"]
+    cleared = client.delete("/control/faults").get_json()
+
+    assert shown["mode"] == "random"
+    assert (shown["rate"], shown["seed"], shown["kinds"]) == ("0.5", 3, ["http_503", "latency"])
+    assert (shown["delay_ms"], shown["draws"]) == ([10, 20], 10)
+    assert 0 < shown["hits"] < 10
+    assert cleared["random_faults"] is None
+    assert charge(client).status_code == 200
+
+
+def test_random_faults_delay_within_the_range(client: FlaskClient, sleeps: list[float]) -> None:
+    client.post(
+        "/control/faults",
+        json={"mode": "random", "rate": 1, "seed": 5, "kinds": ["latency"], "delay_ms": [5, 9]},
+    )
+    random_statuses(client, 20)
+
+    assert len(sleeps) == 20
+    assert all(0.005 <= seconds <= 0.009 for seconds in sleeps)
+
+
+def test_queued_faults_come_before_random_ones(client: FlaskClient) -> None:
+    client.post(
+        "/control/faults", json={"mode": "random", "rate": 1, "seed": 2, "kinds": ["http_500"]}
+    )
+    client.post("/control/faults", json={"kind": "http_503", "count": 1})
+
+    assert [charge(client).status_code for _ in range(2)] == [503, 500]
+
+
+def test_reset_clears_random_faults(client: FlaskClient) -> None:
+    client.post("/control/faults", json={"mode": "random", "rate": 1, "seed": 2})
+
+    client.post("/control/reset")
+
+    assert inspect(client)["random_faults"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"mode": "chaos"}, "mode"),
+        ({"mode": "random", "seed": 1}, "rate"),
+        ({"mode": "random", "rate": 0, "seed": 1}, "rate"),
+        ({"mode": "random", "rate": 1.5, "seed": 1}, "rate"),
+        ({"mode": "random", "rate": "0.2", "seed": 1}, "rate"),
+        ({"mode": "random", "rate": 0.2}, "seed"),
+        ({"mode": "random", "rate": 0.2, "seed": "7"}, "seed"),
+        ({"mode": "random", "rate": 0.2, "seed": 7, "kinds": []}, "kinds"),
+        ({"mode": "random", "rate": 0.2, "seed": 7, "kinds": ["explode"]}, "kinds"),
+        ({"mode": "random", "rate": 0.2, "seed": 7, "delay_ms": 5}, "delay_ms"),
+        ({"mode": "random", "rate": 0.2, "seed": 7, "delay_ms": [9, 5]}, "delay_ms"),
+        ({"mode": "random", "rate": 0.2, "seed": 7, "delay_ms": [0, -1]}, "delay_ms"),
+    ],
+)
+def test_random_fault_control_refuses_bad_settings(
+    client: FlaskClient, body: dict[str, Any], field: str
+) -> None:
+    response = client.post("/control/faults", json=body)
+
+    assert_error(response, 400, response.get_json()["error"]["code"], field)
+    assert inspect(client)["random_faults"] is None
+
+
+# -- refunds ------------------------------------------------------------------------------
+
+REFUND_FIELDS = [
+    "id",
+    "payment_id",
+    "cart_id",
+    "amount",
+    "currency",
+    "status",
+    "reason",
+    "idempotency_key",
+    "created",
+]
+
+
+def refund(
+    client: FlaskClient, payment_id: str, amount: int, key: str | None = None, **fields: Any
+) -> TestResponse:
+    headers = {"Idempotency-Key": key} if key else {}
+    body = {"payment_id": payment_id, "amount": amount, **fields}
+    return client.post("/refunds", json=body, headers=headers)
+
+
+def paid(client: FlaskClient, amount: int = 1000, **fields: Any) -> dict[str, Any]:
+    payment = charge(client, amount=amount, **fields).get_json()
+    assert payment["payment_status"] == "success"
+    return payment
+
+
+def test_a_refund_gives_back_part_of_a_payment(client: FlaskClient) -> None:
+    payment = paid(client)
+
+    response = refund(client, payment["id"], 400, key="r-1", reason="requested_by_customer")
+
+    assert response.status_code == 200
+    made = response.get_json()
+    assert list(made) == REFUND_FIELDS
+    assert re.fullmatch(r"re_[0-9a-f]{24}", made["id"])
+    assert (made["payment_id"], made["cart_id"], made["amount"], made["currency"]) == (
+        payment["id"],
+        "cart-1",
+        400,
+        "USD",
+    )
+    assert (made["status"], made["reason"], made["idempotency_key"]) == (
+        "succeeded",
+        "requested_by_customer",
+        "r-1",
+    )
+    assert inspect(client)["refunds"] == 1
+
+
+def test_refunds_never_exceed_what_the_payment_captured(client: FlaskClient) -> None:
+    payment = paid(client)
+
+    statuses = [refund(client, payment["id"], 300).status_code for _ in range(3)]
+    too_much = refund(client, payment["id"], 101)
+    rest = refund(client, payment["id"], 100)
+
+    assert statuses == [200, 200, 200]
+    assert_error(too_much, 400, "amount_exceeds_refundable", "amount")
+    assert rest.status_code == 200
+    assert_error(refund(client, payment["id"], 1), 400, "amount_exceeds_refundable", "amount")
+    assert inspect(client)["refunds"] == 4
+
+
+def test_concurrent_refunds_never_exceed_the_payment(app: Flask) -> None:
+    payment = paid(app.test_client(), amount=1000)
+    threads_count = 20
+    barrier = threading.Barrier(threads_count)
+    statuses: list[int] = []
+
+    def give_back(number: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(refund(client, payment["id"], 150, key=f"r-{number}").status_code)
+
+    threads = [threading.Thread(target=give_back, args=(n,)) for n in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [200] * 6 + [400] * 14
+    refunds = app.test_client().get(f"/refunds?payment_id={payment['id']}").get_json()["data"]
+    assert sum(r["amount"] for r in refunds) == 900
+
+
+def test_the_same_refund_key_and_body_replays_without_refunding_again(
+    client: FlaskClient,
+) -> None:
+    payment = paid(client)
+
+    first = refund(client, payment["id"], 500, key="r-same")
+    second = refund(client, payment["id"], 500, key="r-same")
+    other = refund(client, payment["id"], 600, key="r-same")
+
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.get_data() == first.get_data()
+    assert_error(other, 409, "idempotency_key_reused", "Idempotency-Key")
+    assert inspect(client)["refunds"] == 1
+
+
+def test_refund_and_charge_keys_are_kept_apart(client: FlaskClient) -> None:
+    payment = charge(client, {"Idempotency-Key": "shared"}).get_json()
+
+    response = refund(client, payment["id"], 100, key="shared")
+
+    assert response.status_code == 200
+    assert "Idempotent-Replayed" not in response.headers
+
+
+def test_a_refused_refund_is_decided_again_when_repeated(client: FlaskClient) -> None:
+    payment = paid(client, amount=1000)
+    refund(client, payment["id"], 800)
+
+    refused = refund(client, payment["id"], 500, key="r-later")
+    client.post("/control/reset")  # nothing to refund any more: the payment is gone
+    again = refund(client, payment["id"], 500, key="r-later")
+
+    assert_error(refused, 400, "amount_exceeds_refundable", "amount")
+    assert_error(again, 400, "payment_not_found", "payment_id")
+
+
+def test_a_declined_payment_cannot_be_refunded(client: FlaskClient) -> None:
+    declined = charge(client, payment_method="pm_card_chargeDeclined").get_json()
+
+    response = refund(client, declined["id"], 100)
+
+    assert_error(response, 400, "payment_not_refundable", "payment_id")
+    assert inspect(client)["refunds"] == 0
+
+
+def test_a_refund_of_an_unknown_payment_is_refused(client: FlaskClient) -> None:
+    assert_error(refund(client, "pay_nope", 100), 400, "payment_not_found", "payment_id")
+
+
+def test_a_refund_in_another_currency_is_refused(client: FlaskClient) -> None:
+    payment = paid(client)
+
+    response = refund(client, payment["id"], 100, currency="EUR")
+
+    assert_error(response, 400, "invalid_field", "currency")
+    assert refund(client, payment["id"], 100, currency="usd").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"amount": 100}, "missing_field", "payment_id"),
+        ({"payment_id": "pay_x"}, "missing_field", "amount"),
+        ({"payment_id": "", "amount": 100}, "invalid_field", "payment_id"),
+        ({"payment_id": 7, "amount": 100}, "invalid_field", "payment_id"),
+        ({"payment_id": "pay_x", "amount": 0}, "invalid_field", "amount"),
+        ({"payment_id": "pay_x", "amount": 1.5}, "invalid_field", "amount"),
+        ({"payment_id": "pay_x", "amount": "100"}, "invalid_field", "amount"),
+        ({"payment_id": "pay_x", "amount": 100, "currency": "XAU"}, "invalid_field", "currency"),
+        ({"payment_id": "pay_x", "amount": 100, "reason": ""}, "invalid_field", "reason"),
+        ({"payment_id": "pay_x", "amount": 100, "reason": 5}, "invalid_field", "reason"),
+    ],
+)
+def test_a_malformed_refund_request_names_its_field(
+    client: FlaskClient, body: dict[str, Any], code: str, field: str
+) -> None:
+    assert_error(client.post("/refunds", json=body), 400, code, field)
+
+
+def test_a_prepaid_refund_credits_the_balance_back(client: FlaskClient) -> None:
+    payment = paid(client, amount=1500, payment_method="pm_card_prepaid")
+    assert inspect(client)["balance"] == "5.00"
+
+    refund(client, payment["id"], 1000)
+
+    assert inspect(client)["balance"] == "15.00"
+
+
+def test_refunds_are_found_by_id_key_and_payment(client: FlaskClient) -> None:
+    first, second = paid(client), paid(client)
+    made = refund(client, first["id"], 100, key="r-a").get_json()
+    other = refund(client, second["id"], 200, key="r-b").get_json()
+
+    assert client.get(f"/refunds/{made['id']}").get_json() == made
+    assert_error(client.get("/refunds/re_none"), 404, "refund_not_found", None)
+    assert client.get("/refunds?idempotency_key=r-a").get_json() == {"data": [made]}
+    assert client.get("/refunds?idempotency_key=r-none").get_json() == {"data": []}
+    assert client.get(f"/refunds?payment_id={second['id']}").get_json() == {"data": [other]}
+    assert client.get("/refunds").get_json() == {"data": [made, other]}
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "refunded"),
+    [
+        ("http_500", 500, 0),
+        ("http_503", 503, 0),
+        ("malformed", 200, 0),
+        ("latency", 200, 1),
+        ("charge_then_delay", 200, 1),
+        ("charge_then_reset", 500, 1),  # 500: the test client has no socket to reset
+    ],
+)
+def test_faults_apply_to_refunds_too(
+    client: FlaskClient, kind: str, status: int, refunded: int
+) -> None:
+    payment = paid(client)
+    client.post("/control/faults", json={"kind": kind, "delay_ms": 0})
+
+    response = refund(client, payment["id"], 100, key="r-fault")
+
+    assert response.status_code == status
+    assert inspect(client)["refunds"] == refunded
+    [_, entry] = journal(client)
+    assert (entry["path"], entry["fault"], entry["status"]) == ("/refunds", kind, status)
+
+
+def test_a_refund_the_provider_refuses_is_answered_even_under_a_drop_fault(
+    client: FlaskClient,
+) -> None:
+    response = refund(client, "pay_nope", 100)
+    client.post("/control/faults", json={"kind": "charge_then_reset"})
+    under_fault = refund(client, "pay_nope", 100)
+
+    assert_error(response, 400, "payment_not_found", "payment_id")
+    assert_error(under_fault, 400, "payment_not_found", "payment_id")
+
+
 # -- routes -------------------------------------------------------------------------------
 
 
@@ -815,6 +1212,7 @@ def test_unknown_route_is_404_json(client: FlaskClient, path: str) -> None:
         ("PUT", "/inspect", "GET"),
         ("GET", "/control/reset", "POST"),
         ("PATCH", "/control/faults", "DELETE"),
+        ("PUT", "/refunds", "POST"),
     ],
 )
 def test_wrong_method_is_405_json(
@@ -907,3 +1305,54 @@ def test_reset_sends_rst_and_empty_reply_closes_cleanly(provider_url: str) -> No
     with send("empty_reply") as connection:
         assert connection.recv(1024) == b""
     assert requests.get(f"{provider_url}/inspect", timeout=5).json()["charges"] == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["charge_then_reset", "charge_then_empty_reply"])
+def test_charge_then_drop_charges_and_the_client_gets_no_answer(
+    provider_url: str, kind: str
+) -> None:
+    requests.post(f"{provider_url}/control/reset", timeout=5).raise_for_status()
+    body = {"cart_id": "cart-1", "amount": 1000}
+    headers = {"Idempotency-Key": f"k-{kind}"}
+
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(
+            f"{provider_url}/request_payment",
+            json=body,
+            headers=headers | {"X-Fake-Fault": kind},
+            timeout=5,
+        )
+
+    ledger = requests.get(
+        f"{provider_url}/payments",
+        params={"idempotency_key": headers["Idempotency-Key"]},
+        timeout=5,
+    ).json()["data"]
+    assert [p["payment_status"] for p in ledger] == ["success"]
+    [entry] = requests.get(f"{provider_url}/control/journal", timeout=5).json()["data"]
+    assert (entry["fault"], entry["status"]) == (kind, None)
+    retry = requests.post(f"{provider_url}/request_payment", json=body, headers=headers, timeout=5)
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["id"] == ledger[0]["id"]
+
+
+@pytest.mark.integration
+def test_charge_then_reset_on_a_refund_refunds_and_drops_the_answer(provider_url: str) -> None:
+    requests.post(f"{provider_url}/control/reset", timeout=5).raise_for_status()
+    payment = requests.post(
+        f"{provider_url}/request_payment", json={"cart_id": "c", "amount": 1000}, timeout=5
+    ).json()
+
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(
+            f"{provider_url}/refunds",
+            json={"payment_id": payment["id"], "amount": 300},
+            headers={"Idempotency-Key": "r-drop", "X-Fake-Fault": "charge_then_reset"},
+            timeout=5,
+        )
+
+    found = requests.get(
+        f"{provider_url}/refunds", params={"idempotency_key": "r-drop"}, timeout=5
+    ).json()["data"]
+    assert [(r["amount"], r["status"]) for r in found] == [(300, "succeeded")]
