@@ -10,30 +10,47 @@ Usage::
     api = PaymentAPI()  # base URL, timeouts and retries from settings.PAYMENT_API_*
     result = api.request_payment(cart_id=cart.id, amount=Decimal("15.00"), currency="USD")
     if result.succeeded: ...  # else result.decline_code says why the card was declined
+    api.request_refund(payment_id=result.payment_id, amount=Decimal("5.00"),
+                       currency="USD", idempotency_key="refund-1")
 
 Outcomes and errors:
 
 * A decline is a *result*, not an exception: `PaymentResult.status == "failed"` with a
   `decline_code` (`insufficient_funds`, `generic_decline`, ...). The provider answered and
-  nothing was charged.
-* `PaymentProviderUnavailableError`: the provider could not be reached or kept failing
-  (connection refused or reset, empty reply, connect timeout, 5xx) on every attempt. No
-  attempt got as far as the provider processing the charge.
-* `PaymentProviderTimeoutError` (a subclass of the above): at least one attempt was sent
-  and its answer never came (read timeout) or broke off mid-body. The charge MAY have
-  happened. Reconcile with `find_payment(idempotency_key=error.idempotency_key)` before
-  charging again or telling the customer anything.
+  nothing was charged. A refund the provider answers `failed` is a result too.
+* Every error says what it proves, in two flags, so the caller can apply one rule:
+  `maybe_processed` (False only when no request of the call can have been processed:
+  each one provably never left, or the provider answered a refusal) and
+  `maybe_in_flight` (a request was sent and its answer never came: it may still be
+  processed later, so even an empty ledger proves nothing yet).
+* How a transport failure is classified: connection refused, DNS failure and connect
+  timeout (urllib3 `NewConnectionError`, `NameResolutionError`, `ConnectTimeoutError`)
+  mean the request never left. Anything after that (a reset or EOF, `RemoteDisconnected`,
+  a body that broke off, a 5xx, garbage) may hide a processed request; a read timeout
+  may in addition still be processed later. A reused keep-alive connection the server
+  had closed also surfaces as a reset: it is retried with the same key like the others,
+  and the caller's ledger lookup settles what is left.
+* `PaymentProviderUnavailableError`: no usable answer after every attempt (refused,
+  reset, empty reply, 5xx). `maybe_processed` says whether any attempt may have been
+  processed.
+* `PaymentProviderTimeoutError` (a subclass of the above): an attempt was sent and its
+  answer never came (read timeout): `maybe_in_flight`. Whatever the later attempts
+  answered, the charge may still happen: reconcile with `find_payment(idempotency_key=…)`
+  before charging again or telling the customer anything.
 * `PaymentProviderProtocolError`: the provider answered, but with something that breaks
   the contract (not JSON, missing or mistyped fields, another cart, amount or currency,
-  an unknown status, an unexpected 4xx such as `409 idempotency_key_reused`). Never
-  retried: repeating the request would not make the answer sensible.
+  an unknown status, `409 idempotency_key_reused`). Never retried; it may hide a
+  processed request. `PaymentProviderRefusedError` (a subclass) is a 4xx error in the
+  provider's own shape: a refusal, nothing processed.
 * `PaymentNotFoundError`: `get_payment` asked for an id the provider does not know.
 * `PaymentMethodRejectedError`: the provider refused the `payment_method` (400 naming
   it). Nothing was charged; repeating the request is pointless.
+* `RefundRefusedError`: the provider refused a refund (400 naming a field, e.g.
+  `amount_exceeds_refundable`). Nothing was refunded.
 * Bad arguments (unknown currency, more decimals than the currency allows, amount not
   positive) raise `ValueError`/`TypeError` before anything is sent.
 
-Why retries are safe: every charge carries an `Idempotency-Key`. The provider stores the
+Why retries are safe: every charge and refund carries an `Idempotency-Key`. The provider stores the
 answer under that key, so a retry of a charge that did go through gets the stored payment
 back (`replayed=True`) instead of charging twice. When the caller passes no key,
 `request_payment` generates one (`uuid4().hex`) and reuses it on every retry of that call;
@@ -47,9 +64,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
@@ -60,7 +78,7 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from common.money import (
@@ -79,12 +97,23 @@ POOL_CONNECTIONS = 1
 POOL_MAXSIZE = 10
 # The provider accepts keys of 1-255 printable ASCII characters.
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
+# Causes of a transport failure that prove the request never left: the connection was
+# refused, the name did not resolve, or connecting timed out. (urllib3's
+# NewConnectionError and NameResolutionError are ConnectTimeoutErrors.)
+_NEVER_SENT = (ConnectTimeoutError, ConnectionRefusedError, socket.gaierror)
 
 
 class PaymentOutcome(StrEnum):
     """`payment_status` of a processed payment."""
 
     SUCCESS = "success"
+    FAILED = "failed"
+
+
+class RefundOutcome(StrEnum):
+    """`status` of a processed refund."""
+
+    SUCCEEDED = "succeeded"
     FAILED = "failed"
 
 
@@ -107,12 +136,35 @@ class PaymentResult:
         return self.status is PaymentOutcome.SUCCESS
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    """A refund the provider processed: made (`succeeded`) or not (`failed`)."""
+
+    refund_id: str
+    payment_id: str
+    amount: Decimal  # major units, quantized to the currency
+    currency: str
+    status: RefundOutcome
+    idempotency_key: str | None
+    replayed: bool
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is RefundOutcome.SUCCEEDED
+
+
 class PaymentProviderError(Exception):
     """Base of every error talking to the payment provider.
 
     `status_code` and `code` are the HTTP status and the provider's error code when the
     provider answered; `idempotency_key` is the key the request carried, if any.
+    `maybe_processed` is False only when it is proven that the provider processed no
+    request of the call; `maybe_in_flight` is True when a request may still be processed
+    later (its answer never came).
     """
+
+    maybe_processed = True
+    maybe_in_flight = False
 
     def __init__(
         self,
@@ -121,43 +173,89 @@ class PaymentProviderError(Exception):
         status_code: int | None = None,
         code: str | None = None,
         idempotency_key: str | None = None,
+        maybe_processed: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
         self.code = code
         self.idempotency_key = idempotency_key
+        if maybe_processed is not None:
+            self.maybe_processed = maybe_processed
 
 
 class PaymentProviderUnavailableError(PaymentProviderError):
-    """No attempt reached the provider or every one failed (refused, reset, 5xx)."""
+    """No usable answer after every attempt (refused, reset, empty reply, 5xx)."""
 
 
 class PaymentProviderTimeoutError(PaymentProviderUnavailableError):
-    """An attempt was sent but its answer never came: the charge MAY have happened."""
+    """An attempt was sent but its answer never came: it may be processed even later."""
+
+    maybe_in_flight = True
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs["maybe_processed"] = True
+        super().__init__(message, **kwargs)
 
 
 class PaymentProviderProtocolError(PaymentProviderError):
     """The provider answered something that breaks the protocol; never retried."""
 
 
+class PaymentProviderRefusedError(PaymentProviderProtocolError):
+    """The provider refused the request with a 4xx error of its own: nothing processed."""
+
+    maybe_processed = False
+
+
 class PaymentNotFoundError(PaymentProviderError):
     """The provider has no payment with that id (`404 payment_not_found`)."""
+
+    maybe_processed = False
 
 
 class PaymentMethodRejectedError(PaymentProviderError):
     """The provider refused the request because of its `payment_method` (a 400 naming
     that field): nothing was charged, and the same request will be refused again."""
 
+    maybe_processed = False
+
+
+class RefundRefusedError(PaymentProviderError):
+    """The provider refused the refund (a 400 naming a field: `amount_exceeds_refundable`,
+    `payment_not_refundable`, ...): nothing was refunded."""
+
+    maybe_processed = False
+
 
 class _Retryable(Exception):
-    """One failed attempt that may be retried. Internal to `PaymentAPI._send`."""
+    """One failed attempt that may be retried. Internal to `PaymentAPI._exchange`."""
 
-    def __init__(self, reason: str, *, maybe_processed: bool, status_code: int | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        maybe_processed: bool,
+        in_flight: bool = False,
+        status_code: int | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.maybe_processed = maybe_processed
+        self.in_flight = in_flight
         self.status_code = status_code
+
+
+@dataclass
+class _History:
+    """What the failed attempts of one call may have done at the provider."""
+
+    maybe_processed: bool = False
+    in_flight: bool = False
+
+    def add(self, failure: _Retryable) -> None:
+        self.maybe_processed = self.maybe_processed or failure.maybe_processed
+        self.in_flight = self.in_flight or failure.in_flight
 
 
 def _setting(name: str) -> Any:
@@ -207,17 +305,29 @@ def _header(response: Any, name: str) -> str | None:
     return None
 
 
-def _error_detail(response: Any) -> tuple[str | None, str]:
-    """(code, "code (field): message") from a provider error body, best effort."""
+def _provider_error(response: Any) -> dict[str, Any] | None:
+    """The `error` object of a provider error body (its own shape), or None."""
     try:
         body = _loads(response.text)
     except (ValueError, TypeError, RecursionError):
-        body = None
+        return None
     error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
+    if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+        return None
+    return error
+
+
+def _replayed(response: Any) -> bool:
+    return (_header(response, "Idempotent-Replayed") or "").strip().lower() == "true"
+
+
+def _error_detail(response: Any) -> tuple[str | None, str]:
+    """(code, "code (field): message") from a provider error body, best effort."""
+    error = _provider_error(response)
+    if error is None:
         return None, "no error body"
-    code = error.get("code") if isinstance(error.get("code"), str) else None
-    detail = code or "unknown error"
+    code = error["code"]
+    detail = code
     if isinstance(error.get("field"), str):
         detail += f" ({error['field']})"
     if isinstance(error.get("message"), str):
@@ -227,12 +337,27 @@ def _error_detail(response: Any) -> tuple[str | None, str]:
 
 def _error_field(response: Any) -> str | None:
     """The `field` a provider error body names, if any."""
-    try:
-        error = _loads(response.text).get("error")
-    except (ValueError, TypeError, RecursionError, AttributeError):
-        return None
-    field = error.get("field") if isinstance(error, dict) else None
+    error = _provider_error(response)
+    field = error.get("field") if error else None
     return field if isinstance(field, str) else None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what it wraps: urllib3's `reason`, exception arguments and
+    explicit causes (`raise ... from`)."""
+    stack: list[object] = [exc]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        stack.extend([getattr(item, "reason", None), item.__cause__, *item.args])
+
+
+def _never_sent(exc: BaseException) -> bool:
+    return any(isinstance(cause, _NEVER_SENT) for cause in _causes(exc))
 
 
 def _check_idempotency_key(key: str) -> str:
@@ -243,6 +368,17 @@ def _check_idempotency_key(key: str) -> str:
     if not all(" " <= ch <= "~" for ch in key) or key != key.strip():
         raise ValueError("idempotency_key must be printable ASCII without surrounding spaces.")
     return key
+
+
+def _check_amount(amount: object, currency: str) -> tuple[Decimal, str, int]:
+    """(amount, normalized currency, minor units), or ValueError/TypeError."""
+    if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
+        raise TypeError(f"amount must be a Decimal, not {type(amount).__name__}.")
+    amount = Decimal(amount)
+    if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
+        raise ValueError(f"amount must be positive and at most {MAX_AMOUNT}, not {amount}.")
+    currency = normalize_currency(currency)
+    return amount, currency, to_minor_units(amount, currency)  # ValueError: too many decimals
 
 
 class PaymentAPI:
@@ -299,7 +435,7 @@ class PaymentAPI:
     @staticmethod
     def _new_session() -> requests.Session:
         session = requests.Session()
-        # total=0: urllib3 never retries on its own, `_send` does (with the same key).
+        # total=0: urllib3 never retries on its own, `_exchange` does (with the same key).
         adapter = HTTPAdapter(
             pool_connections=POOL_CONNECTIONS,
             pool_maxsize=POOL_MAXSIZE,
@@ -315,6 +451,13 @@ class PaymentAPI:
         """Close the pooled connections (only those of a session this client created)."""
         if self._owns_session:
             self._session.close()
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """The longest one call can take: every attempt times out, plus the backoff."""
+        attempts = self.max_retries + 1
+        backoff = sum(self.backoff * 2**n for n in range(self.max_retries))
+        return attempts * (self.connect_timeout + self.read_timeout) + backoff
 
     # -- public calls ----------------------------------------------------------------
 
@@ -335,13 +478,7 @@ class PaymentAPI:
         if cart_id is None or str(cart_id) == "":
             raise ValueError("cart_id is required.")
         cart_ref = str(cart_id)
-        if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
-            raise TypeError(f"amount must be a Decimal, not {type(amount).__name__}.")
-        amount = Decimal(amount)
-        if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
-            raise ValueError(f"amount must be positive and at most {MAX_AMOUNT}, not {amount}.")
-        currency = normalize_currency(currency)
-        units = to_minor_units(amount, currency)  # ValueError: too many decimals
+        amount, currency, units = _check_amount(amount, currency)
         if payment_method is not None and (
             not isinstance(payment_method, str) or not payment_method
         ):
@@ -353,23 +490,18 @@ class PaymentAPI:
         body: dict[str, str | int] = {"cart_id": cart_ref, "amount": units, "currency": currency}
         if payment_method is not None:
             body["payment_method"] = payment_method
-        response, earlier_maybe_processed = self._send_noting_timeouts(
-            "POST",
-            "/request_payment",
-            json_body=body,
-            headers={"Idempotency-Key": key},
-            idempotency_key=key,
-        )
-        if response.status_code == 400 and _error_field(response) == "payment_method":
-            code, detail = _error_detail(response)
-            raise PaymentMethodRejectedError(
-                f"payment provider refused the payment method: {detail}",
-                status_code=400,
-                code=code,
-                idempotency_key=key,
-            )
-        try:
-            self._expect_200(response, key)
+
+        def refusal(response: Any) -> None:
+            if response.status_code == 400 and _error_field(response) == "payment_method":
+                code, detail = _error_detail(response)
+                raise PaymentMethodRejectedError(
+                    f"payment provider refused the payment method: {detail}",
+                    status_code=400,
+                    code=code,
+                    idempotency_key=key,
+                )
+
+        def parse(response: Any) -> PaymentResult:
             payment = self._parse_payment(
                 self._json(response, key),
                 key,
@@ -379,38 +511,83 @@ class PaymentAPI:
                 payment_method=payment_method,
                 idempotency_key=key,
             )
-        except PaymentProviderProtocolError as exc:
-            if not earlier_maybe_processed:
-                raise
-            # A timed-out earlier attempt may still charge after this nonsense answer:
-            # the outcome is as uncertain as after a timeout, and must be treated so.
-            raise PaymentProviderTimeoutError(
-                f"an earlier attempt timed out and may have been processed; then: {exc.message}",
-                status_code=exc.status_code,
-                code=exc.code,
-                idempotency_key=key,
-            ) from exc
-        replayed = (_header(response, "Idempotent-Replayed") or "").strip().lower() == "true"
-        if replayed:
+            return replace(payment, replayed=_replayed(response))
+
+        payment = self._write("/request_payment", body, key, refusal, parse)
+        if payment.replayed:
             logger.info("payment %s for cart %s replayed by key", payment.payment_id, cart_ref)
-        return replace(payment, replayed=replayed)
+        return payment
+
+    def request_refund(
+        self,
+        *,
+        payment_id: str,
+        amount: Decimal,
+        currency: str,
+        idempotency_key: str,
+        reason: str | None = None,
+    ) -> RefundResult:
+        """Give back `amount` (major units) of a successful payment. A refund the provider
+        refuses raises `RefundRefusedError` (nothing refunded); one it answers `failed` is
+        returned. The key is required: a refund must be repeatable without refunding twice.
+        """
+        if not isinstance(payment_id, str) or not payment_id:
+            raise ValueError("payment_id must be a non-empty string.")
+        amount, currency, units = _check_amount(amount, currency)
+        key = _check_idempotency_key(idempotency_key)
+        body: dict[str, str | int] = {"payment_id": payment_id, "amount": units}
+        body["currency"] = currency
+        if reason is not None:
+            body["reason"] = reason
+
+        def refusal(response: Any) -> None:
+            if response.status_code == 400 and _error_field(response) is not None:
+                code, detail = _error_detail(response)
+                raise RefundRefusedError(
+                    f"payment provider refused the refund: {detail}",
+                    status_code=400,
+                    code=code,
+                    idempotency_key=key,
+                )
+
+        def parse(response: Any) -> RefundResult:
+            made = self._parse_refund(
+                self._json(response, key),
+                key,
+                payment_id=payment_id,
+                amount=units,
+                currency=currency,
+                idempotency_key=key,
+            )
+            return replace(made, replayed=_replayed(response))
+
+        return self._write("/refunds", body, key, refusal, parse)
 
     def find_payment(self, *, idempotency_key: str) -> PaymentResult | None:
         """The payment stored under the key, or None when the provider has none."""
         key = _check_idempotency_key(idempotency_key)
-        response = self._send(
-            "GET", "/payments", params={"idempotency_key": key}, idempotency_key=key
-        )
-        self._expect_200(response, key)
-        data = self._json(response, key)
-        items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            self._protocol("payment list is not an object with a 'data' list", key)
+        items = self._list("/payments", {"idempotency_key": key}, key)
         if not items:
             return None
         if len(items) > 1:
             self._protocol(f"{len(items)} payments share idempotency key {key!r}", key)
         return self._parse_payment(items[0], key, idempotency_key=key)
+
+    def find_refund(self, *, idempotency_key: str) -> RefundResult | None:
+        """The refund stored under the key, or None when the provider has none."""
+        key = _check_idempotency_key(idempotency_key)
+        items = self._list("/refunds", {"idempotency_key": key}, key)
+        if not items:
+            return None
+        if len(items) > 1:
+            self._protocol(f"{len(items)} refunds share idempotency key {key!r}", key)
+        return self._parse_refund(items[0], key, idempotency_key=key)
+
+    def list_payments(self, *, cart_id: object) -> list[PaymentResult]:
+        """Every payment the provider processed for the cart, oldest first."""
+        cart_ref = str(cart_id)
+        items = self._list("/payments", {"cart_id": cart_ref}, None)
+        return [self._parse_payment(item, None, cart_id=cart_ref) for item in items]
 
     def get_payment(self, payment_id: str) -> PaymentResult:
         """The payment with this id; `PaymentNotFoundError` if the provider has none."""
@@ -439,14 +616,68 @@ class PaymentAPI:
             self._protocol("health answer is not a JSON object", None)
         return data
 
+    # -- requests ----------------------------------------------------------------------
+
+    def _write(
+        self,
+        path: str,
+        body: Mapping[str, str | int],
+        key: str,
+        refusal: Callable[[Any], None],
+        parse: Callable[[Any], Any],
+    ) -> Any:
+        """POST with the key and bounded retries, then `parse` the 200 answer. An error
+        carries flags that also count what the failed earlier attempts may have done;
+        `refusal` raises the call's own error for a 4xx that proves nothing was processed.
+        """
+        response, history = self._exchange(
+            "POST", path, json_body=body, headers={"Idempotency-Key": key}, idempotency_key=key
+        )
+        try:
+            if response.status_code != 200:
+                refusal(response)
+                self._expect_200(response, key)
+            return parse(response)
+        except PaymentProviderError as exc:
+            error = self._after(exc, history, key)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _after(
+        self, error: PaymentProviderError, history: _History, key: str
+    ) -> PaymentProviderError:
+        """The error to raise, knowing what the earlier failed attempts may have done."""
+        if history.in_flight:
+            # A timed-out attempt may still be processed after this answer: the outcome
+            # is as uncertain as after a timeout, and must be treated so.
+            return PaymentProviderTimeoutError(
+                f"an earlier attempt timed out and may still be processed; then: {error.message}",
+                status_code=error.status_code,
+                code=error.code,
+                idempotency_key=key,
+            )
+        if history.maybe_processed and not error.maybe_processed:
+            error.maybe_processed = True  # an earlier attempt's answer was lost
+        return error
+
+    def _list(self, path: str, params: Mapping[str, str], key: str | None) -> list[Any]:
+        response = self._send("GET", path, params=params, idempotency_key=key)
+        self._expect_200(response, key)
+        data = self._json(response, key)
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            self._protocol(f"{path} answer is not an object with a 'data' list", key)
+        return items
+
     # -- transport -------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send with bounded retries; returns the first response that is not a 5xx."""
-        response, _ = self._send_noting_timeouts(method, path, **kwargs)
+        response, _ = self._exchange(method, path, **kwargs)
         return response
 
-    def _send_noting_timeouts(
+    def _exchange(
         self,
         method: str,
         path: str,
@@ -455,12 +686,12 @@ class PaymentAPI:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
-    ) -> tuple[Any, bool]:
-        """`_send`, also saying whether a failed earlier attempt may have been processed."""
+    ) -> tuple[Any, _History]:
+        """`_send`, also saying what the failed earlier attempts may have done."""
         url = self.base_url + path
         all_headers = {"Accept": "application/json", **(headers or {})}
         attempts = self.max_retries + 1
-        maybe_processed = False  # some attempt may have been processed by the provider
+        history = _History()
         failure = _Retryable("no attempt made", maybe_processed=False)  # max_retries >= 0
         for attempt in range(attempts):
             if attempt:
@@ -480,7 +711,7 @@ class PaymentAPI:
                 response = self._attempt(method, url, json_body, params, all_headers)
             except _Retryable as exc:
                 failure = exc
-                maybe_processed = maybe_processed or exc.maybe_processed
+                history.add(exc)
                 continue
             except requests.TooManyRedirects as exc:
                 self._protocol(
@@ -490,22 +721,25 @@ class PaymentAPI:
                 raise PaymentProviderError(
                     f"payment provider request failed: {type(exc).__name__}: {exc}",
                     idempotency_key=idempotency_key,
+                    maybe_processed=not _never_sent(exc),
                 ) from exc
             if response.status_code >= 500:
+                # A provider may fail after its commit: a 5xx does not prove "not done".
                 code, _ = _error_detail(response)
                 failure = _Retryable(
                     f"{response.status_code} {code or 'server error'}",
-                    maybe_processed=False,
+                    maybe_processed=True,
                     status_code=response.status_code,
                 )
+                history.add(failure)
                 continue
-            return response, maybe_processed
+            return response, history
 
-        if maybe_processed:
+        if history.in_flight:
             hint = f", reconcile by idempotency key {idempotency_key!r}" if idempotency_key else ""
             raise PaymentProviderTimeoutError(
                 f"payment provider gave no complete answer after {attempts} attempts "
-                f"(last: {failure.reason}); the request may have been processed{hint}",
+                f"(last: {failure.reason}); the request may still be processed{hint}",
                 status_code=failure.status_code,
                 idempotency_key=idempotency_key,
             )
@@ -513,6 +747,7 @@ class PaymentAPI:
             f"payment provider unavailable after {attempts} attempts: {failure.reason}",
             status_code=failure.status_code,
             idempotency_key=idempotency_key,
+            maybe_processed=history.maybe_processed,
         )
 
     def _attempt(
@@ -523,7 +758,9 @@ class PaymentAPI:
         params: Mapping[str, str] | None,
         headers: Mapping[str, str],
     ) -> Any:
-        """One request; transport failures become `_Retryable`."""
+        """One request; transport failures become `_Retryable`, classified by whether the
+        request may have left: only a refused, unresolved or timed-out connection proves
+        it did not."""
         try:
             return self._session.request(
                 method,
@@ -535,13 +772,17 @@ class PaymentAPI:
             )
         except requests.ConnectTimeout as exc:  # before ConnectionError: it is both
             raise _Retryable(f"connect timeout: {exc}", maybe_processed=False) from exc
-        except requests.Timeout as exc:  # read timeout: the request was sent
-            raise _Retryable(f"read timeout: {exc}", maybe_processed=True) from exc
+        except requests.Timeout as exc:  # read timeout: sent, may still be processed
+            raise _Retryable(f"read timeout: {exc}", maybe_processed=True, in_flight=True) from exc
         except requests.ConnectionError as exc:
+            if _never_sent(exc):
+                raise _Retryable(f"not connected: {exc}", maybe_processed=False) from exc
             # requests reports a read timeout while reading the body as a ConnectionError.
-            body_timeout = bool(exc.args) and isinstance(exc.args[0], ReadTimeoutError)
-            reason = "read timeout" if body_timeout else "connection error"
-            raise _Retryable(f"{reason}: {exc}", maybe_processed=body_timeout) from exc
+            body_timeout = any(isinstance(cause, ReadTimeoutError) for cause in _causes(exc))
+            reason = "read timeout" if body_timeout else "connection lost"
+            raise _Retryable(
+                f"{reason}: {exc}", maybe_processed=True, in_flight=body_timeout
+            ) from exc
         except requests.exceptions.ChunkedEncodingError as exc:
             # The answer started and broke off: the provider did process the request.
             raise _Retryable(f"answer broke off: {exc}", maybe_processed=True) from exc
@@ -563,6 +804,12 @@ class PaymentAPI:
         code, detail = _error_detail(response)
         if 400 <= status < 500:
             message = f"payment provider rejected the request: {status} {detail}"
+            # Its own error shape is a refusal: nothing was processed. Except a reused key:
+            # a request with that key *was* processed before.
+            if code is not None and code != "idempotency_key_reused":
+                raise PaymentProviderRefusedError(
+                    message, status_code=status, code=code, idempotency_key=key
+                )
         else:
             message = f"payment provider answered an unexpected {status} ({detail})"
         self._protocol(message, key, status_code=status, code=code)
@@ -655,6 +902,62 @@ class PaymentAPI:
             status=status,
             decline_code=decline,
             payment_method=method,
+            idempotency_key=stored_key,
+            replayed=False,
+        )
+
+    def _parse_refund(
+        self,
+        data: object,
+        key: str | None,
+        *,
+        payment_id: str | None = None,
+        amount: int | None = None,
+        currency: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RefundResult:
+        """Validate a refund object; the keyword arguments are what it must match."""
+
+        def bad(problem: str) -> NoReturn:
+            self._protocol(f"payment provider answered a bad refund: {problem}", key)
+
+        if not isinstance(data, dict):
+            bad(f"expected a JSON object, got {type(data).__name__}")
+        fields = ("id", "payment_id", "amount", "currency", "status")
+        missing = [name for name in fields if name not in data]
+        if missing:
+            bad(f"missing {', '.join(missing)}")
+        rid = data["id"]
+        if not isinstance(rid, str) or not rid:
+            bad(f"id {rid!r} is not a non-empty string")
+        pid = data["payment_id"]
+        if not isinstance(pid, str) or (payment_id is not None and pid != payment_id):
+            bad(f"payment_id {pid!r} is not the payment refunded ({payment_id!r})")
+        units = data["amount"]
+        if not _is_int(units) or units <= 0 or (amount is not None and units != amount):
+            bad(f"amount {units!r} is not the {amount} minor units refunded")
+        cur = data["currency"]
+        try:
+            valid_currency = isinstance(cur, str) and normalize_currency(cur) == cur
+        except UnknownCurrencyError:
+            valid_currency = False
+        if not valid_currency or (currency is not None and cur != currency):
+            bad(f"currency {cur!r} is not the {currency!r} refunded")
+        try:
+            status = RefundOutcome(data["status"])
+        except ValueError:
+            bad(f"unknown status {data['status']!r}")
+        stored_key = data.get("idempotency_key")
+        if stored_key is not None and not isinstance(stored_key, str):
+            bad(f"idempotency_key {stored_key!r} is not a string")
+        if idempotency_key is not None and stored_key != idempotency_key:
+            bad(f"idempotency_key {stored_key!r} is not the {idempotency_key!r} sent")
+        return RefundResult(
+            refund_id=rid,
+            payment_id=pid,
+            amount=from_minor_units(units, cur),
+            currency=cur,
+            status=status,
             idempotency_key=stored_key,
             replayed=False,
         )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass
 from decimal import Decimal
+from http.client import RemoteDisconnected
 from typing import Any
 
 import pytest
@@ -12,7 +14,14 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 
 from utils import (
     PaymentAPI,
@@ -21,9 +30,13 @@ from utils import (
     PaymentOutcome,
     PaymentProviderError,
     PaymentProviderProtocolError,
+    PaymentProviderRefusedError,
     PaymentProviderTimeoutError,
     PaymentProviderUnavailableError,
     PaymentResult,
+    RefundOutcome,
+    RefundRefusedError,
+    RefundResult,
 )
 
 BASE_URL = "http://provider.test"
@@ -357,22 +370,92 @@ def test_exhausted_5xx_retries_raise_unavailable_with_a_clear_message():
     )
     assert caught.value.status_code == 503
     assert caught.value.idempotency_key == KEY
+    # A provider can fail after its commit: a 5xx proves nothing was charged no more than
+    # a lost answer does.
+    assert (caught.value.maybe_processed, caught.value.maybe_in_flight) == (True, False)
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [requests.ConnectionError("connection reset by peer"), requests.ConnectTimeout("slow")],
-    ids=["connection-error", "connect-timeout"],
-)
-def test_exhausted_connection_failures_raise_unavailable_not_timeout(failure):
-    api, session, _ = make_api(failure, failure, failure)
+URL = f"{BASE_URL}/request_payment"
+
+
+def refused() -> requests.ConnectionError:
+    """What requests raises when the connection is refused."""
+    reason = NewConnectionError(None, "Failed to establish a new connection: [Errno 111]")
+    return requests.ConnectionError(MaxRetryError(None, URL, reason))
+
+
+def unresolved() -> requests.ConnectionError:
+    reason = NameResolutionError("provider.test", None, socket.gaierror(-2, "Name unknown"))
+    return requests.ConnectionError(MaxRetryError(None, URL, reason))
+
+
+def connect_timeout() -> requests.ConnectTimeout:
+    return requests.ConnectTimeout(MaxRetryError(None, URL, ConnectTimeoutError(None, "slow")))
+
+
+def reset() -> requests.ConnectionError:
+    reason = ConnectionResetError(104, "Connection reset by peer")
+    return requests.ConnectionError(ProtocolError("Connection aborted.", reason))
+
+
+def remote_disconnected() -> requests.ConnectionError:
+    reason = RemoteDisconnected("Remote end closed connection without response")
+    return requests.ConnectionError(ProtocolError("Connection aborted.", reason))
+
+
+# Each transport failure, and (maybe processed, maybe still in flight) after it.
+TRANSPORT_FAILURES = [
+    pytest.param(refused, (False, False), id="connection-refused"),
+    pytest.param(unresolved, (False, False), id="dns-failure"),
+    pytest.param(connect_timeout, (False, False), id="connect-timeout"),
+    pytest.param(reset, (True, False), id="reset-after-sending"),
+    pytest.param(remote_disconnected, (True, False), id="eof-after-sending"),
+    pytest.param(
+        lambda: requests.exceptions.ChunkedEncodingError("ended"), (True, False), id="broken-body"
+    ),
+    pytest.param(lambda: requests.ReadTimeout("read timed out"), (True, True), id="read-timeout"),
+    pytest.param(
+        lambda: requests.ConnectionError("no cause given"), (True, False), id="unclassified"
+    ),
+]
+
+
+@pytest.mark.parametrize(("failure", "proves"), TRANSPORT_FAILURES)
+def test_each_transport_failure_says_whether_the_request_may_have_left(failure, proves):
+    api, session, _ = make_api(failure(), failure(), failure())
 
     with pytest.raises(PaymentProviderUnavailableError) as caught:
         charge(api)
 
-    assert not isinstance(caught.value, PaymentProviderTimeoutError)
+    assert (caught.value.maybe_processed, caught.value.maybe_in_flight) == proves
+    assert isinstance(caught.value, PaymentProviderTimeoutError) is proves[1]
     assert "after 3 attempts" in str(caught.value)
     assert len(session.calls) == 3
+    assert {call.headers["Idempotency-Key"] for call in session.calls} == {KEY}
+
+
+def test_one_attempt_that_may_have_left_taints_attempts_that_provably_did_not():
+    api, _, _ = make_api(refused(), reset(), refused())
+
+    with pytest.raises(PaymentProviderUnavailableError) as caught:
+        charge(api)
+
+    assert caught.value.maybe_processed is True
+
+
+def test_a_lost_answer_then_a_good_one_is_the_good_one():
+    # A reused keep-alive connection closed by the server looks like a reset: the retry
+    # with the same key gets the answer (stored, if the first was processed).
+    api, session, _ = make_api(
+        remote_disconnected(),
+        FakeResponse(200, payment(), headers={"Idempotent-Replayed": "true"}),
+    )
+
+    result = charge(api)
+
+    assert result.succeeded
+    assert result.replayed
+    assert len(session.calls) == 2
 
 
 def test_exhausted_read_timeouts_raise_timeout_error_meaning_maybe_charged():
@@ -384,7 +467,8 @@ def test_exhausted_read_timeouts_raise_timeout_error_meaning_maybe_charged():
 
     assert isinstance(caught.value, PaymentProviderUnavailableError)
     assert caught.value.idempotency_key == KEY
-    assert "may have been processed" in str(caught.value)
+    assert "may still be processed" in str(caught.value)
+    assert (caught.value.maybe_processed, caught.value.maybe_in_flight) == (True, True)
     assert len(session.calls) == 3
 
 
@@ -413,22 +497,27 @@ def test_nonsense_after_an_earlier_read_timeout_still_means_maybe_charged(nonsen
 
     assert isinstance(caught.value.__cause__, PaymentProviderProtocolError)
     assert caught.value.idempotency_key == KEY
+    assert caught.value.maybe_in_flight is True
     assert len(session.calls) == 2
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        requests.ConnectionError(ReadTimeoutError(None, "/request_payment", "Read timed out.")),
-        requests.exceptions.ChunkedEncodingError("Response ended prematurely"),
-    ],
-    ids=["read-timeout-while-reading-body", "answer-broke-off"],
-)
-def test_an_answer_that_started_but_never_completed_means_maybe_charged(failure):
+def test_a_read_timeout_while_reading_the_body_means_maybe_still_in_flight():
+    failure = requests.ConnectionError(ReadTimeoutError(None, "/request_payment", "timed out"))
     api, session, _ = make_api(failure, failure, failure)
     with pytest.raises(PaymentProviderTimeoutError) as caught:
         charge(api)
     assert caught.value.idempotency_key == KEY
+    assert caught.value.maybe_in_flight is True
+    assert len(session.calls) == 3
+
+
+def test_an_answer_that_broke_off_means_maybe_charged_but_not_in_flight():
+    failure = requests.exceptions.ChunkedEncodingError("Response ended prematurely")
+    api, session, _ = make_api(failure, failure, failure)
+    with pytest.raises(PaymentProviderUnavailableError) as caught:
+        charge(api)
+    assert not isinstance(caught.value, PaymentProviderTimeoutError)
+    assert (caught.value.maybe_processed, caught.value.maybe_in_flight) == (True, False)
     assert len(session.calls) == 3
 
 
@@ -477,10 +566,14 @@ def test_a_read_timeout_retry_answered_from_the_idempotency_store_is_a_replayed_
 
 
 @pytest.mark.parametrize(
-    ("status", "code"),
-    [(400, "invalid_field"), (400, "missing_field"), (409, "idempotency_key_reused")],
+    ("status", "code", "refusal"),
+    [
+        (400, "invalid_field", True),
+        (400, "missing_field", True),
+        (409, "idempotency_key_reused", False),
+    ],
 )
-def test_4xx_is_a_protocol_error_and_never_retried(status, code):
+def test_4xx_is_a_protocol_error_and_never_retried(status, code, refusal):
     api, session, sleeps = make_api(error(status, code, "nope", field="amount"))
 
     with pytest.raises(PaymentProviderProtocolError) as caught:
@@ -491,12 +584,45 @@ def test_4xx_is_a_protocol_error_and_never_retried(status, code):
     assert caught.value.status_code == status
     assert caught.value.code == code
     assert code in str(caught.value)
+    # The provider's own refusal proves nothing was charged; a reused key means a request
+    # with it was processed before.
+    assert isinstance(caught.value, PaymentProviderRefusedError) is refusal
+    assert caught.value.maybe_processed is not refusal
+
+
+def test_a_4xx_without_the_providers_error_shape_may_hide_a_charge():
+    api, _, _ = make_api(FakeResponse(404, text="<h1>Not Found</h1>"))
+
+    with pytest.raises(PaymentProviderProtocolError) as caught:
+        charge(api)
+
+    assert not isinstance(caught.value, PaymentProviderRefusedError)
+    assert caught.value.maybe_processed is True
+
+
+def test_a_refusal_after_a_lost_answer_may_still_hide_a_charge():
+    api, _, _ = make_api(reset(), error(400, "invalid_field", "nope", field="amount"))
+
+    with pytest.raises(PaymentProviderRefusedError) as caught:
+        charge(api)
+
+    assert (caught.value.maybe_processed, caught.value.maybe_in_flight) == (True, False)
+
+
+def test_nonsense_is_maybe_processed():
+    api, _, _ = make_api(FakeResponse(200, text='{"cart_id": '))
+
+    with pytest.raises(PaymentProviderProtocolError) as caught:
+        charge(api)
+
+    assert (caught.value.maybe_processed, caught.value.maybe_in_flight) == (True, False)
 
 
 def test_non_request_errors_of_requests_are_wrapped_and_not_retried():
     api, session, _ = make_api(requests.exceptions.InvalidURL("bad url"))
-    with pytest.raises(PaymentProviderError):
+    with pytest.raises(PaymentProviderError) as caught:
         charge(api)
+    assert caught.value.maybe_processed is True  # nothing proves it never left
     assert len(session.calls) == 1
 
 
@@ -928,6 +1054,7 @@ def test_a_refused_payment_method_is_its_own_error_and_not_retried():
 
     assert not isinstance(caught.value, PaymentProviderProtocolError)
     assert caught.value.idempotency_key == KEY
+    assert caught.value.maybe_processed is False
     assert len(session.calls) == 1
     assert sleeps == []
 
@@ -936,3 +1063,209 @@ def test_a_400_naming_another_field_is_our_bug_a_protocol_error():
     api, _, _ = make_api(error(400, "invalid_field", "bad amount", field="amount"))
     with pytest.raises(PaymentProviderProtocolError):
         charge(api)
+
+
+def test_worst_case_seconds_is_every_attempt_timing_out_plus_the_backoff():
+    api, _, _ = make_api(max_retries=2)  # timeouts 2 + 5, backoff 0.2 then 0.4
+
+    assert api.worst_case_seconds == pytest.approx(3 * 7.0 + 0.6)
+
+
+# -- refunds ------------------------------------------------------------------------------
+
+PAYMENT_ID = "pay_5f0c3a9e8b7d4c21a0e1f2d3"
+REFUND_KEY = "refund-1"
+
+
+def refund_body(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "id": "re_0c1d2e3f4a5b6c7d8e9f0a1b",
+        "payment_id": PAYMENT_ID,
+        "cart_id": "42",
+        "amount": 500,
+        "currency": "USD",
+        "status": "succeeded",
+        "reason": None,
+        "idempotency_key": REFUND_KEY,
+        "created": "2026-11-21T05:01:00.000000+00:00",
+    }
+    body.update(overrides)
+    return body
+
+
+def give_back(api: PaymentAPI, **overrides: Any) -> RefundResult:
+    kwargs = {
+        "payment_id": PAYMENT_ID,
+        "amount": Decimal("5.00"),
+        "currency": "USD",
+        "idempotency_key": REFUND_KEY,
+    }
+    kwargs.update(overrides)
+    return api.request_refund(**kwargs)
+
+
+def test_a_refund_returns_a_typed_result_with_an_exact_amount():
+    api, session, _ = make_api(FakeResponse(200, refund_body()))
+
+    made = give_back(api, reason="requested_by_customer")
+
+    assert made == RefundResult(
+        refund_id="re_0c1d2e3f4a5b6c7d8e9f0a1b",
+        payment_id=PAYMENT_ID,
+        amount=Decimal("5.00"),
+        currency="USD",
+        status=RefundOutcome.SUCCEEDED,
+        idempotency_key=REFUND_KEY,
+        replayed=False,
+    )
+    assert made.succeeded
+    call = session.calls[0]
+    assert (call.method, call.url) == ("POST", f"{BASE_URL}/refunds")
+    assert call.json == {
+        "payment_id": PAYMENT_ID,
+        "amount": 500,
+        "currency": "USD",
+        "reason": "requested_by_customer",
+    }
+    assert call.headers["Idempotency-Key"] == REFUND_KEY
+
+
+def test_a_failed_refund_is_a_result_not_an_error():
+    api, _, _ = make_api(FakeResponse(200, refund_body(status="failed")))
+
+    assert give_back(api).succeeded is False
+
+
+def test_a_refund_is_retried_with_its_key_and_a_replay_is_marked():
+    api, session, _ = make_api(
+        reset(), FakeResponse(200, refund_body(), headers={"Idempotent-Replayed": "true"})
+    )
+
+    made = give_back(api)
+
+    assert made.replayed
+    assert [call.headers["Idempotency-Key"] for call in session.calls] == [REFUND_KEY] * 2
+
+
+@pytest.mark.parametrize("code", ["amount_exceeds_refundable", "payment_not_refundable"])
+def test_a_refund_the_provider_refuses_is_its_own_error(code):
+    api, session, _ = make_api(error(400, code, "no", field="amount"))
+
+    with pytest.raises(RefundRefusedError) as caught:
+        give_back(api)
+
+    assert caught.value.code == code
+    assert caught.value.maybe_processed is False
+    assert len(session.calls) == 1
+
+
+def test_a_refund_refused_after_a_timeout_may_still_have_been_made():
+    api, _, _ = make_api(
+        requests.ReadTimeout("read timed out"),
+        error(400, "amount_exceeds_refundable", field="amount"),
+    )
+
+    with pytest.raises(PaymentProviderTimeoutError) as caught:
+        give_back(api)
+
+    assert isinstance(caught.value.__cause__, RefundRefusedError)
+    assert caught.value.maybe_in_flight is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        refund_body(id=""),
+        refund_body(payment_id="pay_other"),
+        refund_body(amount=499),
+        refund_body(amount="500"),
+        refund_body(currency="EUR"),
+        refund_body(currency="usd"),
+        refund_body(status="pending"),
+        refund_body(idempotency_key="other"),
+        refund_body(idempotency_key=5),
+        {k: v for k, v in refund_body().items() if k != "status"},
+        [refund_body()],
+    ],
+    ids=[
+        "empty-id",
+        "other-payment",
+        "other-amount",
+        "string-amount",
+        "other-currency",
+        "lower-case-currency",
+        "unknown-status",
+        "other-key",
+        "non-string-key",
+        "missing-status",
+        "not-an-object",
+    ],
+)
+def test_a_nonsense_refund_answer_is_a_protocol_error(body):
+    api, _, _ = make_api(FakeResponse(200, body))
+
+    with pytest.raises(PaymentProviderProtocolError) as caught:
+        give_back(api)
+
+    assert caught.value.maybe_processed is True
+
+
+@pytest.mark.parametrize(
+    ("overrides", "exc"),
+    [
+        ({"payment_id": ""}, ValueError),
+        ({"amount": Decimal("0")}, ValueError),
+        ({"amount": Decimal("1.001")}, ValueError),
+        ({"amount": 5.0}, TypeError),
+        ({"idempotency_key": ""}, ValueError),
+        ({"currency": "XYZ"}, ValueError),
+    ],
+)
+def test_invalid_refund_arguments_raise_before_any_request(overrides, exc):
+    api, session, _ = make_api()
+    with pytest.raises(exc):
+        give_back(api, **overrides)
+    assert session.calls == []
+
+
+def test_find_refund_returns_the_refund_stored_under_the_key_or_none():
+    api, session, _ = make_api(
+        FakeResponse(200, {"data": [refund_body()]}), FakeResponse(200, {"data": []})
+    )
+
+    found = api.find_refund(idempotency_key=REFUND_KEY)
+    missing = api.find_refund(idempotency_key=REFUND_KEY)
+
+    assert found is not None
+    assert (found.refund_id, found.amount) == ("re_0c1d2e3f4a5b6c7d8e9f0a1b", Decimal("5.00"))
+    assert missing is None
+    assert session.calls[0].params == {"idempotency_key": REFUND_KEY}
+    assert session.calls[0].url == f"{BASE_URL}/refunds"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"data": [refund_body(), refund_body(id="re_2")]}, {"data": "x"}],
+    ids=["two-refunds-one-key", "data-not-a-list"],
+)
+def test_find_refund_nonsense_is_a_protocol_error(body):
+    api, _, _ = make_api(FakeResponse(200, body))
+    with pytest.raises(PaymentProviderProtocolError):
+        api.find_refund(idempotency_key=REFUND_KEY)
+
+
+def test_list_payments_returns_the_carts_payments_oldest_first():
+    api, session, _ = make_api(
+        FakeResponse(200, {"data": [payment(), payment(id="pay_2", idempotency_key="other")]})
+    )
+
+    found = api.list_payments(cart_id=42)
+
+    assert [p.payment_id for p in found] == ["pay_5f0c3a9e8b7d4c21a0e1f2d3", "pay_2"]
+    assert session.calls[0].params == {"cart_id": "42"}
+
+
+def test_list_payments_refuses_a_payment_of_another_cart():
+    api, _, _ = make_api(FakeResponse(200, {"data": [payment(cart_id="43")]}))
+    with pytest.raises(PaymentProviderProtocolError):
+        api.list_payments(cart_id="42")
