@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "discount",
     "cart",
+    "payments",
 ]
 
 MIDDLEWARE = [

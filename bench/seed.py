@@ -222,7 +222,8 @@ def cmd_verify_pay(runs: list[list[str]], provider_url: str, max_unseen: int) ->
     """
     from django.db.models import Count
 
-    from cart.models import OPEN_ATTEMPT_STATUSES, Cart, Payment, PaymentAttemptStatus
+    from cart.models import Cart
+    from payments.models import OPEN_ATTEMPT_STATUSES, Payment, PaymentAttemptStatus
 
     success = PaymentAttemptStatus.SUCCESS
     # Requests still queued when wrk stopped go on charging and settling: wait for both

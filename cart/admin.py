@@ -1,27 +1,7 @@
 from django.contrib import admin
 
-from cart.models import Cart, Payment
-
-
-class PaymentInline(admin.TabularInline):
-    model = Payment
-    extra = 0
-    can_delete = False
-    fields = (
-        "created",
-        "status",
-        "amount",
-        "currency",
-        "payment_method",
-        "provider_payment_id",
-        "decline_code",
-        "error",
-        "completed",
-    )
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
+from cart.models import Cart
+from payments.admin import PaymentInline
 
 
 @admin.register(Cart)
@@ -57,34 +37,4 @@ class CartAdmin(admin.ModelAdmin):
     inlines = [PaymentInline]
 
     def has_add_permission(self, request):
-        return False
-
-
-@admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
-    """The payment ledger: read-only, written by the payment flow alone."""
-
-    list_display = (
-        "id",
-        "cart",
-        "amount",
-        "currency",
-        "status",
-        "decline_code",
-        "provider_payment_id",
-        "created",
-        "completed",
-    )
-    list_filter = ("status", "currency", "decline_code", "created")
-    search_fields = ("id", "cart__id", "provider_payment_id", "idempotency_key")
-    list_select_related = ("cart",)
-    ordering = ("-created",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
         return False

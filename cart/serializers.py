@@ -9,10 +9,11 @@ Amounts are read as exact decimals and shown rounded to the cart's currency
 
 from rest_framework import serializers
 
-from cart.models import Cart, Payment
+from cart.models import Cart
 from common import money
 from common.fields import JSONAmountField, clean_currency, run_model_clean, run_validator
 from discount.models import Discount
+from payments.models import Payment
 
 
 class AppliedDiscountSerializer(serializers.ModelSerializer):

@@ -61,16 +61,10 @@ from cart.errors import (
     ProviderTroubleError,
     ProviderUnavailableError,
 )
-from cart.models import (
-    OPEN_ATTEMPT_STATUSES,
-    Cart,
-    Payment,
-    PaymentAttemptStatus,
-    PaymentRequest,
-    PaymentStatus,
-)
+from cart.models import Cart, PaymentStatus
 from discount.models import Discount
 from discount.services import discount_use
+from payments.models import OPEN_ATTEMPT_STATUSES, Payment, PaymentAttemptStatus, PaymentRequest
 
 logger = logging.getLogger(__name__)
 

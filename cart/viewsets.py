@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from cart.filters import CartFilter
-from cart.models import Cart, PaymentAttemptStatus
+from cart.models import Cart
 from cart.serializers import (
     CartPaymentSerializer,
     CartSerializer,
@@ -24,6 +24,7 @@ from common.api import ListFiltersOnlyMixin
 from common.errors import error_body
 from common.permissions import IsStaffForManagement
 from discount.serializers import ApplyDiscountSerializer
+from payments.models import PaymentAttemptStatus
 
 
 @extend_schema_view(

@@ -52,8 +52,9 @@ def dump() -> dict:
     django.setup()
     from django.db.models import Count
 
-    from cart.models import Cart, Payment
+    from cart.models import Cart
     from discount.models import Discount
+    from payments.models import Payment
 
     carts = [
         {

@@ -29,9 +29,9 @@ import requests
 from django.db import connection
 from django.utils import timezone
 
-from cart.models import Payment
 from common.testing import FakeProvider, error_of, response_json
 from conftest import ROOT, free_port, start_process, stop_process, wait_until_answers
+from payments.models import Payment
 
 pytestmark = pytest.mark.e2e
 

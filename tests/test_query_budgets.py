@@ -14,9 +14,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from cart.models import Payment, PaymentAttemptStatus
 from cart.tests.factories import CartFactory
 from discount.tests.factories import DiscountFactory
+from payments.models import Payment, PaymentAttemptStatus
 
 pytestmark = pytest.mark.django_db
 

@@ -9,10 +9,11 @@ import pytest
 import requests
 from django.conf import settings
 
-from cart.models import Cart, PaymentAttemptStatus
+from cart.models import Cart
 from cart.tests.factories import CartFactory
 from common.testing import error_of, response_json
 from discount.tests.factories import DiscountFactory
+from payments.models import PaymentAttemptStatus
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 

@@ -29,10 +29,11 @@ from cart.errors import (
     ProviderTroubleError,
     ProviderUnavailableError,
 )
-from cart.models import Cart, Payment, PaymentAttemptStatus, PaymentStatus
+from cart.models import Cart, PaymentStatus
 from cart.services import cart_apply_discount, cart_pay
 from cart.tests.factories import CartFactory
 from discount.tests.factories import DiscountFactory
+from payments.models import Payment, PaymentAttemptStatus
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 import utils
 from cart.errors import ProviderUnavailableError
-from cart.models import Cart, Payment, PaymentAttemptStatus, PaymentStatus
+from cart.models import Cart, PaymentStatus
 from cart.services import cart_pay, payments_reconcile
 from cart.tests.factories import CartFactory
 from cart.tests.test_pay_service import (
@@ -28,6 +28,7 @@ from cart.tests.test_pay_service import (
     timeout,
     unavailable,
 )
+from payments.models import Payment, PaymentAttemptStatus
 
 pytestmark = pytest.mark.django_db
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from cart.models import Payment
 from cart.tests.factories import CartFactory
+from payments.models import Payment
 
 pytestmark = pytest.mark.django_db
 
@@ -24,18 +24,18 @@ def declined_payment():
 
 def test_ledger_lists_and_filters_payments(admin_client, declined_payment):
     response = admin_client.get(
-        "/admin/cart/payment/", {"status__exact": "failed", "q": "pay_abc"}
+        "/admin/payments/payment/", {"status__exact": "failed", "q": "pay_abc"}
     )
 
     assert list(response.context["cl"].result_list) == [declined_payment]
 
 
 def test_ledger_cannot_be_edited_or_deleted(admin_client, declined_payment):
-    url = f"/admin/cart/payment/{declined_payment.pk}/"
+    url = f"/admin/payments/payment/{declined_payment.pk}/"
     assert admin_client.get(f"{url}change/").status_code == 200  # view only
     assert admin_client.post(f"{url}change/", {"status": "success"}).status_code == 403
     assert admin_client.get(f"{url}delete/").status_code == 403
-    assert admin_client.get("/admin/cart/payment/add/").status_code == 403
+    assert admin_client.get("/admin/payments/payment/add/").status_code == 403
 
 
 def test_cart_page_shows_its_payments(admin_client, declined_payment):
