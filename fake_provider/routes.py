@@ -262,10 +262,16 @@ def queue_fault() -> Response:
 
 @provider.delete("/control/faults")
 def clear_faults() -> Response:
+    """Clear the queue and the random mode; `?only=queue` or `?only=random` one of them."""
+    only = request.args.get("only")
+    if only not in (None, "queue", "random"):
+        raise RequestError(400, "invalid_field", 'only must be "queue" or "random".', "only")
     current = provider_state()
     with current.lock:
-        current.faults.clear()
-        current.random_faults = None
+        if only != "random":
+            current.faults.clear()
+        if only != "queue":
+            current.random_faults = None
     return jsonify(current.snapshot())
 
 

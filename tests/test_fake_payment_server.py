@@ -929,6 +929,19 @@ def test_random_faults_delay_within_the_range(client: FlaskClient, sleeps: list[
     assert all(0.005 <= seconds <= 0.009 for seconds in sleeps)
 
 
+def test_the_queue_and_the_random_mode_can_be_cleared_apart(client: FlaskClient) -> None:
+    client.post("/control/faults", json={"mode": "random", "rate": 1, "seed": 2})
+    client.post("/control/faults", json={"kind": "http_503", "count": None})
+
+    queue_cleared = client.delete("/control/faults?only=queue").get_json()
+    client.post("/control/faults", json={"kind": "http_503", "count": None})
+    random_cleared = client.delete("/control/faults?only=random").get_json()
+
+    assert (queue_cleared["faults"], queue_cleared["random_faults"]["seed"]) == ([], 2)
+    assert (len(random_cleared["faults"]), random_cleared["random_faults"]) == (1, None)
+    assert_error(client.delete("/control/faults?only=all"), 400, "invalid_field", "only")
+
+
 def test_queued_faults_come_before_random_ones(client: FlaskClient) -> None:
     client.post(
         "/control/faults", json={"mode": "random", "rate": 1, "seed": 2, "kinds": ["http_500"]}

@@ -1,0 +1,1070 @@
+"""Paying a cart exactly once (`payments.services.payment_pay`, entered through
+`cart.services.cart_pay`) against a scripted provider.
+
+The provider is a `ScriptedProvider` passed as `api=`: it records every charge request and
+ledger lookup and plays back the answers (or errors) a test scripts for it. The real
+provider process is exercised in `test_pay_integration.py`; here every branch of the
+state machine and of the service is driven deterministically.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+import utils
+from cart.errors import (
+    CartPaidError,
+    CartPaymentInProgressError,
+    InvalidPaymentTransitionError,
+)
+from cart.models import Cart, PaymentStatus
+from cart.services import cart_apply_discount, cart_pay
+from cart.tests.factories import CartFactory
+from discount.tests.factories import DiscountFactory
+from payments.errors import (
+    EarlierPaymentOutcomeUnknownError,
+    IdempotencyKeyReusedError,
+    PaymentMethodRefusedError,
+    PaymentOutcomeUnknownError,
+    ProviderBadAnswerError,
+    ProviderBusyError,
+    ProviderUnavailableError,
+)
+from payments.models import ATTEMPT_MESSAGES, ErrorCode, Payment, PaymentAttemptStatus
+from payments.provider import provider_slot
+
+pytestmark = pytest.mark.django_db
+
+
+# --- the scripted provider ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A payment the provider processed, built from the request (or the attempt) it answers.
+
+    `decline_code` None means charged; `amount`, `currency`, `cart_id` replace what was
+    asked for, to script an answer about some other payment.
+    """
+
+    decline_code: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    cart_id: str | None = None
+
+
+CHARGED = Answer()
+NOT_FOUND = None
+
+
+def declined(code: str = "insufficient_funds") -> Answer:
+    return Answer(decline_code=code)
+
+
+class ScriptedProvider:
+    """Stands in for `utils.PaymentAPI`: `request_payment` and `find_payment` play their
+    scripts in order (`ledger` scripts lookups by idempotency key instead). A step is an
+    `Answer`, a `utils.PaymentResult`, None (ledger: no such payment), an exception to
+    raise, or a callable taking the request. Every call is recorded."""
+
+    def __init__(self, *, pay=(), find=(), ledger=None, refund=(), charges_of=None):
+        self.pay_script = list(pay)
+        self.find_script = list(find)
+        self.ledger = dict(ledger or {})  # find_payment steps by key, in any order
+        self.refund_script = list(refund)
+        self.charges_of = dict(charges_of or {})  # list_payments answers by cart id
+        self.requests: list[dict] = []
+        self.lookups: list[str] = []
+        self.listed: list[str] = []
+        self.issued: list[str] = []
+
+    def request_payment(self, **request) -> utils.PaymentResult:
+        self.requests.append(request)
+        assert self.pay_script, f"unexpected charge request {request}"
+        return self._play(self.pay_script.pop(0), request)
+
+    def find_refund(self, *, idempotency_key: str) -> utils.RefundResult | None:
+        self.lookups.append(idempotency_key)
+        step = self.ledger.pop(idempotency_key) if idempotency_key in self.ledger else None
+        if step is None:
+            assert self.find_script, f"unexpected refund lookup {idempotency_key}"
+            step = self.find_script.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        return step(idempotency_key) if callable(step) else step
+
+    def request_refund(self, **request) -> utils.RefundResult:
+        self.requests.append(request)
+        assert self.refund_script, f"unexpected refund request {request}"
+        step = self.refund_script.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        if callable(step):
+            return step(request)
+        if step is REFUNDED or step is REFUND_FAILED:
+            return refund_result(request, failed=step is REFUND_FAILED)
+        return step
+
+    def list_payments(self, *, cart_id) -> list[utils.PaymentResult]:
+        self.listed.append(str(cart_id))
+        step = self.charges_of.get(str(cart_id), [])
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    def find_payment(self, *, idempotency_key: str) -> utils.PaymentResult | None:
+        self.lookups.append(idempotency_key)
+        if idempotency_key in self.ledger:
+            step = self.ledger.pop(idempotency_key)
+        else:
+            assert self.find_script, f"unexpected ledger lookup {idempotency_key}"
+            step = self.find_script.pop(0)
+        attempt = Payment.objects.get(idempotency_key=idempotency_key)
+        request = {
+            "cart_id": str(attempt.cart_id),
+            "amount": attempt.amount,
+            "currency": attempt.currency,
+            "idempotency_key": idempotency_key,
+            "payment_method": attempt.payment_method or None,
+        }
+        return self._play(step, request)
+
+    def _play(self, step, request: dict):
+        if isinstance(step, BaseException):
+            raise step
+        if isinstance(step, Answer):
+            return self._result(step, request)
+        if callable(step):
+            return step(request)
+        return step  # a PaymentResult or None
+
+    def _result(self, answer: Answer, request: dict) -> utils.PaymentResult:
+        self.issued.append(f"pay_{len(self.issued) + 1}")
+        return utils.PaymentResult(
+            payment_id=self.issued[-1],
+            cart_id=answer.cart_id or request["cart_id"],
+            amount=answer.amount if answer.amount is not None else request["amount"],
+            currency=answer.currency or request["currency"],
+            status=(
+                utils.PaymentOutcome.FAILED
+                if answer.decline_code
+                else utils.PaymentOutcome.SUCCESS
+            ),
+            decline_code=answer.decline_code,
+            payment_method=request["payment_method"] or "pm_card_default",
+            idempotency_key=request["idempotency_key"],
+            replayed=False,
+        )
+
+
+REFUNDED = object()
+REFUND_FAILED = object()
+
+
+def refund_result(request: dict, *, failed: bool = False) -> utils.RefundResult:
+    return utils.RefundResult(
+        refund_id=f"re_{request['idempotency_key']}",
+        payment_id=request["payment_id"],
+        amount=request["amount"],
+        currency=request["currency"],
+        status=utils.RefundOutcome.FAILED if failed else utils.RefundOutcome.SUCCEEDED,
+        idempotency_key=request["idempotency_key"],
+        replayed=False,
+    )
+
+
+def timeout() -> utils.PaymentProviderTimeoutError:
+    """Sent, the answer never came: may have been processed, and may still be."""
+    return utils.PaymentProviderTimeoutError("read timeout; may still be processed")
+
+
+def unavailable() -> utils.PaymentProviderUnavailableError:
+    """Every attempt refused at connect: provably never sent."""
+    return utils.PaymentProviderUnavailableError(
+        "unavailable after 3 attempts: not connected http://provider.internal:5005",
+        maybe_processed=False,
+    )
+
+
+def connection_lost() -> utils.PaymentProviderUnavailableError:
+    """Sent, then reset or closed without an answer (or 5xx): may have been processed."""
+    return utils.PaymentProviderUnavailableError(
+        "unavailable after 3 attempts: connection lost", maybe_processed=True
+    )
+
+
+def bad_answer() -> utils.PaymentProviderProtocolError:
+    return utils.PaymentProviderProtocolError("payment provider answered invalid JSON")
+
+
+def refused_method() -> utils.PaymentMethodRejectedError:
+    return utils.PaymentMethodRejectedError("refused the payment method", status_code=400)
+
+
+class WorkerCrash(Exception):
+    """The worker died while talking to the provider: the attempt is left `processing`."""
+
+
+def status_in_db(cart: Cart) -> str:
+    return Cart.objects.get(pk=cart.pk).payment_status
+
+
+def leave_unknown(cart: Cart, **pay_options) -> Payment:
+    """Pay the cart into an `unknown` attempt: a timeout, then an unreadable ledger."""
+    provider = ScriptedProvider(pay=[timeout()], find=[unavailable()])
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(cart=cart, api=provider, **pay_options)
+    return cart.payments.get(status=PaymentAttemptStatus.UNKNOWN)
+
+
+def leave_processing(cart: Cart) -> Payment:
+    """Pay the cart into a `processing` attempt whose worker crashed mid-request."""
+    provider = ScriptedProvider(pay=[WorkerCrash()])
+    with pytest.raises(WorkerCrash):
+        cart_pay(cart=cart, api=provider)
+    return cart.payments.get(status=PaymentAttemptStatus.PROCESSING)
+
+
+def make_stale(payment: Payment) -> None:
+    long_ago = timezone.now() - timedelta(seconds=settings.PAYMENT_ATTEMPT_STALE_SECONDS + 5)
+    Payment.objects.filter(pk=payment.pk).update(updated=long_ago)
+
+
+# --- the cart's state machine -------------------------------------------------------------
+
+S = PaymentStatus
+ALLOWED_MOVES = {
+    (S.PENDING, S.PROCESSING),
+    (S.PROCESSING, S.SUCCESS),
+    (S.PROCESSING, S.FAILED),
+    (S.PROCESSING, S.PENDING),
+    (S.FAILED, S.PROCESSING),
+    (S.SUCCESS, S.PARTIALLY_REFUNDED),
+    (S.SUCCESS, S.REFUNDED),
+    (S.PARTIALLY_REFUNDED, S.PARTIALLY_REFUNDED),
+    (S.PARTIALLY_REFUNDED, S.REFUNDED),
+}
+ALL_MOVES = list(itertools.product(S.values, repeat=2))
+
+
+def refusal_for(source: str, target: str) -> type[Exception]:
+    if source in (S.SUCCESS, S.PARTIALLY_REFUNDED, S.REFUNDED):
+        return CartPaidError
+    if source == S.PROCESSING:  # only processing -> processing is refused
+        return CartPaymentInProgressError
+    return InvalidPaymentTransitionError
+
+
+@pytest.mark.parametrize(("source", "target"), ALL_MOVES, ids=[f"{a}->{b}" for a, b in ALL_MOVES])
+def test_move_to_allows_exactly_the_state_machine_moves(source, target):
+    cart = CartFactory(payment_status=source)
+
+    if (source, target) in ALLOWED_MOVES:
+        cart.move_to(target)
+        assert cart.payment_status == target
+    else:
+        refusal = refusal_for(source, target)
+        with pytest.raises(refusal) as refused:
+            cart.move_to(target)
+        assert type(refused.value) is refusal  # not merely a subclass of it
+        assert cart.payment_status == source
+    assert status_in_db(cart) == source  # move_to never saves
+
+
+def test_the_expected_moves_are_the_declared_transitions():
+    from cart.models import PAYMENT_TRANSITIONS
+
+    declared = {(a, b) for a, targets in PAYMENT_TRANSITIONS.items() for b in targets}
+    assert declared == ALLOWED_MOVES
+
+
+# --- outcomes -------------------------------------------------------------------------------
+
+
+def test_a_charge_settles_the_attempt_and_the_cart_as_success():
+    cart = CartFactory(total=Decimal("12.34"))
+    provider = ScriptedProvider(pay=[CHARGED])
+
+    payment = cart_pay(cart=cart, api=provider)
+
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert payment.provider_payment_id == provider.issued[0]
+    assert payment.completed is not None
+    assert (payment.error, payment.decline_code) == ("", "")
+    assert payment.amount == Decimal("12.34")
+    assert Payment.objects.get() == payment
+    assert Payment.objects.get().status == PaymentAttemptStatus.SUCCESS
+    assert cart.payment_status == PaymentStatus.SUCCESS
+    assert status_in_db(cart) == PaymentStatus.SUCCESS
+
+
+def test_the_charge_request_carries_the_cart_the_exact_amount_and_the_attempt_key():
+    cart = CartFactory(total=Decimal("12.34"), currency="EUR")
+    provider = ScriptedProvider(pay=[CHARGED])
+
+    payment = cart_pay(cart=cart, api=provider)
+
+    [sent] = provider.requests
+    assert sent == {
+        "cart_id": str(cart.pk),
+        "amount": Decimal("12.34"),
+        "currency": "EUR",
+        "idempotency_key": payment.idempotency_key,
+        "payment_method": None,
+    }
+    assert isinstance(sent["amount"], Decimal)
+    assert payment.idempotency_key.startswith(f"cart-{cart.pk}-")
+
+
+def test_the_payment_method_and_the_callers_key_reach_the_provider():
+    cart = CartFactory()
+    provider = ScriptedProvider(pay=[CHARGED])
+
+    payment = cart_pay(
+        cart=cart, payment_method="pm_card_visa", idempotency_key="order-42", api=provider
+    )
+
+    [sent] = provider.requests
+    assert sent["payment_method"] == "pm_card_visa"
+    assert sent["idempotency_key"] == f"cart-{cart.pk}-order-42" == payment.idempotency_key
+    assert payment.payment_method == "pm_card_visa"
+
+
+def test_each_attempt_without_a_callers_key_gets_its_own_provider_key():
+    cart = CartFactory(total=Decimal("25.00"))
+    provider = ScriptedProvider(pay=[declined(), CHARGED])
+
+    first = cart_pay(cart=cart, api=provider)
+    second = cart_pay(cart=cart, api=provider)
+
+    assert first.idempotency_key != second.idempotency_key
+    assert [r["idempotency_key"] for r in provider.requests] == [
+        first.idempotency_key,
+        second.idempotency_key,
+    ]
+
+
+def test_a_decline_fails_the_attempt_and_the_cart_without_raising():
+    cart = CartFactory(total=Decimal("25.00"))
+    provider = ScriptedProvider(pay=[declined("insufficient_funds")])
+
+    payment = cart_pay(cart=cart, api=provider)
+
+    assert payment.status == PaymentAttemptStatus.FAILED
+    assert payment.decline_code == "insufficient_funds"
+    assert payment.provider_payment_id == provider.issued[0]
+    assert payment.completed is not None
+    assert cart.payment_status == PaymentStatus.FAILED
+    assert status_in_db(cart) == PaymentStatus.FAILED
+
+
+def test_a_declined_cart_can_be_paid_again_with_a_new_attempt():
+    cart = CartFactory(total=Decimal("25.00"))
+    provider = ScriptedProvider(pay=[declined(), CHARGED])
+    cart_pay(cart=cart, api=provider)
+
+    payment = cart_pay(cart=cart, payment_method="pm_card_visa", api=provider)
+
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert cart.payment_status == PaymentStatus.SUCCESS
+    assert [p.status for p in cart.payments.all()] == ["failed", "success"]
+
+
+# --- the rule: when an attempt may be closed as "nothing charged" -------------------------
+
+
+def taken(raised) -> bool | None:
+    """`payment_taken` of the answer the error becomes."""
+    return raised.value.extra["payment_taken"]
+
+
+def test_a_provider_never_reached_ends_the_attempt_in_error_and_the_cart_back_to_pending():
+    # Rule (a): every request provably never left (refused connection, DNS, connect
+    # timeout): nothing can have been charged, no need to ask the ledger.
+    cart = CartFactory()
+    error = unavailable()
+    provider = ScriptedProvider(pay=[error])
+
+    with pytest.raises(ProviderUnavailableError) as raised:
+        cart_pay(cart=cart, api=provider)
+
+    assert taken(raised) is False
+    assert raised.value.__cause__ is error
+    payment = Payment.objects.get()
+    assert payment.status == PaymentAttemptStatus.ERROR
+    assert payment.error_code == ErrorCode.PROVIDER_UNAVAILABLE
+    assert payment.error == ATTEMPT_MESSAGES[ErrorCode.PROVIDER_UNAVAILABLE]
+    assert "provider.internal" not in payment.error  # internals stay in the log
+    assert payment.completed is not None
+    assert provider.lookups == []
+    assert cart.payment_status == PaymentStatus.PENDING
+    assert status_in_db(cart) == PaymentStatus.PENDING
+
+
+def test_a_refused_payment_method_ends_the_attempt_without_asking_the_ledger():
+    # Rule (b): the provider answered a refusal.
+    cart = CartFactory()
+    provider = ScriptedProvider(pay=[refused_method()])
+
+    with pytest.raises(PaymentMethodRefusedError):
+        cart_pay(cart=cart, payment_method="pm_card_unknown", api=provider)
+
+    assert provider.lookups == []
+    payment = Payment.objects.get()
+    assert (payment.status, payment.error_code) == ("error", ErrorCode.PAYMENT_METHOD_REFUSED)
+    assert status_in_db(cart) == PaymentStatus.PENDING
+
+
+def test_a_provider_never_reached_puts_a_declined_cart_back_to_failed():
+    cart = CartFactory(total=Decimal("25.00"))
+    provider = ScriptedProvider(pay=[declined(), unavailable()])
+    cart_pay(cart=cart, api=provider)
+
+    with pytest.raises(ProviderUnavailableError):
+        cart_pay(cart=cart, api=provider)
+
+    assert [p.status for p in cart.payments.all()] == ["failed", "error"]
+    assert cart.payment_status == PaymentStatus.FAILED
+    assert status_in_db(cart) == PaymentStatus.FAILED
+
+
+def test_after_a_provider_never_reached_the_cart_can_be_paid():
+    cart = CartFactory()
+    provider = ScriptedProvider(pay=[unavailable(), CHARGED])
+    with pytest.raises(ProviderUnavailableError):
+        cart_pay(cart=cart, api=provider)
+
+    payment = cart_pay(cart=cart, api=provider)
+
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert cart.payment_status == PaymentStatus.SUCCESS
+
+
+def test_a_lost_answer_is_found_charged_in_the_ledger_so_the_customer_is_not_charged_twice():
+    # The defect this rule exists for: the provider charged, the connection dropped before
+    # its answer arrived. That is no proof of "nothing charged": the ledger says it was.
+    cart = CartFactory(total=Decimal("10.00"))
+    provider = ScriptedProvider(pay=[connection_lost()], find=[CHARGED])
+
+    payment = cart_pay(cart=cart, idempotency_key="checkout-1", api=provider)
+
+    assert provider.lookups == [payment.idempotency_key]
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert cart.payment_status == PaymentStatus.SUCCESS
+    with pytest.raises(CartPaidError):
+        cart_pay(cart=cart, idempotency_key="checkout-2", api=ScriptedProvider())
+
+
+MAYBE_CHARGED = [
+    pytest.param(timeout, id="timeout"),
+    pytest.param(connection_lost, id="connection_lost"),
+    pytest.param(bad_answer, id="bad_answer"),
+]
+
+
+@pytest.mark.parametrize("provider_error", MAYBE_CHARGED)
+def test_a_charge_found_in_the_ledger_settles_the_attempt_as_success(provider_error):
+    cart = CartFactory(total=Decimal("10.00"))
+    provider = ScriptedProvider(pay=[provider_error()], find=[CHARGED])
+
+    payment = cart_pay(cart=cart, api=provider)
+
+    assert provider.lookups == [payment.idempotency_key]
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert payment.provider_payment_id == provider.issued[0]
+    assert (payment.error_code, payment.error) == ("", "")
+    assert cart.payment_status == PaymentStatus.SUCCESS
+    assert status_in_db(cart) == PaymentStatus.SUCCESS
+
+
+@pytest.mark.parametrize("provider_error", MAYBE_CHARGED)
+def test_a_decline_found_in_the_ledger_settles_the_attempt_as_failed(provider_error):
+    cart = CartFactory(total=Decimal("25.00"))
+    provider = ScriptedProvider(pay=[provider_error()], find=[declined("generic_decline")])
+
+    payment = cart_pay(cart=cart, api=provider)
+
+    assert payment.status == PaymentAttemptStatus.FAILED
+    assert payment.decline_code == "generic_decline"
+    assert cart.payment_status == PaymentStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("provider_error", "answer", "code"),
+    [
+        pytest.param(connection_lost, ProviderUnavailableError, "provider_unavailable", id="lost"),
+        pytest.param(bad_answer, ProviderBadAnswerError, "provider_error", id="bad_answer"),
+    ],
+)
+def test_an_answered_or_failed_attempt_the_ledger_does_not_know_charged_nothing(
+    provider_error, answer, code
+):
+    # Rule (c): every request was answered or failed (none can still land) and the
+    # ledger, read after them, has nothing under the key.
+    cart = CartFactory()
+    provider = ScriptedProvider(pay=[provider_error()], find=[NOT_FOUND])
+
+    with pytest.raises(answer) as raised:
+        cart_pay(cart=cart, api=provider)
+
+    assert type(raised.value) is answer
+    assert taken(raised) is False
+    payment = Payment.objects.get()
+    assert provider.lookups == [payment.idempotency_key]
+    assert (payment.status, payment.error_code) == ("error", code)
+    assert cart.payment_status == PaymentStatus.PENDING
+    assert status_in_db(cart) == PaymentStatus.PENDING
+
+
+def test_a_timeout_with_nothing_in_the_ledger_yet_keeps_the_attempt_open():
+    # The timed-out request may still land at the provider: closing the attempt would let
+    # the next pay send a new key and charge twice. It stays open; the next pay resumes it.
+    cart = CartFactory()
+    provider = ScriptedProvider(pay=[timeout(), Answer()], find=[NOT_FOUND])
+
+    with pytest.raises(PaymentOutcomeUnknownError) as raised:
+        cart_pay(cart=cart, api=provider)
+
+    assert raised.value.status_code == 504
+    assert taken(raised) is None  # not "false": the charge may still happen
+    held = Payment.objects.get()
+    assert held.status == PaymentAttemptStatus.UNKNOWN
+    assert held.error_code == ErrorCode.OUTCOME_UNKNOWN
+    assert held.in_flight_until > timezone.now()
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+    cart_pay(cart=cart, api=provider)
+
+    assert [r["idempotency_key"] for r in provider.requests] == [held.idempotency_key] * 2
+    assert Payment.objects.get().status == PaymentAttemptStatus.SUCCESS
+
+
+@pytest.mark.parametrize(
+    "error", [unavailable, connection_lost, bad_answer], ids=["refused", "lost", "bad_answer"]
+)
+def test_a_resumed_attempt_whose_earlier_request_may_land_is_not_closed_on_a_ledger_miss(error):
+    cart = CartFactory()
+    leave_unknown(cart)  # a timeout: its request may still land
+    provider = ScriptedProvider(pay=[error()], find=[NOT_FOUND])
+
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(cart=cart, api=provider)
+
+    assert Payment.objects.get().status == PaymentAttemptStatus.UNKNOWN
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+
+def test_a_resumed_attempt_is_closed_on_a_ledger_miss_once_nothing_can_land():
+    cart = CartFactory()
+    attempt = leave_unknown(cart)
+    Payment.objects.filter(pk=attempt.pk).update(in_flight_until=timezone.now())
+    provider = ScriptedProvider(pay=[connection_lost()], find=[NOT_FOUND])
+
+    with pytest.raises(ProviderUnavailableError):
+        cart_pay(cart=cart, api=provider)
+
+    assert Payment.objects.get().status == PaymentAttemptStatus.ERROR
+    assert status_in_db(cart) == PaymentStatus.PENDING
+
+
+@pytest.mark.parametrize("provider_error", MAYBE_CHARGED)
+@pytest.mark.parametrize(
+    "ledger_error",
+    [
+        pytest.param(unavailable, id="ledger_unavailable"),
+        pytest.param(timeout, id="ledger_timeout"),
+        pytest.param(bad_answer, id="ledger_bad_answer"),
+        pytest.param(lambda: utils.PaymentProviderError("request failed"), id="ledger_error"),
+    ],
+)
+def test_an_unreadable_ledger_leaves_the_attempt_unknown_and_the_cart_frozen(
+    provider_error, ledger_error
+):
+    cart = CartFactory()
+    provider = ScriptedProvider(pay=[provider_error()], find=[ledger_error()])
+
+    with pytest.raises(PaymentOutcomeUnknownError) as raised:
+        cart_pay(cart=cart, api=provider)
+
+    assert taken(raised) is None
+    assert raised.value.extra["retryable"] is True
+    payment = Payment.objects.get()
+    assert payment.status == PaymentAttemptStatus.UNKNOWN
+    assert (payment.error_code, payment.error) == (
+        ErrorCode.OUTCOME_UNKNOWN,
+        ATTEMPT_MESSAGES[ErrorCode.OUTCOME_UNKNOWN],
+    )
+    assert payment.completed is None
+    assert cart.payment_status == PaymentStatus.PROCESSING
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+    with pytest.raises(CartPaymentInProgressError):
+        cart_apply_discount(cart=cart, discount=DiscountFactory())
+
+
+# --- answers about another payment ------------------------------------------------------------
+
+OTHER_PAYMENT = [
+    pytest.param(Answer(amount=Decimal("19.99")), id="other_amount"),
+    pytest.param(Answer(currency="EUR"), id="other_currency"),
+    pytest.param(Answer(cart_id="a-different-cart"), id="other_cart"),
+]
+
+
+@pytest.mark.parametrize("answer", OTHER_PAYMENT)
+def test_a_ledger_payment_that_does_not_match_the_attempt_leaves_it_unknown(answer):
+    cart = CartFactory(total=Decimal("20.00"), currency="USD")
+    provider = ScriptedProvider(pay=[timeout()], find=[answer])
+
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(cart=cart, api=provider)
+
+    payment = Payment.objects.get()
+    assert payment.status == PaymentAttemptStatus.UNKNOWN
+    assert "does not match" in payment.error
+    assert payment.provider_payment_id == ""
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+
+@pytest.mark.parametrize("answer", OTHER_PAYMENT)
+def test_a_charge_answer_that_does_not_match_the_attempt_leaves_it_unknown(answer):
+    cart = CartFactory(total=Decimal("20.00"), currency="USD")
+    provider = ScriptedProvider(pay=[answer])
+
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(cart=cart, api=provider)
+
+    assert Payment.objects.get().status == PaymentAttemptStatus.UNKNOWN
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+
+# --- resuming an open attempt -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first_key", "second_key", "method"),
+    [
+        pytest.param(None, None, None, id="no_key"),
+        pytest.param("order-1", "order-1", None, id="same_key"),
+        pytest.param("order-1", "order-2", None, id="other_key"),
+        pytest.param(None, "order-2", "pm_card_visa", id="same_card_named"),
+    ],
+)
+def test_the_next_pay_with_the_same_card_resumes_an_unknown_attempt_with_its_own_key(
+    first_key, second_key, method
+):
+    cart = CartFactory(total=Decimal("17.50"))
+    attempt = leave_unknown(cart, idempotency_key=first_key, payment_method=method)
+    provider = ScriptedProvider(pay=[CHARGED])
+
+    payment = cart_pay(cart=cart, payment_method=method, idempotency_key=second_key, api=provider)
+
+    [sent] = provider.requests
+    assert sent["idempotency_key"] == attempt.idempotency_key
+    assert sent["amount"] == attempt.amount == Decimal("17.50")
+    assert sent["payment_method"] == method
+    assert payment.pk == attempt.pk
+    assert Payment.objects.count() == 1
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert (payment.error_code, payment.error) == ("", "")
+    assert cart.payment_status == PaymentStatus.SUCCESS
+
+
+# --- another card while an attempt is open ---------------------------------------------------
+
+
+def test_another_card_is_never_sent_while_the_open_attempt_may_still_charge():
+    cart = CartFactory()
+    attempt = leave_unknown(cart)  # timed out: its request may still land
+    provider = ScriptedProvider(ledger={attempt.idempotency_key: NOT_FOUND})
+
+    with pytest.raises(EarlierPaymentOutcomeUnknownError) as raised:
+        cart_pay(cart=cart, payment_method="pm_card_visa", idempotency_key="k2", api=provider)
+
+    assert raised.value.status_code == 409
+    assert raised.value.extra == {"payment_taken": None, "retryable": True}
+    assert provider.requests == []  # the new card was not charged
+    assert provider.lookups == [attempt.idempotency_key]
+    assert Payment.objects.get().status == PaymentAttemptStatus.UNKNOWN
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+
+def test_another_card_while_the_ledger_cannot_be_read_is_refused_too():
+    cart = CartFactory()
+    attempt = leave_unknown(cart)
+    provider = ScriptedProvider(ledger={attempt.idempotency_key: unavailable()})
+
+    with pytest.raises(EarlierPaymentOutcomeUnknownError):
+        cart_pay(cart=cart, payment_method="pm_card_visa", api=provider)
+
+    assert provider.requests == []
+
+
+def test_another_card_finds_the_open_attempt_charged_and_the_cart_paid():
+    cart = CartFactory()
+    attempt = leave_unknown(cart)
+    provider = ScriptedProvider(ledger={attempt.idempotency_key: CHARGED})
+
+    with pytest.raises(CartPaidError):
+        cart_pay(cart=cart, payment_method="pm_card_visa", api=provider)
+
+    assert provider.requests == []
+    assert Payment.objects.get().status == PaymentAttemptStatus.SUCCESS
+    assert status_in_db(cart) == PaymentStatus.SUCCESS
+
+
+def test_another_card_finds_the_open_attempt_declined_and_is_charged():
+    cart = CartFactory()
+    attempt = leave_unknown(cart, payment_method="pm_card_chargeDeclined")
+    provider = ScriptedProvider(ledger={attempt.idempotency_key: declined()}, pay=[CHARGED])
+
+    payment = cart_pay(cart=cart, payment_method="pm_card_visa", api=provider)
+
+    [sent] = provider.requests
+    assert sent["payment_method"] == "pm_card_visa"
+    assert sent["idempotency_key"] != attempt.idempotency_key
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert [p.status for p in cart.payments.all()] == ["failed", "success"]
+
+
+def test_another_card_is_charged_once_nothing_of_the_open_attempt_can_land():
+    cart = CartFactory()
+    attempt = leave_unknown(cart)
+    Payment.objects.filter(pk=attempt.pk).update(in_flight_until=timezone.now())
+    provider = ScriptedProvider(ledger={attempt.idempotency_key: NOT_FOUND}, pay=[CHARGED])
+
+    payment = cart_pay(cart=cart, payment_method="pm_card_visa", api=provider)
+
+    closed = Payment.objects.get(pk=attempt.pk)
+    assert (closed.status, closed.error_code) == ("error", ErrorCode.NOT_IN_LEDGER)
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert provider.requests[0]["payment_method"] == "pm_card_visa"
+
+
+def test_resuming_an_unknown_attempt_may_find_it_unknown_again():
+    cart = CartFactory()
+    attempt = leave_unknown(cart)
+    provider = ScriptedProvider(pay=[timeout()], find=[unavailable()])
+
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(cart=cart, api=provider)
+
+    assert provider.requests[0]["idempotency_key"] == attempt.idempotency_key
+    assert provider.lookups == [attempt.idempotency_key]
+    assert Payment.objects.get().status == PaymentAttemptStatus.UNKNOWN
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+
+def test_an_attempt_being_sent_right_now_refuses_a_second_pay_without_calling_the_provider():
+    cart = CartFactory()
+    leave_processing(cart)
+    provider = ScriptedProvider(pay=[CHARGED])
+
+    with pytest.raises(CartPaymentInProgressError) as raised:
+        cart_pay(cart=cart, api=provider)
+
+    assert raised.value.status_code == 409
+    assert provider.requests == []
+    assert Payment.objects.get().status == PaymentAttemptStatus.PROCESSING
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+
+def test_an_abandoned_processing_attempt_is_resumed_with_its_own_key():
+    cart = CartFactory(total=Decimal("8.00"))
+    attempt = leave_processing(cart)
+    make_stale(attempt)
+    provider = ScriptedProvider(pay=[CHARGED])
+
+    payment = cart_pay(cart=cart, idempotency_key="another-request", api=provider)
+
+    [sent] = provider.requests
+    assert (sent["idempotency_key"], sent["amount"]) == (attempt.idempotency_key, attempt.amount)
+    assert payment.pk == attempt.pk
+    assert Payment.objects.count() == 1
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert status_in_db(cart) == PaymentStatus.SUCCESS
+
+
+# --- the caller's idempotency key ------------------------------------------------------------
+
+
+def test_the_same_key_after_a_success_returns_that_payment_without_calling_the_provider():
+    cart = CartFactory()
+    stale_copy = Cart.objects.get(pk=cart.pk)
+    first = cart_pay(cart=cart, idempotency_key="k", api=ScriptedProvider(pay=[CHARGED]))
+    provider = ScriptedProvider()
+
+    again = cart_pay(cart=stale_copy, idempotency_key="k", api=provider)
+
+    assert provider.requests == []
+    assert again == first
+    assert again.status == PaymentAttemptStatus.SUCCESS
+    assert again.provider_payment_id == first.provider_payment_id
+    assert stale_copy.payment_status == PaymentStatus.SUCCESS  # brought up to date
+    assert Payment.objects.count() == 1
+
+
+def test_the_same_key_after_a_decline_returns_the_decline_without_calling_the_provider():
+    cart = CartFactory(total=Decimal("25.00"))
+    first = cart_pay(cart=cart, idempotency_key="k", api=ScriptedProvider(pay=[declined()]))
+    provider = ScriptedProvider()
+
+    again = cart_pay(cart=cart, idempotency_key="k", api=provider)
+
+    assert provider.requests == []
+    assert again == first
+    assert again.status == PaymentAttemptStatus.FAILED
+    assert cart.payment_status == PaymentStatus.FAILED
+
+
+def test_the_same_key_with_another_payment_method_is_refused():
+    cart = CartFactory()
+    cart_pay(cart=cart, idempotency_key="k", api=ScriptedProvider(pay=[CHARGED]))
+    provider = ScriptedProvider()
+
+    with pytest.raises(IdempotencyKeyReusedError):
+        cart_pay(cart=cart, idempotency_key="k", payment_method="pm_card_visa", api=provider)
+
+    assert provider.requests == []
+
+
+def test_the_same_key_after_nothing_was_charged_reopens_that_attempt():
+    cart = CartFactory(total=Decimal("10.00"))
+    with pytest.raises(ProviderUnavailableError):
+        cart_pay(cart=cart, idempotency_key="k", api=ScriptedProvider(pay=[unavailable()]))
+    attempt = Payment.objects.get()
+    provider = ScriptedProvider(pay=[CHARGED])
+
+    payment = cart_pay(cart=cart, idempotency_key="k", api=provider)
+
+    [sent] = provider.requests
+    assert sent["idempotency_key"] == attempt.idempotency_key == f"cart-{cart.pk}-k"
+    assert payment.pk == attempt.pk
+    assert Payment.objects.count() == 1
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert payment.error == ""
+    assert cart.payment_status == PaymentStatus.SUCCESS
+
+
+def test_the_same_key_after_nothing_was_charged_is_refused_once_the_total_changed():
+    cart = CartFactory(total=Decimal("10.00"))
+    with pytest.raises(ProviderUnavailableError):
+        cart_pay(cart=cart, idempotency_key="k", api=ScriptedProvider(pay=[unavailable()]))
+    Cart.objects.filter(pk=cart.pk).update(subtotal=Decimal("12.00"), total=Decimal("12.00"))
+    provider = ScriptedProvider()
+
+    with pytest.raises(IdempotencyKeyReusedError):
+        cart_pay(cart=cart, idempotency_key="k", api=provider)
+
+    assert provider.requests == []
+    assert Payment.objects.get().status == PaymentAttemptStatus.ERROR
+    assert status_in_db(cart) == PaymentStatus.PENDING
+
+
+def test_the_same_key_for_another_cart_is_another_request():
+    one, two = CartFactory(), CartFactory()
+    provider = ScriptedProvider(pay=[CHARGED, CHARGED])
+
+    first = cart_pay(cart=one, idempotency_key="same", api=provider)
+    second = cart_pay(cart=two, idempotency_key="same", api=provider)
+
+    assert first.pk != second.pk
+    assert [r["cart_id"] for r in provider.requests] == [str(one.pk), str(two.pk)]
+
+
+# --- carts with nothing to charge -----------------------------------------------------------
+
+
+def test_a_paid_cart_refuses_to_be_paid_again_without_calling_the_provider():
+    cart = CartFactory()
+    cart_pay(cart=cart, api=ScriptedProvider(pay=[CHARGED]))
+    provider = ScriptedProvider()
+
+    with pytest.raises(CartPaidError):
+        cart_pay(cart=cart, idempotency_key="new-request", api=provider)
+
+    assert provider.requests == []
+    assert Payment.objects.count() == 1
+
+
+def test_a_zero_total_cart_is_paid_without_calling_the_provider():
+    cart = CartFactory(total=Decimal("0.00"))
+    provider = ScriptedProvider()
+
+    payment = cart_pay(cart=cart, api=provider)
+
+    assert provider.requests == []
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert payment.amount == Decimal("0")
+    assert payment.provider_payment_id == ""
+    assert cart.payment_status == PaymentStatus.SUCCESS
+    assert status_in_db(cart) == PaymentStatus.SUCCESS
+
+
+# --- the model entry point ----------------------------------------------------------------------
+
+
+def test_cart_pay_method_delegates_to_the_service_and_updates_the_instance():
+    cart = Cart(total=Decimal("10"), currency="USD", items_number=5)
+    cart.save()
+    provider = ScriptedProvider(pay=[CHARGED])
+
+    payment = cart.pay(api=provider, payment_method="pm_card_visa", idempotency_key="k")
+
+    assert isinstance(payment, Payment)
+    assert payment.cart_id == cart.pk
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert payment.idempotency_key == f"cart-{cart.pk}-k"
+    assert provider.requests[0]["payment_method"] == "pm_card_visa"
+    assert cart.payment_status == PaymentStatus.SUCCESS
+
+
+def test_cart_pay_method_returns_a_decline():
+    cart = CartFactory(total=Decimal("25.00"))
+
+    payment = cart.pay(api=ScriptedProvider(pay=[declined()]))
+
+    assert payment.decline_code == "insufficient_funds"
+    assert cart.payment_status == PaymentStatus.FAILED
+
+
+# --- settling once ------------------------------------------------------------------------------
+
+
+def settled_elsewhere_then(answer):
+    """A provider call during which something else (reconcile) settles the attempt."""
+
+    def call(request):
+        Payment.objects.filter(idempotency_key=request["idempotency_key"]).update(
+            status=PaymentAttemptStatus.SUCCESS,
+            provider_payment_id="pay_reconciled",
+            completed=timezone.now(),
+        )
+        Cart.objects.filter(pk=request["cart_id"]).update(payment_status=PaymentStatus.SUCCESS)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    return call
+
+
+def test_an_answer_arriving_after_the_attempt_was_settled_does_not_overwrite_it():
+    cart = CartFactory(total=Decimal("25.00"))
+    late_decline = settled_elsewhere_then(
+        utils.PaymentResult(
+            payment_id="pay_late",
+            cart_id=str(cart.pk),
+            amount=Decimal("25.00"),
+            currency="USD",
+            status=utils.PaymentOutcome.FAILED,
+            decline_code="generic_decline",
+            payment_method="pm_card_default",
+            idempotency_key=None,
+            replayed=False,
+        )
+    )
+
+    payment = cart_pay(cart=cart, api=ScriptedProvider(pay=[late_decline]))
+
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert payment.provider_payment_id == "pay_reconciled"
+    assert payment.decline_code == ""
+    stored = Payment.objects.get()
+    assert (stored.status, stored.provider_payment_id) == ("success", "pay_reconciled")
+    assert cart.payment_status == PaymentStatus.SUCCESS
+    assert status_in_db(cart) == PaymentStatus.SUCCESS
+
+
+def test_a_ledger_miss_arriving_after_the_attempt_was_settled_does_not_reopen_the_cart():
+    cart = CartFactory()
+    provider = ScriptedProvider(pay=[settled_elsewhere_then(bad_answer())], find=[NOT_FOUND])
+
+    payment = cart_pay(cart=cart, api=provider)
+
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert cart.payment_status == PaymentStatus.SUCCESS
+    stored = Payment.objects.get()
+    assert (stored.status, stored.provider_payment_id) == ("success", "pay_reconciled")
+    assert stored.error == ""
+    assert status_in_db(cart) == PaymentStatus.SUCCESS
+
+
+def test_a_key_that_resumed_another_attempt_replays_that_attempts_outcome():
+    # Found by the soak test: a keyed request resumed an attempt left open by another
+    # request; repeating the keyed request must replay that outcome, not pay anew.
+    cart = CartFactory()
+    left_open = leave_unknown(cart)
+
+    first = cart_pay(cart=cart, idempotency_key="K", api=ScriptedProvider(pay=[declined()]))
+    again = cart_pay(cart=cart, idempotency_key="K", api=ScriptedProvider())
+
+    assert first.pk == again.pk == left_open.pk
+    assert again.status == PaymentAttemptStatus.FAILED
+    assert Payment.objects.count() == 1
+
+
+def test_a_key_replays_with_its_own_payment_method():
+    cart = CartFactory()
+    leave_unknown(cart, payment_method="pm_card_chargeDeclined")
+    method = "pm_card_chargeDeclined"
+    provider = ScriptedProvider(pay=[declined()])
+    cart_pay(cart=cart, idempotency_key="K", payment_method=method, api=provider)
+
+    again = cart_pay(cart=cart, idempotency_key="K", payment_method=method, api=ScriptedProvider())
+
+    assert again.status == PaymentAttemptStatus.FAILED
+    with pytest.raises(IdempotencyKeyReusedError):
+        cart_pay(cart=cart, idempotency_key="K", payment_method="pm_card_visa")
+
+
+# --- provider slots -------------------------------------------------------------------------
+
+
+def test_a_busy_process_refuses_a_pay_before_anything_is_opened(settings):
+    settings.PAYMENT_MAX_IN_FLIGHT = 1
+    cart = CartFactory()
+    provider = ScriptedProvider()
+
+    with provider_slot(), pytest.raises(ProviderBusyError) as raised:
+        cart_pay(cart=cart, idempotency_key="k", api=provider)
+
+    assert raised.value.status_code == 503
+    assert raised.value.headers == {"Retry-After": "1"}
+    assert raised.value.extra == {"payment_taken": False, "retryable": True}
+    assert provider.requests == []
+    assert Payment.objects.count() == 0
+    assert status_in_db(cart) == PaymentStatus.PENDING
+
+
+def test_a_busy_process_still_answers_what_needs_no_provider(settings):
+    settings.PAYMENT_MAX_IN_FLIGHT = 1
+    cart = CartFactory()
+    first = cart_pay(cart=cart, idempotency_key="k", api=ScriptedProvider(pay=[CHARGED]))
+
+    with provider_slot():
+        again = cart_pay(cart=cart, idempotency_key="k", api=ScriptedProvider())
+        with pytest.raises(CartPaidError):
+            cart_pay(cart=cart, idempotency_key="another", api=ScriptedProvider())
+        with pytest.raises(IdempotencyKeyReusedError):
+            cart_pay(cart=cart, idempotency_key="k", payment_method="pm_card_visa")
+
+    assert again == first
+
+
+def test_slots_are_given_back_and_no_limit_means_none(settings):
+    settings.PAYMENT_MAX_IN_FLIGHT = 2
+    with provider_slot(), provider_slot(), pytest.raises(ProviderBusyError):
+        cart_pay(cart=CartFactory(), api=ScriptedProvider())
+    cart_pay(cart=CartFactory(), api=ScriptedProvider(pay=[CHARGED]))  # free again
+
+    settings.PAYMENT_MAX_IN_FLIGHT = 0
+    with provider_slot(), provider_slot(), provider_slot():
+        assert cart_pay(cart=CartFactory(), api=ScriptedProvider(pay=[CHARGED])).status == (
+            "success"
+        )
