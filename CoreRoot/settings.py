@@ -216,6 +216,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Three models have a status with its own values: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "CartPaymentStatusEnum": "cart.models.PaymentStatus",
+        "PaymentAttemptStatusEnum": "payments.models.PaymentAttemptStatus",
+        "RefundStatusEnum": "payments.models.RefundStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "common.schema.add_error_responses",
@@ -243,6 +249,13 @@ PAYMENT_API_RETRY_BACKOFF = env_number("PAYMENT_API_RETRY_BACKOFF", 0.2, float)
 # the next pay request or `manage.py reconcile_payments` may settle it. Keep it above the
 # client's worst case: (connect + read timeout) x (retries + 1) plus the backoff.
 PAYMENT_ATTEMPT_STALE_SECONDS = env_number("PAYMENT_ATTEMPT_STALE_SECONDS", 60, int)
+# Pays and refunds that may wait on the provider at once in one process; one more is
+# answered 503 payment_provider_busy (Retry-After) at once, before anything is sent. The
+# default keeps half of the gunicorn threads (GUNICORN_THREADS, CoreRoot/gunicorn.py) for
+# everything else, so reads and carts go on while the provider is slow. 0: no limit.
+PAYMENT_MAX_IN_FLIGHT = env_number(
+    "PAYMENT_MAX_IN_FLIGHT", max(1, env_number("GUNICORN_THREADS", 4, int) // 2), int
+)
 
 # --- Production hardening (`manage.py check --deploy` reports nothing with ENV=PROD) --
 if IS_PROD:

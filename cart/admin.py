@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from cart.models import Cart
-from payments.admin import PaymentInline
+from payments.admin import PaymentInline, RefundInline, refund_remaining
 
 
 @admin.register(Cart)
@@ -26,6 +26,7 @@ class CartAdmin(admin.ModelAdmin):
         "subtotal",
         "total",
         "amount_discounted",
+        "amount_refunded",
         "currency",
         "items_number",
         "payment_status",
@@ -34,7 +35,8 @@ class CartAdmin(admin.ModelAdmin):
         "updated",
     )
     ordering = ("-created",)
-    inlines = [PaymentInline]
+    inlines = [PaymentInline, RefundInline]
+    actions = [refund_remaining]
 
     def has_add_permission(self, request):
         return False

@@ -5,6 +5,7 @@ state machine of their payment status.
     cart.save()                      # subtotal = 20, payment_status = "pending"
     cart.apply_discount(discount)    # total = subtotal - amount_discounted, never below 0
     cart.pay()                       # payment_status "success" or "failed"
+    cart.refund(amount=Decimal("5")) # "partially_refunded", then "refunded"
 
 `subtotal` is the amount before any discount and never changes; `total` is what will be
 charged. `total_discounted` is the tutorial's name for that same payable total. The
@@ -20,7 +21,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from cart.errors import (
     CartPaidError,
@@ -35,6 +36,7 @@ from payments.models import OPEN_ATTEMPT_STATUSES as OPEN_ATTEMPT_STATUSES
 from payments.models import Payment as Payment
 from payments.models import PaymentAttemptStatus as PaymentAttemptStatus
 from payments.models import PaymentRequest as PaymentRequest
+from payments.models import Refund as Refund
 
 
 class PaymentStatus(models.TextChoices):
@@ -44,18 +46,30 @@ class PaymentStatus(models.TextChoices):
     PROCESSING = "processing", "Processing"
     SUCCESS = "success", "Success"
     FAILED = "failed", "Failed"
+    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+    REFUNDED = "refunded", "Refunded"
 
 
 # pending -> processing -> success | failed. A failed cart may be paid again. An attempt
-# that ends without a charge (provider down) puts the cart back where it was. Paid is final.
+# that ends without a charge (provider down) puts the cart back where it was. A paid cart
+# is never paid again and never changes its contents; refunds move it to
+# partially_refunded (again with each partial refund) and to refunded, which is final.
 PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
     PaymentStatus.PENDING: frozenset({PaymentStatus.PROCESSING}),
     PaymentStatus.PROCESSING: frozenset(
         {PaymentStatus.SUCCESS, PaymentStatus.FAILED, PaymentStatus.PENDING}
     ),
     PaymentStatus.FAILED: frozenset({PaymentStatus.PROCESSING}),
-    PaymentStatus.SUCCESS: frozenset(),
+    PaymentStatus.SUCCESS: frozenset({PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}),
+    PaymentStatus.PARTIALLY_REFUNDED: frozenset(
+        {PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
+    ),
+    PaymentStatus.REFUNDED: frozenset(),
 }
+# The cart was paid: it is frozen for discounts and payments, whatever was refunded since.
+PAID_STATUSES = frozenset(
+    {PaymentStatus.SUCCESS, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
+)
 
 
 class Cart(models.Model):
@@ -65,10 +79,13 @@ class Cart(models.Model):
     subtotal = AmountField(blank=True, help_text="Amount before discount.")
     total = AmountField(help_text="Amount to pay: subtotal minus amount_discounted.")
     amount_discounted = AmountField(default=Decimal("0"))
+    amount_refunded = AmountField(
+        default=Decimal("0"), help_text="Given back of what was charged (made refunds)."
+    )
     items_number = models.PositiveIntegerField()
     currency = models.CharField(max_length=3, help_text="ISO-4217 code, e.g. USD.")
     payment_status = models.CharField(
-        max_length=16, choices=PaymentStatus, default=PaymentStatus.PENDING
+        max_length=20, choices=PaymentStatus, default=PaymentStatus.PENDING
     )
     discount = models.ForeignKey(
         "discount.Discount",
@@ -99,6 +116,10 @@ class Cart(models.Model):
                 condition=Q(payment_status__in=PaymentStatus.values),
                 name="cart_payment_status_valid",
             ),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0) & Q(amount_refunded__lte=F("total")),
+                name="cart_refunds_within_total",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -127,9 +148,13 @@ class Cart(models.Model):
         """The tutorial's name for the payable total."""
         return self.total
 
+    @property
+    def is_paid(self) -> bool:
+        return self.payment_status in PAID_STATUSES
+
     def check_can_change(self) -> None:
-        """Raise if the cart is paid or being paid: then it is frozen."""
-        if self.payment_status == PaymentStatus.SUCCESS:
+        """Raise if the cart is paid (refunded or not) or being paid: then it is frozen."""
+        if self.is_paid:
             raise CartPaidError()
         if self.payment_status == PaymentStatus.PROCESSING:
             raise CartPaymentInProgressError()
@@ -158,3 +183,10 @@ class Cart(models.Model):
         from cart.services import cart_pay
 
         return cart_pay(cart=self, **options)
+
+    def refund(self, **options) -> Refund:
+        """Give back `amount` (default: all not yet refunded) and update this instance
+        (see `payments.services.refund_create`)."""
+        from payments.services import refund_create
+
+        return refund_create(cart=self, **options)

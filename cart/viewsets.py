@@ -1,7 +1,8 @@
-"""HTTP endpoints for carts: /api/cart/, /api/cart/{id}/apply_discount/ and /pay/.
+"""HTTP endpoints for carts: /api/cart/, /api/cart/{id}/apply_discount/, /pay/ and /refund/.
 
-Thin by design: validate with a serializer, call `cart.services`, serialize the cart.
-With ENV=PROD, listing every cart needs a staff user; one cart is reached by its UUID.
+Thin by design: validate with a serializer, call `cart.services` or `payments.services`,
+serialize the cart. With ENV=PROD, listing every cart and refunding need a staff user;
+one cart is reached by its UUID.
 """
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -14,6 +15,7 @@ from cart.filters import CartFilter
 from cart.models import Cart
 from cart.serializers import (
     CartPaymentSerializer,
+    CartRefundSerializer,
     CartSerializer,
     PayCartSerializer,
     PaymentSerializer,
@@ -24,7 +26,9 @@ from common.api import ListFiltersOnlyMixin
 from common.errors import error_body
 from common.permissions import IsStaffForManagement
 from discount.serializers import ApplyDiscountSerializer
-from payments.models import PaymentAttemptStatus
+from payments.models import PaymentAttemptStatus, RefundStatus
+from payments.serializers import RefundCartSerializer, RefundSerializer
+from payments.services import refund_create
 
 
 @extend_schema_view(
@@ -48,11 +52,11 @@ class CartViewSet(
         # A page of carts fetches their payments in one more query; one cart simply reads
         # its own (the same single query, without the prefetch machinery).
         if self.action == "list":
-            return self.queryset.prefetch_related("payments")
+            return self.queryset.prefetch_related("payments", "refunds")
         return self.queryset
 
     def get_permissions(self):
-        if self.action == "list":
+        if self.action in ("list", "refund"):
             return [IsStaffForManagement()]
         return [AllowAny()]
 
@@ -99,5 +103,33 @@ class CartViewSet(
         if payment.status == PaymentAttemptStatus.FAILED:
             declined = error_body("card_declined", "The card was declined.", "payment_method")
             declined["error"]["decline_code"] = payment.decline_code
+            return Response({**declined, **body}, status=status.HTTP_402_PAYMENT_REQUIRED)
+        return Response(body)
+
+    @extend_schema(
+        summary="Give money back: all or part of what the cart was charged",
+        request=RefundCartSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat a request with the same key to get the same refund "
+                "instead of a second one (1 to 200 printable ASCII characters).",
+                pattern=r"^[ -~]{1,200}$",
+            )
+        ],
+        responses={200: CartRefundSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def refund(self, request, pk=None):
+        cart = self.get_object()
+        key = validate_idempotency_key(request.headers.get("Idempotency-Key"))
+        serializer = RefundCartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        refund = refund_create(cart=cart, idempotency_key=key, **serializer.validated_data)
+        body = {"cart": CartSerializer(cart).data, "refund": RefundSerializer(refund).data}
+        if refund.status == RefundStatus.FAILED:
+            declined = error_body("refund_declined", refund.error, "amount")
             return Response({**declined, **body}, status=status.HTTP_402_PAYMENT_REQUIRED)
         return Response(body)

@@ -28,6 +28,7 @@ class ApplicationError(Exception):
     code = "invalid_request"
     message = "The request cannot be processed."
     field: str | None = None
+    headers: dict[str, str] = {}  # response headers, e.g. Retry-After
 
     def __init__(
         self, message: str | None = None, *, field: str | None = None, extra: dict | None = None

@@ -52,7 +52,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
         body = error_body(exc.code, exc.message, exc.field)
         body.update(exc.extra)
-        return Response(body, status=exc.status_code)
+        return Response(body, status=exc.status_code, headers=exc.headers or None)
 
     if isinstance(exc, DjangoValidationError):
         # A model rule enforced below the serializer (e.g. re-checked under a row lock).

@@ -5,7 +5,7 @@ post-processing hook (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]) adds the `Er
 shape of `common.errors` and, to every operation, the error statuses it can answer:
 
     400 bad input · 401/403 access · 404 unknown id · 406 Accept · 415 body type
-    409 frozen cart · 402 declined · 502/503/504 provider trouble (pay)
+    409 frozen cart · 402 declined · 502/503/504 provider trouble (pay, refund)
 """
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -44,26 +44,39 @@ ERROR_SCHEMA = {
         "payment_taken": {
             "type": "boolean",
             "nullable": True,
-            "description": "Provider trouble: false = nothing charged; null = not known yet.",
+            "description": "Pay, provider trouble: false = proven that nothing was charged; "
+            "null = not known yet (never false unless proven).",
+        },
+        "refund_made": {
+            "type": "boolean",
+            "nullable": True,
+            "description": "Refund, provider trouble: false = proven that nothing was "
+            "refunded; null = not known yet.",
         },
         "retryable": {"type": "boolean"},
         "cart": {"$ref": "#/components/schemas/Cart"},
         "payment": {"$ref": "#/components/schemas/Payment"},
+        "refund": {"$ref": "#/components/schemas/Refund"},
     },
 }
 
 _DESCRIPTIONS = {
     "400": "Invalid input; `error.field` names the field.",
     "401": "Authentication required or failed.",
-    "402": "The card was declined; the answer holds the cart and the payment.",
+    "402": "The card (or the refund) was declined; the answer holds the cart and the "
+    "payment (or the refund).",
     "403": "Not allowed.",
     "404": "No such resource.",
     "406": "The Accept header asks for something other than JSON.",
-    "409": "The resource's state forbids this now (e.g. a paid cart).",
+    "409": "The resource's state forbids this now (e.g. a paid cart, a refund above what "
+    "was charged, an earlier payment whose outcome is not known yet).",
     "415": "The body is not JSON.",
-    "502": "The payment provider answered nonsense; nothing was charged.",
-    "503": "The payment provider is unavailable; nothing was charged.",
-    "504": "The payment provider was too slow.",
+    "502": "The payment provider's answer could not be used, and its ledger shows nothing "
+    "done (`payment_taken` / `refund_made`: false).",
+    "503": "The payment provider is unavailable, or busy here (`payment_provider_busy`, "
+    "with `Retry-After`); nothing was done (false).",
+    "504": "The payment provider did not confirm what it did: `payment_outcome_unknown` / "
+    "`refund_outcome_unknown` (null). Retry with the same Idempotency-Key.",
 }
 
 
@@ -73,9 +86,9 @@ def _statuses(path: str, method: str, operation: dict) -> list[str]:
         statuses.append("404")
     if "requestBody" in operation:
         statuses.append("415")
-    if path.endswith(("/apply_discount/", "/pay/")) or method in ("put", "patch"):
+    if path.endswith(("/apply_discount/", "/pay/", "/refund/")) or method in ("put", "patch"):
         statuses.append("409")
-    if path.endswith("/pay/"):
+    if path.endswith(("/pay/", "/refund/")):
         statuses += ["402", "502", "503", "504"]
     return statuses
 

@@ -38,7 +38,7 @@ class FakeProvider:
             fault["delay_ms"] = delay_ms
         self._call("POST", "/control/faults", json=fault)
 
-    def random_faults(self, rate: str, seed: int, **options) -> None:
+    def random_faults(self, rate: float, seed: int, **options) -> None:
         """Break a seeded random share of the write requests (`kinds`, `delay_ms`)."""
         self._call(
             "POST",

@@ -1,19 +1,32 @@
-"""The ledger of a cart's payments: every attempt to charge it and the requests it answered.
+"""The ledger of a cart's money: every attempt to charge it, the pay requests each
+attempt answered, and every refund.
 
     payment = Payment.objects.get(idempotency_key="cart-…-order-42")
-    payment.is_open            # processing or unknown: the provider may still charge it
+    payment.is_open                 # processing or unknown: the provider may still charge it
+    payment.refunds.all()           # what was given back of it
 
-The tables keep the names they had when these models lived in the `cart` app
-(`cart_payment`, `cart_paymentrequest`): moving them copied no data. The flows that
-write them are in `payments.services`.
+`Payment.amount_refunded` is what refunds of the attempt hold: made, or not yet proven not
+made. A refund reserves its amount there with a conditional UPDATE before anything is
+sent, and a check constraint keeps it within `amount`, so however many refunds race the
+shop can never give back more than it took. A reservation is released only when the
+refund is proven not made.
+
+`error_code` and `error` are what clients see: a stable code and a plain message from
+`ATTEMPT_MESSAGES` / `REFUND_MESSAGES`. Provider internals (hosts, URLs, exception text)
+go to the logs only.
+
+The attempt tables keep the names they had when these models lived in the `cart` app
+(`cart_payment`, `cart_paymentrequest`): moving them copied no data. Every state change
+is a function of `payments.transitions`; the flows are in `payments.services`.
 """
 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from common.fields import AmountField
 
@@ -26,16 +39,65 @@ class PaymentAttemptStatus(models.TextChoices):
     SUCCESS = "success", "Success: charged"
     FAILED = "failed", "Failed: declined by the provider"
     ERROR = "error", "Error: the provider could not be used, nothing charged"
+    DUPLICATE = "duplicate", "Duplicate: charged after the cart was paid, given back"
 
 
 OPEN_ATTEMPT_STATUSES = (PaymentAttemptStatus.PROCESSING, PaymentAttemptStatus.UNKNOWN)
+
+
+class ErrorCode(models.TextChoices):
+    """Why an attempt or a refund did not simply succeed: stable codes for clients."""
+
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    PROVIDER_ERROR = "provider_error"
+    PAYMENT_METHOD_REFUSED = "payment_method_refused"
+    REFUND_REFUSED = "refund_refused"
+    REFUND_DECLINED = "refund_declined"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    ANSWER_MISMATCH = "answer_mismatch"
+    NOT_IN_LEDGER = "not_in_ledger"
+    DUPLICATE_CHARGE = "duplicate_charge"
+
+
+# The plain message shown with each code, the only error text clients ever see.
+ATTEMPT_MESSAGES: dict[str, str] = {
+    ErrorCode.PROVIDER_UNAVAILABLE: "The payment provider could not be used. Nothing was charged.",
+    ErrorCode.PROVIDER_ERROR: "The payment provider's answer could not be used, and its "
+    "ledger shows no charge. Nothing was charged.",
+    ErrorCode.PAYMENT_METHOD_REFUSED: "The payment provider does not accept this payment "
+    "method. Nothing was charged.",
+    ErrorCode.OUTCOME_UNKNOWN: "The payment provider has not confirmed whether it charged. "
+    "The outcome is being checked; the cart cannot change until it is known.",
+    ErrorCode.ANSWER_MISMATCH: "The payment provider's answer does not match this attempt. "
+    "The outcome is being checked.",
+    ErrorCode.NOT_IN_LEDGER: "The payment provider has no record of this attempt. Nothing "
+    "was charged.",
+    ErrorCode.DUPLICATE_CHARGE: "Charged after another attempt had paid the cart: the "
+    "charge is given back automatically.",
+}
+REFUND_MESSAGES: dict[str, str] = {
+    ErrorCode.PROVIDER_UNAVAILABLE: "The payment provider could not be used. Nothing was "
+    "refunded.",
+    ErrorCode.PROVIDER_ERROR: "The payment provider's answer could not be used, and its "
+    "ledger shows no refund. Nothing was refunded.",
+    ErrorCode.REFUND_REFUSED: "The payment provider refused the refund. Nothing was refunded.",
+    ErrorCode.REFUND_DECLINED: "The payment provider could not make the refund. Nothing "
+    "was refunded.",
+    ErrorCode.OUTCOME_UNKNOWN: "The payment provider has not confirmed whether it refunded. "
+    "The outcome is being checked.",
+    ErrorCode.ANSWER_MISMATCH: "The payment provider's answer does not match this refund. "
+    "The outcome is being checked.",
+    ErrorCode.NOT_IN_LEDGER: "The payment provider has no record of this refund. Nothing "
+    "was refunded.",
+}
 
 
 class Payment(models.Model):
     """The ledger: every attempt to charge a cart and what the provider made of it.
 
     `idempotency_key` is the key sent to the provider; retrying or resuming an attempt
-    reuses it, so the provider charges an attempt at most once.
+    reuses it, so the provider charges an attempt at most once. `in_flight_until`: a
+    request of the attempt whose answer never came may still be processed until then.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -49,7 +111,14 @@ class Payment(models.Model):
     idempotency_key = models.CharField(max_length=255, unique=True)
     provider_payment_id = models.CharField(max_length=64, blank=True, default="")
     decline_code = models.CharField(max_length=64, blank=True, default="")
-    error = models.TextField(blank=True, default="", help_text="Why the provider failed.")
+    error_code = models.CharField(max_length=32, blank=True, default="", choices=ErrorCode)
+    error = models.TextField(
+        blank=True, default="", help_text="The plain message of error_code (see the logs)."
+    )
+    amount_refunded = AmountField(
+        default=Decimal("0"), help_text="Held by refunds: made, or not proven not made."
+    )
+    in_flight_until = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     updated = models.DateTimeField(auto_now=True)
     completed = models.DateTimeField(null=True, blank=True)
@@ -71,6 +140,10 @@ class Payment(models.Model):
                 name="payment_one_success_per_cart",
             ),
             models.CheckConstraint(condition=Q(amount__gte=0), name="payment_amount_not_negative"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0) & Q(amount_refunded__lte=F("amount")),
+                name="payment_refunds_within_amount",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -106,3 +179,66 @@ class PaymentRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} -> {self.payment_id}"
+
+
+class RefundStatus(models.TextChoices):
+    PROCESSING = "processing", "Processing: being sent to the provider"
+    UNKNOWN = "unknown", "Unknown: sent, outcome not known yet"
+    SUCCESS = "success", "Success: refunded"
+    FAILED = "failed", "Failed: the provider refused or declined it, nothing refunded"
+    ERROR = "error", "Error: the provider could not be used, nothing refunded"
+
+
+OPEN_REFUND_STATUSES = (RefundStatus.PROCESSING, RefundStatus.UNKNOWN)
+
+
+class RefundReason(models.TextChoices):
+    REQUESTED_BY_CUSTOMER = "requested_by_customer", "Requested by the shop"
+    DUPLICATE_CHARGE = "duplicate_charge", "Duplicate charge, given back automatically"
+
+
+class Refund(models.Model):
+    """Money given back of one charged attempt.
+
+    `idempotency_key` is the key sent to the provider, derived from this row (or, for a
+    duplicate charge given back by reconcile, from the charge), so resuming a refund can
+    never refund twice. `request_key` is the caller's `Idempotency-Key`, if any.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    cart = models.ForeignKey("cart.Cart", on_delete=models.PROTECT, related_name="refunds")
+    amount = AmountField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=RefundStatus, default=RefundStatus.PROCESSING)
+    reason = models.CharField(
+        max_length=32, choices=RefundReason, default=RefundReason.REQUESTED_BY_CUSTOMER
+    )
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    request_key = models.CharField(max_length=200, blank=True, default="")
+    provider_refund_id = models.CharField(max_length=64, blank=True, default="")
+    error_code = models.CharField(max_length=32, blank=True, default="", choices=ErrorCode)
+    error = models.TextField(blank=True, default="")
+    in_flight_until = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated = models.DateTimeField(auto_now=True)
+    completed = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created"]
+        indexes = [models.Index(fields=["status", "updated"], name="refund_status_updated")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.UniqueConstraint(
+                fields=["cart", "request_key"],
+                condition=~Q(request_key=""),
+                name="refund_request_key_per_cart",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} back of {self.payment_id}: {self.status}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_REFUND_STATUSES

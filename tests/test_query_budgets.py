@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from cart.tests.factories import CartFactory
 from discount.tests.factories import DiscountFactory
-from payments.models import Payment, PaymentAttemptStatus
+from payments.models import Payment, PaymentAttemptStatus, Refund
 
 pytestmark = pytest.mark.django_db
 
@@ -67,8 +67,9 @@ CODES = (f"NEW{n}" for n in itertools.count())
 
 BUDGETS = {
     # name: (budget, request)
-    "list carts": (2, lambda c: c.get("/api/cart/", {"page_size": 100})),
-    "list carts filtered": (2, lambda c: c.get("/api/cart/?payment_status=failed&currency=USD")),
+    # Carts, their payments, their refunds: one query each per page.
+    "list carts": (3, lambda c: c.get("/api/cart/", {"page_size": 100})),
+    "list carts filtered": (3, lambda c: c.get("/api/cart/?payment_status=failed&currency=USD")),
     "create cart": (2, new_cart),
     "list discounts": (1, lambda c: c.get("/api/discount/", {"page_size": 100})),
     "list discounts by code": (1, lambda c: c.get("/api/discount/", {"code": "seed3"})),
@@ -94,6 +95,35 @@ def test_get_cart_stays_within_budget(api_client):
     seed(60)
     large = count_queries(one_cart(api_client))
     assert small == large <= 2
+
+
+def test_get_paid_cart_with_refunds_stays_within_budget(api_client):
+    """A paid cart also reads its refunds: one more query, whatever their number."""
+
+    def paid_cart(refunds: int):
+        cart = CartFactory(payment_status="partially_refunded")
+        payment = Payment.objects.create(
+            cart=cart,
+            amount=cart.total,
+            currency="USD",
+            status="success",
+            idempotency_key=f"paid-{cart.pk}",
+            amount_refunded=Decimal(refunds),
+        )
+        for n in range(refunds):
+            Refund.objects.create(
+                payment=payment,
+                cart=cart,
+                amount=Decimal("1"),
+                currency="USD",
+                status="success",
+                idempotency_key=f"refund-{cart.pk}-{n}",
+            )
+        return lambda: api_client.get(f"/api/cart/{cart.pk}/")
+
+    few = count_queries(paid_cart(1))
+    many = count_queries(paid_cart(15))
+    assert few == many <= 3
 
 
 def test_get_and_patch_discount_stay_within_budget(api_client):
@@ -144,4 +174,20 @@ def test_pay_stays_within_budget(api_client, fake_provider):
     small = pay()
     seed(60)
     large = pay()
+    assert small == large <= 16
+
+
+@pytest.mark.integration
+def test_refund_stays_within_budget(api_client, fake_provider):
+    def refund():
+        cart = CartFactory(total=Decimal("2.00"))
+        api_client.post(f"/api/cart/{cart.pk}/pay/", {"payment_method": "pm_card_visa"})
+        return count_queries(
+            lambda: api_client.post(f"/api/cart/{cart.pk}/refund/", {"amount": "1.00"})
+        )
+
+    seed(3)
+    small = refund()
+    seed(60)
+    large = refund()
     assert small == large <= 16

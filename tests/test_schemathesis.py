@@ -5,7 +5,7 @@ The schema is the one `/api/schema/` serves (drf-spectacular plus `common.schema
 `CoreRoot.wsgi.application` (no network) inside pytest-django's test database, with the
 real fake payment provider process behind `/pay/`, and every response must:
 
-- not be a 5xx, except the provider faults `/pay/` documents (502, 503, 504);
+- not be a 5xx, except the provider faults `/pay/` and `/refund/` document (502, 503, 504);
 - use a status code the schema documents for the operation;
 - use a content type the schema documents for that status;
 - have a body (errors included) and headers that match the schema.
@@ -59,7 +59,7 @@ KNOWN_CODE = "FUZZ5"
 KNOWN_USERNAME = "fuzzer"
 KNOWN_PASSWORD = "a-long-fuzzer-password"
 
-# Statuses `/pay/` documents for provider trouble: not server errors of ours.
+# Statuses `/pay/` and `/refund/` document for provider trouble: not server errors of ours.
 PROVIDER_FAULTS = ["502", "503", "504"]
 
 CONFIG = schemathesis.Config.from_dict(
@@ -83,7 +83,11 @@ CONFIG = schemathesis.Config.from_dict(
         "operations": [
             # `parameters` is not merged across entries: the first entry that sets it wins.
             {
-                "include-path": ["/api/cart/{id}/", "/api/cart/{id}/pay/"],
+                "include-path": [
+                    "/api/cart/{id}/",
+                    "/api/cart/{id}/pay/",
+                    "/api/cart/{id}/refund/",
+                ],
                 "parameters": {"path.id": {"dictionary": "cart_ids", "probability": 0.5}},
             },
             {
@@ -105,7 +109,7 @@ CONFIG = schemathesis.Config.from_dict(
                 "parameters": {"path.id": {"dictionary": "discount_ids", "probability": 0.5}},
             },
             {
-                "include-path": "/api/cart/{id}/pay/",
+                "include-path": ["/api/cart/{id}/pay/", "/api/cart/{id}/refund/"],
                 "checks": {
                     "not_a_server_error": {
                         "expected-statuses": ["2XX", "3XX", "4XX", *PROVIDER_FAULTS]

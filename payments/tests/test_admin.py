@@ -1,9 +1,11 @@
 """The payment ledger in the admin: read-only, searchable, and shown on each cart."""
 
+from decimal import Decimal
+
 import pytest
 
 from cart.tests.factories import CartFactory
-from payments.models import Payment
+from payments.models import Payment, Refund
 
 pytestmark = pytest.mark.django_db
 
@@ -41,3 +43,67 @@ def test_ledger_cannot_be_edited_or_deleted(admin_client, declined_payment):
 def test_cart_page_shows_its_payments(admin_client, declined_payment):
     response = admin_client.get(f"/admin/cart/cart/{declined_payment.cart_id}/change/")
     assert "insufficient_funds" in response.content.decode()
+
+
+@pytest.fixture
+def refunded_cart():
+    cart = CartFactory(payment_status="partially_refunded", amount_refunded=Decimal("5.00"))
+    payment = Payment.objects.create(
+        cart=cart,
+        amount=cart.total,
+        currency="USD",
+        status="success",
+        provider_payment_id="pay_ok",
+        idempotency_key=f"cart-{cart.pk}-ok",
+        amount_refunded=Decimal("5.00"),
+    )
+    Refund.objects.create(
+        payment=payment,
+        cart=cart,
+        amount=Decimal("5.00"),
+        currency="USD",
+        status="success",
+        provider_refund_id="re_abc",
+        idempotency_key="refund-abc",
+    )
+    return cart
+
+
+def test_refund_ledger_lists_filters_and_cannot_be_edited(admin_client, refunded_cart):
+    listed = admin_client.get(
+        "/admin/payments/refund/", {"status__exact": "success", "q": "re_abc"}
+    )
+    refund = Refund.objects.get()
+
+    assert list(listed.context["cl"].result_list) == [refund]
+    assert admin_client.post(f"/admin/payments/refund/{refund.pk}/change/", {}).status_code == 403
+    assert admin_client.get("/admin/payments/refund/add/").status_code == 403
+    page = admin_client.get(f"/admin/cart/cart/{refunded_cart.pk}/change/").content.decode()
+    assert "re_abc" in page
+
+
+@pytest.mark.integration
+def test_the_cart_action_refunds_what_is_left_through_the_refund_service(
+    admin_client, fake_provider
+):
+    cart = CartFactory(total=Decimal("12.00"))
+    assert (
+        admin_client.post(
+            f"/api/cart/{cart.pk}/pay/", {}, content_type="application/json"
+        ).status_code
+        == 200
+    )
+    pending = CartFactory()
+
+    response = admin_client.post(
+        "/admin/cart/cart/",
+        {"action": "refund_remaining", "_selected_action": [cart.pk, pending.pk]},
+        follow=True,
+    )
+
+    text = [str(message) for message in response.context["messages"]]
+    assert any("refund of 12 USD success" in line for line in text), text
+    assert any("Only a paid cart can be refunded" in line for line in text), text
+    cart.refresh_from_db()
+    assert (cart.payment_status, cart.amount_refunded) == ("refunded", Decimal("12.00"))
+    assert [r["amount"] for r in fake_provider.refunds()] == [1200]

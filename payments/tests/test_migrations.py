@@ -1,5 +1,6 @@
 """Migrating a database that already holds payments: the move of the payment models to
-their own app (`payments.0001`, `cart.0003`) and everything after it keep every row."""
+their own app (`payments.0001`, `cart.0003`) and everything after it (refunds, error codes)
+keep every row."""
 
 from decimal import Decimal
 
@@ -40,6 +41,15 @@ def test_payments_written_before_the_move_are_still_there_after_it():
             items_number=2,
             payment_status="success",
         )
+        unreachable = OldPayment.objects.create(
+            cart=cart,
+            amount=Decimal("20.00"),
+            currency="USD",
+            status="error",
+            error="payment provider unavailable after 3 attempts: HTTPConnectionPool("
+            "host='10.0.0.7', port=5005): Max retries exceeded",
+            idempotency_key=f"cart-{cart.pk}-0",
+        )
         declined = OldPayment.objects.create(
             cart=cart,
             amount=Decimal("20.00"),
@@ -68,19 +78,31 @@ def test_payments_written_before_the_move_are_still_there_after_it():
 
     from django.contrib.contenttypes.models import ContentType as CurrentContentType
 
+    from cart.models import Cart
     from payments.models import Payment, PaymentRequest
 
     assert list(Payment.objects.order_by("created").values_list("pk", "status")) == [
+        (unreachable.pk, "error"),
         (declined.pk, "failed"),
         (charged.pk, "success"),
     ]
+    # Provider internals written before error codes existed are replaced by the code and
+    # its plain message.
+    was_unreachable = Payment.objects.get(pk=unreachable.pk)
+    assert (was_unreachable.error_code, was_unreachable.error) == (
+        "provider_unavailable",
+        "The payment provider could not be used. Nothing was charged.",
+    )
+
     kept = Payment.objects.get(pk=charged.pk)
     assert (kept.cart_id, kept.amount, kept.provider_payment_id) == (
         cart.pk,
         Decimal("20.00"),
         "pay_1",
     )
+    assert (kept.amount_refunded, kept.error_code) == (Decimal("0"), "")
     assert Payment.objects.get(pk=declined.pk).decline_code == "insufficient_funds"
+    assert Cart.objects.get(pk=cart.pk).amount_refunded == Decimal("0")
     assert PaymentRequest.objects.get(pk=request.pk).payment_id == charged.pk
     assert Payment._meta.db_table == "cart_payment"
     moved = CurrentContentType.objects.get(pk=content_type.pk)

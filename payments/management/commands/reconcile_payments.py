@@ -1,9 +1,11 @@
-"""`python manage.py reconcile_payments`: settle payment attempts left open.
+"""`python manage.py reconcile_payments`: settle payments and refunds left open, and give
+back what was charged twice (`payments.reconcile` says how, step by step).
 
-An attempt stays open when its worker died mid-payment or when the provider's ledger
-could not be read after a timeout. This asks the provider's ledger about each one that
-has been untouched for `--older-than` seconds and records what it says. Run it from cron
-(e.g. every few minutes); it is safe to run while the service is serving.
+An attempt or a refund stays open when its worker died mid-call or when the provider's
+ledger could not be read after an answer was lost. A charge can land after its attempt
+was closed, or a cart be charged twice; this finds such charges and refunds them by
+itself, idempotently. Run it from cron (e.g. every few minutes); it is safe to run while
+the service is serving, and to run again.
 """
 
 from datetime import timedelta
@@ -11,25 +13,28 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from cart.services import payments_reconcile
+from payments.reconcile import payments_reconcile
 
 
 class Command(BaseCommand):
-    help = "Settle payment attempts left in processing from the payment provider's ledger."
+    help = (
+        "Settle payment attempts and refunds left open from the provider's ledgers, and "
+        "refund charges taken twice."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--recheck-closed-minutes",
             type=int,
             default=60,
-            help="Also re-check attempts closed as not charged this recently "
-            "(default: %(default)s).",
+            help="Also re-check attempts and refunds closed as not done, and carts paid, "
+            "this recently (default: %(default)s).",
         )
         parser.add_argument(
             "--older-than",
             type=int,
             default=settings.PAYMENT_ATTEMPT_STALE_SECONDS,
-            help="Only attempts untouched for this many seconds (default: %(default)s).",
+            help="Only open rows untouched for this many seconds (default: %(default)s).",
         )
 
     def handle(self, *args, older_than: int, recheck_closed_minutes: int, **options):
@@ -39,10 +44,12 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             "Reconciled: {success} charged, {failed} declined, {not_charged} not charged, "
-            "{still_unknown} still unknown, {late_charges} charged after being "
-            "closed.".format(**counts)
+            "{still_unknown} still unknown, {late_charges} charged after being closed, "
+            "{duplicate_charges} duplicate charges found, {duplicates_refunded} duplicate "
+            "charges refunded; refunds: {refunds_made} made, {refunds_not_made} not made, "
+            "{refunds_unknown} still unknown.".format(**counts)
         )
-        if counts["late_charges"]:
-            self.stderr.write("Some attempts were charged after being closed: see the log.")
-        if counts["still_unknown"]:
-            self.stderr.write("The provider's ledger could not be read for some attempts.")
+        if counts["late_charges"] or counts["duplicate_charges"]:
+            self.stderr.write("Some charges landed after their attempt was closed: see the log.")
+        if counts["still_unknown"] or counts["refunds_unknown"]:
+            self.stderr.write("The provider's ledger could not settle everything: run me again.")

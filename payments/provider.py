@@ -1,0 +1,118 @@
+"""Where the service meets the payment provider: how many calls may wait on it, and the one
+rule that decides what a failed call proves.
+
+    with provider_slot():                         # ProviderBusyError when the process
+        result = provider_api().request_payment(...)  # already waits on enough calls
+    verdict = outcome_after_failure(error, earlier_in_flight=False, look_up=lookup)
+
+**Slots.** A provider that answers slowly must not take the API down with it: every
+gunicorn thread waiting on the provider is a thread that cannot serve a read. Each process
+lets at most `settings.PAYMENT_MAX_IN_FLIGHT` pays and refunds wait on the provider at
+once (0: no limit); one more is refused at once with `503 payment_provider_busy` and
+`Retry-After`, before anything is opened or sent, so the refusal changes nothing. The
+default leaves half of the gunicorn threads to everything else (README: "Pay and a slow
+provider").
+
+**The rule** (`outcome_after_failure`), the same for charges and refunds: once a request
+may have left the client, its outcome is unknown until the provider's ledger says
+otherwise. A call that failed may be closed as "nothing done" only when
+
+  (a) every request of it provably never reached the provider (refused connection, DNS
+      failure, connect timeout), or
+  (b) the provider answered a refusal (a 4xx of its own, such as a refused payment
+      method), or
+  (c) the provider's ledger, read by the idempotency key after every request was answered
+      or failed, has nothing under it *and* no request of it can still be in flight
+      (a read timeout, now or in an earlier call of the same attempt, means one can).
+
+Otherwise it stays open (`unknown`), and the answer says `payment_taken: null`
+(`refund_made: null`). An answer says `false` only after (a), (b) or (c).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+import utils
+from payments.errors import ProviderBusyError
+from payments.models import ErrorCode
+
+
+def provider_api() -> utils.PaymentAPI:
+    return utils.payment_api()
+
+
+@functools.cache
+def _slots(limit: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(limit)
+
+
+@contextmanager
+def provider_slot(*, subject: str = "payment") -> Iterator[None]:
+    """Hold one of the process's provider slots for the block, or raise
+    `ProviderBusyError` at once when none is free."""
+    limit = settings.PAYMENT_MAX_IN_FLIGHT
+    if limit <= 0:
+        yield
+        return
+    slots = _slots(limit)
+    if not slots.acquire(blocking=False):
+        raise ProviderBusyError(subject=subject)
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a failed call proves. Exactly one of: `found` (the provider's own record of
+    it: that is the outcome), `closed` (proven not done: close with this code), or
+    `unknown` (stays open with this code; `in_flight`: a request may still land)."""
+
+    found: Any = None
+    closed: ErrorCode | None = None
+    unknown: ErrorCode | None = None
+    in_flight: bool = False
+
+
+def outcome_after_failure(
+    error: utils.PaymentProviderError,
+    *,
+    earlier_in_flight: bool,
+    look_up: Callable[[], Any],
+) -> Verdict:
+    """Apply the rule of this module's docstring to a failed charge or refund.
+
+    `earlier_in_flight`: a request of the same attempt, sent by an earlier call, may still
+    land. `look_up()` reads the provider's ledger by the attempt's key (None: nothing).
+    """
+    if not error.maybe_processed and not earlier_in_flight:
+        return Verdict(closed=_refusal_code(error))  # (a) or (b)
+    in_flight = earlier_in_flight or error.maybe_in_flight
+    try:
+        found = look_up()
+    except utils.PaymentProviderError:
+        return Verdict(unknown=ErrorCode.OUTCOME_UNKNOWN, in_flight=in_flight)
+    if found is not None:
+        return Verdict(found=found)
+    if in_flight:
+        return Verdict(unknown=ErrorCode.OUTCOME_UNKNOWN, in_flight=True)
+    return Verdict(closed=_refusal_code(error))  # (c)
+
+
+def _refusal_code(error: utils.PaymentProviderError) -> ErrorCode:
+    if isinstance(error, utils.PaymentMethodRejectedError):
+        return ErrorCode.PAYMENT_METHOD_REFUSED
+    if isinstance(error, utils.RefundRefusedError):
+        return ErrorCode.REFUND_REFUSED
+    if isinstance(error, utils.PaymentProviderProtocolError):
+        return ErrorCode.PROVIDER_ERROR
+    return ErrorCode.PROVIDER_UNAVAILABLE

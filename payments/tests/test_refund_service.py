@@ -1,0 +1,386 @@
+"""Giving money back (`payments.services.refund_create`) against a scripted provider:
+amounts, the reservation that keeps refunds within the charge, idempotency, and the same
+rule as paying for what a failed provider call proves."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+import utils
+from cart.errors import CartPaidError
+from cart.models import Cart, PaymentStatus
+from cart.services import cart_apply_discount, cart_pay
+from cart.tests.factories import CartFactory
+from discount.tests.factories import DiscountFactory
+from payments.errors import (
+    CartNotPaidError,
+    IdempotencyKeyReusedError,
+    ProviderBadAnswerError,
+    ProviderBusyError,
+    ProviderUnavailableError,
+    RefundExceedsCapturedError,
+    RefundInProgressError,
+    RefundOutcomeUnknownError,
+)
+from payments.models import REFUND_MESSAGES, ErrorCode, Payment, Refund, RefundStatus
+from payments.provider import provider_slot
+from payments.services import refund_create
+from payments.tests.test_pay_service import (
+    CHARGED,
+    NOT_FOUND,
+    REFUND_FAILED,
+    REFUNDED,
+    ScriptedProvider,
+    bad_answer,
+    connection_lost,
+    timeout,
+    unavailable,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def paid_cart(total: str = "20.00", currency: str = "USD") -> Cart:
+    cart = CartFactory(total=Decimal(total), currency=currency)
+    cart_pay(cart=cart, api=ScriptedProvider(pay=[CHARGED]))
+    return cart
+
+
+def charge_of(cart: Cart) -> Payment:
+    return Payment.objects.get(cart=cart, status="success")
+
+
+def refund(cart: Cart, amount: str | None = None, *steps, key: str | None = None, **script):
+    provider = ScriptedProvider(refund=steps, **script)
+    made = refund_create(
+        cart=cart,
+        amount=None if amount is None else Decimal(amount),
+        idempotency_key=key,
+        api=provider,
+    )
+    return made, provider
+
+
+def refund_made_back(raised) -> bool | None:
+    return raised.value.extra["refund_made"]
+
+
+# --- amounts and the cart's state ---------------------------------------------------------
+
+
+def test_a_partial_refund_is_sent_with_a_key_derived_from_the_refund_row():
+    cart = paid_cart("20.00")
+
+    made, provider = refund(cart, "5.00", REFUNDED, key="refund-request-1")
+
+    [sent] = provider.requests
+    assert sent == {
+        "payment_id": charge_of(cart).provider_payment_id,
+        "amount": Decimal("5.00"),
+        "currency": "USD",
+        "idempotency_key": f"refund-{made.pk}",
+        "reason": "requested_by_customer",
+    }
+    assert (made.status, made.amount, made.provider_refund_id) == (
+        RefundStatus.SUCCESS,
+        Decimal("5.00"),
+        f"re_refund-{made.pk}",
+    )
+    assert made.completed is not None
+    assert (cart.payment_status, cart.amount_refunded) == ("partially_refunded", Decimal("5"))
+    assert Cart.objects.get(pk=cart.pk).amount_refunded == Decimal("5.00")
+    assert charge_of(cart).amount_refunded == Decimal("5.00")
+
+
+def test_refunds_add_up_to_refunded_then_nothing_is_left():
+    cart = paid_cart("20.00")
+
+    refund(cart, "5.00", REFUNDED)
+    refund(cart, "5.00", REFUNDED)
+    assert cart.payment_status == PaymentStatus.PARTIALLY_REFUNDED
+    last, _ = refund(cart, None, REFUNDED)  # default: everything not yet refunded
+
+    assert last.amount == Decimal("10.00")
+    assert (cart.payment_status, cart.amount_refunded) == ("refunded", Decimal("20.00"))
+    with pytest.raises(RefundExceedsCapturedError, match=r"Only 0 USD"):
+        refund(cart, "0.01")
+
+
+def test_a_full_refund_by_default_refunds_the_cart():
+    cart = paid_cart("12.34")
+
+    made, _ = refund(cart, None, REFUNDED)
+
+    assert made.amount == Decimal("12.34")
+    assert cart.payment_status == PaymentStatus.REFUNDED
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.REFUNDED
+
+
+def test_more_than_what_is_left_is_refused_without_calling_the_provider():
+    cart = paid_cart("20.00")
+    refund(cart, "15.00", REFUNDED)
+
+    with pytest.raises(RefundExceedsCapturedError) as raised:
+        refund(cart, "5.01")
+
+    assert raised.value.status_code == 409
+    assert "Only 5 USD" in raised.value.message
+    assert Refund.objects.count() == 1
+    assert charge_of(cart).amount_refunded == Decimal("15.00")
+
+
+@pytest.mark.parametrize("status", ["pending", "failed", "processing"])
+def test_a_cart_that_is_not_paid_cannot_be_refunded(status):
+    cart = CartFactory(payment_status=status)
+
+    with pytest.raises(CartNotPaidError) as raised:
+        refund(cart, "1.00")
+
+    assert raised.value.status_code == 409
+    assert Refund.objects.count() == 0
+
+
+def test_a_fully_discounted_paid_cart_has_nothing_to_refund():
+    cart = CartFactory(total=Decimal("5.00"))
+    cart_apply_discount(cart=cart, discount=DiscountFactory(value=Decimal("5")))
+    cart_pay(cart=cart, api=ScriptedProvider())
+
+    with pytest.raises(RefundExceedsCapturedError):
+        refund(cart)
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "code"),
+    [
+        ("0", "USD", "min_value"),
+        ("-1.00", "USD", "min_value"),
+        ("1.001", "USD", "too_many_decimals"),
+        ("1.5", "JPY", "too_many_decimals"),
+    ],
+)
+def test_a_bad_amount_is_refused_before_anything_changes(amount, currency, code):
+    cart = paid_cart("2000" if currency == "JPY" else "20.00", currency)
+
+    with pytest.raises(ValidationError) as raised:
+        refund(cart, amount)
+
+    assert raised.value.error_dict["amount"][0].code == code
+    assert Refund.objects.count() == 0
+
+
+def test_a_paid_and_refunded_cart_stays_frozen_for_payments():
+    cart = paid_cart("20.00")
+    refund(cart, None, REFUNDED)
+
+    with pytest.raises(CartPaidError):
+        cart_pay(cart=cart, api=ScriptedProvider())
+
+
+def test_the_model_method_refunds_through_the_service():
+    cart = paid_cart("20.00")
+
+    made = cart.refund(amount=Decimal("2.50"), api=ScriptedProvider(refund=[REFUNDED]))
+
+    assert made.amount == Decimal("2.50")
+    assert cart.payment_status == PaymentStatus.PARTIALLY_REFUNDED
+
+
+# --- idempotency --------------------------------------------------------------------------
+
+
+def test_the_same_key_replays_the_refund_without_calling_the_provider():
+    cart = paid_cart()
+    first, _ = refund(cart, "3.00", REFUNDED, key="r1")
+
+    again, provider = refund(cart, "3.00", key="r1")
+    implied, _ = refund(cart, None, key="r1")  # the amount may be left out when repeating
+
+    assert again.pk == first.pk == implied.pk
+    assert provider.requests == []
+    assert Refund.objects.count() == 1
+    assert cart.amount_refunded == Decimal("3.00")
+
+
+def test_the_same_key_for_another_amount_is_refused():
+    cart = paid_cart()
+    refund(cart, "3.00", REFUNDED, key="r1")
+
+    with pytest.raises(IdempotencyKeyReusedError):
+        refund(cart, "4.00", key="r1")
+
+
+def test_the_same_key_resumes_a_refund_left_unknown_with_its_own_provider_key():
+    cart = paid_cart()
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund(cart, "3.00", timeout(), key="r1", find=[NOT_FOUND])
+    held = Refund.objects.get()
+
+    resumed, provider = refund(cart, "3.00", REFUNDED, key="r1")
+
+    assert provider.requests[0]["idempotency_key"] == held.idempotency_key
+    assert resumed.pk == held.pk
+    assert resumed.status == RefundStatus.SUCCESS
+    assert charge_of(cart).amount_refunded == Decimal("3.00")  # reserved once
+
+
+def test_a_refund_being_sent_right_now_refuses_its_repeat():
+    cart = paid_cart()
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund(cart, "3.00", timeout(), key="r1", find=[NOT_FOUND])
+    Refund.objects.update(status=RefundStatus.PROCESSING, updated=timezone.now())
+
+    with pytest.raises(RefundInProgressError):
+        refund(cart, "3.00", key="r1")
+
+
+# --- what the provider does ---------------------------------------------------------------
+
+
+def test_a_refund_the_provider_refuses_as_too_large_is_a_409_and_releases_its_hold():
+    cart = paid_cart()
+    refused = utils.RefundRefusedError(
+        "refused", status_code=400, code="amount_exceeds_refundable"
+    )
+
+    with pytest.raises(RefundExceedsCapturedError):
+        refund(cart, "3.00", refused)
+
+    held = Refund.objects.get()
+    assert (held.status, held.error_code) == (RefundStatus.FAILED, ErrorCode.REFUND_REFUSED)
+    assert held.error == REFUND_MESSAGES[ErrorCode.REFUND_REFUSED]
+    assert charge_of(cart).amount_refunded == 0
+    assert cart.payment_status == PaymentStatus.SUCCESS
+
+
+def test_a_refund_the_provider_declines_is_returned_failed_and_released():
+    cart = paid_cart()
+
+    made, _ = refund(cart, "3.00", REFUND_FAILED)
+
+    assert (made.status, made.error_code) == (RefundStatus.FAILED, ErrorCode.REFUND_DECLINED)
+    assert charge_of(cart).amount_refunded == 0
+    assert (cart.payment_status, cart.amount_refunded) == ("success", 0)
+
+
+def test_a_provider_never_reached_refunds_nothing_and_releases_the_hold():
+    cart = paid_cart()
+
+    with pytest.raises(ProviderUnavailableError) as raised:
+        refund(cart, "3.00", unavailable())
+
+    assert refund_made_back(raised) is False
+    assert "refunded" in raised.value.message
+    assert Refund.objects.get().status == RefundStatus.ERROR
+    assert charge_of(cart).amount_refunded == 0
+
+
+def test_a_lost_refund_answer_found_in_the_ledger_is_the_outcome():
+    cart = paid_cart()
+    found = []
+
+    def ledger(key):
+        found.append(key)
+        return utils.RefundResult(
+            refund_id="re_found",
+            payment_id=charge_of(cart).provider_payment_id,
+            amount=Decimal("3.00"),
+            currency="USD",
+            status=utils.RefundOutcome.SUCCEEDED,
+            idempotency_key=key,
+            replayed=False,
+        )
+
+    made, _ = refund(cart, "3.00", connection_lost(), find=[ledger])
+
+    assert found == [made.idempotency_key]
+    assert (made.status, made.provider_refund_id) == (RefundStatus.SUCCESS, "re_found")
+    assert cart.amount_refunded == Decimal("3.00")
+
+
+@pytest.mark.parametrize(
+    ("error", "answer"),
+    [(connection_lost, ProviderUnavailableError), (bad_answer, ProviderBadAnswerError)],
+)
+def test_an_answered_or_failed_refund_the_ledger_does_not_know_was_not_made(error, answer):
+    cart = paid_cart()
+
+    with pytest.raises(answer) as raised:
+        refund(cart, "3.00", error(), find=[NOT_FOUND])
+
+    assert refund_made_back(raised) is False
+    assert Refund.objects.get().status == RefundStatus.ERROR
+    assert charge_of(cart).amount_refunded == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "ledger"),
+    [(timeout, NOT_FOUND), (connection_lost, unavailable()), (timeout, unavailable())],
+    ids=["timeout_not_found_yet", "ledger_unreadable", "timeout_ledger_unreadable"],
+)
+def test_a_refund_that_may_have_been_made_stays_open_and_keeps_its_hold(error, ledger):
+    cart = paid_cart("20.00")
+
+    with pytest.raises(RefundOutcomeUnknownError) as raised:
+        refund(cart, "15.00", error(), find=[ledger])
+
+    assert raised.value.status_code == 504
+    assert refund_made_back(raised) is None
+    held = Refund.objects.get()
+    assert (held.status, held.error_code) == (RefundStatus.UNKNOWN, ErrorCode.OUTCOME_UNKNOWN)
+    assert charge_of(cart).amount_refunded == Decimal("15.00")
+    assert cart.payment_status == PaymentStatus.SUCCESS  # nothing counted as given back yet
+    with pytest.raises(RefundExceedsCapturedError):  # the held 15.00 counts
+        refund(cart, "5.01")
+
+
+def test_a_ledger_refund_that_does_not_match_leaves_the_refund_open():
+    cart = paid_cart()
+
+    def other(key):
+        return utils.RefundResult(
+            refund_id="re_x",
+            payment_id=charge_of(cart).provider_payment_id,
+            amount=Decimal("9.99"),
+            currency="USD",
+            status=utils.RefundOutcome.SUCCEEDED,
+            idempotency_key=key,
+            replayed=False,
+        )
+
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund(cart, "3.00", connection_lost(), find=[other])
+
+    assert Refund.objects.get().error_code == ErrorCode.ANSWER_MISMATCH
+
+
+# --- provider slots -----------------------------------------------------------------------
+
+
+def test_a_busy_process_refuses_a_new_refund_before_anything_is_reserved(settings):
+    settings.PAYMENT_MAX_IN_FLIGHT = 1
+    cart = paid_cart()
+
+    with provider_slot(), pytest.raises(ProviderBusyError) as raised:
+        refund(cart, "3.00")
+
+    assert raised.value.status_code == 503
+    assert raised.value.headers == {"Retry-After": "1"}
+    assert refund_made_back(raised) is False
+    assert Refund.objects.count() == 0
+    assert charge_of(cart).amount_refunded == 0
+
+
+def test_a_busy_process_still_replays_a_settled_refund(settings):
+    settings.PAYMENT_MAX_IN_FLIGHT = 1
+    cart = paid_cart()
+    first, _ = refund(cart, "3.00", REFUNDED, key="r1")
+
+    with provider_slot():
+        again, provider = refund(cart, "3.00", key="r1")
+
+    assert again.pk == first.pk
+    assert provider.requests == []

@@ -1,0 +1,298 @@
+"""Every change of state of a payment attempt or a refund: one small function each.
+
+    payment = attempt_charged(payment=payment, result=result)   # cart paid, in one transaction
+    refund = refund_made(refund=refund, result=result)          # cart partially_refunded/refunded
+
+Each function runs in one transaction, locks the cart row and then the attempt (or refund)
+row, acts only if that row is still in the state the change starts from (so a late or
+repeated call changes nothing), and saves the cart's status with it. That transaction is
+where an event reporting the change (`cart.paid`, `cart.payment_failed`,
+`cart.refunded`) is to be written, so the change and its event commit together.
+
+Error codes and plain messages come from `payments.models`; the internals that explain
+them are logged by the caller, never stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+import utils
+from cart.models import Cart, PaymentStatus
+from payments.models import (
+    ATTEMPT_MESSAGES,
+    OPEN_ATTEMPT_STATUSES,
+    OPEN_REFUND_STATUSES,
+    REFUND_MESSAGES,
+    ErrorCode,
+    Payment,
+    PaymentAttemptStatus,
+    PaymentRequest,
+    Refund,
+    RefundReason,
+    RefundStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+_CART_STATE_FIELDS = ("payment_status", "updated")
+
+
+def in_flight_deadline():
+    """Until when a request whose answer never came may still be processed."""
+    return timezone.now() + timedelta(seconds=settings.PAYMENT_ATTEMPT_STALE_SECONDS)
+
+
+def _locked(cart_id, model, pk):
+    """The cart, then the row, locked in that order (every transition takes them so);
+    the row's `cart` is the locked one, which callers copy the new status from."""
+    cart = Cart.objects.select_for_update().get(pk=cart_id)
+    row = model.objects.select_for_update().get(pk=pk)
+    row.cart = cart
+    return cart, row
+
+
+# -- attempts ------------------------------------------------------------------------------
+
+
+def attempt_started(
+    *, cart: Cart, payment: Payment, request_key: str | None, payment_method: str
+) -> None:
+    """The attempt is (re)opened and the cart moves to `processing`. Called inside the
+    transaction that locked the cart and chose the attempt."""
+    if cart.payment_status != PaymentStatus.PROCESSING:
+        cart.move_to(PaymentStatus.PROCESSING)
+    payment.status = PaymentAttemptStatus.PROCESSING
+    payment.completed = None
+    payment.error_code = payment.error = ""
+    payment.save()
+    cart.save(update_fields=_CART_STATE_FIELDS)
+    if request_key and not PaymentRequest.objects.filter(cart=cart, key=request_key).exists():
+        PaymentRequest.objects.create(
+            cart=cart,
+            key=request_key,
+            payment_method=payment_method,
+            amount=cart.total,
+            payment=payment,
+        )
+
+
+def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> Payment:
+    """The provider charged the attempt (`result` None: there was nothing to charge).
+
+    An open attempt succeeds and the cart is paid. A charge that lands on an attempt
+    already closed as "nothing charged" is recorded: the cart is paid by it, unless
+    another attempt paid it first; then it is a duplicate, which reconcile gives back.
+    """
+    with transaction.atomic():
+        cart, current = _locked(payment.cart_id, Payment, payment.pk)
+        closed = current.status == PaymentAttemptStatus.ERROR
+        if not (current.is_open or closed):
+            return current
+        if closed:
+            logger.error("Payment %s charged after being closed as not charged", current.pk)
+        current.provider_payment_id = result.payment_id if result else ""
+        current.decline_code = ""
+        current.completed = current.completed or timezone.now()
+        current.in_flight_until = None
+        if cart.is_paid:
+            current.status = PaymentAttemptStatus.DUPLICATE
+            current.error_code = ErrorCode.DUPLICATE_CHARGE
+            current.error = ATTEMPT_MESSAGES[ErrorCode.DUPLICATE_CHARGE]
+            logger.error("Cart %s charged twice (%s): it will be given back", cart.pk, result)
+            current.save()
+            return current
+        current.status = PaymentAttemptStatus.SUCCESS
+        current.error_code = current.error = ""
+        current.save()
+        if cart.payment_status != PaymentStatus.PROCESSING:
+            cart.move_to(PaymentStatus.PROCESSING)  # a late charge on a payable cart
+        cart.move_to(PaymentStatus.SUCCESS)
+        cart.save(update_fields=_CART_STATE_FIELDS)
+        return current
+
+
+def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Payment:
+    """The provider declined the card: the attempt and the cart end `failed`."""
+    with transaction.atomic():
+        cart, current = _locked(payment.cart_id, Payment, payment.pk)
+        if not current.is_open:
+            return current
+        current.status = PaymentAttemptStatus.FAILED
+        current.provider_payment_id = result.payment_id
+        current.decline_code = result.decline_code or ""
+        current.error_code = current.error = ""
+        current.completed = timezone.now()
+        current.in_flight_until = None
+        current.save()
+        cart.move_to(PaymentStatus.FAILED)
+        cart.save(update_fields=_CART_STATE_FIELDS)
+        return current
+
+
+def attempt_not_charged(*, payment: Payment, code: ErrorCode) -> Payment:
+    """Proven: the attempt charged nothing. The cart goes back to where it was."""
+    with transaction.atomic():
+        cart, current = _locked(payment.cart_id, Payment, payment.pk)
+        if not current.is_open:
+            return current
+        current.status = PaymentAttemptStatus.ERROR
+        current.error_code = code
+        current.error = ATTEMPT_MESSAGES[code]
+        current.completed = timezone.now()
+        current.in_flight_until = None
+        current.save()
+        declined_before = cart.payments.filter(status=PaymentAttemptStatus.FAILED).exists()
+        cart.move_to(PaymentStatus.FAILED if declined_before else PaymentStatus.PENDING)
+        cart.save(update_fields=_CART_STATE_FIELDS)
+        return current
+
+
+def attempt_held_open(*, payment: Payment, code: ErrorCode, in_flight: bool) -> Payment:
+    """The provider may have charged: the attempt stays open (`unknown`), the cart frozen."""
+    fields = {"status": PaymentAttemptStatus.UNKNOWN, "error_code": code}
+    fields["error"] = ATTEMPT_MESSAGES[code]
+    fields["updated"] = timezone.now()
+    if in_flight:
+        fields["in_flight_until"] = in_flight_deadline()
+    Payment.objects.filter(pk=payment.pk, status__in=OPEN_ATTEMPT_STATUSES).update(**fields)
+    payment.refresh_from_db()
+    return payment
+
+
+def duplicate_charge_recorded(*, cart: Cart, result: utils.PaymentResult) -> Payment:
+    """A successful charge of a paid cart that no attempt of ours sent (or recorded)."""
+    with transaction.atomic():
+        Cart.objects.select_for_update().get(pk=cart.pk)
+        key = result.idempotency_key or f"provider-{result.payment_id}"
+        payment, _ = Payment.objects.get_or_create(
+            idempotency_key=key,
+            defaults={
+                "cart": cart,
+                "amount": result.amount,
+                "currency": result.currency,
+                "status": PaymentAttemptStatus.DUPLICATE,
+                "payment_method": result.payment_method,
+                "provider_payment_id": result.payment_id,
+                "error_code": ErrorCode.DUPLICATE_CHARGE,
+                "error": ATTEMPT_MESSAGES[ErrorCode.DUPLICATE_CHARGE],
+                "completed": timezone.now(),
+            },
+        )
+        logger.error("Cart %s charged twice (%s): it will be given back", cart.pk, result)
+        return payment
+
+
+# -- refunds -------------------------------------------------------------------------------
+
+
+def refund_started(
+    *, cart: Cart, payment: Payment, amount: Decimal, reason: str, request_key: str, key=None
+) -> Refund | None:
+    """Reserve `amount` of the charge and record the refund, or None when the charge has
+    less than that left. The conditional UPDATE is the rule that refunds never exceed
+    what was charged (the check constraint backs it up). Called inside the transaction
+    that locked the cart."""
+    reserved = Payment.objects.filter(
+        pk=payment.pk, amount_refunded__lte=F("amount") - amount
+    ).update(amount_refunded=F("amount_refunded") + amount)
+    if not reserved:
+        return None
+    refund = Refund(
+        payment=payment,
+        cart=cart,
+        amount=amount,
+        currency=payment.currency,
+        reason=reason,
+        request_key=request_key,
+    )
+    refund.idempotency_key = key or f"refund-{refund.id}"
+    refund.save()
+    return refund
+
+
+def refund_resumed(*, refund: Refund) -> None:
+    """A refund left open is sent again (with its own key): `processing` while it is."""
+    Refund.objects.filter(pk=refund.pk, status__in=OPEN_REFUND_STATUSES).update(
+        status=RefundStatus.PROCESSING, updated=timezone.now()
+    )
+    refund.refresh_from_db()
+
+
+def refund_made(*, refund: Refund, result: utils.RefundResult) -> Refund:
+    """The provider made the refund. A refund the shop asked for counts on the cart:
+    `partially_refunded`, or `refunded` once everything charged was given back."""
+    with transaction.atomic():
+        cart, current = _locked(refund.cart_id, Refund, refund.pk)
+        if current.status == RefundStatus.SUCCESS:
+            return current
+        released = current.status not in OPEN_REFUND_STATUSES
+        if released and not _reserve_again(current):
+            logger.error("Refund %s made after being closed, beyond the charge", current.pk)
+            return current
+        if released:
+            logger.error("Refund %s made after being closed as not made", current.pk)
+        current.status = RefundStatus.SUCCESS
+        current.provider_refund_id = result.refund_id
+        current.error_code = current.error = ""
+        current.completed = timezone.now()
+        current.in_flight_until = None
+        current.save()
+        if current.reason == RefundReason.REQUESTED_BY_CUSTOMER:
+            cart.amount_refunded += current.amount
+            captured = current.payment.amount
+            cart.move_to(
+                PaymentStatus.REFUNDED
+                if cart.amount_refunded >= captured
+                else PaymentStatus.PARTIALLY_REFUNDED
+            )
+            cart.save(update_fields=("amount_refunded", *_CART_STATE_FIELDS))
+        return current
+
+
+def refund_not_made(*, refund: Refund, code: ErrorCode) -> Refund:
+    """Proven: nothing was refunded. Its reservation on the charge is released."""
+    with transaction.atomic():
+        _, current = _locked(refund.cart_id, Refund, refund.pk)
+        if not current.is_open:
+            return current
+        current.status = (
+            RefundStatus.FAILED
+            if code in (ErrorCode.REFUND_REFUSED, ErrorCode.REFUND_DECLINED)
+            else RefundStatus.ERROR
+        )
+        current.error_code = code
+        current.error = REFUND_MESSAGES[code]
+        current.completed = timezone.now()
+        current.in_flight_until = None
+        current.save()
+        Payment.objects.filter(pk=current.payment_id).update(
+            amount_refunded=F("amount_refunded") - current.amount
+        )
+        return current
+
+
+def refund_held_open(*, refund: Refund, code: ErrorCode, in_flight: bool) -> Refund:
+    """The provider may have refunded: the refund stays open and keeps its reservation."""
+    fields = {"status": RefundStatus.UNKNOWN, "error_code": code, "error": REFUND_MESSAGES[code]}
+    fields["updated"] = timezone.now()
+    if in_flight:
+        fields["in_flight_until"] = in_flight_deadline()
+    Refund.objects.filter(pk=refund.pk, status__in=OPEN_REFUND_STATUSES).update(**fields)
+    refund.refresh_from_db()
+    return refund
+
+
+def _reserve_again(refund: Refund) -> bool:
+    return bool(
+        Payment.objects.filter(
+            pk=refund.payment_id, amount_refunded__lte=F("amount") - refund.amount
+        ).update(amount_refunded=F("amount_refunded") + refund.amount)
+    )
