@@ -88,7 +88,6 @@ from payments.provider import outcome_after_failure, provider_api, provider_slot
 logger = logging.getLogger(__name__)
 
 _SETTLED = (PaymentAttemptStatus.SUCCESS, PaymentAttemptStatus.FAILED)
-_CART_STATE_FIELDS = ("payment_status", "amount_refunded", "updated")
 
 
 # -- paying --------------------------------------------------------------------------------
@@ -425,10 +424,16 @@ def _refund_answer_without_provider(
         return None
     if amount is not None and amount != refund.amount:
         raise IdempotencyKeyReusedError()
-    if refund.is_open:
-        return None
+    if not _replayable(refund):
+        return None  # open, or not made and to be tried again: that needs the provider
     _copy_state(cart, Cart.objects.get(pk=cart.pk))
     return refund
+
+
+def _replayable(refund: Refund) -> bool:
+    """A refund whose request, repeated, gets its outcome back: made, or declined by the
+    provider. One proven not made for another reason is tried again."""
+    return refund.status == RefundStatus.SUCCESS or refund.error_code == ErrorCode.REFUND_DECLINED
 
 
 def _open_refund(
@@ -449,13 +454,19 @@ def _open_refund(
             if refund is not None:
                 if amount is not None and amount != refund.amount:
                     raise IdempotencyKeyReusedError()
-                if not refund.is_open:
-                    return refund, False
-                if refund.status == RefundStatus.PROCESSING and not _stale(refund):
-                    raise RefundInProgressError()
-                in_flight = _may_land(refund)
-                transitions.refund_resumed(refund=refund)
-                return refund, in_flight
+                if refund.is_open:
+                    if refund.status == RefundStatus.PROCESSING and not _stale(refund):
+                        raise RefundInProgressError()
+                    in_flight = _may_land(refund)
+                    transitions.refund_resumed(refund=refund)
+                    return refund, in_flight
+                if _replayable(refund):
+                    return refund, False  # the same request again: its outcome
+                # Proven not made: the same request again tries it again, same key.
+                if not transitions.refund_reopened(refund=refund):
+                    left = refund.payment.amount - refund.payment.amount_refunded
+                    raise RefundExceedsCapturedError(_only_left(left, refund.currency))
+                return refund, False
         if payment is None:
             if not locked.is_paid:
                 raise CartNotPaidError()
@@ -475,12 +486,13 @@ def _open_refund(
                 key=provider_key,
             )
         if refund is None:
-            raise RefundExceedsCapturedError(
-                f"Only {left.normalize():f} {payment.currency} of what was charged is left "
-                "to refund."
-            )
+            raise RefundExceedsCapturedError(_only_left(left, payment.currency))
     refund.payment = payment
     return refund, False
+
+
+def _only_left(left: Decimal, currency: str) -> str:
+    return f"Only {left.normalize():f} {currency} of what was charged is left to refund."
 
 
 def _refund_despite(
@@ -521,5 +533,8 @@ def refund_record_result(*, refund: Refund, result: utils.RefundResult) -> Refun
 
 
 def _copy_state(cart: Cart, source: Cart) -> None:
-    for name in _CART_STATE_FIELDS:
-        setattr(cart, name, getattr(source, name))
+    """Bring the caller's `cart` up to date with a fresher copy: its payment state, and its
+    total and discount too, which a discount applied while the request began may have
+    changed (the cart row was locked, and the total charged read, after that)."""
+    for field in Cart._meta.concrete_fields:
+        setattr(cart, field.attname, getattr(source, field.attname))

@@ -226,6 +226,26 @@ def refund_resumed(*, refund: Refund) -> None:
     refund.refresh_from_db()
 
 
+def refund_reopened(*, refund: Refund) -> bool:
+    """A refund proven not made is asked for again (same request, same key): it reserves
+    its amount again and is sent again. False, and nothing changes, when the charge no
+    longer has that much left. Called inside the transaction that locked the cart."""
+    current = Refund.objects.select_for_update().get(pk=refund.pk)
+    if current.is_open or current.status == RefundStatus.SUCCESS:
+        return True
+    if not _reserve_again(current):
+        return False
+    Refund.objects.filter(pk=refund.pk).update(
+        status=RefundStatus.PROCESSING,
+        error_code="",
+        error="",
+        completed=None,
+        updated=timezone.now(),
+    )
+    refund.refresh_from_db()
+    return True
+
+
 def refund_made(*, refund: Refund, result: utils.RefundResult) -> Refund:
     """The provider made the refund. A refund the shop asked for counts on the cart:
     `partially_refunded`, or `refunded` once everything charged was given back."""

@@ -1068,3 +1068,22 @@ def test_slots_are_given_back_and_no_limit_means_none(settings):
         assert cart_pay(cart=CartFactory(), api=ScriptedProvider(pay=[CHARGED])).status == (
             "success"
         )
+
+
+def test_the_pay_answer_shows_a_discount_applied_while_the_request_began():
+    # Found by the soak: a pay that read the cart before a concurrent apply_discount
+    # charged the discounted total (read under the lock) but answered the stale cart.
+    cart = CartFactory(total=Decimal("20.00"))
+    stale = Cart.objects.get(pk=cart.pk)
+    cart_apply_discount(cart=cart, discount=DiscountFactory(value=Decimal("5")))
+    provider = ScriptedProvider(pay=[CHARGED])
+
+    payment = cart_pay(cart=stale, api=provider)
+
+    assert provider.requests[0]["amount"] == payment.amount == Decimal("15.00")
+    assert (stale.total, stale.amount_discounted, stale.payment_status) == (
+        Decimal("15.00"),
+        Decimal("5.00"),
+        "success",
+    )
+    assert stale.discount is not None

@@ -384,3 +384,59 @@ def test_a_busy_process_still_replays_a_settled_refund(settings):
 
     assert again.pk == first.pk
     assert provider.requests == []
+
+
+def test_the_same_key_after_a_refund_proven_not_made_tries_it_again_with_the_same_key():
+    # Found by the soak: a retry of a refund that had ended 503 answered 200 with the
+    # refund still "error". The same request again must try it again.
+    cart = paid_cart()
+    with pytest.raises(ProviderUnavailableError):
+        refund(cart, "3.00", unavailable(), key="r1")
+    failed = Refund.objects.get()
+
+    again, provider = refund(cart, "3.00", REFUNDED, key="r1")
+
+    assert again.pk == failed.pk
+    assert again.status == RefundStatus.SUCCESS
+    assert provider.requests[0]["idempotency_key"] == failed.idempotency_key
+    assert charge_of(cart).amount_refunded == Decimal("3.00")
+    assert cart.amount_refunded == Decimal("3.00")
+
+
+def test_the_same_key_after_a_refund_proven_not_made_is_refused_once_nothing_is_left():
+    cart = paid_cart("20.00")
+    with pytest.raises(ProviderUnavailableError):
+        refund(cart, "15.00", unavailable(), key="r1")
+    refund(cart, "10.00", REFUNDED)
+
+    with pytest.raises(RefundExceedsCapturedError, match="Only 10 USD"):
+        refund(cart, "15.00", key="r1")
+
+    assert Refund.objects.get(request_key="r1").status == RefundStatus.ERROR
+    assert charge_of(cart).amount_refunded == Decimal("10.00")
+
+
+def test_the_same_key_after_a_declined_refund_replays_the_decline():
+    cart = paid_cart()
+    first, _ = refund(cart, "3.00", REFUND_FAILED, key="r1")
+
+    again, provider = refund(cart, "3.00", key="r1")
+
+    assert again.pk == first.pk
+    assert again.status == RefundStatus.FAILED
+    assert provider.requests == []
+
+
+def test_a_busy_process_tries_a_refund_not_made_again_later_instead_of_replaying_it(settings):
+    # Found by the soak: while busy, a retry of a refund that had ended 502 was answered
+    # 200 with that refund still "error".
+    settings.PAYMENT_MAX_IN_FLIGHT = 1
+    cart = paid_cart()
+    with pytest.raises(ProviderBadAnswerError):
+        refund(cart, "3.00", bad_answer(), key="r1", find=[NOT_FOUND])
+
+    with provider_slot(), pytest.raises(ProviderBusyError):
+        refund(cart, "3.00", key="r1")
+
+    made, _ = refund(cart, "3.00", REFUNDED, key="r1")
+    assert made.status == RefundStatus.SUCCESS
