@@ -9,8 +9,8 @@ Django runs here, in a child process started from the repository root:
 
 `create` and `drop` connect to the server's maintenance database (the URL's path, else
 `postgres`); `drop` forces other sessions off (PostgreSQL 13+). `dump` prints, as JSON,
-every cart, payment attempt and discount code as the database holds them (amounts as
-decimal strings), read with the service's own models.
+every cart, payment attempt, refund and discount code as the database holds them
+(amounts as decimal strings), read with the service's own models.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def dump() -> dict:
 
     from cart.models import Cart
     from discount.models import Discount
-    from payments.models import Payment
+    from payments.models import Payment, Refund
 
     carts = [
         {
@@ -62,6 +62,7 @@ def dump() -> dict:
             "subtotal": str(cart.subtotal),
             "total": str(cart.total),
             "amount_discounted": str(cart.amount_discounted),
+            "amount_refunded": str(cart.amount_refunded),
             "currency": cart.currency,
             "payment_status": cart.payment_status,
             "discount": cart.discount.code if cart.discount_id else None,
@@ -79,11 +80,28 @@ def dump() -> dict:
             "provider_payment_id": payment.provider_payment_id,
             "idempotency_key": payment.idempotency_key,
             "decline_code": payment.decline_code,
+            "error_code": payment.error_code,
             "error": payment.error,
+            "amount_refunded": str(payment.amount_refunded),
             "created": payment.created.isoformat(),
             "updated": payment.updated.isoformat(),
         }
         for payment in Payment.objects.order_by("created")
+    ]
+    refunds = [
+        {
+            "id": str(refund.id),
+            "cart": str(refund.cart_id),
+            "payment": str(refund.payment_id),
+            "amount": str(refund.amount),
+            "currency": refund.currency,
+            "status": refund.status,
+            "reason": refund.reason,
+            "provider_refund_id": refund.provider_refund_id,
+            "idempotency_key": refund.idempotency_key,
+            "error_code": refund.error_code,
+        }
+        for refund in Refund.objects.order_by("created")
     ]
     discounts = [
         {
@@ -94,7 +112,7 @@ def dump() -> dict:
         }
         for discount in Discount.objects.annotate(cart_count=Count("carts")).order_by("code")
     ]
-    return {"carts": carts, "payments": payments, "discounts": discounts}
+    return {"carts": carts, "payments": payments, "refunds": refunds, "discounts": discounts}
 
 
 def main(argv: list[str]) -> int:

@@ -24,30 +24,36 @@ What it does, in order (docs/soak.md explains the method and records a run):
    threads, each with its own seeded RNG, doing a random mix: create carts (USD, EUR,
    JPY), read, list, apply codes (also two or four at once), pay with the default card,
    `pm_card_visa` or `pm_card_chargeDeclined`, pay twice with one Idempotency-Key, pay
-   one cart from two threads at once, retry a pay after a 502/503/504 with the same key.
+   one cart from two threads at once, retry a pay after a 502/503/504 with the same key;
+   refund paid carts in part or in full, two to four refunds of one cart at once, the
+   same refund twice with one key, and retry a refund after a 502/503/504.
    Every response is recorded (endpoint, status, error code, times) and checked on the
-   spot. A fault thread queues one provider fault every 2-4 s (when the queue is empty):
-   latency below and above the read timeout, http_500, http_503 x 1-3, reset,
-   empty_reply, malformed, charge_then_delay; or, unless `--no-outages`, an outage: the
-   same kinds for every charge during a 1-4 s window (a hang, then garbage; a brownout),
+   spot. The provider runs in its seeded random fault mode for the whole load (a fifth
+   of all charges and refunds meet a fault drawn from every kind, `charge_then_reset`
+   and `charge_then_empty_reply` included), and, unless `--no-outages`, a fault thread
+   adds an outage every 6-12 s: one kind for every charge and refund during a 1-4 s
+   window (a hang, then garbage; a brownout; charges whose answers are all dropped),
    which is what gets past the client's retries.
-3. Stops the load, clears the faults, counts the payment attempts left open, waits
-   longer than the stale time, runs `manage.py reconcile_payments --older-than 0` on the
-   same database, then reads everything back (API list, database, provider ledger and
-   journal) and checks the books.
+3. Stops the load, clears the faults, counts the payment attempts and refunds left open,
+   waits longer than the stale time, runs `manage.py reconcile_payments --older-than 0`
+   on the same database, then reads everything back (API list, database, the provider's
+   payment and refund ledgers and journal) and checks the books.
 
 How to read the result: the summary (printed, and written to docs/soak.md with
-`--record`) has requests by endpoint, status and error code; the faults injected and
-the pay statuses seen while each was in flight; carts paid, charges in the ledger,
-attempts open before and after reconcile; and the violations. Exit status 0 means zero
-violations: no 5xx except 502/503/504 on /pay/ with its documented code and an injected
-fault behind it, no 500, no lost update (every cart's total = subtotal - discount, every
-code's times_used = carts holding it = 200 applies of it, within its limit, every 200
-apply's cart is what the database holds), and balanced books (paid carts = carts with
-exactly one successful charge, amounts equal, every successful attempt names its charge
-and every charge is recorded by the attempt that sent its key, nothing left open).
-Exit status 1 lists each violation with its evidence (the cart's requests and the
-provider's charge requests for it, in time order, or the API log line);
+`--record`) has requests by endpoint, status and error code; the faults that hit and
+the pay and refund answers of the carts they hit; carts paid and refunded, charges and
+refunds in the ledgers, the books per currency, rows open before and after reconcile; and
+the violations. Exit status 0 means zero violations: no 5xx except 502/503/504 on /pay/
+and /refund/ with its documented code and an injected fault behind it (or the busy
+answer), no 500, no lost update (every cart's total = subtotal - discount, every code's
+times_used = carts holding it = 200 applies of it, within its limit, every 200 apply's
+cart is what the database holds), and balanced books: per currency, charges - refunds at
+the provider = paid carts' totals - refunded amounts here; every paid cart has exactly
+one charge of its total, recorded by its successful attempt; any other charge is a
+duplicate recorded here and given back in full; every refund is recorded on both sides
+with the same amount; every charge's refund hold equals its refunds made; nothing is
+left open. Exit status 1 lists each violation with its evidence (the cart's requests and
+the provider's charge requests for it, in time order, or the API log line);
 2 means the run could not be set up; 130 that a signal stopped it. The server logs stay
 in the printed directory.
 The seed fixes every random choice; the interleaving of threads is not reproducible.
@@ -102,18 +108,36 @@ MAX_FAULT_DELAY_MS = 6000  # the longest provider delay any fault below injects
 EXPONENTS = {"USD": 2, "EUR": 2, "JPY": 0}
 PAY_5XX_CODES = {
     502: {"payment_provider_error"},
-    503: {"payment_provider_unavailable"},
-    504: {"payment_provider_timeout", "payment_outcome_unknown"},
+    503: {"payment_provider_unavailable", "payment_provider_busy"},
+    504: {"payment_outcome_unknown"},
 }
-PAY_409_CODES = {"cart_paid", "cart_payment_in_progress", "idempotency_key_reused"}
+REFUND_5XX_CODES = {
+    502: {"payment_provider_error"},
+    503: {"payment_provider_unavailable", "payment_provider_busy"},
+    504: {"refund_outcome_unknown"},
+}
+# Answers that say no fault needs to have hit this cart: the process was busy elsewhere.
+BUSY = "payment_provider_busy"
+PAY_409_CODES = {
+    "cart_paid",
+    "cart_payment_in_progress",
+    "idempotency_key_reused",
+    "earlier_payment_outcome_unknown",
+}
+REFUND_409_CODES = {"refund_exceeds_captured", "refund_in_progress"}
 FROZEN_CODES = {"cart_paid", "cart_payment_in_progress"}
 OPEN_ATTEMPT = {"processing", "unknown"}
+PAID = {"success", "partially_refunded", "refunded"}
+# The provider's random fault mode: the share of charges and refunds broken, drawn from
+# every fault kind, with delays for the delayed kinds (ms).
+RANDOM_RATE = 0.2
+RANDOM_DELAY_MS = [200, 3000]
 LOG_PROBLEM = re.compile(r"Traceback|CRITICAL|\[ERROR\]| ERROR ")
 # Django's request logger writes every 5xx response at ERROR, the documented provider
 # answers of /pay/ too; those lines are counted against the responses, not as problems.
 LOG_PAY_5XX = re.compile(
     r" ERROR django\.request (Bad Gateway|Service Unavailable|Gateway Timeout): "
-    r"/api/cart/[0-9a-f-]{36}/pay/$"
+    r"/api/cart/[0-9a-f-]{36}/(pay|refund)/$"
 )
 
 CART = "/api/cart/"
@@ -122,6 +146,7 @@ E_READ = "GET /api/cart/{id}/"
 E_LIST = "GET /api/cart/"
 E_APPLY = "POST /api/cart/{id}/apply_discount/"
 E_PAY = "POST /api/cart/{id}/pay/"
+E_REFUND = "POST /api/cart/{id}/refund/"
 
 
 @dataclass(frozen=True)
@@ -186,26 +211,28 @@ CODE_WEIGHTS = {
 }
 APPLY_400_ALWAYS_OK = {"discount_already_applied", "discount_usage_limit_reached"}
 
-# Single faults, for the next `count` charge requests:
-# (label, provider fault kind, count range, delay range in ms).
-FAULTS = (
-    ("latency<timeout", "latency", (1, 1), (200, 1000)),
-    ("latency>timeout", "latency", (1, 1), (2000, 3000)),
-    ("http_500", "http_500", (1, 1), None),
-    ("http_503", "http_503", (1, 3), None),
-    ("reset", "reset", (1, 1), None),
-    ("empty_reply", "empty_reply", (1, 1), None),
-    ("malformed", "malformed", (1, 1), None),
-    ("charge_then_delay", "charge_then_delay", (1, 1), (2000, 3000)),
+# The fault kinds of the provider's random mode (docs/payment-provider.md).
+FAULT_KINDS = (
+    "latency",
+    "http_500",
+    "http_503",
+    "reset",
+    "empty_reply",
+    "malformed",
+    "charge_then_delay",
+    "charge_then_reset",
+    "charge_then_empty_reply",
 )
-# Outages: the same kinds for every charge request during a window (`count: null`, then
-# cleared), phase after phase: (label, [(kind, delay_ms, seconds)]). Under load a single
-# fault hits one attempt of one request and the client's retries absorb it; a window
+# Outages: one kind for every charge and refund request during a window (`count: null`,
+# then cleared), phase after phase: (label, [(kind, delay_ms, seconds)]). A random fault
+# hits one attempt of one request and the client's retries mostly absorb it; a window
 # hits every retry of the requests in it, so a pay really ends 502/504 and attempts stay
-# open for reconcile. The first is a provider that hangs, then answers garbage.
+# open for reconcile. The first is a provider that hangs, then answers garbage; the last
+# charges and drops every answer.
 OUTAGES = (
     ("outage: latency 4 s, then malformed", (("latency", 4000, 1.0), ("malformed", None, 2.0))),
     ("outage: latency 6 s (brownout)", (("latency", MAX_FAULT_DELAY_MS, 4.0),)),
+    ("outage: charge, then reset", (("charge_then_reset", None, 2.0),)),
 )
 
 OPERATIONS = {
@@ -221,6 +248,10 @@ OPERATIONS = {
     "pay_concurrent": 5,
     "pay_declined": 4,
     "pay_paid": 2,
+    "refund_partial": 5,
+    "refund_full": 2,
+    "refund_race": 2,
+    "refund_same_key": 2,
 }
 
 
@@ -389,6 +420,9 @@ class Soak:
         payment = rec.body.get("payment") if isinstance(rec.body, dict) else None
         if isinstance(payment, dict):
             rec.payment_id = payment.get("provider_payment_id") or payment.get("id")
+        refund = rec.body.get("refund") if isinstance(rec.body, dict) else None
+        if isinstance(refund, dict):
+            rec.payment_id = refund.get("provider_refund_id") or refund.get("id")
         self.record(rec)
         return rec
 
@@ -398,8 +432,8 @@ class Soak:
         if rec.status == 0:
             self.violate("no_answer", f"{rec.line()}: {rec.text}")
         elif rec.status >= 500:
-            allowed = PAY_5XX_CODES.get(rec.status, set()) if rec.endpoint == E_PAY else set()
-            if rec.code not in allowed:
+            documented = {E_PAY: PAY_5XX_CODES, E_REFUND: REFUND_5XX_CODES}.get(rec.endpoint, {})
+            if rec.code not in documented.get(rec.status, set()):
                 self.violate("5xx", f"{rec.line()}: {rec.text}")
 
     def violate(self, check: str, detail: str) -> None:
@@ -443,10 +477,32 @@ class Soak:
             successes = [p for p in cart.get("payments", []) if p["status"] == "success"]
             if len(successes) > 1:
                 problems.append(f"{len(successes)} successful attempts")
-            if cart["payment_status"] == "success" and (
+            if cart["payment_status"] in PAID and (
                 len(successes) != 1 or dec(successes[0]["amount"]) != total
             ):
                 problems.append("paid without exactly one successful attempt of its total")
+            refunded = dec(cart["amount_refunded"])
+            made = sum(
+                (
+                    dec(r["amount"])
+                    for r in cart.get("refunds", [])
+                    if r["status"] == "success" and r["reason"] == "requested_by_customer"
+                ),
+                Decimal(0),
+            )
+            # The cart row is read before its refunds: a refund made in between is listed
+            # but not counted yet, never the other way round.
+            if refunded > made or not 0 <= refunded <= total:
+                problems.append(f"amount_refunded {refunded}: refunds made {made}, total {total}")
+            wanted = (
+                "refunded"
+                if refunded and refunded == total
+                else "partially_refunded"
+                if refunded
+                else None
+            )
+            if wanted and cart["payment_status"] != wanted:
+                problems.append(f"{refunded} of {total} refunded, status {cart['payment_status']}")
             discount = (cart.get("discount") or {}).get("code")
         except (KeyError, TypeError, ArithmeticError) as exc:
             problems.append(f"malformed cart: {exc!r}")
@@ -460,7 +516,7 @@ class Soak:
                     problems.append(f"discount {info.seen_discount} lost")
                 if discount and not info.seen_discount:
                     info.seen_discount, info.seen_discount_at = discount, t1
-                paid = cart.get("payment_status") == "success"
+                paid = cart.get("payment_status") in PAID
                 if info.seen_paid_at is not None and t0 > info.seen_paid_at and not paid:
                     problems.append("was paid, now " + str(cart.get("payment_status")))
                 if paid and info.seen_paid_at is None:
@@ -667,7 +723,7 @@ class Client(threading.Thread):
         cart, payment = body.get("cart") or {}, body.get("payment") or {}
         if rec.status == 200:
             ok = (
-                cart.get("payment_status") == "success"
+                cart.get("payment_status") in PAID
                 and payment.get("status") == "success"
                 and dec(payment.get("amount")) == dec(cart.get("total"))
             )
@@ -683,7 +739,7 @@ class Client(threading.Thread):
             # another request may have paid it meanwhile. A declined cart is never pending.
             if (rec.code, payment.get("status")) != ("card_declined", "failed") or cart.get(
                 "payment_status"
-            ) not in ("failed", "processing", "success"):
+            ) not in ("failed", "processing", *PAID):
                 soak.violate("pay", f"{rec.line()}: 402 but {str(body)[:400]}")
         elif rec.status == 409:
             if rec.code not in PAY_409_CODES:
@@ -709,6 +765,91 @@ class Client(threading.Thread):
             time.sleep(0.2 * retries)
             rec = self.pay(info, "pay_retry", pm, key)
         return rec
+
+    # -- refunds --
+
+    def refund(self, info: CartInfo, scenario: str, amount: Decimal | None, key: str | None):
+        body = {} if amount is None else {"amount": str(amount)}
+        path = f"{CART}{info.id}/refund/"
+        rec = self.soak.call(self.name, scenario, E_REFUND, "POST", path, info.id, body, key)
+        self.check_refund(rec, amount)
+        return rec
+
+    def check_refund(self, rec: Rec, amount: Decimal | None) -> None:
+        soak = self.soak
+        body = rec.body if isinstance(rec.body, dict) else {}
+        cart, refund = body.get("cart") or {}, body.get("refund") or {}
+        if rec.status == 200:
+            ok = (
+                refund.get("status") == "success"
+                and refund.get("reason") == "requested_by_customer"
+                and (amount is None or dec(refund.get("amount")) == amount)
+                and cart.get("payment_status") in ("partially_refunded", "refunded")
+            )
+            if not ok:
+                soak.violate("refund", f"{rec.line()}: 200 but {str(body)[:400]}")
+        elif rec.status == 409:
+            if rec.code not in REFUND_409_CODES and rec.code != "cart_not_paid":
+                soak.violate("refund", f"{rec.line()}: unexpected 409 code")
+        elif rec.status and rec.status < 500:
+            soak.violate("refund", f"{rec.line()}: unexpected status {str(body)[:300]}")
+        if cart:
+            soak.observe(cart, rec.t0, rec.t1, rec.line())
+
+    def refund_and_retry(self, info: CartInfo, scenario: str, amount, key: str | None):
+        rec = self.refund(info, scenario, amount, key)
+        retries = 0
+        while rec.status in REFUND_5XX_CODES and retries < 4 and self.soak.running():
+            retries += 1
+            time.sleep(0.2 * retries)
+            rec = self.refund(info, "refund_retry", amount, key)
+        return rec
+
+    def paid_cart(self) -> CartInfo | None:
+        return self.soak.pick(self.rng, None, lambda cart: cart.paid)
+
+    def part_of(self, info: CartInfo) -> Decimal:
+        """A random tenth to a third of the cart's subtotal, in its currency's steps."""
+        step = Decimal(1).scaleb(-EXPONENTS[info.currency])
+        share = Decimal(self.rng.randint(10, 33)) / 100
+        return max(step, (info.subtotal * share).quantize(step, rounding=ROUND_DOWN))
+
+    def op_refund_partial(self) -> None:
+        info = self.paid_cart()
+        if info is not None:
+            key = self.new_key() if self.rng.random() < 0.7 else None
+            self.refund_and_retry(info, "refund_partial", self.part_of(info), key)
+
+    def op_refund_full(self) -> None:
+        info = self.paid_cart()
+        if info is not None:
+            self.refund_and_retry(info, "refund_full", None, self.new_key())
+
+    def op_refund_race(self) -> None:
+        """Two to four refunds of one cart at once: never more than was charged."""
+        info = self.paid_cart()
+        if info is None:
+            return
+        amounts = [self.part_of(info) for _ in range(self.rng.randint(2, 4))]
+        if self.rng.random() < 0.3:
+            amounts[0] = None  # everything left, racing partial ones
+        run_together(
+            [lambda a=amount: self.refund(info, "refund_race", a, None) for amount in amounts]
+        )
+
+    def op_refund_same_key(self) -> None:
+        """The same refund twice: the second must give the first one's refund back."""
+        info = self.paid_cart()
+        if info is None:
+            return
+        key, amount = self.new_key(), self.part_of(info)
+        first = self.refund(info, "refund_same_key", amount, key)
+        second = self.refund(info, "refund_same_key_again", amount, key)
+        if first.status == 200 and (second.status, second.payment_id) != (200, first.payment_id):
+            self.soak.violate(
+                "idempotency",
+                f"same refund key, other outcome:\n  {first.line()}\n  {second.line()}",
+            )
 
     def payable(self, owner: str | None) -> CartInfo | None:
         info = self.soak.pick(self.rng, owner, lambda cart: not cart.paid)
@@ -774,14 +915,15 @@ class Client(threading.Thread):
 
 
 class FaultInjector(threading.Thread):
-    """Every 2-4 s, when the previous fault is used up, queues a random one (or runs an
-    outage window)."""
+    """Sets the provider's seeded random fault mode for the whole load, and every 6-12 s
+    (unless --no-outages) runs an outage window on top of it."""
 
     def __init__(self, soak: Soak, seed: int, outages: bool):
         super().__init__(name="faults", daemon=True)
         self.soak = soak
+        self.seed = seed
         self.rng = random.Random(f"{seed}-faults")
-        self.menu = [*FAULTS, *(OUTAGES if outages else ())]
+        self.outages = outages
         self.http = requests.Session()
         self.http.trust_env = False
         self.group = 0
@@ -799,18 +941,20 @@ class FaultInjector(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self.soak.stop.wait(self.rng.uniform(2.0, 4.0)) and self.soak.running():
-                queued = self.http.get(f"{self.soak.provider_url}/inspect", timeout=10).json()
-                if queued["faults"]:
-                    continue
-                self.group += 1
-                choice = self.rng.choice(self.menu)
-                if len(choice) == 2:
-                    self.outage(*choice)
-                    continue
-                label, kind, counts, delays = choice
-                delay_ms = self.rng.randint(*delays) if delays else None
-                self.queue(label, kind, self.rng.randint(*counts), delay_ms)
+            self.http.post(
+                f"{self.soak.provider_url}/control/faults",
+                json={
+                    "mode": "random",
+                    "rate": RANDOM_RATE,
+                    "seed": self.seed,
+                    "delay_ms": RANDOM_DELAY_MS,
+                },
+                timeout=10,
+            ).raise_for_status()
+            while not self.soak.stop.wait(self.rng.uniform(6.0, 12.0)) and self.soak.running():
+                if self.outages:
+                    self.group += 1
+                    self.outage(*self.rng.choice(OUTAGES))
         except Exception:
             self.soak.violate("soak_injector_crashed", traceback.format_exc())
 
@@ -818,7 +962,9 @@ class FaultInjector(threading.Thread):
         for kind, delay_ms, seconds in phases:
             fault = self.queue(label, kind, None, delay_ms)
             self.soak.stop.wait(seconds)  # cut short when the run stops
-            self.http.delete(f"{self.soak.provider_url}/control/faults", timeout=10)
+            self.http.delete(
+                f"{self.soak.provider_url}/control/faults", params={"only": "queue"}, timeout=10
+            )
             fault.until = time.time()
 
 
@@ -1006,15 +1152,31 @@ def check_lost_updates(soak: Soak, db: dict) -> None:
             soak.violate("lost_update", f"code {discount['code']}: used {used} > limit {limit}")
 
 
-def check_books(soak: Soak, api_carts: list[dict], db: dict, ledger: list[dict]) -> dict:
+def check_books(
+    soak: Soak, api_carts: list[dict], db: dict, ledger: list[dict], refunds: list[dict]
+) -> dict:
+    """The provider's ledgers against our database, after reconcile.
+
+    Per currency: charges - refunds at the provider = paid carts' totals - refunded
+    amounts here. Every paid cart has exactly one charge of its total recorded by its
+    successful attempt; any other charge of a cart is a duplicate recorded here and given
+    back in full; every refund is recorded on both sides; nothing is left open.
+    """
     carts = {cart["id"]: cart for cart in api_carts}
     db_carts = {cart["id"]: cart for cart in db["carts"]}
+    attempts_by_key = {attempt["idempotency_key"]: attempt for attempt in db["payments"]}
+    attempts_by_charge = {
+        a["provider_payment_id"]: a for a in db["payments"] if a["provider_payment_id"]
+    }
     charges = defaultdict(list)
     for payment in ledger:
         if payment["payment_status"] == "success":
             charges[str(payment["cart_id"])].append(payment)
-    paid = {cid for cid, cart in carts.items() if cart["payment_status"] == "success"}
+    paid = {cid for cid, cart in carts.items() if cart["payment_status"] in PAID}
     free = {cid for cid in paid if dec(carts[cid]["total"]) == 0}
+    refunded_at_provider = defaultdict(int)  # payment id -> minor units
+    for made in refunds:
+        refunded_at_provider[made["payment_id"]] += made["amount"]
 
     if set(carts) != set(db_carts) or set(carts) != set(soak.carts):
         soak.violate(
@@ -1024,136 +1186,181 @@ def check_books(soak: Soak, api_carts: list[dict], db: dict, ledger: list[dict])
         )
     for cid, cart in carts.items():
         held = db_carts.get(cid)
-        if held and held["payment_status"] != cart["payment_status"]:
+        if held and (held["payment_status"], dec(held["amount_refunded"])) != (
+            cart["payment_status"],
+            dec(cart["amount_refunded"]),
+        ):
             soak.violate("books", f"cart {cid}: API says {cart['payment_status']}, DB {held}")
-    for cid in sorted(paid - free - set(charges)):
-        soak.violate(
-            "books", f"cart {cid} is paid but has no charge\n    " + cart_history(soak, cid)
-        )
-    for cid in sorted(set(charges) - (paid - free)):
-        state = carts[cid]["payment_status"] if cid in carts else "unknown to the API"
-        soak.violate(
-            "books",
-            f"cart {cid} ({state}, total {carts.get(cid, {}).get('total')}) was charged "
-            f"{len(charges[cid])} time(s)\n    " + cart_history(soak, cid),
-        )
-    for cid, found in sorted(charges.items()):
-        if len(found) > 1:
-            ids = ", ".join(payment["id"] for payment in found)
+
+    # Charges: the paid cart's own, or duplicates given back in full.
+    duplicates = 0
+    for cid in sorted(set(charges) | paid):
+        cart = carts.get(cid) or {}
+        own, others = [], []
+        for charge in charges.get(cid, []):
+            attempt = attempts_by_key.get(charge["idempotency_key"]) or attempts_by_charge.get(
+                charge["id"]
+            )
+            if attempt and attempt["status"] == "success":
+                own.append((charge, attempt))
+            else:
+                others.append((charge, attempt))
+        wanted = 1 if cid in paid - free else 0
+        if len(own) != wanted:
             soak.violate(
                 "books",
-                f"cart {cid} charged {len(found)} times: {ids}\n    " + cart_history(soak, cid),
+                f"cart {cid} ({cart.get('payment_status')}) has {len(own)} charges recorded "
+                f"as its payment, wants {wanted}\n    " + cart_history(soak, cid),
             )
-        cart = carts.get(cid)
-        for payment in found:
-            if cart and (
-                payment["amount"] != minor_units(dec(cart["total"]), cart["currency"])
-                or payment["currency"] != cart["currency"]
+        for charge, attempt in own:
+            if attempt["provider_payment_id"] != charge["id"] or charge["amount"] != minor_units(
+                dec(cart.get("total", 0)), cart.get("currency", "USD")
+            ):
+                soak.violate("books", f"cart {cid}: charge {charge} vs attempt {attempt}")
+        for charge, attempt in others:
+            duplicates += 1
+            given_back = refunded_at_provider[charge["id"]]
+            if (
+                attempt is None
+                or attempt["status"] != "duplicate"
+                or given_back != charge["amount"]
             ):
                 soak.violate(
                     "books",
-                    f"charge {payment['id']} of {payment['amount']} {payment['currency']} "
-                    f"for cart {cid} of total {cart['total']} {cart['currency']}",
+                    f"cart {cid}: charge {charge['id']} of {charge['amount']} is not its payment "
+                    f"and {given_back} of it was given back (attempt: "
+                    f"{attempt and attempt['status']})\n    " + cart_history(soak, cid),
                 )
 
-    by_id = {payment["id"]: payment for found in charges.values() for payment in found}
-    attempts_by_key = {attempt["idempotency_key"]: attempt for attempt in db["payments"]}
-    for payment in by_id.values():
-        attempt = attempts_by_key.get(payment["idempotency_key"])
-        if attempt is None or attempt["provider_payment_id"] != payment["id"]:
-            state = f"attempt {attempt['id']} is {attempt['status']}" if attempt else "no attempt"
-            soak.violate(
-                "books",
-                f"charge {payment['id']} ({payment['amount']} {payment['currency']}, key "
-                f"{payment['idempotency_key']}) is not recorded: {state}"
-                + (f" ({attempt['error'][:200]})" if attempt and attempt["error"] else ""),
-            )
-    successes = Counter()
+    # Refunds: recorded on both sides, amounts equal; nothing open; holds match.
+    db_refunds = {r["provider_refund_id"]: r for r in db["refunds"] if r["provider_refund_id"]}
+    for made in refunds:
+        ours = db_refunds.get(made["id"])
+        if (
+            ours is None
+            or ours["status"] != "success"
+            or minor_units(dec(ours["amount"]), ours["currency"]) != made["amount"]
+        ):
+            soak.violate("books", f"provider refund {made} is recorded as {ours}")
+    provider_refund_ids = {made["id"] for made in refunds}
+    held_by = defaultdict(Decimal)
+    for ours in db["refunds"]:
+        if ours["status"] in OPEN_ATTEMPT:
+            soak.violate("books", f"refund left open after reconcile: {ours}")
+        if ours["status"] == "success":
+            held_by[ours["payment"]] += dec(ours["amount"])
+            if ours["provider_refund_id"] not in provider_refund_ids:
+                soak.violate("books", f"refund {ours} is not in the provider's ledger")
     for attempt in db["payments"]:
         if attempt["status"] in OPEN_ATTEMPT:
             soak.violate("books", f"attempt left open after reconcile: {attempt}")
-        if attempt["status"] != "success":
-            continue
-        successes[attempt["cart"]] += 1
-        charge = by_id.get(attempt["provider_payment_id"])
-        if dec(attempt["amount"]) == 0:
-            if attempt["provider_payment_id"]:
-                soak.violate("books", f"a zero-amount attempt names a charge: {attempt}")
-        elif charge is None or str(charge["cart_id"]) != attempt["cart"]:
-            soak.violate("books", f"successful attempt without its charge: {attempt}")
-        elif charge["idempotency_key"] != attempt["idempotency_key"]:
-            soak.violate("books", f"attempt {attempt['id']} key differs from charge {charge}")
+        if dec(attempt["amount_refunded"]) != held_by[attempt["id"]]:
+            soak.violate("books", f"attempt {attempt['id']} holds {attempt['amount_refunded']}")
     for cid, held in db_carts.items():
-        wanted = 1 if held["payment_status"] == "success" else 0
-        if successes[cid] != wanted:
-            soak.violate(
-                "books", f"cart {cid} ({held['payment_status']}) has {successes[cid]} successes"
-            )
         if held["payment_status"] == "processing":
             soak.violate("books", f"cart {cid} still processing after reconcile")
+
+    # The books, per currency, in minor units.
+    books = {}
+    currencies = {cart["currency"] for cart in carts.values()}
+    for currency in sorted(currencies):
+        charged = sum(
+            p["amount"] for found in charges.values() for p in found if p["currency"] == currency
+        )
+        given_back = sum(r["amount"] for r in refunds if r["currency"] == currency)
+        paid_totals = sum(
+            minor_units(dec(carts[cid]["total"]), currency)
+            for cid in paid
+            if carts[cid]["currency"] == currency
+        )
+        refunded = sum(
+            minor_units(dec(cart["amount_refunded"]), currency)
+            for cart in carts.values()
+            if cart["currency"] == currency
+        )
+        books[currency] = (charged - given_back, paid_totals - refunded)
+        if charged - given_back != paid_totals - refunded:
+            soak.violate(
+                "books",
+                f"{currency}: charges {charged} - refunds {given_back} at the provider != paid "
+                f"carts {paid_totals} - refunded {refunded} here (minor units)",
+            )
     return {
         "carts": len(carts),
         "paid": len(paid),
         "paid_free": len(free),
+        "partially_refunded": sum(
+            1 for c in carts.values() if c["payment_status"] == "partially_refunded"
+        ),
+        "refunded": sum(1 for c in carts.values() if c["payment_status"] == "refunded"),
         "charges": sum(len(found) for found in charges.values()),
+        "duplicates": duplicates,
         "declines": sum(1 for payment in ledger if payment["payment_status"] == "failed"),
         "ledger": len(ledger),
+        "refunds": len(refunds),
+        "duplicate_refunds": sum(1 for r in refunds if r.get("reason") == "duplicate_charge"),
+        "books": books,
     }
 
 
-def match_fault(entry: dict, at: float, soak: Soak, uses: list[Injected]) -> str:
-    """The label of the injected fault that hit this journal entry."""
+def match_fault(entry: dict, at: float, soak: Soak) -> str:
+    """The label of the fault that hit this journal entry: an outage window, else a draw
+    of the random mode."""
     for fault in soak.injected:
         window = fault.count is None and fault.kind == entry["fault"]
         if window and fault.at - 0.05 <= at <= (fault.until or float("inf")) + 0.05:
             return fault.label
-    use = next((fault for fault in uses if fault.kind == entry["fault"]), None)
-    if use is None:
-        return entry["fault"]
-    uses.remove(use)
-    return use.label
+    return f"random: {entry['fault']}"
 
 
-def attribute_faults(soak: Soak, journal: list[dict]) -> dict[str, dict]:
-    """For each injected fault, the pay answers of the cart whose charge request it hit."""
-    uses = []
-    for fault in soak.injected:
-        if fault.count is not None:
-            uses.extend([fault] * fault.count)
-    labels = [label for label, *_ in FAULTS] + [label for label, _ in OUTAGES]
+def journal_cart(entry: dict, payment_carts: dict[str, str]) -> str | None:
+    """The cart a charge or refund request was about."""
+    body = entry.get("body")
+    if not isinstance(body, dict):
+        return None
+    if "cart_id" in body:
+        return str(body["cart_id"])
+    return payment_carts.get(str(body.get("payment_id")))
+
+
+def attribute_faults(soak: Soak, journal: list[dict], ledger: list[dict]) -> dict[str, dict]:
+    """For each fault, the pay and refund answers of the cart whose request it hit."""
+    payment_carts = {p["id"]: str(p["cart_id"]) for p in ledger}
+    labels = [f"random: {kind}" for kind in FAULT_KINDS] + [label for label, _ in OUTAGES]
     stats: dict[str, dict] = {
         label: {"injected": set(), "used": 0, "answers": Counter()} for label in labels
     }
     for fault in soak.injected:
         stats[fault.label]["injected"].add(fault.group)
-    pays = defaultdict(list)
+    calls = defaultdict(list)
     for rec in soak.records:
-        if rec.endpoint == E_PAY:
-            pays[rec.cart].append(rec)
+        if rec.endpoint in (E_PAY, E_REFUND):
+            calls[rec.cart].append(rec)
     explained = set()
     for entry in journal:
         if not entry.get("fault"):
             continue
         at = epoch(entry["at"])
-        label = match_fault(entry, at, soak, uses)
+        label = match_fault(entry, at, soak)
         stats.setdefault(label, {"injected": set(), "used": 0, "answers": Counter()})
         stats[label]["used"] += 1
-        body = entry.get("body")
-        cart = str(body.get("cart_id")) if isinstance(body, dict) else None
-        hits = [rec for rec in pays.get(cart, []) if rec.t0 - 0.05 <= at <= rec.t1 + 0.05]
+        cart = journal_cart(entry, payment_carts)
+        hits = [rec for rec in calls.get(cart, []) if rec.t0 - 0.05 <= at <= rec.t1 + 0.05]
         for rec in hits:
             if id(rec) not in explained:
-                stats[label]["answers"][f"{rec.status} {rec.code}".strip()] += 1
+                kind = "refund" if rec.endpoint == E_REFUND else "pay"
+                stats[label]["answers"][f"{kind} {rec.status} {rec.code}".strip()] += 1
             explained.add(id(rec))
         if not hits:
-            stats[label]["answers"]["(no pay in flight)"] += 1
+            stats[label]["answers"]["(no request of ours in flight)"] += 1
     for rec in soak.records:
-        if rec.endpoint == E_PAY and rec.status in PAY_5XX_CODES and id(rec) not in explained:
+        documented = {E_PAY: PAY_5XX_CODES, E_REFUND: REFUND_5XX_CODES}.get(rec.endpoint, {})
+        if rec.status in documented and rec.code != BUSY and id(rec) not in explained:
             soak.violate(
                 "5xx", f"{rec.line()}: no injected fault hit this cart during the request"
             )
-    for item in stats.values():
-        item["injected"] = len(item["injected"])
+    for label, item in stats.items():
+        item["injected"] = len(item["injected"]) if not label.startswith("random") else "-"
     return stats
 
 
@@ -1169,7 +1376,7 @@ def scan_log(path: Path, start: int = 0, end: int | None = None) -> tuple[list[s
         if match:
             levels[match.group(1) or match.group(2)] += 1
         if LOG_PAY_5XX.search(line):
-            levels["ERROR of a documented 5xx of /pay/"] += 1
+            levels["ERROR of a documented 5xx of /pay/ or /refund/"] += 1
         elif LOG_PROBLEM.search(line):
             problems.append(line)
     return problems, levels
@@ -1220,17 +1427,25 @@ def report(soak: Soak, facts: dict) -> str:
         "",
         "Scenarios: " + ", ".join(f"{name} {n}" for name, n in sorted(scenarios.items())),
         "",
-        "Faults (used = charge requests it broke; answers = the pay responses of that "
-        "cart in flight when it hit):",
+        "Faults (used = charge and refund requests it broke; answers = the pay and refund "
+        "responses of that cart in flight when it hit):",
         "",
         table(("fault", "injected", "used", "pay answers"), fault_rows),
         "",
         f"- faults still queued when the load stopped (cleared): {facts['faults_left']}",
         f"- carts: {books['carts']} created; paid: {books['paid']} "
-        f"({books['paid_free']} fully discounted, nothing to charge)",
+        f"({books['paid_free']} fully discounted, nothing to charge; "
+        f"{books['partially_refunded']} partially refunded, {books['refunded']} refunded)",
         f"- provider ledger: {books['ledger']} payments, {books['charges']} successful "
-        f"charges, {books['declines']} declines",
-        f"- attempts open when the load stopped: {len(open_before)}"
+        f"charges ({books['duplicates']} duplicates, each given back), "
+        f"{books['declines']} declines; {books['refunds']} refunds "
+        f"({books['duplicate_refunds']} of duplicate charges)",
+        "- books (minor units), charges - refunds at the provider = paid carts' totals - "
+        "refunded here: "
+        + ", ".join(
+            f"{currency} {ours} = {theirs}" for currency, (ours, theirs) in books["books"].items()
+        ),
+        f"- attempts and refunds open when the load stopped: {len(open_before)}"
         + (
             " (" + ", ".join(f"{s} {n}" for s, n in sorted(Counter(open_before).items())) + ")"
             if open_before
@@ -1277,55 +1492,114 @@ code), two codes on one cart at once, the limited code on four carts at once; pa
 the default card, `pm_card_visa` or `pm_card_chargeDeclined`, with or without an
 Idempotency-Key; the same pay twice with one key; one cart paid from two threads at
 once; pay a paid cart; after a 502/503/504, retry with the same key (mostly; some are
-left to the end's reconcile). Every response is recorded and checked at once: statuses
-and error codes each endpoint documents, a 200 pay shows a paid cart and an attempt for
-its total, a 402 a declined one, an apply takes off what the code's rule says, every cart
-shown has total = subtotal - discount and at most one successful attempt, and a discount
-or a paid status once seen never goes away.
+left to the end's reconcile); refund a paid cart by a tenth to a third of its subtotal
+or in full, two to four refunds of one cart at once (one of them sometimes "everything
+left"), the same refund twice with one key, and retry a refund after a 502/503/504.
+Every response is recorded and checked at once: statuses and error codes each endpoint
+documents, a 200 pay shows a paid cart and an attempt for its total, a 402 a declined
+one, a 200 refund a refund made of the amount asked and a partially refunded or refunded
+cart, an apply takes off what the code's rule says, every cart shown has total =
+subtotal - discount, at most one successful attempt, an `amount_refunded` within its
+total that its status agrees with, and a discount or a paid status once seen never goes
+away. (A cart is read row by row: a refund made between reading the cart and its refunds
+is listed before `amount_refunded` counts it, never the other way round.)
 
-A fault thread queues one provider fault (`POST /control/faults`) every 2-4 s when the
-previous one is used up, chosen with its own seeded RNG: latency below the read timeout
-(0.2-1 s), latency above it (2-3 s), http_500, http_503 for 1-3 charges, reset,
-empty_reply, malformed, charge_then_delay (2-3 s). Under load a single fault breaks one
-attempt of one pay and the API's retries absorb it, so the menu also has two outages
-(left out with `--no-outages`): the same kinds with `count: null` for a window, then
-cleared. "latency 4 s, then malformed" makes the provider hang for 1 s (those requests
-charge 4 s later) and then answer garbage for 2 s, which is where the retries of the hung
-requests land; "brownout" hangs every charge for 4 s by 6 s, longer than all the
-retries of a pay, so attempts end 504 and stay open for reconcile. The provider's journal
-says which charge request each fault hit; the pay responses for that cart in flight at
-that moment are its answers.
+The provider runs in its random fault mode for the whole load (`{"mode": "random",
+"rate": 0.2, "seed": <seed>, "delay_ms": [200, 3000]}`): every charge and refund request
+draws, and a fifth meet a fault of a kind drawn from all nine: latency and
+charge_then_delay (0.2-3 s, below and above the 1.5 s read timeout), http_500, http_503,
+reset, empty_reply, malformed, charge_then_reset and charge_then_empty_reply (the
+provider charges or refunds, then drops the answer). A random fault breaks one attempt
+of one request and the API's retries mostly absorb it, so a fault thread also runs an
+outage every 6-12 s (left out with `--no-outages`): one kind with `count: null` for a
+window, then the queue is cleared (the random mode goes on). "latency 4 s, then
+malformed" makes the provider hang for 1 s (those requests land 4 s later) and then
+answer garbage for 2 s, which is where the retries of the hung requests land;
+"brownout" hangs every request for 4 s by 6 s, longer than all the retries, so attempts
+and refunds end 504 and stay open for reconcile; "charge, then reset" processes every
+request and drops every answer for 2 s. The provider's journal says which request each
+fault hit; the pay and refund responses for that cart in flight at that moment are its
+answers. While the provider is slow, each API process lets 2 provider calls wait
+(`PAYMENT_MAX_IN_FLIGHT`, half its 4 threads); the others get a fast 503
+`payment_provider_busy`, which the clients retry.
 
 ## Checks after the load
 
-The load stops; faults are cleared; attempts still open are counted; after waiting the
-stale time plus the longest fault delay (so every delayed provider request has landed),
-`python manage.py reconcile_payments --older-than 0` runs on the same database. Then the
-API's cart list, the database (`soak/db.py dump`), the provider's ledger
-(`GET /payments`) and journal are read, and:
+The load stops; faults are cleared; attempts and refunds still open are counted; after
+waiting the stale time plus the longest fault delay (so every delayed provider request
+has landed), `python manage.py reconcile_payments --older-than 0` runs on the same
+database. Then the API's cart list, the database (`soak/db.py dump`), the provider's
+ledgers (`GET /payments`, `GET /refunds`) and journal are read, and:
 
-1. No 500 and no 5xx other than 502/503/504 on `/pay/` with their documented code
-   (`payment_provider_error`, `payment_provider_unavailable`, `payment_provider_timeout`,
-   `payment_outcome_unknown`) and an injected fault hitting that cart's charge during
-   the request. No request without an answer (the client waits 35 s, more than
-   gunicorn's 30 s worker timeout). No traceback or ERROR line in the API's log, except
-   `django.request`'s line for each documented 5xx of `/pay/` (counted apart).
+1. No 500 and no 5xx other than 502/503/504 on `/pay/` and `/refund/` with their
+   documented code (`payment_provider_error`, `payment_provider_unavailable`,
+   `payment_provider_busy`, `payment_outcome_unknown`, `refund_outcome_unknown`) and an
+   injected fault hitting that cart's request during it (a busy answer needs none). No
+   request without an answer (the client waits 35 s, more than gunicorn's 30 s worker
+   timeout). No traceback or ERROR line in the API's log, except `django.request`'s
+   line for each documented 5xx (counted apart).
 2. No lost update: every cart in the database has total = subtotal - amount_discounted;
    each code's times_used equals the carts holding it and the number of 200 applies of
    it, and never exceeds its limit; every 200 apply's cart (code, subtotal, discount,
    total) is what the database holds; no cart got two 200 applies; no cart holds a code
    without a 200 apply.
-3. The books balance: the carts the API lists as paid with a non-zero total are exactly
-   the carts with a successful charge in the provider's ledger, each has exactly one,
-   of the cart's total in minor units and its currency; fully discounted paid carts have
-   none; every successful attempt in the database names a ledger charge of its cart
-   with its idempotency key, and every ledger charge is recorded (as its
-   `provider_payment_id`) by the attempt that sent its key; every cart has one
-   successful attempt if paid, none if not; no attempt is left open and no cart is
+3. The books balance, per currency, in minor units: successful charges minus refunds in
+   the provider's ledgers equal the totals of the carts paid (success, partially
+   refunded or refunded) minus their `amount_refunded`. Every paid cart with a non-zero
+   total has exactly one charge recorded as its payment (its successful attempt names it,
+   of the cart's total), fully discounted ones none; any other charge of a cart is a
+   duplicate recorded here (`duplicate`) and given back in full at the provider; every
+   provider refund is a successful refund here of the same amount and every successful
+   refund here is in the provider's ledger; each charge's refund hold
+   (`amount_refunded`) equals its refunds made; the API and the database agree on every
+   cart's status and amount refunded; no attempt or refund is left open and no cart is
    processing.
 
 The exit status is 1 when any check fails; each violation is printed with the cart's
 request sequence. With `--record` the summary below is rewritten from the run.
+"""
+
+
+FOUND = """\
+## What it has found
+
+Each bug it found is fixed, with a regression test:
+
+1. **A double charge** (`tests/test_payment_api.py`:
+   `test_nonsense_after_an_earlier_read_timeout_still_means_maybe_charged`;
+   `payments/tests/test_pay_integration.py`:
+   `test_a_slow_charge_then_nonsense_keeps_the_attempt_open_so_no_second_charge`).
+   The provider hung past the read timeout, the client's retry got a malformed answer,
+   the ledger had no charge *yet*, so the attempt was closed as "nothing charged" and a
+   later pay with a new key charged again when the hung request completed. Now nonsense
+   after a timed-out attempt counts as "maybe charged": the attempt stays open and the
+   next pay resumes it with the same key; and `reconcile_payments` re-checks attempts
+   recently closed as not charged and records any charge that landed late.
+2. **An Idempotency-Key replaying another outcome**
+   (`payments/tests/test_pay_service.py`:
+   `test_a_key_that_resumed_another_attempt_replays_that_attempts_outcome`).
+   A keyed pay that resumed an attempt left open by another request answered with that
+   attempt's decline, but repeating it paid anew. Keys now map to the attempt that
+   answered them (`PaymentRequest`).
+3. **A pay answering a stale cart**
+   (`payments/tests/test_pay_service.py`:
+   `test_the_pay_answer_shows_a_discount_applied_while_the_request_began`).
+   A discount applied between a pay request reading the cart and locking it was charged
+   correctly (the total is read under the lock) but the answer showed the cart without
+   it. The answer now shows the cart as locked.
+4. **A refund retry answered 200 with nothing refunded**
+   (`payments/tests/test_refund_service.py`:
+   `test_the_same_key_after_a_refund_proven_not_made_tries_it_again_with_the_same_key`,
+   `test_a_busy_process_tries_a_refund_not_made_again_later_instead_of_replaying_it`).
+   A refund that had ended 502/503 (proven not made) was "replayed" by its key with its
+   `error` status. The same request now tries it again, with the same provider key, after
+   reserving its amount again; only a refund made or declined is replayed.
+
+The double charge of a lost answer (the provider charges, the connection drops before
+its answer) is what the random fault mode's `charge_then_reset` and
+`charge_then_empty_reply` would hit at once with the old rule; the integration test
+`payments/tests/test_pay_integration.py::TestLostAnswers` reproduces it directly.
+
 """
 
 
@@ -1334,6 +1608,7 @@ def write_doc(summary: str, violations: list[tuple[str, str]], command: str) -> 
         "# Soak test",
         "",
         METHOD,
+        FOUND,
         "## Recorded run",
         "",
         f"`{command}`",
@@ -1501,6 +1776,9 @@ def soak(args, api_url: str, provider_url: str, env: dict, api: Server) -> int:
     state.session().delete(f"{provider_url}/control/faults", timeout=30).raise_for_status()
     before = db_dump(env)
     open_before = [p["status"] for p in before["payments"] if p["status"] in OPEN_ATTEMPT]
+    open_before += [
+        f"refund {r['status']}" for r in before["refunds"] if r["status"] in OPEN_ATTEMPT
+    ]
     wait = STALE_SECONDS + MAX_FAULT_DELAY_MS / 1000 + 1
     print(f"soak: {len(open_before)} attempts open; reconcile in {wait:.0f} s", flush=True)
     time.sleep(wait)
@@ -1513,6 +1791,7 @@ def soak(args, api_url: str, provider_url: str, env: dict, api: Server) -> int:
     api_carts = list_all_carts(state)
     db = db_dump(env)
     ledger = provider_get(state, "/payments")["data"]
+    provider_refunds = provider_get(state, "/refunds")["data"]
     journal = provider_get(state, "/control/journal")["data"]
     state.journal = journal
     log_problems, log_levels = scan_log(api.err_path)
@@ -1520,8 +1799,8 @@ def soak(args, api_url: str, provider_url: str, env: dict, api: Server) -> int:
         state.violate("api_log", line)
 
     check_lost_updates(state, db)
-    books = check_books(state, api_carts, db, ledger)
-    faults = attribute_faults(state, journal)
+    books = check_books(state, api_carts, db, ledger, provider_refunds)
+    faults = attribute_faults(state, journal, ledger)
     facts = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": git("rev-parse", "--short", "HEAD"),
