@@ -100,6 +100,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -209,6 +210,22 @@ def apply_targets(results: dict[str, Result], checks: dict[str, dict]) -> None:
         if "pay" in checks:
             passed = checks["pay"]["passed"]
             part(pay, passed, "exactly once" if passed else "CHARGE CHECK FAILED")
+    for suffix in ("", "_nolimit"):
+        quiet = results.get(f"get_cart_prod{suffix}")
+        busy = results.get(f"get_cart_slow_pays{suffix}")
+        if quiet is None or busy is None:
+            continue
+        quiet.target = "reference: no pay running"
+        busy.target = "≥ 0.80 × no pay running (median of the pairs)"
+        load = checks.get(f"slow_pays{suffix}") or {}
+        versus = load.get("median_ratio", busy.rps / quiet.rps if quiet.rps else 0.0)
+        ok = versus >= 0.8
+        part(busy, ok, f"{versus:.2f} × {'≥' if ok else '<'} 0.80")
+        if "median_ratio_by_cpu" in load:
+            busy.parts.append(f"by CPU {load['median_ratio_by_cpu']:.2f}")
+        if load:
+            ok = load["max_pay_s"] <= PAY_BOUND_SECONDS
+            part(busy, ok, f"slowest pay {load['max_pay_s']:.1f} s ≤ {PAY_BOUND_SECONDS:.1f} s")
     for result in results.values():
         if result.errors or result.exhausted:
             part(result, False, f"{result.errors} errors")
@@ -242,6 +259,18 @@ class Processes:
             )
         self.children.append((name, process))
         return process
+
+    def stop(self, process: subprocess.Popen) -> None:
+        """Stop one child (and its process group) started here."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        self.children = [(n, p) for n, p in self.children if p is not process]
 
     def stop_all(self) -> None:
         for _, process in reversed(self.children):
@@ -403,6 +432,116 @@ class Seeder:
             self.process.kill()
             self.process.wait()
         self.log.close()
+
+
+# --- Pays in flight --------------------------------------------------------------------
+
+
+class PayLoad:
+    """Storefronts paying while something else is measured: each thread pays one fresh cart
+    after another (`pm_card_visa`, an Idempotency-Key per cart). On `503
+    payment_provider_busy` it waits the `Retry-After` seconds and pays the same cart
+    again (a busy answer opened nothing), as a client that honours the header does."""
+
+    def __init__(self, api_url: str, ids: list[str], threads: int) -> None:
+        self.api_url = api_url
+        self.ids = iter(ids)
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.active = threading.Event()  # cleared: no new pay is sent
+        self.sending = 0  # pays sent and not answered yet
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        self.statuses: Counter = Counter()
+        self.pay_seconds: list[float] = []  # answers that were not "busy"
+        self.busy_seconds: list[float] = []
+        self.exhausted = 0
+
+    def resume(self, settle: float) -> None:
+        """Pay again, and give the pays `settle` seconds to fill every provider slot."""
+        self.active.set()
+        time.sleep(settle)
+
+    def pause(self, timeout: float) -> None:
+        """Send no new pay, and wait until every pay sent was answered."""
+        self.active.clear()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self.sending:
+                    return
+            time.sleep(0.05)
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def next_id(self) -> str | None:
+        with self.lock:
+            return next(self.ids, None)
+
+    def run(self) -> None:
+        session = http()
+        cart = self.next_id()
+        while cart is not None and not self.stopping.is_set():
+            if not self.active.wait(0.2):
+                continue
+            with self.lock:
+                self.sending += 1
+            started = time.monotonic()
+            try:
+                response = session.post(
+                    f"{self.api_url}/api/cart/{cart}/pay/",
+                    json={"payment_method": "pm_card_visa"},
+                    headers={"Idempotency-Key": f"slow-{cart}"},
+                    timeout=PAY_BOUND_SECONDS + 30,
+                )
+                status, code = response.status_code, ""
+                if status >= 400:
+                    code = (response.json().get("error") or {}).get("code", "")
+            except requests.ConnectionError:
+                # A keep-alive connection the server closed while idle (the Retry-After
+                # wait outlasts gunicorn's keep-alive): a client with an Idempotency-Key
+                # sends the same request again, which cannot pay twice.
+                with self.lock:
+                    self.sending -= 1
+                    self.statuses["connection closed, sent again"] += 1
+                continue
+            except (requests.RequestException, ValueError) as exc:
+                status, code = 0, type(exc).__name__
+            took = time.monotonic() - started
+            with self.lock:
+                self.sending -= 1
+                self.statuses[f"{status} {code}".strip()] += 1
+                if code == "payment_provider_busy":
+                    self.busy_seconds.append(took)
+                else:
+                    self.pay_seconds.append(took)
+            if code == "payment_provider_busy":
+                self.stopping.wait(float(response.headers.get("Retry-After", "1")))
+                continue
+            cart = self.next_id()
+        if cart is None:
+            with self.lock:
+                self.exhausted += 1
+
+    def stop(self) -> dict:
+        self.stopping.set()
+        self.active.set()
+        for thread in self.threads:
+            thread.join(PAY_BOUND_SECONDS + 40)
+        pays = sorted(self.pay_seconds)
+        busy = sorted(self.busy_seconds)
+        fine = ("200", "503 payment_provider_busy", "connection closed")
+        bad = sum(n for answer, n in self.statuses.items() if not answer.startswith(fine))
+        return {
+            "passed": bad == 0 and not self.exhausted,
+            "statuses": dict(self.statuses),
+            "paid": self.statuses.get("200", 0),
+            "p50_pay_s": pays[len(pays) // 2] if pays else 0.0,
+            "max_pay_s": pays[-1] if pays else 0.0,
+            "max_busy_s": busy[-1] if busy else 0.0,
+            "exhausted": self.exhausted,
+        }
 
 
 # --- wrk -------------------------------------------------------------------------------
@@ -669,7 +808,20 @@ SCENARIOS = {
     "apply_discount": "apply discount `POST /api/cart/{id}/apply_discount/`",
     "provider": "fake provider alone `POST /request_payment`",
     "pay": "pay `POST /api/cart/{id}/pay/`",
+    "get_cart_prod": "get cart, production gunicorn, no pay running",
+    "get_cart_slow_pays": "get cart, production gunicorn, pays waiting on a slow provider",
+    "get_cart_prod_nolimit": "get cart, production gunicorn, no pay running, no in-flight limit",
+    "get_cart_slow_pays_nolimit": "get cart, pays waiting on a slow provider, no in-flight limit",
 }
+# Scenarios that run only with --provider-latency: reads while pays wait on the provider.
+SLOW_PROVIDER = ("get_cart_prod", "get_cart_slow_pays")
+SLOW_PROVIDER_NOLIMIT = ("get_cart_prod_nolimit", "get_cart_slow_pays_nolimit")
+# What the pay client in the API waits at most (CoreRoot/settings.py defaults): every
+# attempt's read timeout plus the backoff between them. A pay must never take longer.
+READ_TIMEOUT, MAX_RETRIES, BACKOFF = 5.0, 2, 0.2
+PAY_BOUND_SECONDS = READ_TIMEOUT * (MAX_RETRIES + 1) + sum(
+    BACKOFF * 2**n for n in range(MAX_RETRIES)
+)
 
 
 class DatabaseRun:
@@ -723,7 +875,7 @@ class DatabaseRun:
         return env
 
     def start(self) -> None:
-        url = self.database_url()
+        url = self.database_url_value = self.database_url()
         self.provider_port, self.api_port = free_port(), free_port()
         env = self.env(url, self.provider_port)
         migrate = subprocess.run(
@@ -938,6 +1090,10 @@ class DatabaseRun:
             self.run_apply()
         if self.wanted("provider") or self.wanted("pay"):
             self.run_provider_and_pay(listed)
+        if self.opts.provider_latency and self.wanted("get_cart_slow_pays"):
+            self.run_slow_provider(listed, SLOW_PROVIDER, limit=None)
+            if not self.opts.no_unlimited:
+                self.run_slow_provider(listed, SLOW_PROVIDER_NOLIMIT, limit=0)
         self.remeasure_bare()
 
         logged = self.server_errors()
@@ -1040,6 +1196,114 @@ class DatabaseRun:
         self.checks["pay"] = pay_check
         print(f"  pay check: {json.dumps(pay_check)}", flush=True)
 
+    def start_production_api(self, limit: int | None) -> tuple[str, subprocess.Popen, Path]:
+        """The API as deployed: `CoreRoot/gunicorn.py` (2 workers x 4 threads), its access
+        log included; `limit` sets PAYMENT_MAX_IN_FLIGHT (None: the default)."""
+        port = free_port()
+        env = self.env(self.database_url_value, self.provider_port)
+        env.update(
+            GUNICORN_WORKERS="2",
+            GUNICORN_THREADS="4",
+            GUNICORN_BIND=f"127.0.0.1:{port}",
+            DJANGO_SETTINGS_MODULE="CoreRoot.settings",
+        )
+        if limit is not None:
+            env["PAYMENT_MAX_IN_FLIGHT"] = str(limit)
+        log = self.work / f"api-production-{'default' if limit is None else limit}.log"
+        process = self.processes.start(
+            "api-production",
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "--config",
+                "python:CoreRoot.gunicorn",
+                "--no-control-socket",
+                "CoreRoot.wsgi:application",
+            ],
+            env,
+            log,
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_until_answers(f"{url}/health/ready/", process, log)
+        return url, process, log
+
+    def run_slow_provider(self, listed: Path, names: tuple[str, str], limit: int | None) -> None:
+        """GET cart on the production gunicorn config, alone and while --slow-pays clients
+        pay carts at a provider that takes --provider-latency ms, in --slow-pairs pairs of
+        back-to-back windows. The machine is shared: a pair's two windows meet about the
+        same load from others, so the ratio of each pair, and their median, say what the
+        pays cost the reads; the rows show the pair whose ratio is the median."""
+        quiet_name, busy_name = names
+        url, process, log = self.start_production_api(limit)
+        masters = dict(self.cpu.masters)
+        self.cpu.masters["api"] = process.pid  # its CPU is ours, not "others'"
+        session = http()
+        latency = self.opts.provider_latency / 1000
+        window, pairs = self.opts.slow_window, self.opts.slow_pairs
+        try:
+            self.reset_provider(session)
+            # Warm every thread (URL conf, a database connection each) and wrk's path.
+            with contextlib.suppress(requests.RequestException):
+                for _ in range(16):
+                    session.get(f"{url}/health/ready/", timeout=10)
+            self.wrk.run("get_cart.lua", url, max(1, self.opts.warmup), ids=listed, tag="Wslow")
+            per_thread = math.ceil(pairs * (window + latency + 3) / max(latency, 0.05)) + 4
+            pool = self.work / f"{busy_name}.ids"
+            self.seed("carts", count=per_thread * self.opts.slow_pays, file=str(pool))
+            load = PayLoad(url, pool.read_text().split(), self.opts.slow_pays)
+            load.start()
+            runs = []
+            for _ in range(pairs):
+                load.pause(timeout=PAY_BOUND_SECONDS + 5)
+                quiet = self.window(listed, url, window)
+                load.resume(settle=latency + 1)  # every slot now waits on the provider
+                busy = self.window(listed, url, window)
+                runs.append((busy[0]["rps"] / max(quiet[0]["rps"], 1e-9), quiet, busy))
+            summary = load.stop()
+            runs.sort(key=lambda run: run[0])
+            ratio, quiet, busy = runs[len(runs) // 2]
+            summary["pair_ratios"] = [round(run[0], 2) for run in runs]
+            summary["median_ratio"] = ratio
+            summary["median_ratio_by_cpu"] = total_cpu_ms(quiet[0]) / max(
+                total_cpu_ms(busy[0]), 1e-9
+            )
+            for name, (raw, others) in ((quiet_name, quiet), (busy_name, busy)):
+                self.results[name] = Result(
+                    name=name,
+                    label=SCENARIOS[name],
+                    rps=raw["rps"],
+                    p50_ms=raw["p50_us"] / 1000,
+                    p99_ms=raw["p99_us"] / 1000,
+                    errors=raw["errors"],
+                    requests=raw["requests"],
+                    statuses=raw["statuses"],
+                    raw=raw,
+                    others_cpu=others,
+                )
+            self.checks[f"slow_pays{'_nolimit' if limit == 0 else ''}"] = summary
+            print(f"  slow pays: {json.dumps(summary)}", flush=True)
+        finally:
+            self.cpu.masters = masters
+            self.processes.stop(process)
+            logged = log.read_text(errors="replace")
+            problems = logged.count("Traceback (most recent call last)")
+            if problems or "WORKER TIMEOUT" in logged:
+                self.notes.append(f"{busy_name}: the production API logged {problems} tracebacks")
+
+    def window(self, listed: Path, url: str, seconds: float) -> tuple[dict, float]:
+        """One measured wrk run of GET cart: its numbers and the others' CPU share."""
+        before = self.cpu.snapshot()
+        raw = self.wrk.run("get_cart.lua", url, seconds, ids=listed, tag="slow")
+        use = self.cpu.use(before, self.cpu.snapshot())
+        raw["cpu_seconds"] = use.seconds
+        print(
+            f"  window {raw['rps']:9.1f} req/s  p50 {raw['p50_us'] / 1000:7.2f} ms  "
+            f"others' CPU {use.others_percent:.0f}%",
+            flush=True,
+        )
+        return raw, use.others_percent
+
     def server_errors(self) -> str:
         text = self.api_log.read_text(errors="replace") if self.api_log.exists() else ""
         counts = {
@@ -1102,8 +1366,9 @@ def markdown(section: Section, opts: argparse.Namespace, meta: dict) -> str:
     label = DB_LABELS[section.db]
     m = meta["machine"]
     lines = [
-        f"<!-- bench:{section.db}:start -->",
-        f"### {label}",
+        f"<!-- bench:{section_id(section.db, opts)}:start -->",
+        f"### {label}"
+        + (f", provider answering in {opts.provider_latency} ms" if opts.provider_latency else ""),
         "",
         f"Run {meta['date']} · commit {meta['commit']} · {section.info['version']} · "
         f"gunicorn 2 sync workers · wrk {opts.connections} connections, "
@@ -1177,9 +1442,22 @@ def markdown(section: Section, opts: argparse.Namespace, meta: dict) -> str:
             f"{pay['not_paid']} answered 200 but not paid, {pay['charged_twice']} charged "
             f"twice, {pay['open_attempts']} attempts left open → {verdict}."
         )
+    for suffix, what in (("", "the default in-flight limit"), ("_nolimit", "no in-flight limit")):
+        load = section.checks.get(f"slow_pays{suffix}")
+        if load:
+            lines.append(
+                f"Slow provider, {what}: {opts.slow_pays} clients paying at a provider that "
+                f"takes {opts.provider_latency} ms per charge (production gunicorn, "
+                f"2 workers x 4 threads): answers {json.dumps(load['statuses'])}; pay p50 "
+                f"{load['p50_pay_s']:.2f} s, slowest {load['max_pay_s']:.2f} s (bound: the "
+                f"client's read timeout x attempts + backoff = {PAY_BOUND_SECONDS:.1f} s); "
+                f"slowest busy answer {load['max_busy_s'] * 1000:.0f} ms. GET cart rate with "
+                f"pays / without, in {len(load.get('pair_ratios', []))} pairs of "
+                f"{opts.slow_window:g} s windows: {load.get('pair_ratios')}."
+            )
     for note in section.notes:
         lines.append(f"Note: {note}")
-    lines.append(f"<!-- bench:{section.db}:end -->")
+    lines.append(f"<!-- bench:{section_id(section.db, opts)}:end -->")
     return "\n".join(lines) + "\n"
 
 
@@ -1191,6 +1469,12 @@ def cpu_cell(result: Result) -> str:
         return cell + " (provider)"
     pg = cpu_ms(result.raw, "pg")
     return cell + (f" + {pg:.2f} PG" if pg >= 0.005 else "")
+
+
+def section_id(db: str, opts: argparse.Namespace) -> str:
+    """The markers of a database's section in --output; a run with --provider-latency
+    (a what-if) has its own section, so it never replaces the plain results."""
+    return db + (f"-provider-{opts.provider_latency}ms" if opts.provider_latency else "")
 
 
 def write_output(path: Path, sections: dict[str, str]) -> None:
@@ -1246,6 +1530,32 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="what if: the fake provider answers every charge after MS milliseconds",
     )
     parser.add_argument(
+        "--slow-pays",
+        type=int,
+        default=16,
+        metavar="N",
+        help="with --provider-latency: clients paying while GET cart is measured",
+    )
+    parser.add_argument(
+        "--slow-pairs",
+        type=int,
+        default=5,
+        metavar="N",
+        help="with --provider-latency: pairs of windows (no pays, pays) GET cart is measured in",
+    )
+    parser.add_argument(
+        "--slow-window",
+        type=float,
+        default=5,
+        metavar="S",
+        help="with --provider-latency: seconds of each measured window",
+    )
+    parser.add_argument(
+        "--no-unlimited",
+        action="store_true",
+        help="with --provider-latency: skip the comparison without an in-flight limit",
+    )
+    parser.add_argument(
         "--only", default="", help="scenarios to run (bare always runs), e.g. provider,pay"
     )
     parser.add_argument("--profile", default="", help="scenarios to py-spy, e.g. list_10000,pay")
@@ -1297,7 +1607,9 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: every process started here was stopped", file=sys.stderr)
         return 130
-    blocks = {db: markdown(section, opts, meta) for db, section in sections.items()}
+    blocks = {
+        section_id(db, opts): markdown(section, opts, meta) for db, section in sections.items()
+    }
     print()
     for block in blocks.values():
         print(block)

@@ -56,11 +56,14 @@ class ProviderBusyError(ProviderTroubleError):
         "The payment provider is answering slowly and this server has as many payments in "
         "flight as it allows. Nothing was sent. Retry after the Retry-After delay."
     )
-    headers = {"Retry-After": "1"}
     refund_message = (
         "The payment provider is answering slowly and this server has as many provider "
         "calls in flight as it allows. Nothing was sent. Retry after the Retry-After delay."
     )
+
+    def __init__(self, message: str | None = None, *, subject: str = "payment", retry_after=1):
+        super().__init__(message, subject=subject)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class ProviderUnavailableError(ProviderTroubleError):

@@ -32,7 +32,9 @@ Otherwise it stays open (`unknown`), and the answer says `payment_taken: null`
 from __future__ import annotations
 
 import functools
+import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,21 +56,47 @@ def _slots(limit: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(limit)
 
 
+class _CallTimes:
+    """How long provider calls held their slot lately (an exponentially weighted mean),
+    so a busy answer can say when a slot is likely free again: `Retry-After`."""
+
+    WEIGHT = 0.2
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.mean = 1.0
+
+    def add(self, seconds: float) -> None:
+        with self.lock:
+            self.mean += self.WEIGHT * (seconds - self.mean)
+
+    def retry_after(self) -> int:
+        """Whole seconds, at least 1, at most the client's read timeout."""
+        ceiling = max(1, math.ceil(settings.PAYMENT_API_READ_TIMEOUT))
+        return min(ceiling, max(1, math.ceil(self.mean)))
+
+
+_call_times = _CallTimes()
+
+
 @contextmanager
 def provider_slot(*, subject: str = "payment") -> Iterator[None]:
     """Hold one of the process's provider slots for the block, or raise
-    `ProviderBusyError` at once when none is free."""
+    `ProviderBusyError` at once when none is free (its `Retry-After`: about how long
+    provider calls have been taking)."""
     limit = settings.PAYMENT_MAX_IN_FLIGHT
     if limit <= 0:
         yield
         return
     slots = _slots(limit)
     if not slots.acquire(blocking=False):
-        raise ProviderBusyError(subject=subject)
+        raise ProviderBusyError(subject=subject, retry_after=_call_times.retry_after())
+    started = time.monotonic()
     try:
         yield
     finally:
         slots.release()
+        _call_times.add(time.monotonic() - started)
 
 
 @dataclass(frozen=True)

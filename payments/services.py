@@ -165,7 +165,7 @@ def _pay_answer_without_provider(
         if request is not None and request.payment.status in _SETTLED:
             _copy_state(cart, Cart.objects.get(pk=cart.pk))
             return request.payment
-    if Cart.objects.get(pk=cart.pk).is_paid:
+    if cart.is_paid:  # paid is final: a copy that says so is up to date
         raise CartPaidError()
     return None
 

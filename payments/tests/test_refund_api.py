@@ -266,7 +266,7 @@ class TestProviderTrouble:
 
         body = response_json(response)
         assert (response.status_code, body["error"]["code"]) == (503, "payment_provider_busy")
-        assert response["Retry-After"] == "1"
+        assert int(response["Retry-After"]) >= 1
         assert body["refund_made"] is False
         assert Refund.objects.count() == 0
 

@@ -368,7 +368,7 @@ def test_a_busy_process_refuses_a_new_refund_before_anything_is_reserved(setting
         refund(cart, "3.00")
 
     assert raised.value.status_code == 503
-    assert raised.value.headers == {"Retry-After": "1"}
+    assert int(raised.value.headers["Retry-After"]) >= 1
     assert refund_made_back(raised) is False
     assert Refund.objects.count() == 0
     assert charge_of(cart).amount_refunded == 0
