@@ -1375,7 +1375,9 @@ def markdown(section: Section, opts: argparse.Namespace, meta: dict) -> str:
         f"{min(2, opts.connections)} threads, {opts.warmup:g} s warm-up + "
         f"{opts.duration:g} s measured per scenario"
         + (
-            f"; what-if: every charge at the fake provider takes {opts.provider_latency} ms."
+            f"; what-if: every charge at the fake provider takes {opts.provider_latency} ms. "
+            f"The slow-provider rows: production gunicorn (2 workers x 4 threads), "
+            f"{opts.slow_pairs} pairs of {opts.slow_window:g} s windows."
             if opts.provider_latency
             else "."
         ),
