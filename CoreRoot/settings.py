@@ -85,6 +85,7 @@ CSRF_FAILURE_VIEW = "common.views.csrf_failure"
 REQUIRE_STAFF_FOR_MANAGEMENT = IS_PROD
 
 INSTALLED_APPS = [
+    "common",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -200,7 +201,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "common.api.NewestFirstCursorPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "common.schema.AutoSchema",
     "EXCEPTION_HANDLER": "common.exception_handler.api_exception_handler",
     "COERCE_DECIMAL_TO_STRING": False,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -217,8 +218,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "common.schema.add_error_responses",
+        "common.schema.add_error_component",
     ],
+    # Docstrings are for developers; each operation has its own text for callers
+    # (`common.schema.documented`).
+    "DISABLE_DOCSTRING_DESCRIPTIONS": True,
     # Interactive docs from our own static files: they work with no internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
