@@ -85,8 +85,8 @@ CSRF_FAILURE_VIEW = "common.views.csrf_failure"
 REQUIRE_STAFF_FOR_MANAGEMENT = IS_PROD
 
 INSTALLED_APPS = [
-    "common",
-    "django.contrib.admin",
+    "common",  # first: its admin templates extend Django's
+    "common.apps.ServiceAdminConfig",  # django.contrib.admin with the service's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
