@@ -18,6 +18,7 @@ from common.admin import (
     Panel,
     PanelRow,
     ReadOnlyInline,
+    ReadOnlyModelAdmin,
     ServiceModelAdmin,
     format_money,
     money,
@@ -80,33 +81,21 @@ class CartAdmin(ServiceModelAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(ReadOnlyModelAdmin):
     """The payment ledger: read-only, written by the payment flow alone."""
 
     list_display = (
-        "id",
-        "cart",
-        "amount",
-        "currency",
+        short_id("id"),
+        short_id("cart_id", label="Cart"),
+        money("amount"),
         "status",
         "decline_code",
-        "provider_payment_id",
         "created",
         "completed",
     )
-    list_filter = ("status", "currency", "decline_code", "created")
+    list_filter = ("status", "currency", "decline_code", "created", "completed")
     search_fields = ("id", "cart__id", "provider_payment_id", "idempotency_key")
-    list_select_related = ("cart",)
     ordering = ("-created",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.site.add_panel
