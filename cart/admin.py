@@ -84,6 +84,7 @@ class CartAdmin(ServiceModelAdmin):
 class PaymentAdmin(ReadOnlyModelAdmin):
     """The payment ledger: read-only, written by the payment flow alone."""
 
+    # Read at 1366 px with the navigation and the filters open.
     list_display = (
         short_id("id"),
         short_id("cart_id", label="Cart"),
@@ -91,7 +92,6 @@ class PaymentAdmin(ReadOnlyModelAdmin):
         "status",
         "decline_code",
         "created",
-        "completed",
     )
     list_filter = ("status", "currency", "decline_code", "created", "completed")
     search_fields = ("id", "cart__id", "provider_payment_id", "idempotency_key")
