@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import http
 import string
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -92,6 +93,10 @@ _DESCRIPTIONS = {
 }
 
 
+# What DRF's messages name, in the examples ("Unsupported media type "{media_type}"…").
+_EXAMPLE_REQUEST = types.SimpleNamespace(media_type="text/plain", method="DELETE")
+
+
 @dataclasses.dataclass(frozen=True)
 class ErrorDoc:
     """One error an operation can answer, as the docs show it."""
@@ -121,7 +126,8 @@ class ErrorDoc:
             )
         if issubclass(error, exceptions.APIException):
             code = RENAMED_CODES.get(error.default_code, error.default_code)
-            return cls(status=error.status_code, code=code, message=str(error.default_detail))
+            message = _format(error.default_detail, _EXAMPLE_REQUEST)
+            return cls(status=error.status_code, code=code, message=message)
         raise TypeError(f"{error!r} is neither an ApplicationError nor a DRF exception")
 
     def example(self) -> dict[str, Any]:
