@@ -29,6 +29,13 @@ class CartPaymentInProgressError(CartFrozenError):
     message = "This cart is being paid and cannot change until the payment completes."
 
 
+class CartNotDeletableError(ConflictError):
+    """Someone tried to pay the cart: its attempts belong to the payment ledger."""
+
+    code = "cart_not_deletable"
+    message = "A cart someone tried to pay stays: its payment attempts are in the ledger."
+
+
 class InvalidPaymentTransitionError(ConflictError):
     code = "invalid_payment_transition"
     message = "The cart's payment status cannot change that way."

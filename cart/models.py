@@ -24,10 +24,12 @@ from django.db import models
 from django.db.models import F, Q
 
 from cart.errors import (
+    CartNotDeletableError,
     CartPaidError,
     CartPaymentInProgressError,
     InvalidPaymentTransitionError,
 )
+from common import money
 from common.fields import AmountField, check_fits_currency, clean_currency
 
 # The payment ledger lives in `payments.models`; its names stay importable from here,
@@ -123,7 +125,8 @@ class Cart(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.id} ({self.total} {self.currency}, {self.payment_status})"
+        total = money.format_amount(self.total, self.currency)
+        return f"{self.id} ({total}, {self.payment_status})"
 
     def save(self, *args, **kwargs):
         if self.subtotal is None:
@@ -158,6 +161,18 @@ class Cart(models.Model):
             raise CartPaidError()
         if self.payment_status == PaymentStatus.PROCESSING:
             raise CartPaymentInProgressError()
+
+    def check_deletable(self) -> None:
+        """Raise `CartNotDeletableError` once someone tried to pay the cart: a paid cart
+        stays in the books, and every attempt stays in the payment ledger."""
+        if self.is_paid:
+            raise CartNotDeletableError("It is paid: paid carts stay in the books.")
+        attempts = self.payments.count()
+        if attempts:
+            plural = "s" if attempts > 1 else ""
+            raise CartNotDeletableError(
+                f"It has {attempts} payment attempt{plural}, which the payment ledger keeps."
+            )
 
     def move_to(self, status: str) -> None:
         """Change `payment_status`, refusing any move the state machine does not allow."""

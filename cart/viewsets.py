@@ -5,17 +5,16 @@ serialize the cart. With ENV=PROD, listing every cart and refunding need a staff
 one cart is reached by its UUID.
 """
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import extend_schema_view
+from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from cart import api_docs
 from cart.filters import CartFilter
 from cart.models import Cart
 from cart.serializers import (
-    CartPaymentSerializer,
-    CartRefundSerializer,
     CartSerializer,
     PayCartSerializer,
     PaymentSerializer,
@@ -23,18 +22,18 @@ from cart.serializers import (
 )
 from cart.services import cart_apply_discount, cart_create, cart_pay
 from common.api import ListFiltersOnlyMixin
-from common.errors import error_body
 from common.permissions import IsStaffForManagement
 from discount.serializers import ApplyDiscountSerializer
+from payments.errors import CardDeclinedError, RefundDeclinedError
 from payments.models import PaymentAttemptStatus, RefundStatus
 from payments.serializers import RefundCartSerializer, RefundSerializer
 from payments.services import refund_create
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List carts, newest first"),
-    create=extend_schema(summary="Create a cart"),
-    retrieve=extend_schema(summary="Get one cart"),
+    list=api_docs.LIST,
+    create=api_docs.CREATE,
+    retrieve=api_docs.RETRIEVE,
 )
 class CartViewSet(
     ListFiltersOnlyMixin,
@@ -63,11 +62,7 @@ class CartViewSet(
     def perform_create(self, serializer):
         serializer.instance = cart_create(**serializer.validated_data)
 
-    @extend_schema(
-        summary="Apply a discount code to the cart",
-        request=ApplyDiscountSerializer,
-        responses={200: CartSerializer},
-    )
+    @api_docs.APPLY_DISCOUNT
     @action(detail=True, methods=["post"])
     def apply_discount(self, request, pk=None):
         cart = self.get_object()
@@ -77,21 +72,7 @@ class CartViewSet(
         cart_apply_discount(cart=cart, discount=serializer.validated_data["discount"])
         return Response(CartSerializer(cart).data)
 
-    @extend_schema(
-        summary="Pay the cart through the payment provider",
-        request=PayCartSerializer,
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                str,
-                OpenApiParameter.HEADER,
-                description="Repeat a request with the same key to get the same outcome "
-                "instead of a second charge (1 to 200 printable ASCII characters).",
-                pattern=r"^[ -~]{1,200}$",
-            )
-        ],
-        responses={200: CartPaymentSerializer},
-    )
+    @api_docs.PAY
     @action(detail=True, methods=["post"])
     def pay(self, request, pk=None):
         cart = self.get_object()
@@ -101,26 +82,10 @@ class CartViewSet(
         payment = cart_pay(cart=cart, idempotency_key=key, **serializer.validated_data)
         body = {"cart": CartSerializer(cart).data, "payment": PaymentSerializer(payment).data}
         if payment.status == PaymentAttemptStatus.FAILED:
-            declined = error_body("card_declined", "The card was declined.", "payment_method")
-            declined["error"]["decline_code"] = payment.decline_code
-            return Response({**declined, **body}, status=status.HTTP_402_PAYMENT_REQUIRED)
+            raise CardDeclinedError(decline_code=payment.decline_code, **body)
         return Response(body)
 
-    @extend_schema(
-        summary="Give money back: all or part of what the cart was charged",
-        request=RefundCartSerializer,
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                str,
-                OpenApiParameter.HEADER,
-                description="Repeat a request with the same key to get the same refund "
-                "instead of a second one (1 to 200 printable ASCII characters).",
-                pattern=r"^[ -~]{1,200}$",
-            )
-        ],
-        responses={200: CartRefundSerializer},
-    )
+    @api_docs.REFUND
     @action(detail=True, methods=["post"])
     def refund(self, request, pk=None):
         cart = self.get_object()
@@ -130,6 +95,5 @@ class CartViewSet(
         refund = refund_create(cart=cart, idempotency_key=key, **serializer.validated_data)
         body = {"cart": CartSerializer(cart).data, "refund": RefundSerializer(refund).data}
         if refund.status == RefundStatus.FAILED:
-            declined = error_body("refund_declined", refund.error, "amount")
-            return Response({**declined, **body}, status=status.HTTP_402_PAYMENT_REQUIRED)
+            raise RefundDeclinedError(**body)
         return Response(body)

@@ -4,7 +4,7 @@ raise DiscountExpiredError()
 # -> 400 {"error": {"code": "discount_expired", "field": "code", ...}}
 """
 
-from common.errors import ApplicationError
+from common.errors import ApplicationError, ConflictError
 
 
 class DiscountError(ApplicationError):
@@ -56,3 +56,10 @@ class DiscountNoEffectError(DiscountError):
 class DiscountCodeTakenError(DiscountError):
     code = "code_taken"
     message = "A discount with this code already exists (codes are case-insensitive)."
+
+
+class DiscountInUseError(ConflictError):
+    """A code carts refer to cannot be deleted; switching it off stops it."""
+
+    code = "discount_in_use"
+    message = "Carts used this code, so it cannot be deleted: switch it off instead."

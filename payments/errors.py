@@ -5,12 +5,18 @@
 
 Provider trouble carries what it proves about the money: `payment_taken` (pay) or
 `refund_made` (refund) is `false` only when it is proven that nothing was charged or
-refunded (see `payments.provider.outcome_after_failure`), `null` while it is not known.
+refunded (the rule is `payments.provider.outcome_after_failure`), `null` while it is not
+known. Each error names the members its answer carries (`extra_schema`), which the API
+docs show on the statuses where it occurs.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from common.errors import ApplicationError, ConflictError
+
+RETRYABLE = {"type": "boolean", "description": "Repeating the request is safe."}
 
 
 class IdempotencyKeyReusedError(ConflictError):
@@ -28,23 +34,88 @@ class PaymentMethodRefusedError(ApplicationError):
     field = "payment_method"
 
 
-class ProviderTroubleError(ApplicationError):
-    """The provider could not be used, or did not say what it did.
+class CardDeclinedError(ApplicationError):
+    """The provider declined the charge: the cart is `failed` and may be paid again.
 
-    `taken` is what the answer says of the money: False (proven: nothing was charged or
-    refunded) or None (not known yet). `subject` picks the member: `payment_taken` for a
-    pay, `refund_made` for a refund.
+    Not a failure of the request: the answer holds the cart and the attempt that says why.
+    """
+
+    status_code = 402
+    code = "card_declined"
+    message = "The card was declined."
+    field = "payment_method"
+    extra_schema = {
+        "error": {
+            "decline_code": {
+                "type": "string",
+                "description": "Why the provider declined, e.g. insufficient_funds.",
+            }
+        },
+        "cart": {"$ref": "#/components/schemas/Cart"},
+        "payment": {"$ref": "#/components/schemas/Payment"},
+    }
+
+    def __init__(self, *, decline_code: str, cart: dict, payment: dict):
+        super().__init__(
+            extra={"error": {"decline_code": decline_code}, "cart": cart, "payment": payment}
+        )
+
+
+class RefundDeclinedError(ApplicationError):
+    """The provider answered that it could not make the refund: nothing was given back,
+    the amount is free again. The answer holds the cart and the refund."""
+
+    status_code = 402
+    code = "refund_declined"
+    message = "The payment provider could not make the refund. Nothing was refunded."
+    field = "amount"
+    extra_schema = {
+        "cart": {"$ref": "#/components/schemas/Cart"},
+        "refund": {"$ref": "#/components/schemas/Refund"},
+    }
+
+    def __init__(self, *, cart: dict, refund: dict):
+        super().__init__(extra={"cart": cart, "refund": refund})
+
+
+class ProviderTroubleError(ApplicationError):
+    """The provider could not be used, or did not say what it did, for a pay.
+
+    `taken` is what the answer says of the money: False (proven: nothing was charged) or
+    None (not known yet). The `Refund…` subclasses say it of a refund (`refund_made`).
     """
 
     status_code = 503
     taken: bool | None = False
-    refund_message: str | None = None  # the message when a refund meets the trouble
+    member = "payment_taken"
+    extra_schema = {
+        "payment_taken": {
+            "type": "boolean",
+            "nullable": True,
+            "description": "false: proven that nothing was charged. null: not known yet; "
+            "retrying resumes the same attempt and cannot charge twice.",
+        },
+        "retryable": RETRYABLE,
+    }
 
-    def __init__(self, message: str | None = None, *, subject: str = "payment"):
-        member = "refund_made" if subject == "refund" else "payment_taken"
-        if message is None and subject == "refund":
-            message = self.refund_message
-        super().__init__(message, extra={member: self.taken, "retryable": True})
+    @classmethod
+    def extra_members(cls) -> dict[str, Any]:
+        return {cls.member: cls.taken, "retryable": True}
+
+
+class RefundTroubleMixin:
+    """The same trouble, met by a refund: the answer says `refund_made`."""
+
+    member = "refund_made"
+    extra_schema = {
+        "refund_made": {
+            "type": "boolean",
+            "nullable": True,
+            "description": "false: proven that nothing was refunded. null: not known yet; "
+            "retrying with the same Idempotency-Key resumes the same refund.",
+        },
+        "retryable": RETRYABLE,
+    }
 
 
 class ProviderBusyError(ProviderTroubleError):
@@ -56,13 +127,9 @@ class ProviderBusyError(ProviderTroubleError):
         "The payment provider is answering slowly and this server has as many payments in "
         "flight as it allows. Nothing was sent. Retry after the Retry-After delay."
     )
-    refund_message = (
-        "The payment provider is answering slowly and this server has as many provider "
-        "calls in flight as it allows. Nothing was sent. Retry after the Retry-After delay."
-    )
 
-    def __init__(self, message: str | None = None, *, subject: str = "payment", retry_after=1):
-        super().__init__(message, subject=subject)
+    def __init__(self, message: str | None = None, *, retry_after: int = 1):
+        super().__init__(message)
         self.headers = {"Retry-After": str(retry_after)}
 
 
@@ -70,7 +137,6 @@ class ProviderUnavailableError(ProviderTroubleError):
     status_code = 503
     code = "payment_provider_unavailable"
     message = "The payment provider is unavailable. No payment was taken; retry later."
-    refund_message = "The payment provider is unavailable. Nothing was refunded; retry later."
 
 
 class ProviderBadAnswerError(ProviderTroubleError):
@@ -79,10 +145,6 @@ class ProviderBadAnswerError(ProviderTroubleError):
     message = (
         "The payment provider's answer could not be used, and its ledger shows no charge. "
         "No payment was taken; retry."
-    )
-    refund_message = (
-        "The payment provider's answer could not be used, and its ledger shows no refund. "
-        "Nothing was refunded; retry."
     )
 
 
@@ -97,7 +159,25 @@ class PaymentOutcomeUnknownError(ProviderTroubleError):
     taken = None
 
 
-class RefundOutcomeUnknownError(ProviderTroubleError):
+class RefundProviderBusyError(RefundTroubleMixin, ProviderBusyError):
+    message = (
+        "The payment provider is answering slowly and this server has as many provider "
+        "calls in flight as it allows. Nothing was sent. Retry after the Retry-After delay."
+    )
+
+
+class RefundProviderUnavailableError(RefundTroubleMixin, ProviderUnavailableError):
+    message = "The payment provider is unavailable. Nothing was refunded; retry later."
+
+
+class RefundProviderBadAnswerError(RefundTroubleMixin, ProviderBadAnswerError):
+    message = (
+        "The payment provider's answer could not be used, and its ledger shows no refund. "
+        "Nothing was refunded; retry."
+    )
+
+
+class RefundOutcomeUnknownError(RefundTroubleMixin, ProviderTroubleError):
     status_code = 504
     code = "refund_outcome_unknown"
     message = (
@@ -106,9 +186,6 @@ class RefundOutcomeUnknownError(ProviderTroubleError):
         "refund twice."
     )
     taken = None
-
-    def __init__(self, message: str | None = None):
-        super().__init__(message, subject="refund")
 
 
 class EarlierPaymentOutcomeUnknownError(ConflictError):
@@ -119,9 +196,18 @@ class EarlierPaymentOutcomeUnknownError(ConflictError):
         "An earlier payment of this cart may have been charged and its outcome is not known "
         "yet. Nothing was sent for this request. Retry later, or repeat the earlier request."
     )
+    extra_schema = {
+        "payment_taken": {
+            "type": "boolean",
+            "nullable": True,
+            "description": "null: the earlier payment may have charged the cart.",
+        },
+        "retryable": RETRYABLE,
+    }
 
-    def __init__(self, message: str | None = None):
-        super().__init__(message, extra={"payment_taken": None, "retryable": True})
+    @classmethod
+    def extra_members(cls) -> dict[str, Any]:
+        return {"payment_taken": None, "retryable": True}
 
 
 class CartNotPaidError(ConflictError):

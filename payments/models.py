@@ -28,6 +28,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import F, Q
 
+from common import money
 from common.fields import AmountField
 
 
@@ -147,7 +148,8 @@ class Payment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} for cart {self.cart_id}: {self.status}"
+        amount = money.format_amount(self.amount, self.currency)
+        return f"{amount} for cart {self.cart_id}: {self.status}"
 
     @property
     def is_open(self) -> bool:
@@ -237,7 +239,8 @@ class Refund(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} back of {self.payment_id}: {self.status}"
+        amount = money.format_amount(self.amount, self.currency)
+        return f"{amount} back of {self.payment_id}: {self.status}"
 
     @property
     def is_open(self) -> bool:

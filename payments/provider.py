@@ -43,7 +43,7 @@ from typing import Any
 from django.conf import settings
 
 import utils
-from payments.errors import ProviderBusyError
+from payments.errors import ProviderBusyError, RefundProviderBusyError
 from payments.models import ErrorCode
 
 
@@ -90,7 +90,8 @@ def provider_slot(*, subject: str = "payment") -> Iterator[None]:
         return
     slots = _slots(limit)
     if not slots.acquire(blocking=False):
-        raise ProviderBusyError(subject=subject, retry_after=_call_times.retry_after())
+        busy = RefundProviderBusyError if subject == "refund" else ProviderBusyError
+        raise busy(retry_after=_call_times.retry_after())
     started = time.monotonic()
     try:
         yield

@@ -72,6 +72,8 @@ from payments.errors import (
     RefundExceedsCapturedError,
     RefundInProgressError,
     RefundOutcomeUnknownError,
+    RefundProviderBadAnswerError,
+    RefundProviderUnavailableError,
 )
 from payments.models import (
     OPEN_ATTEMPT_STATUSES,
@@ -323,10 +325,12 @@ def _not_done_error(code: ErrorCode, cause: Exception, *, subject: str = "paymen
         "amount_exceeds_refundable"
     ):
         error = RefundExceedsCapturedError()
-    elif code in (ErrorCode.PROVIDER_UNAVAILABLE,):
-        error = ProviderUnavailableError(subject=subject)
+    elif code == ErrorCode.PROVIDER_UNAVAILABLE:
+        refund = subject == "refund"
+        error = RefundProviderUnavailableError() if refund else ProviderUnavailableError()
     else:
-        error = ProviderBadAnswerError(subject=subject)
+        refund = subject == "refund"
+        error = RefundProviderBadAnswerError() if refund else ProviderBadAnswerError()
     error.__cause__ = cause
     return error
 

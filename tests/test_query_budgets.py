@@ -142,7 +142,7 @@ def test_get_and_patch_discount_stay_within_budget(api_client):
     assert small == large
     get, patch = large
     assert get <= 1
-    assert patch <= 7
+    assert patch <= 8  # Discount.clean() checks the code is still free, whatever the door
 
 
 def test_apply_discount_stays_within_budget(api_client):

@@ -40,6 +40,21 @@ def test_ledger_cannot_be_edited_or_deleted(admin_client, declined_payment):
     assert admin_client.get("/admin/payments/payment/add/").status_code == 403
 
 
+def test_ledger_shows_amounts_in_the_currency_and_short_ids(admin_client, declined_payment):
+    html = admin_client.get("/admin/payments/payment/").content.decode()
+
+    assert "20.00 USD" in html
+    assert f'title="{declined_payment.pk}">{str(declined_payment.pk)[:8]}</span>' in html
+    assert f'title="{declined_payment.cart_id}">' in html
+    assert "20.0000" not in html
+
+
+def test_ledger_page_has_no_save_or_delete_button(admin_client, declined_payment):
+    html = admin_client.get(f"/admin/payments/payment/{declined_payment.pk}/change/").content
+    assert b'name="_save"' not in html
+    assert b"deletelink" not in html
+
+
 def test_cart_page_shows_its_payments(admin_client, declined_payment):
     response = admin_client.get(f"/admin/cart/cart/{declined_payment.cart_id}/change/")
     assert "insufficient_funds" in response.content.decode()
@@ -102,7 +117,7 @@ def test_the_cart_action_refunds_what_is_left_through_the_refund_service(
     )
 
     text = [str(message) for message in response.context["messages"]]
-    assert any("refund of 12 USD success" in line for line in text), text
+    assert any("refund of 12.00 USD success" in line for line in text), text
     assert any("Only a paid cart can be refunded" in line for line in text), text
     cart.refresh_from_db()
     assert (cart.payment_status, cart.amount_refunded) == ("refunded", Decimal("12.00"))
