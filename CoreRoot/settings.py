@@ -7,7 +7,9 @@ API, DEBUG on, SQLite, the fake payment provider. `ENV=PROD` locks the service d
 refuses to start without the secrets a deployment must provide.
 """
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -64,14 +66,52 @@ if ENV not in {"DEV", "PROD"}:
     raise ImproperlyConfigured(f"ENV must be DEV or PROD, not {ENV!r}.")
 IS_PROD = ENV == "PROD"
 
+DEV_SECRET_KEY = "django-insecure-local-development-key-not-for-production"
+# Values that appear in this repository's files (examples, the image's build step) or in
+# tutorials: a deployment that copied one has no secret at all.
+KNOWN_EXAMPLE_SECRET_KEYS = {
+    DEV_SECRET_KEY,
+    "changeme",
+    "change-me",
+    "secret",
+    "collectstatic-only",
+    "your-secret-key",
+    "insecure",
+}
+SECRET_KEY_MIN_LENGTH = 50
+
+
+def check_secret_key(value: str) -> str:
+    """A production SECRET_KEY: long, varied, and not one anybody else has seen."""
+    if (
+        len(value) < SECRET_KEY_MIN_LENGTH
+        or len(set(value)) < 5
+        or value.lower() in KNOWN_EXAMPLE_SECRET_KEYS
+        or value.startswith("django-insecure")
+    ):
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is too weak for ENV=PROD: use at least {SECRET_KEY_MIN_LENGTH} "
+            'random characters that appear nowhere else, e.g. python -c "import secrets; '
+            'print(secrets.token_urlsafe(50))"'
+        )
+    return value
+
+
+def check_allowed_hosts(hosts: list[str]) -> list[str]:
+    if "*" in hosts:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS must name the service's host names with ENV=PROD, not '*': any "
+            "Host header would be accepted (and used in absolute URLs)."
+        )
+    return hosts
+
+
 if IS_PROD:
-    SECRET_KEY = env_required("SECRET_KEY")
-    ALLOWED_HOSTS = split_list(env_required("ALLOWED_HOSTS"))
+    SECRET_KEY = check_secret_key(env_required("SECRET_KEY"))
+    ALLOWED_HOSTS = check_allowed_hosts(split_list(env_required("ALLOWED_HOSTS")))
     DEBUG = False
 else:
-    SECRET_KEY = (
-        env_str("SECRET_KEY") or "django-insecure-local-development-key-not-for-production"
-    )
+    SECRET_KEY = env_str("SECRET_KEY") or DEV_SECRET_KEY
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
     # Off by default even in DEV: with DEBUG on, Django answers unknown URLs with HTML
     # debug pages instead of the API's JSON errors. Turn it on to see tracebacks.
@@ -102,6 +142,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: forwarded headers are dropped unless a trusted proxy sent them, and bodies
+    # too large (413) or without a length (411) are answered before anything reads them.
+    "common.middleware.TrustedProxyMiddleware",
+    "common.middleware.RequestBodyGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -234,6 +278,14 @@ _payment_api = REAL_PAYMENT_API if IS_PROD else FAKE_PAYMENT_API
 PAYMENT_API_BASE_URL = (
     _payment_api if "://" in _payment_api else f"http://{_payment_api}"
 ).rstrip("/")
+# Card data and amounts travel to the provider: plain HTTP only where it is a private
+# network the operator vouches for.
+PAYMENT_API_ALLOW_HTTP = env_bool("PAYMENT_API_ALLOW_HTTP", False)
+if IS_PROD and not PAYMENT_API_BASE_URL.startswith("https://") and not PAYMENT_API_ALLOW_HTTP:
+    raise ImproperlyConfigured(
+        f"REAL_PAYMENT_API must be an https:// URL with ENV=PROD, not {REAL_PAYMENT_API!r}. "
+        "Set PAYMENT_API_ALLOW_HTTP=true only for a provider on a private network."
+    )
 PAYMENT_API_CONNECT_TIMEOUT = env_number("PAYMENT_API_CONNECT_TIMEOUT", 2.0, float)
 PAYMENT_API_READ_TIMEOUT = env_number("PAYMENT_API_READ_TIMEOUT", 5.0, float)
 PAYMENT_API_MAX_RETRIES = env_number("PAYMENT_API_MAX_RETRIES", 2, int)
@@ -243,9 +295,66 @@ PAYMENT_API_RETRY_BACKOFF = env_number("PAYMENT_API_RETRY_BACKOFF", 0.2, float)
 # client's worst case: (connect + read timeout) x (retries + 1) plus the backoff.
 PAYMENT_ATTEMPT_STALE_SECONDS = env_number("PAYMENT_ATTEMPT_STALE_SECONDS", 60, int)
 
+# --- The edge: proxies and request size ------------------------------------------------
+# CIDRs of the reverse proxies in front of the service (Compose: its private network).
+# Only a request whose TCP peer is in one of them has its X-Forwarded-For / -Proto read;
+# the client is then the right-most untrusted X-Forwarded-For entry (common.clientip).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+for _cidr in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXIES: {_cidr!r} is not an IP address or CIDR network."
+        ) from None
+if TRUSTED_PROXIES:
+    # Believed only from a trusted proxy: common.middleware drops it from anyone else.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Largest request body accepted (413 payload_too_large above it). The API's bodies are a
+# few hundred bytes; the proxy's client_max_body_size is set to the same value.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_number("REQUEST_BODY_MAX_BYTES", 262144, int)
+
+# --- Rate limits (common.ratelimit) ----------------------------------------------------
+# Counters live in a cache every process shares: Redis when REDIS_URL is set (required
+# with ENV=PROD; Compose runs one), local memory otherwise (make run: one process).
+REDIS_URL = env_required("REDIS_URL") if IS_PROD else env_str("REDIS_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": (
+        {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "ratelimit",
+            # A slow or absent Redis must not stall requests (see RATELIMIT_FAIL_OPEN).
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ratelimit"}
+    ),
+}
+# name: rate, as N/period (s, m, h, d; "10/15m" = 10 per 15 minutes) or "off". The name's
+# end says what is counted per: the client IP, the cart in the URL, the username sent.
+RATE_LIMITS = {
+    "cart_create_per_ip": env_str("RATELIMIT_CART_CREATE_PER_IP", "60/m"),
+    "apply_discount_per_ip": env_str("RATELIMIT_APPLY_DISCOUNT_PER_IP", "20/m"),
+    "apply_discount_per_cart": env_str("RATELIMIT_APPLY_DISCOUNT_PER_CART", "10/15m"),
+    "pay_per_cart": env_str("RATELIMIT_PAY_PER_CART", "10/10m"),
+    "token_per_ip": env_str("RATELIMIT_TOKEN_PER_IP", "10/m"),
+    "token_per_username": env_str("RATELIMIT_TOKEN_PER_USERNAME", "10/h"),
+}
+for _name, _rate in RATE_LIMITS.items():
+    if _rate.strip().lower() not in {"off", "none", ""} and not re.fullmatch(
+        r"\d+/(?:[1-9]\d*)?[smhd]", _rate.strip().lower()
+    ):
+        raise ImproperlyConfigured(
+            f"RATELIMIT_{_name.upper()} must be N/period such as 20/m, 10/15m or off, "
+            f"not {_rate!r}."
+        )
+# When Redis cannot be reached: true lets requests through (logged), false answers 503.
+RATELIMIT_FAIL_OPEN = env_bool("RATELIMIT_FAIL_OPEN", True)
+
 # --- Production hardening (`manage.py check --deploy` reports nothing with ENV=PROD) --
 if IS_PROD:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Health checks come from the orchestrator over plain HTTP inside the network.
     SECURE_REDIRECT_EXEMPT = [r"^health/"]

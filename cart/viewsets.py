@@ -23,6 +23,7 @@ from cart.services import cart_apply_discount, cart_create, cart_pay
 from common.api import ListFiltersOnlyMixin
 from common.errors import error_body
 from common.permissions import IsStaffForManagement
+from common.ratelimit import RateLimitedMixin
 from discount.serializers import ApplyDiscountSerializer
 
 
@@ -32,6 +33,7 @@ from discount.serializers import ApplyDiscountSerializer
     retrieve=extend_schema(summary="Get one cart"),
 )
 class CartViewSet(
+    RateLimitedMixin,
     ListFiltersOnlyMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -42,6 +44,12 @@ class CartViewSet(
     serializer_class = CartSerializer
     filterset_class = CartFilter
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+    # settings.RATE_LIMITS: carts cannot be created, codes guessed or cards tried in bulk.
+    rate_limits = {
+        "create": ["cart_create_per_ip"],
+        "apply_discount": ["apply_discount_per_ip", "apply_discount_per_cart"],
+        "pay": ["pay_per_cart"],
+    }
 
     def get_queryset(self):
         # A page of carts fetches their payments in one more query; one cart simply reads

@@ -4,8 +4,8 @@ drf-spectacular describes each endpoint's success answer from its serializer. Th
 post-processing hook (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]) adds the `Error`
 shape of `common.errors` and, to every operation, the error statuses it can answer:
 
-    400 bad input · 401/403 access · 404 unknown id · 406 Accept · 415 body type
-    409 frozen cart · 402 declined · 502/503/504 provider trouble (pay)
+    400 bad input · 401/403 access · 404 unknown id · 406 Accept · 413/415 body size/type
+    409 frozen cart · 402 declined · 429 rate limited · 502/503/504 provider trouble (pay)
 """
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -60,11 +60,17 @@ _DESCRIPTIONS = {
     "404": "No such resource.",
     "406": "The Accept header asks for something other than JSON.",
     "409": "The resource's state forbids this now (e.g. a paid cart).",
+    "413": "The request body is too large.",
     "415": "The body is not JSON.",
+    "429": "Too many requests: wait the seconds the Retry-After header says.",
     "502": "The payment provider answered nonsense; nothing was charged.",
     "503": "The payment provider is unavailable; nothing was charged.",
     "504": "The payment provider was too slow.",
 }
+
+
+# Operations with a limit of settings.RATE_LIMITS besides apply_discount and pay.
+_RATE_LIMITED_POSTS = ("/api/cart/", "/api/auth/token/")
 
 
 def _statuses(path: str, method: str, operation: dict) -> list[str]:
@@ -72,7 +78,11 @@ def _statuses(path: str, method: str, operation: dict) -> list[str]:
     if "{" in path:
         statuses.append("404")
     if "requestBody" in operation:
-        statuses.append("415")
+        statuses += ["413", "415"]
+    if method == "post" and (
+        path.endswith(("/apply_discount/", "/pay/")) or path in _RATE_LIMITED_POSTS
+    ):
+        statuses.append("429")
     if path.endswith(("/apply_discount/", "/pay/")) or method in ("put", "patch"):
         statuses.append("409")
     if path.endswith("/pay/"):

@@ -106,6 +106,8 @@ def api_servers(django_db_setup, fake_provider_url, tmp_path_factory):
         "FAKE_PAYMENT_API": fake_provider_url.split("://", 1)[1],
         "ENV": "DEV",
         "PAYMENT_API_READ_TIMEOUT": "2",
+        # The races send 16 pay requests for one cart at once: above the default limit.
+        "RATELIMIT_PAY_PER_CART": "100/m",
     }
     logs = tmp_path_factory.mktemp("gunicorn")
     servers: list[Api] = []
