@@ -269,6 +269,15 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- Discount codes ---------------------------------------------------------------------
+# Seconds a cart holds its reserved use of a code before paying; then the use is no
+# longer counted against usage_limit and `release_discount_reservations` takes the
+# discount off the cart (it is reserved again at payment if the code still allows).
+DISCOUNT_RESERVATION_TTL = env_number("DISCOUNT_RESERVATION_TTL", 1800, int)
+# Anonymous callers get one `discount_invalid` for unknown, inactive, not started,
+# expired and used-up codes, so guessing tells nothing (staff always see the reason).
+DISCOUNT_HIDE_REFUSAL_REASONS = env_bool("DISCOUNT_HIDE_REFUSAL_REASONS", IS_PROD)
+
 # --- Payment provider -----------------------------------------------------------------
 # FAKE_PAYMENT_API is host:port of the fake provider (fake_payment_server.py), used in
 # DEV; REAL_PAYMENT_API is the real provider's base URL, required with ENV=PROD.

@@ -7,11 +7,11 @@
 
 Applying a discount locks the cart row (SELECT … FOR UPDATE on PostgreSQL; on SQLite
 every write transaction starts IMMEDIATE, which serializes writers), so two requests for
-one cart cannot both see "no discount yet": one wins, the other is refused. The use of
-the code is counted in the same transaction (`discount_use`), so a refused apply never
-consumes one. Discount uses are counted there, not when paying: racing payments cannot
-count anything, and a declined payment does not release the use, because the cart keeps
-its discount and may be paid again.
+one cart cannot both see "no discount yet": one wins, the other is refused. A use of
+the code is reserved in the same transaction (`discount_reserve`), so a refused apply
+never holds one, and consumed in the transaction that records the payment as successful
+(`discount_consume_reservation`); a reservation that expired before paying is renewed
+or the payment refused first (`discount_renew_reservation`, see `discount.services`).
 
 Paying holds exactly once:
 
@@ -70,7 +70,11 @@ from cart.models import (
     PaymentStatus,
 )
 from discount.models import Discount
-from discount.services import discount_use
+from discount.services import (
+    discount_consume_reservation,
+    discount_renew_reservation,
+    discount_reserve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +96,16 @@ def cart_apply_discount(*, cart: Cart, discount: Discount) -> Cart:
     `CartDiscountAlreadyAppliedError` when the cart already has a discount, and
     `CartFrozenError` (409) when the cart is paid or being paid.
     """
+    now = timezone.now()
     with transaction.atomic():
         locked = Cart.objects.select_for_update().get(pk=cart.pk)
         locked.check_can_change()
         if locked.discount_id is not None:
             raise CartDiscountAlreadyAppliedError()
         amount_off = discount.amount_off(locked.subtotal, locked.currency)
-        # Counting the use re-checks, in the same UPDATE, that the code is still usable:
-        # it may have been switched off or used up since the request was validated.
-        discount_use(discount=discount, at=timezone.now())
+        # Reserving the use re-checks, under the code's row lock, that it is still
+        # usable: it may have been switched off or used up since the request was validated.
+        discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now)
 
         locked.discount = discount
         locked.amount_discounted = amount_off
@@ -127,6 +132,7 @@ def cart_pay(
     `CartPaymentInProgressError` (409), `IdempotencyKeyReusedError` (409), or a
     `ProviderTroubleError` (502/503/504) when the provider could not be used.
     """
+    discount_renew_reservation(cart=cart)  # 409 discount_reservation_expired if it is gone
     payment, resumed = _open_attempt(
         cart=cart, payment_method=payment_method, request_key=idempotency_key
     )
@@ -359,6 +365,8 @@ def _settle(cart: Cart, payment: Payment, *, result: utils.PaymentResult | None)
             current.save()
             locked.move_to(PaymentStatus.SUCCESS if succeeded else PaymentStatus.FAILED)
             locked.save(update_fields=_CART_STATE_FIELDS)
+            if succeeded:
+                discount_consume_reservation(cart=locked)
         elif current.status == PaymentAttemptStatus.ERROR and result and result.succeeded:
             _record_late_charge(locked, current, result)
     _copy_state(cart, locked)
@@ -382,6 +390,7 @@ def _record_late_charge(cart: Cart, payment: Payment, result: utils.PaymentResul
         cart.move_to(PaymentStatus.PROCESSING)
     cart.move_to(PaymentStatus.SUCCESS)
     cart.save(update_fields=_CART_STATE_FIELDS)
+    discount_consume_reservation(cart=cart)
 
 
 def _close_without_charge(cart: Cart, payment: Payment, *, reason: str) -> Payment:

@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from cart.errors import CartDiscountAlreadyAppliedError
 from cart.filters import CartFilter
 from cart.models import Cart, PaymentAttemptStatus
 from cart.serializers import (
@@ -24,7 +25,9 @@ from common.api import ListFiltersOnlyMixin
 from common.errors import error_body
 from common.permissions import IsStaffForManagement
 from common.ratelimit import RateLimitedMixin
+from discount.errors import DiscountReservationExpiredError
 from discount.serializers import ApplyDiscountSerializer
+from discount.services import discount_refusal_reasons, discount_reveals_reasons
 
 
 @extend_schema_view(
@@ -74,10 +77,16 @@ class CartViewSet(
     @action(detail=True, methods=["post"])
     def apply_discount(self, request, pk=None):
         cart = self.get_object()
-        cart.check_can_change()  # a frozen cart is a 409 whatever code is sent
-        serializer = ApplyDiscountSerializer(data=request.data)
+        # The cart's own refusals come first, whatever code is sent: they must not tell
+        # a caller anything about the code.
+        cart.check_can_change()
+        if cart.discount_id is not None:
+            raise CartDiscountAlreadyAppliedError()
+        reveal = discount_reveals_reasons(user=request.user)
+        serializer = ApplyDiscountSerializer(data=request.data, context={"reveal_reasons": reveal})
         serializer.is_valid(raise_exception=True)
-        cart_apply_discount(cart=cart, discount=serializer.validated_data["discount"])
+        with discount_refusal_reasons(reveal=reveal):
+            cart_apply_discount(cart=cart, discount=serializer.validated_data["discount"])
         return Response(CartSerializer(cart).data)
 
     @extend_schema(
@@ -101,7 +110,11 @@ class CartViewSet(
         key = validate_idempotency_key(request.headers.get("Idempotency-Key"))
         serializer = PayCartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        payment = cart_pay(cart=cart, idempotency_key=key, **serializer.validated_data)
+        try:
+            payment = cart_pay(cart=cart, idempotency_key=key, **serializer.validated_data)
+        except DiscountReservationExpiredError as exc:
+            exc.extra["cart"] = CartSerializer(cart).data  # its new total, to show
+            raise
         body = {"cart": CartSerializer(cart).data, "payment": PaymentSerializer(payment).data}
         if payment.status == PaymentAttemptStatus.FAILED:
             declined = error_body("card_declined", "The card was declined.", "payment_method")

@@ -112,7 +112,7 @@ def test_get_and_patch_discount_stay_within_budget(api_client):
     assert small == large
     get, patch = large
     assert get <= 1
-    assert patch <= 7
+    assert patch <= 8  # 7, and one more for `reserved_uses` of the changed code
 
 
 def test_apply_discount_stays_within_budget(api_client):
@@ -127,7 +127,9 @@ def test_apply_discount_stays_within_budget(api_client):
     small = apply()
     seed(60)
     large = apply()
-    assert small == large <= 8
+    # 8, and one more: the use is reserved (the code's row locked, then a row inserted)
+    # where it used to be counted by one UPDATE.
+    assert small == large <= 9
 
 
 @pytest.mark.integration
