@@ -123,6 +123,9 @@ CSRF_FAILURE_VIEW = "common.views.csrf_failure"
 # In production, discount management and the list of every cart need a staff user; a
 # single cart stays reachable by whoever holds its (unguessable) id.
 REQUIRE_STAFF_FOR_MANAGEMENT = IS_PROD
+# Creating a cart needs a storefront key (X-Storefront-Key, issued in the admin) or a
+# staff user, so carts cannot be created in bulk anonymously. DEV stays open.
+REQUIRE_STOREFRONT_KEY = env_bool("REQUIRE_STOREFRONT_KEY", IS_PROD)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -139,6 +142,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "discount",
     "cart",
+    "storefront",
 ]
 
 MIDDLEWARE = [

@@ -9,6 +9,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from cart.errors import CartDiscountAlreadyAppliedError
 from cart.filters import CartFilter
@@ -28,6 +29,7 @@ from common.ratelimit import RateLimitedMixin
 from discount.errors import DiscountReservationExpiredError
 from discount.serializers import ApplyDiscountSerializer
 from discount.services import discount_refusal_reasons, discount_reveals_reasons
+from storefront.access import StorefrontKeyAuthentication, StorefrontKeyRequired
 
 
 @extend_schema_view(
@@ -47,6 +49,10 @@ class CartViewSet(
     serializer_class = CartSerializer
     filterset_class = CartFilter
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+    authentication_classes = [
+        *api_settings.DEFAULT_AUTHENTICATION_CLASSES,
+        StorefrontKeyAuthentication,
+    ]
     # settings.RATE_LIMITS: carts cannot be created, codes guessed or cards tried in bulk.
     rate_limits = {
         "create": ["cart_create_per_ip"],
@@ -64,6 +70,8 @@ class CartViewSet(
     def get_permissions(self):
         if self.action == "list":
             return [IsStaffForManagement()]
+        if self.action == "create":
+            return [StorefrontKeyRequired()]
         return [AllowAny()]
 
     def perform_create(self, serializer):
