@@ -12,6 +12,7 @@ A key that is sent is checked wherever it is sent: an unknown or revoked one is
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -50,3 +51,19 @@ class StorefrontKeyRequired(BasePermission):
             f"Send the storefront's key in the {HEADER} header (issued in the admin).",
             code="storefront_key_required",
         )
+
+
+class StorefrontKeyScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes the key (drf-spectacular finds it by its target)."""
+
+    target_class = StorefrontKeyAuthentication
+    name = "storefrontKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": HEADER,
+            "description": "A storefront key, issued in the admin. Creating a cart needs "
+            "one in production (or a staff token).",
+        }
