@@ -309,17 +309,19 @@ PAYMENT_API_RETRY_BACKOFF = env_number("PAYMENT_API_RETRY_BACKOFF", 0.2, float)
 PAYMENT_ATTEMPT_STALE_SECONDS = env_number("PAYMENT_ATTEMPT_STALE_SECONDS", 60, int)
 
 # --- The edge: proxies and request size ------------------------------------------------
-# CIDRs of the reverse proxies in front of the service (Compose: its private network).
+# The reverse proxies in front of the service: addresses, CIDRs or host names (Compose:
+# `nginx`, resolved again every 30 s).
 # Only a request whose TCP peer is in one of them has its X-Forwarded-For / -Proto read;
 # the client is then the right-most untrusted X-Forwarded-For entry (common.clientip).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
-for _cidr in TRUSTED_PROXIES:
+for _entry in TRUSTED_PROXIES:
     try:
-        ipaddress.ip_network(_cidr, strict=False)
+        ipaddress.ip_network(_entry, strict=False)
     except ValueError:
-        raise ImproperlyConfigured(
-            f"TRUSTED_PROXIES: {_cidr!r} is not an IP address or CIDR network."
-        ) from None
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", _entry):
+            raise ImproperlyConfigured(
+                f"TRUSTED_PROXIES: {_entry!r} is not an IP address, CIDR network or host name."
+            ) from None
 if TRUSTED_PROXIES:
     # Believed only from a trusted proxy: common.middleware drops it from anyone else.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

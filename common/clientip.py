@@ -4,7 +4,8 @@
     is_trusted_proxy("10.0.3.4")  # True when 10.0.0.0/8 is in settings.TRUSTED_PROXIES
 
 `REMOTE_ADDR` is the peer of the TCP connection and cannot be forged. When that peer is a
-trusted proxy (`TRUSTED_PROXIES`, a list of CIDRs: the reverse proxy's network), the
+trusted proxy (`TRUSTED_PROXIES`: addresses, CIDRs, or host names such as Compose's
+`nginx`, looked up again every `RESOLVE_EVERY` seconds so a restarted proxy is found), the
 client is the right-most address of `X-Forwarded-For` that is not itself a trusted
 proxy: each proxy appends the peer it saw, so everything left of that entry was written
 by the client and is ignored. Without trusted proxies (`make run`), forwarded headers
@@ -18,6 +19,9 @@ per-address limits would be no limits at all.
 from __future__ import annotations
 
 import ipaddress
+import socket
+import threading
+import time
 from functools import lru_cache
 
 from django.conf import settings
@@ -33,9 +37,45 @@ FORWARDED_HEADERS = (
 )
 
 
+RESOLVE_EVERY = 30.0  # seconds
+
+
+def _network(entry: str):
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None  # a host name
+
+
 @lru_cache(maxsize=8)
-def _networks(cidrs: tuple[str, ...]) -> tuple:
-    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+def _static_networks(entries: tuple[str, ...]) -> tuple:
+    return tuple(n for n in map(_network, entries) if n is not None)
+
+
+_resolved: dict[str, tuple[float, tuple]] = {}
+_resolving = threading.Lock()
+
+
+def _host_networks(entries: tuple[str, ...]) -> tuple:
+    hosts = [entry for entry in entries if _network(entry) is None]
+    found = []
+    now = time.monotonic()
+    for host in hosts:
+        when, networks = _resolved.get(host, (-RESOLVE_EVERY, ()))
+        if now - when >= RESOLVE_EVERY:
+            with _resolving:
+                try:
+                    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+                    networks = tuple({ipaddress.ip_network(info[4][0]) for info in infos})
+                except (OSError, ValueError):
+                    networks = ()  # not up yet: trusted once it resolves
+                _resolved[host] = (now, networks)
+        found.extend(networks)
+    return tuple(found)
+
+
+def _networks(entries: tuple[str, ...]) -> tuple:
+    return _static_networks(entries) + _host_networks(entries)
 
 
 def _address(text: str):

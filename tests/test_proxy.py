@@ -1,7 +1,8 @@
 """The reverse proxy of deploy/nginx in front of the API, as Compose runs them: Debian's
 nginx with the same template, rendered the way the official image renders it, in front
 of gunicorn started with CoreRoot/gunicorn.py (one worker of 4 threads, so a handful of
-stuck threads would show).
+stuck threads would show). Inside the Compose stack (EDGE_PROXY_URL is set there) the
+same tests run against the stack's own nginx and the api container's gunicorn.
 
 Each attack on the edge, and what the pair answers: slow clients, chunked bodies, bodies,
 URLs and headers over the limits, forged X-Forwarded-For, the API being down.
@@ -89,7 +90,10 @@ http {{
 
 @pytest.fixture(scope="module")
 def edge(django_db_setup, tmp_path_factory):
-    """gunicorn (CoreRoot/gunicorn.py) behind nginx; the proxy is the only trusted one."""
+    """(proxy URL, gunicorn URL): the proxy is the API's only trusted one."""
+    if os.environ.get("EDGE_PROXY_URL"):  # inside Compose: the stack's own pair
+        yield os.environ["EDGE_PROXY_URL"], "http://127.0.0.1:8000"
+        return
     require_local_service("nginx", os.path.exists(NGINX))
     api_port = free_port()
     env = {
@@ -98,8 +102,8 @@ def edge(django_db_setup, tmp_path_factory):
         "GUNICORN_BIND": f"127.0.0.1:{api_port}",
         "GUNICORN_WORKERS": "1",
         "GUNICORN_THREADS": "4",
-        "TRUSTED_PROXIES": "127.0.0.1/32",
-        "RATELIMIT_CART_CREATE_PER_IP": "3/m",
+        "TRUSTED_PROXIES": "127.0.0.1",
+        "RATELIMIT_TOKEN_PER_IP": "10/m",
         "REDIS_URL": "",
     }
     api = start_process(
@@ -126,8 +130,8 @@ def edge(django_db_setup, tmp_path_factory):
 
 
 def address(url: str) -> tuple[str, int]:
-    host, port = url.rsplit("//", 1)[1].split(":")
-    return host, int(port)
+    host, _, port = url.rsplit("//", 1)[1].partition(":")
+    return host, int(port or 80)
 
 
 def assert_json_error(response, status: int, code: str) -> dict:
@@ -167,7 +171,7 @@ def test_the_same_slow_clients_stop_gunicorn_alone(edge):
     _, api_url = edge
     stalled = []
     try:
-        for _ in range(8):
+        for _ in range(12):  # more than gunicorn's threads (Compose: 2 workers x 4)
             sock = socket.create_connection(address(api_url), timeout=5)
             sock.sendall(b"GET /health/ HTTP/1.1\r\nHost: shop\r\n")
             stalled.append(sock)
@@ -248,15 +252,12 @@ def test_headers_the_proxy_lets_through_never_meet_gunicorns_html_limits(edge):
     assert requests.get(long_url, timeout=10).status_code == 200
 
 
-def create_cart_from(proxy_url: str, source: str, forwarded: str | None = None) -> int:
-    connection = http.client.HTTPConnection(
-        *address(proxy_url), timeout=10, source_address=(source, 0)
-    )
-    headers = {"Content-Type": "application/json"}
-    if forwarded:
-        headers["X-Forwarded-For"] = forwarded
-    body = json.dumps({"total": 1, "currency": "USD", "items_number": 1})
-    connection.request("POST", "/api/cart/", body=body, headers=headers)
+def ask_token_from(proxy_url: str, source: str | None, forwarded: str, username: str) -> int:
+    bind = (source, 0) if source else None
+    connection = http.client.HTTPConnection(*address(proxy_url), timeout=30, source_address=bind)
+    body = json.dumps({"username": username, "password": "guess"})
+    headers = {"Content-Type": "application/json", "X-Forwarded-For": forwarded}
+    connection.request("POST", "/api/auth/token/", body=body, headers=headers)
     status = connection.getresponse().status
     connection.close()
     return status
@@ -264,13 +265,18 @@ def create_cart_from(proxy_url: str, source: str, forwarded: str | None = None) 
 
 def test_the_api_limits_the_real_client_whatever_x_forwarded_for_says(edge):
     proxy_url, _ = edge
+    local = not os.environ.get("EDGE_PROXY_URL")
+    # Locally the proxy itself is 127.0.0.1: clients come from other loopback addresses.
+    source = "127.0.0.3" if local else None
 
     statuses = [
-        create_cart_from(proxy_url, "127.0.0.3", forwarded=f"198.51.100.{n}") for n in range(4)
+        ask_token_from(proxy_url, source, f"198.51.100.{n}", username=f"nobody{n}")
+        for n in range(11)
     ]
 
-    assert statuses == [201, 201, 201, 429]
-    assert create_cart_from(proxy_url, "127.0.0.4") == 201
+    assert statuses == [400] * 10 + [429]  # RATELIMIT_TOKEN_PER_IP: 10/m
+    if local:
+        assert ask_token_from(proxy_url, "127.0.0.4", "198.51.100.1", username="other") == 400
 
 
 def test_the_api_being_down_is_a_json_502(tmp_path):

@@ -62,3 +62,30 @@ def test_a_trusted_proxy_says_the_request_came_over_https(settings):
     TrustedProxyMiddleware(seen.append)(request)
 
     assert seen[0].is_secure()
+
+
+def test_a_proxy_named_by_host_is_trusted_at_the_addresses_it_resolves_to(settings, monkeypatch):
+    from common import clientip
+
+    settings.TRUSTED_PROXIES = ["proxy.internal"]
+    answers = {"proxy.internal": ["10.9.0.5"]}
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in answers:
+            raise OSError("unknown host")
+        return [(2, 1, 6, "", (ip, 0)) for ip in answers[host]]
+
+    monkeypatch.setattr(clientip.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(clientip, "_resolved", {})
+    clock = [1000.0]
+    monkeypatch.setattr(clientip.time, "monotonic", lambda: clock[0])
+
+    assert ip("10.9.0.5", "203.0.113.9") == "203.0.113.9"
+    assert ip("10.9.0.6", "203.0.113.9") == "10.9.0.6"
+    answers["proxy.internal"] = ["10.9.0.6"]  # the proxy restarted elsewhere
+    assert ip("10.9.0.6", "203.0.113.9") == "10.9.0.6"  # until the next lookup
+    clock[0] += clientip.RESOLVE_EVERY
+    assert ip("10.9.0.6", "203.0.113.9") == "203.0.113.9"
+    del answers["proxy.internal"]
+    clock[0] += clientip.RESOLVE_EVERY
+    assert ip("10.9.0.6", "203.0.113.9") == "10.9.0.6"  # unresolvable: trusted by nobody

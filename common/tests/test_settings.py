@@ -116,7 +116,7 @@ def test_prod_shares_rate_limit_counters_through_redis():
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local", "'proxy.local' is not an IP address"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8,proxy local", "'proxy local' is not an IP address"),
         ("RATELIMIT_PAY_PER_CART", "ten a minute", "RATELIMIT_PAY_PER_CART must be N/period"),
         ("RATELIMIT_TOKEN_PER_IP", "5/0m", "RATELIMIT_TOKEN_PER_IP must be N/period"),
     ],
