@@ -128,6 +128,18 @@ def test_bad_edge_settings_are_start_up_errors(variable, value, message):
     assert message in result.stderr
 
 
+@pytest.mark.parametrize(("env", "on"), [("PROD", "True"), ("DEV", "False")])
+def test_prod_needs_storefront_keys_and_hides_refusal_reasons(env, on):
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.REQUIRE_STOREFRONT_KEY, s.DISCOUNT_HIDE_REFUSAL_REASONS)"
+    )
+    result = manage("shell", "--no-imports", "-c", code, **{**PROD_ENV, "ENV": env})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [on, on]
+
+
 def test_prod_forces_debug_off_and_staff_only_management():
     code = (
         "from django.conf import settings as s;"

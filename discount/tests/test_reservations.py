@@ -258,3 +258,54 @@ def test_the_admin_shows_reserved_uses_and_the_reservations(admin_client, api_cl
         ).status_code
         == 403
     )
+
+
+class TestConsume:
+    """discount_consume_reservation never fails for a charge that happened."""
+
+    def test_a_reserved_use_is_consumed_once(self, api_client):
+        from discount.services import discount_consume_reservation
+
+        discount = DiscountFactory(code="ONCE", usage_limit=2)
+        cart = CartFactory()
+        apply(api_client, cart, "ONCE")
+        cart.refresh_from_db()
+
+        discount_consume_reservation(cart=cart)
+        discount_consume_reservation(cart=cart)  # a late charge recorded again
+
+        discount.refresh_from_db()
+        assert discount.times_used == 1
+        assert DiscountReservation.objects.get().status == "consumed"
+
+    def test_a_charge_after_the_release_is_logged_not_counted(self, api_client, caplog):
+        from discount.services import discount_consume_reservation
+
+        discount = DiscountFactory(code="LATECHARGE")
+        cart = CartFactory()
+        apply(api_client, cart, "LATECHARGE")
+        expire(cart)
+        discount_release_expired_reservations()
+        cart.refresh_from_db()
+
+        discount_consume_reservation(cart=cart)
+
+        assert "paid after its discount was released" in caplog.text
+        discount.refresh_from_db()
+        assert discount.times_used == 0
+
+    def test_a_use_past_the_limit_is_logged_and_the_constraint_kept(self, api_client, caplog):
+        from discount.services import discount_consume_reservation
+
+        discount = DiscountFactory(code="FULL", usage_limit=1)
+        cart = CartFactory()
+        apply(api_client, cart, "FULL")
+        Discount.objects.filter(pk=discount.pk).update(times_used=1)  # as if used meanwhile
+        cart.refresh_from_db()
+
+        discount_consume_reservation(cart=cart)
+
+        assert "consumed past its usage limit" in caplog.text
+        discount.refresh_from_db()
+        assert discount.times_used == 1
+        assert DiscountReservation.objects.get().status == "consumed"
