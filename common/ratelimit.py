@@ -35,6 +35,7 @@ import logging
 import math
 import re
 import time
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -122,14 +123,21 @@ def _per_ip(request, view) -> str:
 
 def _per_url_object(request, view) -> str:
     lookup = getattr(view, "lookup_url_kwarg", None) or getattr(view, "lookup_field", "pk")
-    return str(view.kwargs.get(lookup, "")).lower()
+    value = str(view.kwargs.get(lookup, ""))
+    try:  # one budget per object, however its id is spelled (case, dashes)
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value.lower()
 
 
 def _per_username(request, view) -> str | None:
     data = request.data
     username = data.get("username") if isinstance(data, dict) else None
-    # Case-folded: "Admin" and "admin" share one budget whatever the user model says.
-    return username.casefold()[:150] if isinstance(username, str) and username else None
+    if not isinstance(username, str):
+        return None
+    # As the login form reads it (surrounding spaces dropped), and case-folded: "Admin"
+    # and " admin" share one budget whatever the user model says.
+    return username.strip().casefold()[:150] or None
 
 
 KEY_FUNCTIONS = {"ip": _per_ip, "cart": _per_url_object, "username": _per_username}

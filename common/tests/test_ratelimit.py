@@ -112,6 +112,10 @@ def test_guessing_codes_on_one_cart_is_limited_whatever_the_ip(api_client, setti
     for n in range(3):
         assert apply(api_client, cart, f"NOPE{n}", ip=f"198.51.100.{n}").status_code == 400
     assert_too_many(apply(api_client, cart, "REAL", ip="198.51.100.9"))
+    # The same cart spelt another way is the same budget.
+    spelt = str(cart.pk).replace("-", "").upper()
+    response = api_client.post(f"/api/cart/{spelt}/apply_discount/", {"code": "REAL"})
+    assert_too_many(response)
     assert apply(api_client, CartFactory(), "REAL").status_code == 200
 
 
@@ -162,8 +166,8 @@ def test_password_guesses_for_one_user_are_limited_across_ips(
 
     for n in range(3):
         assert token(api_client, "staff", f"guess{n}", ip=f"192.0.2.{n}").status_code == 400
-    # Case does not make a new budget; the right password is refused as well until later.
-    assert_too_many(token(api_client, "STAFF", "a-long-staff-password", ip="192.0.2.9"))
+    # Case or spaces do not make a new budget; the right password waits as well.
+    assert_too_many(token(api_client, " STAFF ", "a-long-staff-password", ip="192.0.2.9"))
     assert token(api_client, "other", "guess", ip="192.0.2.9").status_code == 400
 
 
