@@ -13,8 +13,18 @@ export COMPOSE_PROJECT_NAME=shop_scale_check
 PORT=${API_PORT:-8000}
 REQUESTS=30
 
-trap 'docker compose down -v -t 2 >/dev/null 2>&1 || true' EXIT
-docker compose down -v -t 1 >/dev/null 2>&1 || true
+cleanup() {
+    docker compose down -v -t 2 >/dev/null 2>&1 || true
+    # podman-compose's `down` leaves the extra replicas (and so the network) behind.
+    local left
+    left=$(podman ps -aq --filter "label=io.podman.compose.project=$COMPOSE_PROJECT_NAME")
+    # shellcheck disable=SC2086  # one id per word
+    [ -z "$left" ] || podman rm -f -t 2 $left >/dev/null 2>&1 || true
+    podman network rm "${COMPOSE_PROJECT_NAME}_default" >/dev/null 2>&1 || true
+    podman volume rm "${COMPOSE_PROJECT_NAME}_pgdata" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+cleanup
 docker compose up -d --build --scale api=3 > "$STATE/scale-up.log" 2>&1 \
     || { tail -30 "$STATE/scale-up.log"; exit 1; }
 
