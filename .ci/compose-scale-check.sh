@@ -15,11 +15,14 @@ REQUESTS=30
 
 cleanup() {
     docker compose down -v -t 2 >/dev/null 2>&1 || true
-    # podman-compose's `down` leaves the extra replicas (and so the network) behind.
-    local left
-    left=$(podman ps -aq --filter "label=io.podman.compose.project=$COMPOSE_PROJECT_NAME")
-    # shellcheck disable=SC2086  # one id per word
-    [ -z "$left" ] || podman rm -f -t 2 $left >/dev/null 2>&1 || true
+    # podman-compose's `down` leaves the extra replicas (and so the network) behind; they
+    # would also keep the podman lock's file descriptor open. Two passes: dependents first.
+    local left _
+    for _ in 1 2; do
+        left=$(podman ps -aq --filter "label=io.podman.compose.project=$COMPOSE_PROJECT_NAME")
+        # shellcheck disable=SC2086  # one id per word
+        [ -z "$left" ] || podman rm -f -t 2 $left >/dev/null 2>&1 || true
+    done
     podman network rm "${COMPOSE_PROJECT_NAME}_default" >/dev/null 2>&1 || true
     podman volume rm "${COMPOSE_PROJECT_NAME}_pgdata" >/dev/null 2>&1 || true
 }
