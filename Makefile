@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine (Python 3.11+ required):
 #   make run    create .venv, install, migrate, serve the API on http://127.0.0.1:8000
 #               and the fake payment provider on :5005 (Ctrl-C stops both)
-#   make test   create .venv, install, run the whole test suite
+#   make test   create .venv, install, run the whole test suite (the browser tests need
+#               Debian's chromium: without it they are left out, with a message)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,11 +11,12 @@ PORT ?= 8000
 FAKE_PORT ?= 5005
 
 .DEFAULT_GOAL := help
-.PHONY: help install migrate run test lint format superuser bench soak clean
+.PHONY: help install migrate run test test-browser lint format superuser bench soak clean
 
 help:
 	@echo "make run        the API on http://$(HOST):$(PORT) + fake provider on :$(FAKE_PORT)"
 	@echo "make test       run the whole test suite (DATABASE_URL=... for PostgreSQL)"
+	@echo "make test-browser  only the docs and admin in headless Chromium (apt-get install chromium)"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make format     ruff format + ruff check --fix"
 	@echo "make superuser  create a staff user for the admin and API tokens"
@@ -39,6 +41,10 @@ run: migrate
 
 test: install
 	$(BIN)/python -m pytest $(ARGS)
+
+# The browser suite alone; it fails (rather than being left out) when Chromium is missing.
+test-browser: install
+	CI=true $(BIN)/python -m pytest -m browser --no-cov $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,7 +1,9 @@
 """Fixtures shared by every test: API clients for each kind of caller, and the real fake
-payment provider process for integration tests."""
+payment provider process for integration tests. Browser tests (`tests/browser/`) need
+Chromium: without one they are deselected on a developer's machine, and fail in CI."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -63,6 +65,37 @@ def fresh_rate_limits():
 def no_rate_limits(settings):
     """Every limit of settings.RATE_LIMITS off, for tests that send many requests."""
     settings.RATE_LIMITS = dict.fromkeys(settings.RATE_LIMITS, "off")
+
+
+def find_chromium() -> str | None:
+    """Debian's Chromium, or another Chrome the machine has (GitHub's runners ship one)."""
+    for name in ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """No Chromium on a developer's machine: leave the browser tests out and say so. In
+    CI (CI=true) they stay, and fail loudly: a browser suite that never runs is no test."""
+    if find_chromium() or os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return
+    browser = [item for item in items if item.get_closest_marker("browser")]
+    if browser:
+        items[:] = [item for item in items if not item.get_closest_marker("browser")]
+        config.hook.pytest_deselected(items=browser)
+        config.browser_deselected = len(browser)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    deselected = getattr(config, "browser_deselected", 0)
+    if deselected:
+        terminalreporter.write_line(
+            f"{deselected} browser tests deselected: no Chromium here "
+            "(apt-get install -y chromium, then make test-browser).",
+            yellow=True,
+        )
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from rest_framework.routers import DefaultRouter
 
 from cart.viewsets import CartViewSet
 from common import views as common_views
-from common.auth import StaffTokenView
 from discount.viewsets import DiscountViewSet
 
 
@@ -36,7 +35,7 @@ router.register("discount", DiscountViewSet, basename="discount")
 
 urlpatterns = [
     path("api/", include(router.urls)),
-    path("api/auth/token/", StaffTokenView.as_view(), name="api-token"),
+    path("api/auth/token/", common_views.ObtainTokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("health/", common_views.LivenessView.as_view(), name="health-live"),

@@ -1,17 +1,37 @@
+"""Carts and the payment ledger in the admin, and the payments panel of its dashboard.
+
+Carts are read-only here (amounts and status change only through the API's flows); a
+cart nobody tried to pay may be deleted, through `cart_delete`.
+"""
+
+from datetime import timedelta
+from urllib.parse import urlencode
+
 from django.contrib import admin
+from django.urls import reverse
+from django.utils import timezone
 
-from cart.models import Cart, Payment
+from cart.models import Cart, Payment, PaymentAttemptStatus
+from cart.selectors import payments_summary
+from cart.services import cart_delete
+from common.admin import (
+    Panel,
+    PanelRow,
+    ReadOnlyInline,
+    ReadOnlyModelAdmin,
+    ServiceModelAdmin,
+    format_money,
+    money,
+    short_id,
+)
 
 
-class PaymentInline(admin.TabularInline):
+class PaymentInline(ReadOnlyInline):
     model = Payment
-    extra = 0
-    can_delete = False
     fields = (
         "created",
         "status",
-        "amount",
-        "currency",
+        money("amount"),
         "payment_method",
         "provider_payment_id",
         "decline_code",
@@ -20,32 +40,27 @@ class PaymentInline(admin.TabularInline):
     )
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Cart)
-class CartAdmin(admin.ModelAdmin):
+class CartAdmin(ServiceModelAdmin):
+    # Read at 1366 px with the navigation and the filters open: what tells carts apart.
     list_display = (
-        "id",
-        "total",
-        "subtotal",
-        "amount_discounted",
-        "currency",
-        "items_number",
+        short_id("id"),
+        money("total"),
         "payment_status",
         "discount",
+        "items_number",
         "created",
     )
+    list_display_links = (list_display[0],)
     list_filter = ("payment_status", "currency", "created")
     search_fields = ("id", "discount__code")
     list_select_related = ("discount",)
-    # Amounts and status change only through the API's flows, which keep them consistent.
-    readonly_fields = (
+    fields = (
         "id",
-        "subtotal",
-        "total",
-        "amount_discounted",
+        money("total"),
+        money("subtotal"),
+        money("amount_discounted"),
         "currency",
         "items_number",
         "payment_status",
@@ -53,38 +68,87 @@ class CartAdmin(admin.ModelAdmin):
         "created",
         "updated",
     )
+    readonly_fields = fields
     ordering = ("-created",)
     inlines = [PaymentInline]
-
-    def has_add_permission(self, request):
-        return False
-
-
-@admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
-    """The payment ledger: read-only, written by the payment flow alone."""
-
-    list_display = (
-        "id",
-        "cart",
-        "amount",
-        "currency",
-        "status",
-        "decline_code",
-        "provider_payment_id",
-        "created",
-        "completed",
-    )
-    list_filter = ("status", "currency", "decline_code", "created")
-    search_fields = ("id", "cart__id", "provider_payment_id", "idempotency_key")
-    list_select_related = ("cart",)
-    ordering = ("-created",)
+    delete_service = staticmethod(lambda cart: cart_delete(cart=cart))
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return False
+        return False  # a view page: no Save button
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyModelAdmin):
+    """The payment ledger: read-only, written by the payment flow alone."""
+
+    # Read at 1366 px with the navigation and the filters open.
+    list_display = (
+        short_id("id"),
+        short_id("cart_id", label="Cart"),
+        money("amount"),
+        "status",
+        "decline_code",
+        "created",
+    )
+    list_filter = ("status", "currency", "decline_code", "created", "completed")
+    search_fields = ("id", "cart__id", "provider_payment_id", "idempotency_key")
+    ordering = ("-created",)
+
+
+@admin.site.add_panel
+def payments_panel(request) -> Panel:
+    """Today's payments at a glance, each number a link to the attempts behind it."""
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow = today + timedelta(days=1)
+    summary = payments_summary(since=today)
+    ledger = reverse("admin:cart_payment_changelist")
+
+    def attempts(**filters) -> str:
+        return f"{ledger}?{urlencode(filters)}"
+
+    def settled_today(status: str, **filters) -> str:
+        return attempts(
+            status__exact=status, completed__gte=str(today), completed__lt=str(tomorrow), **filters
+        )
+
+    rows = [
+        PanelRow(
+            f"Paid today in {paid.currency}",
+            f"{paid.carts} cart{'s' if paid.carts != 1 else ''} · "
+            f"{format_money(paid.total, paid.currency)}",
+            settled_today(PaymentAttemptStatus.SUCCESS, currency__exact=paid.currency),
+            key=f"paid_{paid.currency}",
+        )
+        for paid in summary.paid
+    ] or [PanelRow("Paid today", "0 carts", settled_today("success"), key="paid")]
+    rows += [
+        PanelRow(
+            "Declined today",
+            str(summary.declined),
+            settled_today(PaymentAttemptStatus.FAILED),
+            key="declined",
+        ),
+        PanelRow(
+            "Provider could not be used today (nothing charged)",
+            str(summary.not_charged),
+            settled_today(PaymentAttemptStatus.ERROR),
+            key="not_charged",
+        ),
+        PanelRow(
+            "Being sent now",
+            str(summary.processing),
+            attempts(status__exact=PaymentAttemptStatus.PROCESSING),
+            key="processing",
+        ),
+        PanelRow(
+            "Outcome unknown (reconcile settles them)",
+            str(summary.unknown),
+            attempts(status__exact=PaymentAttemptStatus.UNKNOWN),
+            key="unknown",
+        ),
+    ]
+    zone = timezone.get_current_timezone_name()
+    return Panel(f"Payments today ({zone})", rows)

@@ -29,6 +29,13 @@ class CartPaymentInProgressError(CartFrozenError):
     message = "This cart is being paid and cannot change until the payment completes."
 
 
+class CartNotDeletableError(ConflictError):
+    """Someone tried to pay the cart: its attempts belong to the payment ledger."""
+
+    code = "cart_not_deletable"
+    message = "A cart someone tried to pay stays: its payment attempts are in the ledger."
+
+
 class InvalidPaymentTransitionError(ConflictError):
     code = "invalid_payment_transition"
     message = "The cart's payment status cannot change that way."
@@ -49,15 +56,55 @@ class PaymentMethodRefusedError(ApplicationError):
     field = "payment_method"
 
 
+class CardDeclinedError(ApplicationError):
+    """The provider declined the charge: the cart is `failed` and may be paid again.
+
+    Not a failure of the request: the answer holds the cart and the attempt that says why.
+    """
+
+    status_code = 402
+    code = "card_declined"
+    message = "The card was declined."
+    field = "payment_method"
+    extra_schema = {
+        "error": {
+            "decline_code": {
+                "type": "string",
+                "description": "Why the provider declined, e.g. insufficient_funds.",
+            }
+        },
+        "cart": {"$ref": "#/components/schemas/Cart"},
+        "payment": {"$ref": "#/components/schemas/Payment"},
+    }
+
+    def __init__(self, *, decline_code: str, cart: dict, payment: dict):
+        super().__init__(
+            extra={"error": {"decline_code": decline_code}, "cart": cart, "payment": payment}
+        )
+
+
 class ProviderTroubleError(ApplicationError):
     """The provider could not be used. Nothing was charged and the request can be retried,
     except `PaymentOutcomeUnknownError`, where a retry settles the open attempt."""
 
     status_code = 503
     payment_taken: bool | None = False
+    extra_schema = {
+        "payment_taken": {
+            "type": "boolean",
+            "nullable": True,
+            "description": "false: nothing was charged. null: not known yet; retrying "
+            "resumes the same attempt and cannot charge twice.",
+        },
+        "retryable": {"type": "boolean", "description": "Repeating the request is safe."},
+    }
 
     def __init__(self, message: str | None = None):
-        super().__init__(message, extra={"payment_taken": self.payment_taken, "retryable": True})
+        super().__init__(message)
+
+    @classmethod
+    def extra_members(cls) -> dict:
+        return {"payment_taken": cls.payment_taken, "retryable": True}
 
 
 class ProviderUnavailableError(ProviderTroubleError):

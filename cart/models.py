@@ -22,10 +22,12 @@ from django.db import models
 from django.db.models import Q
 
 from cart.errors import (
+    CartNotDeletableError,
     CartPaidError,
     CartPaymentInProgressError,
     InvalidPaymentTransitionError,
 )
+from common import money
 from common.fields import AmountField, check_fits_currency, clean_currency
 
 
@@ -94,7 +96,8 @@ class Cart(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.id} ({self.total} {self.currency}, {self.payment_status})"
+        total = money.format_amount(self.total, self.currency)
+        return f"{self.id} ({total}, {self.payment_status})"
 
     def save(self, *args, **kwargs):
         if self.subtotal is None:
@@ -125,6 +128,18 @@ class Cart(models.Model):
             raise CartPaidError()
         if self.payment_status == PaymentStatus.PROCESSING:
             raise CartPaymentInProgressError()
+
+    def check_deletable(self) -> None:
+        """Raise `CartNotDeletableError` once someone tried to pay the cart: a paid cart
+        stays in the books, and every attempt stays in the payment ledger."""
+        if self.payment_status == PaymentStatus.SUCCESS:
+            raise CartNotDeletableError("It is paid: paid carts stay in the books.")
+        attempts = self.payments.count()
+        if attempts:
+            plural = "s" if attempts > 1 else ""
+            raise CartNotDeletableError(
+                f"It has {attempts} payment attempt{plural}, which the payment ledger keeps."
+            )
 
     def move_to(self, status: str) -> None:
         """Change `payment_status`, refusing any move the state machine does not allow."""
@@ -214,7 +229,8 @@ class Payment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} for cart {self.cart_id}: {self.status}"
+        amount = money.format_amount(self.amount, self.currency)
+        return f"{amount} for cart {self.cart_id}: {self.status}"
 
     @property
     def is_open(self) -> bool:

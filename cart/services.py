@@ -1,6 +1,7 @@
 """Flows that change carts: creating one, applying a discount code, paying it exactly once.
 
     cart = cart_create(total=Decimal("20"), currency="USD", items_number=5)
+    cart_delete(cart=cart)   # only one nobody tried to pay; gives its discount use back
     cart_apply_discount(cart=cart, discount=discount)
     payment = cart_pay(cart=cart, payment_method="pm_card_visa", idempotency_key="order-42")
     payments_reconcile(older_than=timedelta(minutes=1))   # settle attempts left open
@@ -46,6 +47,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 import utils
@@ -87,6 +89,17 @@ def cart_create(*, total: Decimal, currency: str, items_number: int) -> Cart:
     return Cart.objects.create(
         subtotal=total, total=total, currency=currency, items_number=items_number
     )
+
+
+def cart_delete(*, cart: Cart) -> None:
+    """Delete a cart nobody tried to pay (`Cart.check_deletable`), giving back the use of
+    its discount code, so `times_used` keeps counting the carts that hold the code."""
+    with transaction.atomic():
+        locked = Cart.objects.select_for_update().get(pk=cart.pk)
+        locked.check_deletable()
+        if locked.discount_id is not None:
+            Discount.objects.filter(pk=locked.discount_id).update(times_used=F("times_used") - 1)
+        locked.delete()
 
 
 def cart_apply_discount(*, cart: Cart, discount: Discount) -> Cart:

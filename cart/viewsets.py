@@ -4,18 +4,18 @@ Thin by design: validate with a serializer, call `cart.services`, serialize the 
 With ENV=PROD, listing every cart needs a staff user; one cart is reached by its UUID.
 """
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import extend_schema_view
+from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from cart.errors import CartDiscountAlreadyAppliedError
+from cart import api_docs
+from cart.errors import CardDeclinedError, CartDiscountAlreadyAppliedError
 from cart.filters import CartFilter
 from cart.models import Cart, PaymentAttemptStatus
 from cart.serializers import (
-    CartPaymentSerializer,
     CartSerializer,
     PayCartSerializer,
     PaymentSerializer,
@@ -23,7 +23,6 @@ from cart.serializers import (
 )
 from cart.services import cart_apply_discount, cart_create, cart_pay
 from common.api import ListFiltersOnlyMixin
-from common.errors import error_body
 from common.permissions import IsStaffForManagement
 from common.ratelimit import RateLimitedMixin
 from discount.errors import DiscountReservationExpiredError
@@ -33,9 +32,9 @@ from storefront.access import StorefrontKeyAuthentication, StorefrontKeyRequired
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List carts, newest first"),
-    create=extend_schema(summary="Create a cart"),
-    retrieve=extend_schema(summary="Get one cart"),
+    list=api_docs.LIST,
+    create=api_docs.CREATE,
+    retrieve=api_docs.RETRIEVE,
 )
 class CartViewSet(
     RateLimitedMixin,
@@ -77,11 +76,7 @@ class CartViewSet(
     def perform_create(self, serializer):
         serializer.instance = cart_create(**serializer.validated_data)
 
-    @extend_schema(
-        summary="Apply a discount code to the cart",
-        request=ApplyDiscountSerializer,
-        responses={200: CartSerializer},
-    )
+    @api_docs.APPLY_DISCOUNT
     @action(detail=True, methods=["post"])
     def apply_discount(self, request, pk=None):
         cart = self.get_object()
@@ -97,21 +92,7 @@ class CartViewSet(
             cart_apply_discount(cart=cart, discount=serializer.validated_data["discount"])
         return Response(CartSerializer(cart).data)
 
-    @extend_schema(
-        summary="Pay the cart through the payment provider",
-        request=PayCartSerializer,
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                str,
-                OpenApiParameter.HEADER,
-                description="Repeat a request with the same key to get the same outcome "
-                "instead of a second charge (1 to 200 printable ASCII characters).",
-                pattern=r"^[ -~]{1,200}$",
-            )
-        ],
-        responses={200: CartPaymentSerializer},
-    )
+    @api_docs.PAY
     @action(detail=True, methods=["post"])
     def pay(self, request, pk=None):
         cart = self.get_object()
@@ -125,7 +106,5 @@ class CartViewSet(
             raise
         body = {"cart": CartSerializer(cart).data, "payment": PaymentSerializer(payment).data}
         if payment.status == PaymentAttemptStatus.FAILED:
-            declined = error_body("card_declined", "The card was declined.", "payment_method")
-            declined["error"]["decline_code"] = payment.decline_code
-            return Response({**declined, **body}, status=status.HTTP_402_PAYMENT_REQUIRED)
+            raise CardDeclinedError(decline_code=payment.decline_code, **body)
         return Response(body)

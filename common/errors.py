@@ -15,19 +15,26 @@ Django's error pages into a single JSON shape:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.http import JsonResponse
 from rest_framework import status
 
 
 class ApplicationError(Exception):
-    """Base of every domain error. Subclasses set `status_code`, `code` and `message`."""
+    """Base of every domain error. Subclasses set `status_code`, `code` and `message`.
+
+    An error whose answer carries more than `error` (the cart after a decline, whether a
+    payment was taken) says so in `extra_schema`: the OpenAPI schema of those members,
+    which the API docs show on exactly the statuses where the error occurs
+    (`common.schema`). A key `"error"` there describes members added inside `error`.
+    """
 
     status_code = status.HTTP_400_BAD_REQUEST
     code = "invalid_request"
     message = "The request cannot be processed."
     field: str | None = None
+    extra_schema: ClassVar[dict[str, dict]] = {}
 
     def __init__(
         self, message: str | None = None, *, field: str | None = None, extra: dict | None = None
@@ -35,8 +42,23 @@ class ApplicationError(Exception):
         self.message = message or self.message
         self.field = field or self.field
         # Extra top-level members of the error response (e.g. the cart after a decline).
-        self.extra = extra or {}
+        self.extra = {**self.extra_members(), **(extra or {})}
         super().__init__(self.message)
+
+    @classmethod
+    def extra_members(cls) -> dict[str, Any]:
+        """Members every answer of this error carries beside `error` (docs example too)."""
+        return {}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer: the one error shape plus this error's extra members."""
+        body = error_body(self.code, self.message, self.field)
+        for name, value in self.extra.items():
+            if name == "error":
+                body["error"].update(value)
+            else:
+                body[name] = value
+        return body
 
 
 class ConflictError(ApplicationError):

@@ -25,7 +25,7 @@ from common.errors import ApplicationError, error_body
 logger = logging.getLogger(__name__)
 
 # DRF's codes, renamed where a client would not guess them.
-_RENAMED_CODES = {"parse_error": "malformed_json"}
+RENAMED_CODES = {"parse_error": "malformed_json"}
 
 
 def _flatten(detail: Any, path: str | None = None) -> list[dict]:
@@ -46,14 +46,12 @@ def _flatten(detail: Any, path: str | None = None) -> list[dict]:
             problems.extend(_flatten(value, f"{path}.{index}" if nested and path else path))
         return problems
     code = getattr(detail, "code", None) or "invalid"
-    return [{"field": path, "code": _RENAMED_CODES.get(code, code), "message": str(detail)}]
+    return [{"field": path, "code": RENAMED_CODES.get(code, code), "message": str(detail)}]
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
-        body = error_body(exc.code, exc.message, exc.field)
-        body.update(exc.extra)
-        return Response(body, status=exc.status_code)
+        return Response(exc.body(), status=exc.status_code)
 
     if isinstance(exc, RequestDataTooBig):
         # Normally answered by common.middleware before a view runs; this is the fallback.
@@ -85,5 +83,5 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         response.data = error_body("too_many_requests", message)
     else:
         code = getattr(exc.detail, "code", None) or exc.default_code
-        response.data = error_body(_RENAMED_CODES.get(code, code), str(exc.detail))
+        response.data = error_body(RENAMED_CODES.get(code, code), str(exc.detail))
     return response

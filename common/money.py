@@ -73,6 +73,14 @@ def round_down(amount: Decimal, currency: str) -> Decimal:
     return quantize(amount, currency, rounding=ROUND_DOWN)
 
 
+def format_amount(amount: Decimal, currency: str) -> str:
+    """'20.00 USD', '1500 JPY': for people (the admin, logs), as the API rounds it."""
+    try:
+        return f"{quantize(amount, currency)} {currency}"
+    except UnknownCurrencyError:
+        return f"{amount.normalize():f} {currency}".strip()
+
+
 def precision_message(currency: str) -> str:
     return f"{currency} amounts have at most {currency_exponent(currency)} decimal places."
 

@@ -1,7 +1,9 @@
-"""Endpoints that are not about carts or discounts: health checks and JSON error pages.
+"""Endpoints that are not about carts or discounts: health checks, API tokens and JSON
+error pages.
 
-    GET /health/        liveness: the process answers (no database touched)
-    GET /health/ready/  readiness: the database answers too; 503 when it does not
+    GET /health/          liveness: the process answers (no database touched)
+    GET /health/ready/    readiness: the database answers too; 503 when it does not
+    POST /api/auth/token/ a staff user's username and password in, their API token out
 
 They are DRF views with no authentication, so a wrong method or a CSRF-less POST still
 gets a JSON answer. Django's own error pages (URLs outside the API, CSRF failures) are
@@ -10,12 +12,18 @@ JSON in the service's error shape as well: no client ever has to parse HTML.
 
 import logging
 
+from django.contrib.auth import authenticate
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
+from rest_framework import serializers
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api import DecimalJSONParser, DecimalJSONRenderer
 from common.errors import json_error_response
+from common.ratelimit import rate_limit
+from common.schema import documented, field_error
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +49,64 @@ class ReadinessView(HealthView):
             logger.exception("Readiness check: database unavailable")
             return Response({"status": "unavailable", "database": "unavailable"}, status=503)
         return Response({"status": "ok", "database": "ok"})
+
+
+class CredentialsSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+    def validate(self, attrs: dict) -> dict:
+        user = authenticate(
+            request=self.context.get("request"),
+            username=attrs["username"],
+            password=attrs["password"],
+        )
+        # Only staff get a token (it unlocks management with ENV=PROD). Anyone else gets
+        # word for word the answer of a wrong password: no account is revealed.
+        if user is None or not user.is_staff:
+            raise serializers.ValidationError(
+                INVALID_CREDENTIALS.message, code=INVALID_CREDENTIALS.code
+            )
+        return {**attrs, "user": user}
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(read_only=True, help_text="Send it as `Authorization: Token …`.")
+
+
+INVALID_CREDENTIALS = field_error(
+    None, "invalid_credentials", "No active user has these credentials."
+)
+
+
+class ObtainTokenView(ObtainAuthToken):
+    """DRF's token view, JSON only like every endpoint, and with no authentication: a
+    token is what a caller without one comes for (and a session must not demand CSRF)."""
+
+    authentication_classes = []
+    parser_classes = [DecimalJSONParser]
+    renderer_classes = [DecimalJSONRenderer]
+    serializer_class = CredentialsSerializer
+    # Checked before any password is hashed: guesses cannot tie up the workers either.
+    throttle_classes = [rate_limit("token_per_ip"), rate_limit("token_per_username")]
+
+    @documented(
+        summary="Get an API token",
+        description=(
+            "Exchanges a staff user's username and password for their API token (the same "
+            "token every time); anyone else gets the answer of a wrong password. Send it as "
+            "`Authorization: Token <token>`: in production, discount management and the "
+            "cart list need it. Create a staff user with `make superuser` first. Attempts "
+            "are rate limited per client address and per username."
+        ),
+        request=CredentialsSerializer,
+        request_example={"username": "staff", "password": "a-long-staff-password"},
+        responses={200: (TokenSerializer, {"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"})},
+        errors=[INVALID_CREDENTIALS],
+        auth=[],
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
 
 
 def not_found(request, exception=None) -> JsonResponse:

@@ -88,6 +88,7 @@ class DiscountReservationExpiredError(ConflictError):
     reserved again: the discount has left the cart and nothing was charged."""
 
     code = "discount_reservation_expired"
+    extra_schema = {"cart": {"$ref": "#/components/schemas/Cart"}}
     message = (
         "This cart's discount was reserved for a limited time, which has passed, and the "
         "code can no longer be used: it was removed from the cart. Nothing was charged; "
@@ -102,3 +103,10 @@ def public_discount_error(error: DiscountError, *, reveal_reasons: bool) -> Disc
     if reveal_reasons or not isinstance(error, DiscountUnavailableError):
         return error
     return DiscountInvalidError()
+
+
+class DiscountInUseError(ConflictError):
+    """A code carts refer to cannot be deleted; switching it off stops it."""
+
+    code = "discount_in_use"
+    message = "Carts used this code, so it cannot be deleted: switch it off instead."

@@ -39,9 +39,11 @@ from common import money
 from common.fields import AmountField, check_fits_currency, clean_currency
 from discount.errors import (
     DiscountCodeMalformedError,
+    DiscountCodeTakenError,
     DiscountCurrencyMismatchError,
     DiscountExpiredError,
     DiscountInactiveError,
+    DiscountInUseError,
     DiscountMinimumNotMetError,
     DiscountNoEffectError,
     DiscountNotStartedError,
@@ -206,8 +208,20 @@ class Discount(models.Model):
         return off
 
     def clean(self) -> None:
-        """Cross-field rules for a new or edited discount (used by the API and the admin)."""
+        """Every rule for a new or edited discount, whichever door it comes through: the
+        API and the admin both save through `discount_create` / `discount_update`, which
+        run it (the admin's form runs it first too, to show the errors beside the fields).
+        """
         errors: dict[str, ValidationError] = {}
+        if self.code and self.code_taken():
+            errors["code"] = ValidationError(
+                DiscountCodeTakenError.message, code=DiscountCodeTakenError.code
+            )
+        if self.kind_locked():
+            # Carts that used the code show its kind beside the amount they got.
+            errors["kind"] = ValidationError(
+                "A code already used cannot change kind.", code="kind_in_use"
+            )
         if self.currency:
             try:
                 self.currency = clean_currency(self.currency)
@@ -243,6 +257,26 @@ class Discount(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def code_taken(self) -> bool:
+        """Whether another discount already has this code, in any case."""
+        return Discount.objects.with_code(self.code).exclude(pk=self.pk).exists()
+
+    def kind_locked(self) -> bool:
+        """Whether this edit changes the kind of a code that carts have used (or hold)."""
+        if self._state.adding or not (self.times_used or self.reservations.exists()):
+            return False
+        return Discount.objects.filter(pk=self.pk).exclude(kind=self.kind).exists()
+
+    def check_deletable(self) -> None:
+        """Raise `DiscountInUseError` if a cart refers to the code: switch it off instead."""
+        # Carts refer to it, or did (a reservation released when a cart was not paid).
+        used = max(self.carts.count(), self.reservations.values("cart_id").distinct().count())
+        if used:
+            carts = f"{used} cart{'s' if used > 1 else ''}"
+            raise DiscountInUseError(
+                f"{carts} used this code, so it stays: switch it off instead."
+            )
+
     def _check_value(self, currency: str) -> None:
         if self.value <= 0:
             raise ValidationError(
@@ -264,7 +298,7 @@ class Discount(models.Model):
             )
         if not self.currency:
             raise ValidationError(
-                "A minimum cart total needs a currency: set `currency` too.",
+                "A minimum cart total needs a currency: set currency too.",
                 code="currency_required",
             )
         if currency:

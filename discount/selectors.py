@@ -15,8 +15,3 @@ def discount_get_by_code(*, code: str) -> Discount:
     if discount is None:
         raise DiscountNotFoundError()
     return discount
-
-
-def discount_code_taken(*, code: str, exclude_pk: int | None = None) -> bool:
-    """Whether another discount (not `exclude_pk`) already has this code, ignoring case."""
-    return Discount.objects.with_code(code).exclude(pk=exclude_pk).exists()

@@ -1,13 +1,12 @@
 """The discount API's shapes: what a discount looks like in JSON and what a request may send.
 
 Serializers check the shape of the input and translate; the rules themselves live on
-`Discount` (`clean`, `check_usable`), so the admin and the API refuse the same things.
+`Discount` (`clean`, run by the services on every write; `check_usable`), so the admin and
+the API refuse the same things.
 
     serializer = ApplyDiscountSerializer(data={"code": "dis20"})
     serializer.is_valid()   # False for an unknown, expired, inactive or used-up code
 """
-
-import copy
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -15,14 +14,15 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common import money
-from common.fields import JSONAmountField, run_model_clean
-from discount.errors import DiscountCodeTakenError, DiscountError, public_discount_error
+from common.fields import JSONAmountField
+from discount.errors import DiscountError, public_discount_error
 from discount.models import Discount
-from discount.selectors import discount_code_taken, discount_get_by_code
+from discount.selectors import discount_get_by_code
 
 
 class DiscountSerializer(serializers.ModelSerializer):
-    """A discount code as staff create, edit and read it; the rules are `Discount.clean`."""
+    """A discount code as staff create, edit and read it. The rules are `Discount.clean`,
+    which `discount_create` / `discount_update` run."""
 
     value = JSONAmountField(
         help_text="Amount off (in `currency`, or the cart's currency if none) or percentage."
@@ -67,23 +67,6 @@ class DiscountSerializer(serializers.ModelSerializer):
         if annotated is not None:
             return annotated
         return discount.reservations.holding(at=timezone.now()).count()
-
-    def validate_code(self, code: str) -> str:
-        exclude_pk = self.instance.pk if self.instance else None
-        if discount_code_taken(code=code, exclude_pk=exclude_pk):
-            raise serializers.ValidationError(
-                DiscountCodeTakenError.message, code=DiscountCodeTakenError.code
-            )
-        return code
-
-    def validate(self, attrs: dict) -> dict:
-        candidate = copy.copy(self.instance) if self.instance else Discount()
-        for name, value in attrs.items():
-            setattr(candidate, name, value)
-        run_model_clean(candidate)
-        if attrs.get("currency"):
-            attrs["currency"] = candidate.currency  # normalized: "usd" -> "USD"
-        return attrs
 
     def to_representation(self, instance: Discount) -> dict:
         data = super().to_representation(instance)

@@ -1,11 +1,16 @@
-"""Writing discounts: creating and editing them, and the uses carts hold.
+"""Writing discounts: creating, editing and deleting them, and the uses carts hold.
 
     discount = discount_create(code="DIS20", value=Decimal("5"), ended=tomorrow)
     discount = discount_update(discount=discount, data={"active": False})
+    discount_delete(discount=discount)        # DiscountInUseError once a cart used it
     discount_reserve(discount=discount, cart=locked_cart, amount=off, at=now)  # at apply
     discount_renew_reservation(cart=cart)       # before charging: 409 if it cannot be kept
     discount_consume_reservation(cart=cart)     # in the transaction that records the charge
     discount_release_expired_reservations()     # from cron: `release_discount_reservations`
+
+Every write runs the rules of `Discount.clean()`, so the API, the admin and any other
+door refuse the same things with the same messages (Django's ValidationError, which the
+API answers as a 400 naming the field and the admin shows beside it).
 
 A use of a limited code is *reserved* when a cart applies it and *consumed* when that
 cart's payment succeeds. `usage_limit` bounds consumed uses plus live reservations: a
@@ -33,7 +38,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -69,7 +73,8 @@ def discount_create(
     min_cart_total: Decimal | None = None,
     usage_limit: int | None = None,
 ) -> Discount:
-    """Create a discount code. Raises `DiscountCodeTakenError` if the code exists in any case."""
+    """Create a discount code. Raises `ValidationError` for a broken rule (`code_taken`
+    when the code exists in any case, `already_expired`, …)."""
     discount = Discount(
         code=code,
         value=value,
@@ -82,6 +87,7 @@ def discount_create(
         min_cart_total=min_cart_total,
         usage_limit=usage_limit,
     )
+    discount.full_clean(validate_unique=False, validate_constraints=False)
     with _code_unique(code):
         discount.save()
     return discount
@@ -89,25 +95,28 @@ def discount_create(
 
 def discount_update(*, discount: Discount, data: dict[str, Any]) -> Discount:
     """Change some settings of a code; its use count is never written from here, and a
-    code already used keeps its kind.
+    code already used keeps its kind (`kind_in_use`).
 
     The row is locked and re-read, so a use counted meanwhile is neither lost nor able to
-    slip past a lowered `usage_limit` (the model's rules run again on the fresh row).
+    slip past a lowered `usage_limit` (the model's rules run on the fresh row).
     """
     with transaction.atomic():
         locked = Discount.objects.select_for_update().get(pk=discount.pk)
-        kind_changes = data.get("kind", locked.kind) != locked.kind
-        if kind_changes and (locked.times_used or locked.reservations.exists()):
-            # Carts that used the code show its kind beside the amount they got.
-            raise ValidationError(
-                {"kind": ValidationError("A code already used cannot change kind.", "kind_in_use")}
-            )
         for name, value in data.items():
             setattr(locked, name, value)
         locked.full_clean(validate_unique=False, validate_constraints=False)
         with _code_unique(locked.code, exclude_pk=locked.pk):
             locked.save(update_fields=list(data))
     return locked
+
+
+def discount_delete(*, discount: Discount) -> None:
+    """Delete a code no cart has used (a typo, say). Raises `DiscountInUseError` otherwise:
+    carts keep referring to the codes they used; switch such a code off instead."""
+    with transaction.atomic():
+        locked = Discount.objects.select_for_update().get(pk=discount.pk)
+        locked.check_deletable()
+        locked.delete()
 
 
 @contextmanager

@@ -6,11 +6,12 @@ keep referring to them): switch one off with `PATCH {"active": false}`.
 """
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema_view
 from rest_framework import mixins, viewsets
 
 from common.api import ListFiltersOnlyMixin
 from common.permissions import IsStaffForManagement
+from discount import api_docs
 from discount.filters import DiscountFilter
 from discount.models import Discount
 from discount.serializers import DiscountSerializer
@@ -18,11 +19,11 @@ from discount.services import discount_create, discount_update
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List discount codes, newest first"),
-    create=extend_schema(summary="Create a discount code"),
-    retrieve=extend_schema(summary="Get one discount code"),
-    update=extend_schema(summary="Replace a discount code's settings"),
-    partial_update=extend_schema(summary="Change some of a discount code's settings"),
+    list=api_docs.LIST,
+    create=api_docs.CREATE,
+    retrieve=api_docs.RETRIEVE,
+    update=api_docs.UPDATE,
+    partial_update=api_docs.PARTIAL_UPDATE,
 )
 class DiscountViewSet(
     ListFiltersOnlyMixin,

@@ -17,13 +17,18 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
+from common.schema import field_error
 from storefront.models import StorefrontKey
 
 HEADER = "X-Storefront-Key"
+INVALID_MESSAGE = "This storefront key is unknown or revoked."
+REQUIRED_MESSAGE = f"Send the storefront's key in the {HEADER} header (issued in the admin)."
 
 
 class StorefrontKeyAuthentication(BaseAuthentication):
     """`request.auth` is the `StorefrontKey` of a valid `X-Storefront-Key`."""
+
+    documented_errors = (field_error(None, "storefront_key_invalid", INVALID_MESSAGE, status=401),)
 
     def authenticate(self, request):
         secret = request.headers.get(HEADER)
@@ -31,9 +36,7 @@ class StorefrontKeyAuthentication(BaseAuthentication):
             return None
         key = StorefrontKey.objects.verify(secret.strip())
         if key is None:
-            raise exceptions.AuthenticationFailed(
-                "This storefront key is unknown or revoked.", code="storefront_key_invalid"
-            )
+            raise exceptions.AuthenticationFailed(INVALID_MESSAGE, code="storefront_key_invalid")
         return AnonymousUser(), key
 
     def authenticate_header(self, request) -> str:
@@ -41,16 +44,17 @@ class StorefrontKeyAuthentication(BaseAuthentication):
 
 
 class StorefrontKeyRequired(BasePermission):
+    documented_errors = (
+        field_error(None, "storefront_key_required", REQUIRED_MESSAGE, status=401),
+    )
+
     def has_permission(self, request, view) -> bool:
         if not settings.REQUIRE_STOREFRONT_KEY or isinstance(request.auth, StorefrontKey):
             return True
         user = request.user
         if user and user.is_authenticated and user.is_staff:
             return True
-        raise exceptions.NotAuthenticated(
-            f"Send the storefront's key in the {HEADER} header (issued in the admin).",
-            code="storefront_key_required",
-        )
+        raise exceptions.NotAuthenticated(REQUIRED_MESSAGE, code="storefront_key_required")
 
 
 class StorefrontKeyScheme(OpenApiAuthenticationExtension):

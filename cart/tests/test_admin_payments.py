@@ -41,3 +41,18 @@ def test_ledger_cannot_be_edited_or_deleted(admin_client, declined_payment):
 def test_cart_page_shows_its_payments(admin_client, declined_payment):
     response = admin_client.get(f"/admin/cart/cart/{declined_payment.cart_id}/change/")
     assert "insufficient_funds" in response.content.decode()
+
+
+def test_ledger_shows_amounts_in_the_currency_and_short_ids(admin_client, declined_payment):
+    html = admin_client.get("/admin/cart/payment/").content.decode()
+
+    assert "20.00 USD" in html
+    assert f'title="{declined_payment.pk}">{str(declined_payment.pk)[:8]}</span>' in html
+    assert f'title="{declined_payment.cart_id}">' in html
+    assert "20.0000" not in html
+
+
+def test_ledger_page_has_no_save_or_delete_button(admin_client, declined_payment):
+    html = admin_client.get(f"/admin/cart/payment/{declined_payment.pk}/change/").content
+    assert b'name="_save"' not in html
+    assert b"deletelink" not in html

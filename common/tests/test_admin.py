@@ -1,4 +1,4 @@
-"""The Django admin lists, searches and filters discounts and carts."""
+"""The Django admin: the service's site, its lists and filters, and help texts in plain text."""
 
 import pytest
 
@@ -15,6 +15,19 @@ def admin_session(admin_client):
     return admin_client
 
 
+def test_the_site_is_named_after_the_service_and_view_site_opens_the_api_docs(admin_client):
+    html = admin_client.get("/admin/").content.decode()
+
+    assert "Cart, discount and payment service" in html
+    assert "Django administration" not in html
+    assert '<a href="/api/docs/">View site</a>' in html
+
+
+def test_every_page_names_its_favicon(admin_client, client):
+    for page in (admin_client.get("/admin/"), client.get("/admin/login/")):
+        assert 'rel="icon"' in page.content.decode()
+
+
 def test_discount_changelist_searches_codes(admin_session):
     response = admin_session.get("/admin/discount/discount/", {"q": "spring"})
 
@@ -26,6 +39,37 @@ def test_discount_changelist_filters_by_active(admin_session):
     response = admin_session.get("/admin/discount/discount/", {"active__exact": "0"})
 
     assert [d.code for d in response.context["cl"].result_list] == ["WINTER"]
+
+
+def test_discount_values_read_as_amounts_or_percentages(admin_client):
+    DiscountFactory(code="FIVE", currency="USD")
+    DiscountFactory(code="TEN", kind="percent", value=10, usage_limit=100)
+    DiscountFactory(code="ANY")
+
+    html = admin_client.get("/admin/discount/discount/").content.decode()
+
+    assert "5.00 USD" in html
+    assert "10 %" in html
+    assert "5 (cart&#x27;s currency)" in html
+    assert "0 of 100" in html
+    assert "5.0000" not in html
+
+
+def test_help_texts_have_no_markdown_backticks(admin_client):
+    discount = DiscountFactory()
+
+    html = admin_client.get(f"/admin/discount/discount/{discount.pk}/change/").content.decode()
+
+    assert "Smallest cart subtotal the code applies to, in currency (required then)." in html
+    assert "`" not in html.split('id="content-main"', 1)[1]
+
+
+def test_the_discount_form_shows_amounts_without_padding(admin_client):
+    discount = DiscountFactory(value="12.5")
+
+    html = admin_client.get(f"/admin/discount/discount/{discount.pk}/change/").content.decode()
+
+    assert 'name="value" value="12.5"' in html
 
 
 def test_cart_changelist_searches_by_discount_code_and_filters_by_status(admin_client):

@@ -1,4 +1,5 @@
-"""API tokens go to active staff users only, and the refusal never says which accounts exist."""
+"""API tokens go to active staff users only, and the refusal never says which accounts exist
+(common.views.ObtainTokenView)."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -50,7 +51,7 @@ def test_everyone_else_gets_the_answer_of_a_wrong_password(api_client, flags, pa
 
     assert response.status_code == 400
     assert response.content == unknown.content
-    assert error_of(response)["code"] == "authorization"
+    assert error_of(response)["code"] == "invalid_credentials"
     assert not Token.objects.exists()
 
 

@@ -98,9 +98,7 @@ class TestCreate:
         assert (error_of(response)["field"], error_of(response)["code"]) == ("code", "code_taken")
 
     def test_a_race_for_the_same_code_is_still_a_400(self, api_client, monkeypatch):
-        from discount import serializers
-
-        monkeypatch.setattr(serializers, "discount_code_taken", lambda **kwargs: False)
+        monkeypatch.setattr(Discount, "code_taken", lambda self: False)
         DiscountFactory(code="SPRING")
 
         response = create(api_client, code="Spring")

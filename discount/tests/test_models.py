@@ -84,6 +84,7 @@ class TestAmountOff:
         assert discount.amount_off(Decimal("50.00"), "USD") == Decimal("5.00")
 
 
+@pytest.mark.django_db
 class TestClean:
     def errors_of(self, discount) -> dict[str, list[str]]:
         with pytest.raises(ValidationError) as info:
