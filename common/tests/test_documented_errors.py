@@ -55,6 +55,12 @@ IMPOSSIBLE = {
     # Editing: an end in the past is allowed (it expires the code at once).
     ("discount_update", 400, "already_expired"),
     ("discount_partial_update", 400, "already_expired"),
+    # Paying: the reasons a code cannot be reserved again are caught by
+    # discount_renew_reservation, which answers discount_reservation_expired instead.
+    ("cart_pay_create", 400, "discount_expired"),
+    ("cart_pay_create", 400, "discount_inactive"),
+    ("cart_pay_create", 400, "discount_not_started"),
+    ("cart_pay_create", 400, "discount_usage_limit_reached"),
 }
 
 
