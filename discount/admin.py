@@ -5,7 +5,14 @@ what the API refuses, with the same messages."""
 from django.contrib import admin
 from django.utils import timezone
 
-from common.admin import ServiceModelAdmin, adopt, format_money
+from common.admin import (
+    ReadOnlyModelAdmin,
+    ServiceModelAdmin,
+    adopt,
+    format_money,
+    money,
+    short_id,
+)
 from discount.models import Discount, DiscountKind, DiscountReservation
 from discount.services import discount_create, discount_delete, discount_update
 
@@ -65,20 +72,17 @@ class DiscountAdmin(ServiceModelAdmin):
 
 
 @admin.register(DiscountReservation)
-class DiscountReservationAdmin(admin.ModelAdmin):
-    """Uses of codes held by carts: read-only, written by applying, paying and the sweep."""
+class DiscountReservationAdmin(ReadOnlyModelAdmin):
+    """Uses of codes held by carts: written by applying, paying and the sweep alone."""
 
-    list_display = ("discount", "cart", "status", "amount", "currency", "expires", "created")
+    list_display = (
+        "discount",
+        short_id("cart_id", label="Cart"),
+        "status",
+        money("amount"),
+        "expires",
+    )
     list_filter = ("status", "created")
     search_fields = ("discount__code", "cart__id")
     list_select_related = ("discount",)
     ordering = ("-created",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
