@@ -285,7 +285,7 @@ def assert_charged_once(apis: list[Api], provider: FakeProvider, cart_id: str) -
 @pytest.mark.django_db(transaction=True)
 def test_simultaneous_payments_on_two_instances_charge_once(apis, fake_provider):
     cart_id = create_cart(apis[0], "10")
-    fake_provider.fault("latency", count=None, delay_ms=400)
+    fake_provider.fault("latency", count=None, delay_ms=1000)
 
     responses = race_to_pay(apis, cart_id, key=None)
 
@@ -300,7 +300,7 @@ def test_simultaneous_payments_on_two_instances_charge_once(apis, fake_provider)
 @pytest.mark.django_db(transaction=True)
 def test_simultaneous_payments_with_one_idempotency_key_charge_once(apis, fake_provider):
     cart_id = create_cart(apis[0], "10")
-    fake_provider.fault("latency", count=None, delay_ms=400)
+    fake_provider.fault("latency", count=None, delay_ms=1000)
 
     responses = race_to_pay(apis, cart_id, key="checkout-1")
 
