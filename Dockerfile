@@ -26,9 +26,11 @@ WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
 COPY --chown=app:app . .
 # Hashed, compressed static files (admin, API docs) served by whitenoise; collected with
-# production storage so ENV=PROD finds its manifest. The variables only let settings load.
-RUN ENV=PROD SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost \
-    REAL_PAYMENT_API=http://localhost DATABASE_URL=sqlite:////tmp/build.sqlite3 \
+# production storage so ENV=PROD finds its manifest. The variables only let settings load
+# (a throw-away random key: PROD refuses weak ones; nothing connects to these URLs).
+RUN ENV=PROD SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    ALLOWED_HOSTS=localhost REAL_PAYMENT_API=https://localhost REDIS_URL=redis://localhost \
+    DATABASE_URL=sqlite:////tmp/build.sqlite3 \
     python manage.py collectstatic --noinput --verbosity 0 \
  && chown app:app /app \
  && chown -R app:app /app/staticfiles

@@ -20,6 +20,53 @@ from common.testing import FakeProvider
 ROOT = Path(__file__).resolve().parent
 
 
+def require_local_service(name: str, available: bool) -> None:
+    """A test that needs a service of this machine (Redis, nginx) fails without it in CI
+    (CI=true) and is skipped, saying why, on a developer machine that lacks it."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} is required in CI but is not available")
+    pytest.skip(f"{name} is not available on this machine")
+
+
+REDIS_TEST_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A real Redis (REDIS_URL, else 127.0.0.1:6379/0), flushed of nothing: tests use
+    keys of their own."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1).ping()
+        up = True
+    except redis.RedisError:
+        up = False
+    require_local_service(f"Redis at {REDIS_TEST_URL}", up)
+    return REDIS_TEST_URL
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Every test starts with empty rate-limit counters (local memory, or Redis when
+    REDIS_URL is set, as in Compose: then only the counters' keys are deleted)."""
+    from django.core.cache import caches
+
+    cache = caches["ratelimit"]
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")
+    else:
+        cache.clear()
+
+
+@pytest.fixture
+def no_rate_limits(settings):
+    """Every limit of settings.RATE_LIMITS off, for tests that send many requests."""
+    settings.RATE_LIMITS = dict.fromkeys(settings.RATE_LIMITS, "off")
+
+
 def find_chromium() -> str | None:
     """Debian's Chromium, or another Chrome the machine has (GitHub's runners ship one)."""
     for name in ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"):

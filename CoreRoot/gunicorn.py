@@ -5,6 +5,11 @@
 GUNICORN_WORKERS (processes, default 2), GUNICORN_THREADS (per process, default 4),
 GUNICORN_TIMEOUT (seconds a request may take before its worker is restarted, default 30:
 above the payment client's worst case), GUNICORN_BIND (default 0.0.0.0:8000).
+
+In production gunicorn runs behind the reverse proxy of `deploy/nginx` (its own docs ask
+for a buffering proxy): the proxy reads whole requests, so slow clients and chunked
+bodies never hold a gunicorn thread, and its limits are below the ones here, so a
+client always gets the proxy's JSON error rather than gunicorn's HTML one.
 """
 
 import os
@@ -23,3 +28,12 @@ max_requests_jitter = 1000
 # gunicorn's runtime control socket defaults to one path per user: several instances on
 # one machine (tests, benchmarks) would fight over it, and nothing here uses it.
 control_socket_disable = True
+
+# Request limits, above the proxy's (deploy/nginx: request line and each header at most
+# 4 KiB, 16 KiB of headers in all): whatever the proxy lets through, gunicorn takes.
+limit_request_line = 8190  # the largest gunicorn allows
+limit_request_field_size = 8190
+limit_request_fields = 32768  # the largest gunicorn allows; 17 KiB hold fewer lines
+# Idle keep-alive connections are closed after this; the proxy drops its idle upstream
+# connections sooner (keepalive_timeout 1s), so it never reuses one being closed.
+keepalive = 2

@@ -7,7 +7,9 @@ API, DEBUG on, SQLite, the fake payment provider. `ENV=PROD` locks the service d
 refuses to start without the secrets a deployment must provide.
 """
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -64,14 +66,52 @@ if ENV not in {"DEV", "PROD"}:
     raise ImproperlyConfigured(f"ENV must be DEV or PROD, not {ENV!r}.")
 IS_PROD = ENV == "PROD"
 
+DEV_SECRET_KEY = "django-insecure-local-development-key-not-for-production"
+# Values that appear in this repository's files (examples, the image's build step) or in
+# tutorials: a deployment that copied one has no secret at all.
+KNOWN_EXAMPLE_SECRET_KEYS = {
+    DEV_SECRET_KEY,
+    "changeme",
+    "change-me",
+    "secret",
+    "collectstatic-only",
+    "your-secret-key",
+    "insecure",
+}
+SECRET_KEY_MIN_LENGTH = 50
+
+
+def check_secret_key(value: str) -> str:
+    """A production SECRET_KEY: long, varied, and not one anybody else has seen."""
+    if (
+        len(value) < SECRET_KEY_MIN_LENGTH
+        or len(set(value)) < 5
+        or value.lower() in KNOWN_EXAMPLE_SECRET_KEYS
+        or value.startswith("django-insecure")
+    ):
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is too weak for ENV=PROD: use at least {SECRET_KEY_MIN_LENGTH} "
+            'random characters that appear nowhere else, e.g. python -c "import secrets; '
+            'print(secrets.token_urlsafe(50))"'
+        )
+    return value
+
+
+def check_allowed_hosts(hosts: list[str]) -> list[str]:
+    if "*" in hosts:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS must name the service's host names with ENV=PROD, not '*': any "
+            "Host header would be accepted (and used in absolute URLs)."
+        )
+    return hosts
+
+
 if IS_PROD:
-    SECRET_KEY = env_required("SECRET_KEY")
-    ALLOWED_HOSTS = split_list(env_required("ALLOWED_HOSTS"))
+    SECRET_KEY = check_secret_key(env_required("SECRET_KEY"))
+    ALLOWED_HOSTS = check_allowed_hosts(split_list(env_required("ALLOWED_HOSTS")))
     DEBUG = False
 else:
-    SECRET_KEY = (
-        env_str("SECRET_KEY") or "django-insecure-local-development-key-not-for-production"
-    )
+    SECRET_KEY = env_str("SECRET_KEY") or DEV_SECRET_KEY
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
     # Off by default even in DEV: with DEBUG on, Django answers unknown URLs with HTML
     # debug pages instead of the API's JSON errors. Turn it on to see tracebacks.
@@ -83,6 +123,9 @@ CSRF_FAILURE_VIEW = "common.views.csrf_failure"
 # In production, discount management and the list of every cart need a staff user; a
 # single cart stays reachable by whoever holds its (unguessable) id.
 REQUIRE_STAFF_FOR_MANAGEMENT = IS_PROD
+# Creating a cart needs a storefront key (X-Storefront-Key, issued in the admin) or a
+# staff user, so carts cannot be created in bulk anonymously. DEV stays open.
+REQUIRE_STOREFRONT_KEY = env_bool("REQUIRE_STOREFRONT_KEY", IS_PROD)
 
 INSTALLED_APPS = [
     "common",  # first: its admin templates extend Django's
@@ -101,9 +144,14 @@ INSTALLED_APPS = [
     "discount",
     "cart",
     "payments",
+    "storefront",
 ]
 
 MIDDLEWARE = [
+    # First: forwarded headers are dropped unless a trusted proxy sent them, and bodies
+    # too large (413) or without a length (411) are answered before anything reads them.
+    "common.middleware.TrustedProxyMiddleware",
+    "common.middleware.RequestBodyGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -240,6 +288,15 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- Discount codes ---------------------------------------------------------------------
+# Seconds a cart holds its reserved use of a code before paying; then the use is no
+# longer counted against usage_limit and `release_discount_reservations` takes the
+# discount off the cart (it is reserved again at payment if the code still allows).
+DISCOUNT_RESERVATION_TTL = env_number("DISCOUNT_RESERVATION_TTL", 1800, int)
+# Anonymous callers get one `discount_invalid` for unknown, inactive, not started,
+# expired and used-up codes, so guessing tells nothing (staff always see the reason).
+DISCOUNT_HIDE_REFUSAL_REASONS = env_bool("DISCOUNT_HIDE_REFUSAL_REASONS", IS_PROD)
+
 # --- Payment provider -----------------------------------------------------------------
 # FAKE_PAYMENT_API is host:port of the fake provider (fake_payment_server.py), used in
 # DEV; REAL_PAYMENT_API is the real provider's base URL, required with ENV=PROD.
@@ -249,6 +306,14 @@ _payment_api = REAL_PAYMENT_API if IS_PROD else FAKE_PAYMENT_API
 PAYMENT_API_BASE_URL = (
     _payment_api if "://" in _payment_api else f"http://{_payment_api}"
 ).rstrip("/")
+# Card data and amounts travel to the provider: plain HTTP only where it is a private
+# network the operator vouches for.
+PAYMENT_API_ALLOW_HTTP = env_bool("PAYMENT_API_ALLOW_HTTP", False)
+if IS_PROD and not PAYMENT_API_BASE_URL.startswith("https://") and not PAYMENT_API_ALLOW_HTTP:
+    raise ImproperlyConfigured(
+        f"REAL_PAYMENT_API must be an https:// URL with ENV=PROD, not {REAL_PAYMENT_API!r}. "
+        "Set PAYMENT_API_ALLOW_HTTP=true only for a provider on a private network."
+    )
 PAYMENT_API_CONNECT_TIMEOUT = env_number("PAYMENT_API_CONNECT_TIMEOUT", 2.0, float)
 PAYMENT_API_READ_TIMEOUT = env_number("PAYMENT_API_READ_TIMEOUT", 5.0, float)
 PAYMENT_API_MAX_RETRIES = env_number("PAYMENT_API_MAX_RETRIES", 2, int)
@@ -265,9 +330,68 @@ PAYMENT_MAX_IN_FLIGHT = env_number(
     "PAYMENT_MAX_IN_FLIGHT", max(1, env_number("GUNICORN_THREADS", 4, int) // 2), int
 )
 
+# --- The edge: proxies and request size ------------------------------------------------
+# The reverse proxies in front of the service: addresses, CIDRs or host names (Compose:
+# `nginx`, resolved again every 30 s).
+# Only a request whose TCP peer is in one of them has its X-Forwarded-For / -Proto read;
+# the client is then the right-most untrusted X-Forwarded-For entry (common.clientip).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+for _entry in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_entry, strict=False)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", _entry):
+            raise ImproperlyConfigured(
+                f"TRUSTED_PROXIES: {_entry!r} is not an IP address, CIDR network or host name."
+            ) from None
+if TRUSTED_PROXIES:
+    # Believed only from a trusted proxy: common.middleware drops it from anyone else.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Largest request body accepted (413 payload_too_large above it). The API's bodies are a
+# few hundred bytes; the proxy's client_max_body_size is set to the same value.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_number("REQUEST_BODY_MAX_BYTES", 262144, int)
+
+# --- Rate limits (common.ratelimit) ----------------------------------------------------
+# Counters live in a cache every process shares: Redis when REDIS_URL is set (required
+# with ENV=PROD; Compose runs one), local memory otherwise (make run: one process).
+REDIS_URL = env_required("REDIS_URL") if IS_PROD else env_str("REDIS_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": (
+        {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "ratelimit",
+            # A slow or absent Redis must not stall requests (see RATELIMIT_FAIL_OPEN).
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ratelimit"}
+    ),
+}
+# name: rate, as N/period (s, m, h, d; "10/15m" = 10 per 15 minutes) or "off". The name's
+# end says what is counted per: the client IP, the cart in the URL, the username sent.
+RATE_LIMITS = {
+    "cart_create_per_ip": env_str("RATELIMIT_CART_CREATE_PER_IP", "60/m"),
+    "apply_discount_per_ip": env_str("RATELIMIT_APPLY_DISCOUNT_PER_IP", "20/m"),
+    "apply_discount_per_cart": env_str("RATELIMIT_APPLY_DISCOUNT_PER_CART", "10/15m"),
+    "pay_per_cart": env_str("RATELIMIT_PAY_PER_CART", "10/10m"),
+    "token_per_ip": env_str("RATELIMIT_TOKEN_PER_IP", "10/m"),
+    "token_per_username": env_str("RATELIMIT_TOKEN_PER_USERNAME", "10/h"),
+}
+for _name, _rate in RATE_LIMITS.items():
+    if _rate.strip().lower() not in {"off", "none", ""} and not re.fullmatch(
+        r"\d+/(?:[1-9]\d*)?[smhd]", _rate.strip().lower()
+    ):
+        raise ImproperlyConfigured(
+            f"RATELIMIT_{_name.upper()} must be N/period such as 20/m, 10/15m or off, "
+            f"not {_rate!r}."
+        )
+# When Redis cannot be reached: true lets requests through (logged), false answers 503.
+RATELIMIT_FAIL_OPEN = env_bool("RATELIMIT_FAIL_OPEN", True)
+
 # --- Production hardening (`manage.py check --deploy` reports nothing with ENV=PROD) --
 if IS_PROD:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Health checks come from the orchestrator over plain HTTP inside the network.
     SECURE_REDIRECT_EXEMPT = [r"^health/"]

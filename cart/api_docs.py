@@ -26,13 +26,16 @@ from common import money
 from common.schema import ErrorDoc, documented, field_error
 from discount.api_docs import CREATE_EXAMPLE as DISCOUNT_EXAMPLE
 from discount.errors import (
+    DiscountCodeMalformedError,
     DiscountCurrencyMismatchError,
     DiscountExpiredError,
     DiscountInactiveError,
+    DiscountInvalidError,
     DiscountMinimumNotMetError,
     DiscountNoEffectError,
     DiscountNotFoundError,
     DiscountNotStartedError,
+    DiscountReservationExpiredError,
     DiscountUsageLimitReachedError,
 )
 from discount.serializers import ApplyDiscountSerializer
@@ -159,13 +162,18 @@ APPLY_DISCOUNT = documented(
     summary="Apply a discount code to the cart",
     description=(
         "Takes the code's amount or percentage off the cart's subtotal (never below zero) "
-        "and counts one use of the code. A cart takes one code; a paid cart, or one being "
-        "paid, takes none (409). The code is matched in any case."
+        "and reserves one use of the code until the cart is paid (for "
+        "DISCOUNT_RESERVATION_TTL, 30 minutes by default). A cart takes one code; a paid "
+        "cart, or one being paid, takes none (409). The code is matched in any case. In "
+        "production an anonymous caller gets `discount_invalid` for a code that does not "
+        "exist or cannot be used now."
     ),
     request=ApplyDiscountSerializer,
     request_example={"code": DISCOUNT_EXAMPLE["code"].lower()},
     responses={200: (CartSerializer, DISCOUNTED_CART_EXAMPLE)},
     errors=[
+        DiscountCodeMalformedError,
+        DiscountInvalidError,
         DiscountNotFoundError,
         DiscountInactiveError,
         DiscountNotStartedError,
@@ -224,6 +232,7 @@ PAY = documented(
         ),
         CartPaidError,
         CartPaymentInProgressError,
+        ErrorDoc.of(DiscountReservationExpiredError, cart=CART_EXAMPLE),
         IdempotencyKeyReusedError,
         InvalidPaymentTransitionError,
         EarlierPaymentOutcomeUnknownError,

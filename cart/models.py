@@ -183,6 +183,13 @@ class Cart(models.Model):
             )
         self.payment_status = status
 
+    def remove_discount(self) -> None:
+        """Take the discount off (its reserved use was released): the total is the
+        subtotal again. The caller saves."""
+        self.discount = None
+        self.amount_discounted = Decimal("0")
+        self.total = self.subtotal
+
     def apply_discount(self, discount) -> None:
         """Apply `discount` and update this instance (see `cart_apply_discount`)."""
         from cart.services import cart_apply_discount

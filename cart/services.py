@@ -7,11 +7,13 @@
 
 Applying a discount locks the cart row (SELECT … FOR UPDATE on PostgreSQL; on SQLite
 every write transaction starts IMMEDIATE, which serializes writers), so two requests for
-one cart cannot both see "no discount yet": one wins, the other is refused. The use of
-the code is counted in the same transaction (`discount_use`), so a refused apply never
-consumes one. Discount uses are counted there, not when paying: racing payments cannot
-count anything, and a declined payment does not release the use, because the cart keeps
-its discount and may be paid again.
+one cart cannot both see "no discount yet": one wins, the other is refused. A use of
+the code is reserved in the same transaction (`discount_reserve`), so a refused apply
+never holds one, and consumed in the transaction that records the payment as successful
+(`discount_consume_reservation`, in `payments.transitions.attempt_charged`); a
+reservation that expired before paying is renewed or the payment refused first
+(`discount_renew_reservation`, in `payments.services.payment_pay`; see
+`discount.services`).
 
 Paying and refunding are `payments.services` (`cart_pay` is the entry point the tutorial's
 `Cart.pay` and the API call); reconciling is `payments.reconcile`.
@@ -29,7 +31,7 @@ import utils
 from cart.errors import CartDiscountAlreadyAppliedError
 from cart.models import Cart
 from discount.models import Discount
-from discount.services import discount_use
+from discount.services import discount_reserve
 from payments.models import Payment
 from payments.services import payment_pay
 
@@ -61,15 +63,16 @@ def cart_apply_discount(*, cart: Cart, discount: Discount) -> Cart:
     `CartDiscountAlreadyAppliedError` when the cart already has a discount, and
     `CartFrozenError` (409) when the cart is paid or being paid.
     """
+    now = timezone.now()
     with transaction.atomic():
         locked = Cart.objects.select_for_update().get(pk=cart.pk)
         locked.check_can_change()
         if locked.discount_id is not None:
             raise CartDiscountAlreadyAppliedError()
         amount_off = discount.amount_off(locked.subtotal, locked.currency)
-        # Counting the use re-checks, in the same UPDATE, that the code is still usable:
-        # it may have been switched off or used up since the request was validated.
-        discount_use(discount=discount, at=timezone.now())
+        # Reserving the use re-checks, under the code's row lock, that it is still
+        # usable: it may have been switched off or used up since the request was validated.
+        discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now)
 
         locked.discount = discount
         locked.amount_discounted = amount_off

@@ -10,8 +10,10 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from cart import api_docs
+from cart.errors import CartDiscountAlreadyAppliedError
 from cart.filters import CartFilter
 from cart.models import Cart
 from cart.serializers import (
@@ -23,11 +25,15 @@ from cart.serializers import (
 from cart.services import cart_apply_discount, cart_create, cart_pay
 from common.api import ListFiltersOnlyMixin
 from common.permissions import IsStaffForManagement
+from common.ratelimit import RateLimitedMixin
+from discount.errors import DiscountReservationExpiredError
 from discount.serializers import ApplyDiscountSerializer
+from discount.services import discount_refusal_reasons, discount_reveals_reasons
 from payments.errors import CardDeclinedError, RefundDeclinedError
 from payments.models import PaymentAttemptStatus, RefundStatus
 from payments.serializers import RefundCartSerializer, RefundSerializer
 from payments.services import refund_create
+from storefront.access import StorefrontKeyAuthentication, StorefrontKeyRequired
 
 
 @extend_schema_view(
@@ -36,6 +42,7 @@ from payments.services import refund_create
     retrieve=api_docs.RETRIEVE,
 )
 class CartViewSet(
+    RateLimitedMixin,
     ListFiltersOnlyMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
@@ -46,6 +53,16 @@ class CartViewSet(
     serializer_class = CartSerializer
     filterset_class = CartFilter
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+    authentication_classes = [
+        *api_settings.DEFAULT_AUTHENTICATION_CLASSES,
+        StorefrontKeyAuthentication,
+    ]
+    # settings.RATE_LIMITS: carts cannot be created, codes guessed or cards tried in bulk.
+    rate_limits = {
+        "create": ["cart_create_per_ip"],
+        "apply_discount": ["apply_discount_per_ip", "apply_discount_per_cart"],
+        "pay": ["pay_per_cart"],
+    }
 
     def get_queryset(self):
         # A page of carts fetches their payments in one more query; one cart simply reads
@@ -57,6 +74,8 @@ class CartViewSet(
     def get_permissions(self):
         if self.action in ("list", "refund"):
             return [IsStaffForManagement()]
+        if self.action == "create":
+            return [StorefrontKeyRequired()]
         return [AllowAny()]
 
     def perform_create(self, serializer):
@@ -66,10 +85,16 @@ class CartViewSet(
     @action(detail=True, methods=["post"])
     def apply_discount(self, request, pk=None):
         cart = self.get_object()
-        cart.check_can_change()  # a frozen cart is a 409 whatever code is sent
-        serializer = ApplyDiscountSerializer(data=request.data)
+        # The cart's own refusals come first, whatever code is sent: they must not tell
+        # a caller anything about the code.
+        cart.check_can_change()
+        if cart.discount_id is not None:
+            raise CartDiscountAlreadyAppliedError()
+        reveal = discount_reveals_reasons(user=request.user)
+        serializer = ApplyDiscountSerializer(data=request.data, context={"reveal_reasons": reveal})
         serializer.is_valid(raise_exception=True)
-        cart_apply_discount(cart=cart, discount=serializer.validated_data["discount"])
+        with discount_refusal_reasons(reveal=reveal):
+            cart_apply_discount(cart=cart, discount=serializer.validated_data["discount"])
         return Response(CartSerializer(cart).data)
 
     @api_docs.PAY
@@ -79,7 +104,11 @@ class CartViewSet(
         key = validate_idempotency_key(request.headers.get("Idempotency-Key"))
         serializer = PayCartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        payment = cart_pay(cart=cart, idempotency_key=key, **serializer.validated_data)
+        try:
+            payment = cart_pay(cart=cart, idempotency_key=key, **serializer.validated_data)
+        except DiscountReservationExpiredError as exc:
+            exc.extra["cart"] = CartSerializer(cart).data  # its new total, to show
+            raise
         body = {"cart": CartSerializer(cart).data, "payment": PaymentSerializer(payment).data}
         if payment.status == PaymentAttemptStatus.FAILED:
             raise CardDeclinedError(decline_code=payment.decline_code, **body)

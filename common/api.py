@@ -1,7 +1,11 @@
 """How every endpoint reads and writes JSON, and how lists are paged.
 
 - `DecimalJSONParser` parses JSON numbers with a fraction into `Decimal`, so 10.10 stays
-  10.10 instead of becoming the float 10.0999999…; integers stay `int`.
+  10.10 instead of becoming the float 10.0999999…; integers stay `int`. It refuses, as
+  `400 malformed_json`, what a strict reader must: nesting deeper than
+  `JSON_MAX_DEPTH`, a key twice in one object, numbers longer than `JSON_MAX_NUMBER_LENGTH`
+  characters, NaN/Infinity and bytes that are not UTF-8. Its messages say what is wrong
+  with the body and where, never the parser's own internals.
 - `DecimalJSONRenderer` writes `Decimal` as an exact JSON number (15.00, not 15.0 and
   not "15.00"): DRF's own renderer goes through float.
 - `NewestFirstCursorPagination` pages by a cursor on `created`: each page costs one
@@ -13,7 +17,7 @@ Settings wire them in as DRF defaults:
     "DEFAULT_PARSER_CLASSES": ["common.api.DecimalJSONParser"]
 """
 
-import codecs
+import re
 from decimal import Decimal
 
 import simplejson
@@ -23,24 +27,90 @@ from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.utils import encoders
 
+# Containers nested deeper than this are refused before parsing: no request of this API
+# nests more than three levels, and a recursive parser must never meet 1,000 levels.
+JSON_MAX_DEPTH = 32
+# Digits and signs of one number: far above any amount (15 digits), far below Python's
+# int-conversion limit (4,300 digits), whose error would otherwise reach the client.
+JSON_MAX_NUMBER_LENGTH = 100
+
+# A string (with its escapes; an unterminated one runs to the end, so the scan stays
+# linear) or a bracket: strings are skipped, brackets counted.
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+class _Refused(ValueError):
+    """Why a body that may be syntactically fine is still not accepted."""
+
 
 def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
+    raise _Refused(f"{name} is not a JSON number.")
+
+
+def _check_number(text: str) -> str:
+    if len(text) > JSON_MAX_NUMBER_LENGTH:
+        raise _Refused(f"a number is longer than {JSON_MAX_NUMBER_LENGTH} characters.")
+    return text
+
+
+def _parse_int(text: str) -> int:
+    return int(_check_number(text))
+
+
+def _parse_float(text: str) -> Decimal:
+    return Decimal(_check_number(text))
+
+
+def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            shown = key if len(key) <= 40 else key[:40] + "…"
+            raise _Refused(f'the key "{shown}" appears twice in one object.')
+        obj[key] = value
+    return obj
+
+
+def _check_depth(text: str) -> None:
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > JSON_MAX_DEPTH:
+                raise _Refused(f"nested deeper than {JSON_MAX_DEPTH} levels.")
+        elif token in "]}":
+            depth -= 1
 
 
 class DecimalJSONParser(parsers.JSONParser):
-    """JSON in, fractions as Decimal; NaN and Infinity are malformed JSON."""
+    """JSON in, fractions as Decimal; anything a strict reader refuses is a ParseError."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = parsers.get_encoding(parser_context or {})
+        raw = stream.read() if stream is not None else b""
         try:
-            return simplejson.load(
-                codecs.getreader(encoding)(stream),
-                parse_float=Decimal,
+            text = raw.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            raise ParseError(f"Malformed JSON: the body is not valid {encoding}.") from None
+        try:
+            _check_depth(text)
+            return simplejson.loads(
+                text,
+                parse_float=_parse_float,
+                parse_int=_parse_int,
                 parse_constant=_reject_constant,
+                object_pairs_hook=_object_without_duplicates,
             )
-        except ValueError as exc:
+        except _Refused as exc:
             raise ParseError(f"Malformed JSON: {exc}") from None
+        except simplejson.JSONDecodeError as exc:
+            # simplejson's own words ("Expecting value") and where: line and column.
+            raise ParseError(
+                f"Malformed JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+            ) from None
+        except (ValueError, RecursionError):
+            raise ParseError("Malformed JSON.") from None
 
 
 class DecimalJSONRenderer(renderers.JSONRenderer):

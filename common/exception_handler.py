@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions
@@ -52,6 +53,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(exc.body(), status=exc.status_code, headers=exc.headers or None)
 
+    if isinstance(exc, RequestDataTooBig):
+        # Normally answered by common.middleware before a view runs; this is the fallback.
+        body = error_body("payload_too_large", "The request body is too large.")
+        return Response(body, status=413)
+
     if isinstance(exc, DjangoValidationError):
         # A model rule enforced below the serializer (e.g. re-checked under a row lock).
         exc = exceptions.ValidationError(get_error_detail(exc))
@@ -71,6 +77,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         ]
         first = details[0]
         response.data = error_body(first["code"], first["message"], first["field"], details)
+    elif isinstance(exc, exceptions.Throttled):
+        # A rate limit of common.ratelimit; DRF has set the Retry-After header.
+        message = f"Too many requests: retry in {exc.wait} seconds."
+        response.data = error_body("too_many_requests", message)
     else:
         code = getattr(exc.detail, "code", None) or exc.default_code
         response.data = error_body(RENAMED_CODES.get(code, code), str(exc.detail))

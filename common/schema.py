@@ -16,7 +16,8 @@ and DRF exceptions, which already know their status, code and message, and
 `field_error`s for validation codes raised as Django `ValidationError`s (a model's
 `clean()`). `AutoSchema` adds what any operation of its kind can answer: 400 for each
 field of the request body, filter or cursor; 401/403 from its authentication and
-permissions; 404 for a path id; 406; 415 and `malformed_json` with a body.
+permissions (and the errors they declare in `documented_errors`); 404 for a path id;
+406; 413, 415 and `malformed_json` with a body; 429 where a rate limit applies.
 
 Per status, the schema then holds a response whose `error.code` is an enum of exactly
 those codes, with one named example per code, and the extra members (`payment_taken`,
@@ -44,6 +45,7 @@ from rest_framework.authentication import SessionAuthentication
 
 from common.errors import ApplicationError
 from common.exception_handler import RENAMED_CODES
+from common.ratelimit import RateLimitUnavailableError
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -88,7 +90,9 @@ _DESCRIPTIONS = {
     406: "The Accept header asks for something other than JSON.",
     409: "The resource's state forbids this now (e.g. a paid cart, a refund above what was "
     "charged, an earlier payment whose outcome is not known yet).",
+    413: "The request body is too large.",
     415: "The body is not JSON.",
+    429: "Too many requests: wait the seconds the Retry-After header says.",
     502: "The payment provider's answer could not be used, and its ledger shows nothing done "
     "(`payment_taken` / `refund_made`: false).",
     503: "The payment provider is unavailable (proven: nothing done), or this server already "
@@ -194,6 +198,12 @@ def documented(
 MALFORMED_JSON = field_error(
     None, "malformed_json", "Malformed JSON: Expecting value: line 1 column 12 (char 11)"
 )
+PAYLOAD_TOO_LARGE = field_error(
+    None, "payload_too_large", "The request body is larger than 262144 bytes.", status=413
+)
+TOO_MANY_REQUESTS = field_error(
+    None, "too_many_requests", "Too many requests: retry in 42 seconds.", status=429
+)
 
 
 class AutoSchema(openapi.AutoSchema):
@@ -253,6 +263,13 @@ class AutoSchema(openapi.AutoSchema):
         errors.append(ErrorDoc.of(exceptions.NotAcceptable))
         if self._has_body():
             errors.append(ErrorDoc.of(exceptions.UnsupportedMediaType))
+            errors.append(PAYLOAD_TOO_LARGE)
+        if self.view.get_throttles():  # the limits of common.ratelimit it applies
+            errors.append(TOO_MANY_REQUESTS)
+            errors.append(ErrorDoc.of(RateLimitUnavailableError))
+        # What an authentication or permission class says it answers (storefront keys).
+        for part in (*authenticators, *self.view.get_permissions()):
+            errors.extend(getattr(part, "documented_errors", ()))
         return errors
 
     def _has_body(self) -> bool:
@@ -422,6 +439,7 @@ GENERIC_CODES = frozenset(
         "null",
         "blank",
         "malformed_json",
+        "payload_too_large",
         "invalid_cursor",
         "max_length",
         "min_length",
@@ -450,6 +468,7 @@ _GENERIC_WHEN = {
     "403": "not staff where staff is needed, or a session without its CSRF token",
     "404": "no such id",
     "406": "the Accept header asks for something other than JSON",
+    "413": "the body is larger than `REQUEST_BODY_MAX_BYTES`",
     "415": "the body is not JSON",
 }
 

@@ -3,7 +3,7 @@ error pages.
 
     GET /health/          liveness: the process answers (no database touched)
     GET /health/ready/    readiness: the database answers too; 503 when it does not
-    POST /api/auth/token/ a user's username and password in, their API token out
+    POST /api/auth/token/ a staff user's username and password in, their API token out
 
 They are DRF views with no authentication, so a wrong method or a CSRF-less POST still
 gets a JSON answer. Django's own error pages (URLs outside the API, CSRF failures) are
@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from common.api import DecimalJSONParser, DecimalJSONRenderer
 from common.errors import json_error_response
+from common.ratelimit import rate_limit
 from common.schema import documented, field_error
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ class CredentialsSerializer(serializers.Serializer):
             username=attrs["username"],
             password=attrs["password"],
         )
-        if user is None:
+        # Only staff get a token (it unlocks management with ENV=PROD). Anyone else gets
+        # word for word the answer of a wrong password: no account is revealed.
+        if user is None or not user.is_staff:
             raise serializers.ValidationError(
                 INVALID_CREDENTIALS.message, code=INVALID_CREDENTIALS.code
             )
@@ -84,14 +87,17 @@ class ObtainTokenView(ObtainAuthToken):
     parser_classes = [DecimalJSONParser]
     renderer_classes = [DecimalJSONRenderer]
     serializer_class = CredentialsSerializer
+    # Checked before any password is hashed: guesses cannot tie up the workers either.
+    throttle_classes = [rate_limit("token_per_ip"), rate_limit("token_per_username")]
 
     @documented(
         summary="Get an API token",
         description=(
-            "Exchanges a user's username and password for their API token (the same token "
-            "every time). Send it as `Authorization: Token <token>`: in production, "
-            "discount management and the cart list need a staff user's token. Create a "
-            "user with `make superuser` first."
+            "Exchanges a staff user's username and password for their API token (the same "
+            "token every time); anyone else gets the answer of a wrong password. Send it as "
+            "`Authorization: Token <token>`: in production, discount management and the "
+            "cart list need it. Create a staff user with `make superuser` first. Attempts "
+            "are rate limited per client address and per username."
         ),
         request=CredentialsSerializer,
         request_example={"username": "staff", "password": "a-long-staff-password"},

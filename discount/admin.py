@@ -3,9 +3,17 @@ the form shows the errors of `Discount.clean()` beside their fields: the admin r
 what the API refuses, with the same messages."""
 
 from django.contrib import admin
+from django.utils import timezone
 
-from common.admin import ServiceModelAdmin, adopt, format_money
-from discount.models import Discount, DiscountKind
+from common.admin import (
+    ReadOnlyModelAdmin,
+    ServiceModelAdmin,
+    adopt,
+    format_money,
+    money,
+    short_id,
+)
+from discount.models import Discount, DiscountKind, DiscountReservation
 from discount.services import discount_create, discount_delete, discount_update
 
 # What staff set; `times_used` and `created` are the service's.
@@ -42,11 +50,16 @@ class DiscountAdmin(ServiceModelAdmin):
             return format_money(discount.value, discount.currency)
         return f"{discount.value.normalize():f} (cart's currency)"
 
-    @admin.display(description="Used", ordering="times_used")
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_reserved_uses(at=timezone.now())
+
+    @admin.display(description="Used (+ reserved)", ordering="times_used")
     def uses(self, discount: Discount) -> str:
+        # Consumed by paid carts, then held by carts not paid yet: both count.
+        used = f"{discount.times_used} + {discount.reserved_uses_now}"
         if discount.usage_limit is None:
-            return str(discount.times_used)
-        return f"{discount.times_used} of {discount.usage_limit}"
+            return used
+        return f"{used} of {discount.usage_limit}"
 
     def save_model(self, request, obj, form, change):
         # The form has run Discount.clean(); the service runs it again under a lock.
@@ -56,3 +69,20 @@ class DiscountAdmin(ServiceModelAdmin):
         else:
             saved = discount_create(**{name: getattr(obj, name) for name in SETTINGS})
         adopt(obj, saved)
+
+
+@admin.register(DiscountReservation)
+class DiscountReservationAdmin(ReadOnlyModelAdmin):
+    """Uses of codes held by carts: written by applying, paying and the sweep alone."""
+
+    list_display = (
+        "discount",
+        short_id("cart_id", label="Cart"),
+        "status",
+        money("amount"),
+        "expires",
+    )
+    list_filter = ("status", "created")
+    search_fields = ("discount__code", "cart__id")
+    list_select_related = ("discount",)
+    ordering = ("-created",)

@@ -2,6 +2,12 @@
 
 raise DiscountExpiredError()
 # -> 400 {"error": {"code": "discount_expired", "field": "code", ...}}
+
+The reasons that say whether a code exists (`DiscountUnavailableError`: unknown, off, not
+started, expired, used up) are told to staff; an anonymous caller with ENV=PROD gets one
+`DiscountInvalidError` for all of them (see `public_discount_error`), so guessing codes
+teaches nothing. The reasons that depend on the cart (currency, minimum) stay specific:
+they only ever concern a code that is live, which a guess that succeeds reveals anyway.
 """
 
 from common.errors import ApplicationError, ConflictError
@@ -13,27 +19,46 @@ class DiscountError(ApplicationError):
     field = "code"
 
 
-class DiscountNotFoundError(DiscountError):
+class DiscountCodeMalformedError(DiscountError):
+    code = "invalid_code"
+    message = (
+        "A discount code is made of the letters A-Z (any case), the digits 0-9, '-' and "
+        "'_', starting with a letter or digit, at most 64 characters."
+    )
+
+
+class DiscountInvalidError(DiscountError):
+    """What an anonymous caller hears instead of any `DiscountUnavailableError`."""
+
+    code = "discount_invalid"
+    message = "This discount code is not valid."
+
+
+class DiscountUnavailableError(DiscountError):
+    """The code cannot be used by anyone now; the reason says whether it exists."""
+
+
+class DiscountNotFoundError(DiscountUnavailableError):
     code = "discount_not_found"
     message = "This discount code does not exist."
 
 
-class DiscountInactiveError(DiscountError):
+class DiscountInactiveError(DiscountUnavailableError):
     code = "discount_inactive"
     message = "This discount code is not active."
 
 
-class DiscountNotStartedError(DiscountError):
+class DiscountNotStartedError(DiscountUnavailableError):
     code = "discount_not_started"
     message = "This discount code is not valid yet."
 
 
-class DiscountExpiredError(DiscountError):
+class DiscountExpiredError(DiscountUnavailableError):
     code = "discount_expired"
     message = "This discount code has expired."
 
 
-class DiscountUsageLimitReachedError(DiscountError):
+class DiscountUsageLimitReachedError(DiscountUnavailableError):
     code = "discount_usage_limit_reached"
     message = "This discount code has been used as many times as it allows."
 
@@ -56,6 +81,28 @@ class DiscountNoEffectError(DiscountError):
 class DiscountCodeTakenError(DiscountError):
     code = "code_taken"
     message = "A discount with this code already exists (codes are case-insensitive)."
+
+
+class DiscountReservationExpiredError(ConflictError):
+    """Paying a cart whose reserved use of a code expired, and the code cannot be
+    reserved again: the discount has left the cart and nothing was charged."""
+
+    code = "discount_reservation_expired"
+    extra_schema = {"cart": {"$ref": "#/components/schemas/Cart"}}
+    message = (
+        "This cart's discount was reserved for a limited time, which has passed, and the "
+        "code can no longer be used: it was removed from the cart. Nothing was charged; "
+        "check the cart's new total and pay again."
+    )
+    field = "code"
+
+
+def public_discount_error(error: DiscountError, *, reveal_reasons: bool) -> DiscountError:
+    """The refusal a caller is told: `error` itself, or `DiscountInvalidError` when the
+    reasons are hidden from this caller and `error` would say whether the code exists."""
+    if reveal_reasons or not isinstance(error, DiscountUnavailableError):
+        return error
+    return DiscountInvalidError()
 
 
 class DiscountInUseError(ConflictError):

@@ -1,16 +1,29 @@
-"""Discount codes and every rule about one: when it is usable and what it takes off.
+"""Discount codes and every rule about one: what a code looks like, when it is usable,
+what it takes off, and the uses carts hold.
 
     discount = Discount.objects.with_code("dis20").get()   # codes are case-insensitive
     discount.check_usable(at=timezone.now())                # raises the reason it is not
     discount.amount_off(Decimal("20.00"), "USD")            # Decimal('5.00')
+    discount.uses_held(at=timezone.now())                   # consumed + live reservations
+
+Codes are ASCII: `normalize_code` refuses anything that NFKC normalisation would change
+or that is outside `CODE_ALPHABET`, so a look-alike (the Kelvin sign "K", full-width
+letters) never matches another code.
+
+A cart that applies a code holds one use, a `DiscountReservation`: `reserved` when
+applied, `consumed` when the cart is paid (then `times_used` counts it), `released` when
+the cart was not paid within `DISCOUNT_RESERVATION_TTL`. `usage_limit` bounds consumed
+uses plus live reservations (see `discount.services`).
 
 The database guards what must never be false, whatever code writes: one row per code
-ignoring case, a positive value, at most 100 %, an end after the start, and never more
-uses than the limit.
+ignoring case, a positive value, at most 100 %, an end after the start, never more
+consumed uses than the limit, and one live reservation per cart.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,9 +34,11 @@ from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from cart.models import PaymentStatus
 from common import money
 from common.fields import AmountField, check_fits_currency, clean_currency
 from discount.errors import (
+    DiscountCodeMalformedError,
     DiscountCodeTakenError,
     DiscountCurrencyMismatchError,
     DiscountExpiredError,
@@ -37,6 +52,26 @@ from discount.errors import (
 
 HUNDRED = Decimal(100)
 
+CODE_ALPHABET = "letters A-Z (any case), digits 0-9, '-' and '_', starting with a letter or digit"
+CODE_MAX_LENGTH = 64
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*", re.ASCII)
+
+
+def normalize_code(raw: str) -> str:
+    """The form codes are compared in (lower case), or `DiscountCodeMalformedError`.
+
+    A code that NFKC normalisation changes ("\u212a" is "K", "ＤＩＳ" is "DIS") or that
+    leaves the ASCII alphabet is refused, never folded into another code.
+    """
+    text = raw.strip()
+    if (
+        len(text) > CODE_MAX_LENGTH
+        or unicodedata.normalize("NFKC", text) != text
+        or not _CODE.fullmatch(text)
+    ):
+        raise DiscountCodeMalformedError()
+    return text.lower()
+
 
 class DiscountKind(models.TextChoices):
     AMOUNT = "amount", "Fixed amount off"
@@ -45,8 +80,21 @@ class DiscountKind(models.TextChoices):
 
 class DiscountQuerySet(models.QuerySet):
     def with_code(self, code: str) -> DiscountQuerySet:
-        """Match a code ignoring case, through the index on LOWER(code)."""
-        return self.alias(code_lower=Lower("code")).filter(code_lower=code.strip().lower())
+        """Match a code ignoring case, through the index on LOWER(code); a malformed code
+        matches nothing."""
+        try:
+            normalized = normalize_code(code)
+        except DiscountCodeMalformedError:
+            return self.none()
+        return self.alias(code_lower=Lower("code")).filter(code_lower=normalized)
+
+    def with_reserved_uses(self, *, at: datetime) -> DiscountQuerySet:
+        """Each discount with `reserved_uses_now`: its live reservations at `at`."""
+        held = Q(reservations__status=ReservationStatus.RESERVED) & (
+            Q(reservations__expires__gt=at)
+            | Q(reservations__cart__payment_status=PaymentStatus.PROCESSING)
+        )
+        return self.annotate(reserved_uses_now=models.Count("reservations", filter=held))
 
 
 class Discount(models.Model):
@@ -54,7 +102,7 @@ class Discount(models.Model):
         max_length=64,
         validators=[
             RegexValidator(
-                r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+                r"^[A-Za-z0-9][A-Za-z0-9_-]*\Z",
                 "Use letters, digits, '-' and '_' only, starting with a letter or digit.",
                 code="invalid_code",
             )
@@ -88,7 +136,9 @@ class Discount(models.Model):
     usage_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="How many carts may use the code; empty: unlimited."
     )
-    times_used = models.PositiveIntegerField(default=0, editable=False)
+    times_used = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Consumed uses: carts paid with the code."
+    )
 
     objects = DiscountQuerySet.as_manager()
 
@@ -129,6 +179,10 @@ class Discount(models.Model):
             raise DiscountExpiredError()
         if self.usage_limit is not None and self.times_used >= self.usage_limit:
             raise DiscountUsageLimitReachedError()
+
+    def uses_held(self, *, at: datetime) -> int:
+        """Uses the limit counts at `at`: consumed ones and live reservations."""
+        return self.times_used + self.reservations.holding(at=at).count()
 
     def amount_off(self, subtotal: Decimal, currency: str) -> Decimal:
         """What the code takes off a cart's subtotal, in the cart's currency.
@@ -193,11 +247,13 @@ class Discount(models.Model):
                 "This end is in the past: the discount would be expired already.",
                 code="already_expired",
             )
-        if self.usage_limit is not None and self.usage_limit < self.times_used:
-            errors["usage_limit"] = ValidationError(
-                f"The code has been used {self.times_used} times already.",
-                code="below_times_used",
-            )
+        if self.usage_limit is not None:
+            held = self.uses_held(at=timezone.now()) if self.pk else self.times_used
+            if self.usage_limit < held:
+                errors["usage_limit"] = ValidationError(
+                    f"The code is used or reserved {held} times already.",
+                    code="below_times_used",
+                )
         if errors:
             raise ValidationError(errors)
 
@@ -206,14 +262,15 @@ class Discount(models.Model):
         return Discount.objects.with_code(self.code).exclude(pk=self.pk).exists()
 
     def kind_locked(self) -> bool:
-        """Whether this edit changes the kind of a code that carts have used already."""
-        if self._state.adding or not self.times_used:
+        """Whether this edit changes the kind of a code that carts have used (or hold)."""
+        if self._state.adding or not (self.times_used or self.reservations.exists()):
             return False
         return Discount.objects.filter(pk=self.pk).exclude(kind=self.kind).exists()
 
     def check_deletable(self) -> None:
         """Raise `DiscountInUseError` if a cart refers to the code: switch it off instead."""
-        used = self.carts.count()
+        # Carts refer to it, or did (a reservation released when a cart was not paid).
+        used = max(self.carts.count(), self.reservations.values("cart_id").distinct().count())
         if used:
             carts = f"{used} cart{'s' if used > 1 else ''}"
             raise DiscountInUseError(
@@ -246,3 +303,58 @@ class Discount(models.Model):
             )
         if currency:
             check_fits_currency(self.min_cart_total, currency)
+
+
+class ReservationStatus(models.TextChoices):
+    RESERVED = "reserved", "Reserved: applied to a cart not paid yet"
+    CONSUMED = "consumed", "Consumed: the cart was paid"
+    RELEASED = "released", "Released: the cart was not paid in time"
+
+
+class DiscountReservationQuerySet(models.QuerySet):
+    def holding(self, *, at: datetime) -> DiscountReservationQuerySet:
+        """Reservations that count against the limit at `at`: not expired yet, or held by
+        a cart being paid (its payment decides; an expired one is never released then)."""
+        return self.filter(status=ReservationStatus.RESERVED).filter(
+            Q(expires__gt=at) | Q(cart__payment_status=PaymentStatus.PROCESSING)
+        )
+
+
+class DiscountReservation(models.Model):
+    """One use of a code by one cart: reserved when applied, consumed when the cart is
+    paid, released when it was not paid in time. `amount` is what the code took off."""
+
+    discount = models.ForeignKey(Discount, on_delete=models.PROTECT, related_name="reservations")
+    cart = models.ForeignKey(
+        "cart.Cart", on_delete=models.PROTECT, related_name="discount_reservations"
+    )
+    status = models.CharField(
+        max_length=10, choices=ReservationStatus, default=ReservationStatus.RESERVED
+    )
+    amount = AmountField(help_text="What the code took off the cart, in `currency`.")
+    currency = models.CharField(max_length=3)
+    expires = models.DateTimeField(
+        help_text="A reserved use of a cart not paid by then is released."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = DiscountReservationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(fields=["discount", "status", "expires"], name="reservation_discount"),
+            models.Index(fields=["status", "expires"], name="reservation_status_expires"),
+        ]
+        constraints = [
+            # A cart takes one discount: at most one reservation that is not released.
+            models.UniqueConstraint(
+                fields=["cart"],
+                condition=~Q(status="released"),
+                name="reservation_one_live_per_cart",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.discount_id} for cart {self.cart_id}: {self.status}"

@@ -9,11 +9,13 @@ the API refuse the same things.
 """
 
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common import money
 from common.fields import JSONAmountField
-from discount.errors import DiscountError
+from discount.errors import DiscountError, public_discount_error
 from discount.models import Discount
 from discount.selectors import discount_get_by_code
 
@@ -26,6 +28,10 @@ class DiscountSerializer(serializers.ModelSerializer):
         help_text="Amount off (in `currency`, or the cart's currency if none) or percentage."
     )
     min_cart_total = JSONAmountField(required=False, allow_null=True)
+    reserved_uses = serializers.SerializerMethodField(
+        help_text="Uses held by carts not paid yet; with `times_used` (paid carts) they "
+        "count against `usage_limit`. Each expires DISCOUNT_RESERVATION_TTL after it was made."
+    )
     currency = serializers.RegexField(
         r"^[A-Za-z]{3}$",
         required=False,
@@ -50,8 +56,17 @@ class DiscountSerializer(serializers.ModelSerializer):
             "min_cart_total",
             "usage_limit",
             "times_used",
+            "reserved_uses",
         )
         read_only_fields = ("id", "created", "times_used")
+        extra_kwargs = {"times_used": {"help_text": "Consumed uses: carts paid with the code."}}
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_reserved_uses(self, discount: Discount) -> int:
+        annotated = getattr(discount, "reserved_uses_now", None)  # lists annotate it
+        if annotated is not None:
+            return annotated
+        return discount.reservations.holding(at=timezone.now()).count()
 
     def to_representation(self, instance: Discount) -> dict:
         data = super().to_representation(instance)
@@ -71,14 +86,23 @@ def _display(amount, currency: str):
 
 
 class ApplyDiscountSerializer(serializers.Serializer):
-    """`{"code": …}` naming a usable code; `validated_data["discount"]` is that discount."""
+    """`{"code": …}` naming a usable code; `validated_data["discount"]` is that discount.
 
-    code = serializers.CharField(max_length=64, help_text="The discount code, any case.")
+    With `context={"reveal_reasons": False}` every refusal that would say whether the
+    code exists is `discount_invalid` (see `discount.errors.public_discount_error`).
+    """
+
+    code = serializers.CharField(
+        max_length=64,
+        help_text="The discount code, any case: letters A-Z, digits 0-9, '-' and '_'.",
+    )
 
     def validate(self, attrs: dict) -> dict:
         try:
             discount = discount_get_by_code(code=attrs["code"])
             discount.check_usable(at=timezone.now())
         except DiscountError as exc:
+            reveal = self.context.get("reveal_reasons", True)
+            exc = public_discount_error(exc, reveal_reasons=reveal)
             raise serializers.ValidationError({"code": [exc.message]}, code=exc.code) from None
         return {**attrs, "discount": discount}

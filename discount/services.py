@@ -1,29 +1,63 @@
-"""Writing discounts: creating, editing and deleting them, and counting their uses.
+"""Writing discounts: creating, editing and deleting them, and the uses carts hold.
 
     discount = discount_create(code="DIS20", value=Decimal("5"), ended=tomorrow)
     discount = discount_update(discount=discount, data={"active": False})
-    discount_use(discount=discount, at=now)   # +1 use in SQL, or the DiscountError why not
     discount_delete(discount=discount)        # DiscountInUseError once a cart used it
+    discount_reserve(discount=discount, cart=locked_cart, amount=off, at=now)  # at apply
+    discount_renew_reservation(cart=cart)       # before charging: 409 if it cannot be kept
+    discount_consume_reservation(cart=cart)     # in the transaction that records the charge
+    discount_release_expired_reservations()     # from cron: `release_discount_reservations`
 
 Every write runs the rules of `Discount.clean()`, so the API, the admin and any other
 door refuse the same things with the same messages (Django's ValidationError, which the
 API answers as a 400 naming the field and the admin shows beside it).
 
-A use is counted when a code is applied to a cart (see `cart.services`). The count is a
-single conditional UPDATE, so it can never pass the limit however many requests race;
-the database's check constraint backs it up.
+A use of a limited code is *reserved* when a cart applies it and *consumed* when that
+cart's payment succeeds. `usage_limit` bounds consumed uses plus live reservations: a
+reservation stops counting `DISCOUNT_RESERVATION_TTL` after it was made (or last kept),
+at once, before any sweep, unless its cart is being paid (then the payment decides). So
+carts that are never paid cannot use a code up. A reservation is taken with the code's
+row locked (SELECT … FOR UPDATE on PostgreSQL; on SQLite every write transaction is
+IMMEDIATE, which serializes writers), so however many carts race, no more uses are held
+than the limit allows; the database's constraint backs up the consumed count.
+
+The sweep releases expired reservations and takes the discount off their carts (totals
+restored), never while a cart is being paid or once it is paid. A cart paid after its
+reservation expired keeps the discount if the code can be reserved again; otherwise the
+discount leaves the cart and the payment is refused (409) before anything is charged,
+so a customer is never charged an amount they were not shown.
+
+Anonymous callers in production are told one `discount_invalid` for every reason that
+would say whether a code exists (`discount_refusal_reasons`; rule in `discount.errors`).
 """
 
+import logging
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.utils import timezone
 
-from discount.errors import DiscountCodeTakenError, DiscountUsageLimitReachedError
-from discount.models import Discount, DiscountKind
+from cart.models import Cart, PaymentStatus
+from discount.errors import (
+    DiscountCodeTakenError,
+    DiscountError,
+    DiscountReservationExpiredError,
+    DiscountUsageLimitReachedError,
+    public_discount_error,
+)
+from discount.models import Discount, DiscountKind, DiscountReservation, ReservationStatus
+
+logger = logging.getLogger(__name__)
+
+# Paying keeps a live reservation for at least this long, so it cannot expire (and be
+# released) between the check before the charge and the attempt that freezes the cart.
+RESERVATION_GRACE_AT_PAYMENT = timedelta(seconds=60)
+_CART_DISCOUNT_FIELDS = ("discount", "amount_discounted", "total", "updated")
 
 
 def discount_create(
@@ -97,21 +131,163 @@ def _code_unique(code: str, exclude_pk: int | None = None):
         raise
 
 
-def discount_use(*, discount: Discount, at: datetime) -> None:
-    """Count one use of the code, if it is still usable at `at`, in one conditional UPDATE.
+def _reservation_ttl() -> timedelta:
+    return timedelta(seconds=settings.DISCOUNT_RESERVATION_TTL)
 
-    The UPDATE itself re-checks what may have changed since `discount` was read (switched
-    off, window, limit), so the common case costs one query; only a refusal re-reads the
-    row, to raise the `DiscountError` that says why.
+
+def _check_room(*, discount: Discount, at: datetime, exclude: int | None = None) -> Discount:
+    """Lock the code's row and raise the `DiscountError` why it cannot take one more use
+    at `at` (switched off, outside its window, or its limit held by other uses)."""
+    locked = Discount.objects.select_for_update().get(pk=discount.pk)
+    locked.check_usable(at=at)
+    if locked.usage_limit is not None:
+        others = locked.reservations.holding(at=at).exclude(pk=exclude).count()
+        if locked.times_used + others >= locked.usage_limit:
+            raise DiscountUsageLimitReachedError()
+    return locked
+
+
+def discount_reserve(
+    *, discount: Discount, cart: Cart, amount: Decimal, at: datetime
+) -> DiscountReservation:
+    """Reserve one use of the code for `cart` (whose row the caller has locked, inside
+    its transaction), or raise the `DiscountError` why not. Re-checks, under the code's
+    row lock, what may have changed since the request was validated."""
+    locked = _check_room(discount=discount, at=at)
+    return DiscountReservation.objects.create(
+        discount=locked,
+        cart=cart,
+        amount=amount,
+        currency=cart.currency,
+        expires=at + _reservation_ttl(),
+    )
+
+
+def discount_renew_reservation(*, cart: Cart) -> None:
+    """Before a cart is charged: make sure the use its discount holds is still reserved.
+
+    A live reservation is kept at least `RESERVATION_GRACE_AT_PAYMENT` longer. An expired
+    one is reserved again if the code can still take it. If not, the reservation is
+    released, the discount leaves the cart (its total is the subtotal again, `cart` is
+    updated in place) and `DiscountReservationExpiredError` (409) is raised: nothing may
+    be charged for a total the customer was not shown. A cart being paid or paid is left
+    alone.
     """
+    if cart.discount_id is None:
+        # Read just now by the caller: the common case, no discount, costs no query.
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Cart.objects.select_for_update().get(pk=cart.pk)
+        if locked.discount_id is None or locked.payment_status not in (
+            PaymentStatus.PENDING,
+            PaymentStatus.FAILED,
+        ):
+            return
+        reservation = locked.discount_reservations.filter(
+            status=ReservationStatus.RESERVED
+        ).first()
+        if reservation is None:
+            return
+        try:
+            if reservation.expires <= now:
+                _check_room(discount=locked.discount, at=now, exclude=reservation.pk)
+        except DiscountError as reason:
+            logger.info("Cart %s: reservation %s expired: %s", locked.pk, reservation.pk, reason)
+            _release(reservation, locked)
+        else:
+            reservation.expires = max(reservation.expires, now + RESERVATION_GRACE_AT_PAYMENT)
+            reservation.save(update_fields=["expires", "updated"])
+            return
+    for name in (*_CART_DISCOUNT_FIELDS, "subtotal"):
+        setattr(cart, name, getattr(locked, name))
+    raise DiscountReservationExpiredError()
+
+
+def discount_consume_reservation(*, cart: Cart) -> None:
+    """The cart's payment succeeded: its reserved use of the code is consumed.
+
+    Call it inside the transaction that records the payment as successful, with the
+    cart's row locked. It never fails for a charge that happened: a use that can no
+    longer fit under the limit (a charge that landed after its reservation was released)
+    is recorded and logged rather than refused.
+    """
+    if cart.discount_id is None:
+        if cart.discount_reservations.filter(status=ReservationStatus.RELEASED).exists():
+            logger.error("Cart %s paid after its discount was released: check the charge", cart.pk)
+        return
+    consumed = cart.discount_reservations.filter(
+        discount_id=cart.discount_id, status=ReservationStatus.RESERVED
+    ).update(status=ReservationStatus.CONSUMED, updated=timezone.now())
+    if not consumed:
+        if cart.discount_reservations.filter(status=ReservationStatus.CONSUMED).exists():
+            return  # already consumed (a late charge recorded twice)
+        logger.error(
+            "Cart %s paid with discount %s but held no reservation", cart.pk, cart.discount_id
+        )
     counted = (
-        Discount.objects.filter(pk=discount.pk, active=True)
-        .filter(Q(started__isnull=True) | Q(started__lte=at))
-        .filter(Q(ended__isnull=True) | Q(ended__gt=at))
+        Discount.objects.filter(pk=cart.discount_id)
         .filter(Q(usage_limit__isnull=True) | Q(times_used__lt=F("usage_limit")))
         .update(times_used=F("times_used") + 1)
     )
     if not counted:
-        Discount.objects.get(pk=discount.pk).check_usable(at=at)
-        raise DiscountUsageLimitReachedError()  # usable again already: it was full
-    discount.times_used += 1  # at least; other carts may have used it meanwhile
+        logger.error(
+            "Discount %s consumed past its usage limit by cart %s", cart.discount_id, cart.pk
+        )
+
+
+def discount_release_expired_reservations(*, now: datetime | None = None, batch: int = 500) -> int:
+    """Release reservations that expired on carts not being paid, and take the discount
+    off those carts (totals restored). Returns how many were released. Safe to run from
+    several processes at once; `release_discount_reservations` runs it from cron."""
+    now = now or timezone.now()
+    expired = list(
+        DiscountReservation.objects.filter(
+            status=ReservationStatus.RESERVED,
+            expires__lte=now,
+            cart__payment_status__in=(PaymentStatus.PENDING, PaymentStatus.FAILED),
+        ).values_list("pk", "cart_id")[:batch]
+    )
+    released = 0
+    for pk, cart_id in expired:
+        with transaction.atomic():
+            # The cart first, as every flow that changes a cart's discount locks it.
+            cart = Cart.objects.select_for_update().get(pk=cart_id)
+            reservation = DiscountReservation.objects.select_for_update().get(pk=pk)
+            if (
+                reservation.status != ReservationStatus.RESERVED
+                or reservation.expires > now
+                or cart.payment_status not in (PaymentStatus.PENDING, PaymentStatus.FAILED)
+            ):
+                continue  # kept, paid or being paid meanwhile
+            _release(reservation, cart)
+            released += 1
+    return released
+
+
+def _release(reservation: DiscountReservation, cart: Cart) -> None:
+    reservation.status = ReservationStatus.RELEASED
+    reservation.save(update_fields=["status", "updated"])
+    if cart.discount_id == reservation.discount_id:
+        cart.remove_discount()
+        cart.save(update_fields=_CART_DISCOUNT_FIELDS)
+
+
+def discount_reveals_reasons(*, user) -> bool:
+    """Whether this caller hears why a code is unusable (staff always do)."""
+    if not settings.DISCOUNT_HIDE_REFUSAL_REASONS:
+        return True
+    return bool(user and user.is_authenticated and user.is_staff)
+
+
+@contextmanager
+def discount_refusal_reasons(*, reveal: bool):
+    """Turn a refusal that would say whether a code exists into `discount_invalid`,
+    unless the caller may know (`discount_reveals_reasons`)."""
+    try:
+        yield
+    except DiscountError as error:
+        public = public_discount_error(error, reveal_reasons=reveal)
+        if public is error:
+            raise
+        raise public from None

@@ -5,6 +5,7 @@ With ENV=PROD every endpoint here needs a staff user. Discounts are not deleted 
 keep referring to them): switch one off with `PATCH {"active": false}`.
 """
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_view
 from rest_framework import mixins, viewsets
 
@@ -37,8 +38,13 @@ class DiscountViewSet(
     permission_classes = [IsStaffForManagement]
     filterset_class = DiscountFilter
 
+    def get_queryset(self):
+        # `reserved_uses` of every listed code in the same query.
+        return Discount.objects.with_reserved_uses(at=timezone.now())
+
     def perform_create(self, serializer):
         serializer.instance = discount_create(**serializer.validated_data)
+        serializer.instance.reserved_uses_now = 0  # a new code: no cart holds it yet
 
     def perform_update(self, serializer):
         serializer.instance = discount_update(

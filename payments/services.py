@@ -58,6 +58,7 @@ import utils
 from cart.errors import CartPaidError, CartPaymentInProgressError
 from cart.models import Cart
 from common.fields import check_fits_currency
+from discount.services import discount_renew_reservation
 from payments import transitions
 from payments.errors import (
     CartNotPaidError,
@@ -125,6 +126,9 @@ def payment_pay(
 
 
 def _pay(cart: Cart, method: str, request_key: str | None, api: utils.PaymentAPI) -> Payment:
+    # The total may hold a discount whose reservation expired: renew it, or refuse (409
+    # discount_reservation_expired) before anything is charged for a total not shown.
+    discount_renew_reservation(cart=cart)
     payment, earlier_in_flight = _open_attempt(cart, method, request_key, api)
     if not payment.is_open:  # a repeated request for an attempt that is already settled
         _copy_state(cart, Cart.objects.get(pk=cart.pk))

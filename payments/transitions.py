@@ -26,6 +26,7 @@ from django.utils import timezone
 
 import utils
 from cart.models import Cart, PaymentStatus
+from discount.services import discount_consume_reservation
 from payments.models import (
     ATTEMPT_MESSAGES,
     OPEN_ATTEMPT_STATUSES,
@@ -116,6 +117,7 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
             cart.move_to(PaymentStatus.PROCESSING)  # a late charge on a payable cart
         cart.move_to(PaymentStatus.SUCCESS)
         cart.save(update_fields=_CART_STATE_FIELDS)
+        discount_consume_reservation(cart=cart)  # the code's reserved use now counts
         return current
 
 

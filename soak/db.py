@@ -9,7 +9,8 @@ Django runs here, in a child process started from the repository root:
 
 `create` and `drop` connect to the server's maintenance database (the URL's path, else
 `postgres`); `drop` forces other sessions off (PostgreSQL 13+). `dump` prints, as JSON,
-every cart, payment attempt, refund and discount code as the database holds them
+every cart, payment attempt, refund and discount code (with its reservations) as the
+database holds them
 (amounts as decimal strings), read with the service's own models.
 """
 
@@ -50,7 +51,7 @@ def dump() -> dict:
     import django
 
     django.setup()
-    from django.db.models import Count
+    from django.db.models import Count, Q
 
     from cart.models import Cart
     from discount.models import Discount
@@ -103,14 +104,27 @@ def dump() -> dict:
         }
         for refund in Refund.objects.order_by("created")
     ]
+    paid = ("success", "partially_refunded", "refunded")
     discounts = [
         {
             "code": discount.code,
             "times_used": discount.times_used,
             "usage_limit": discount.usage_limit,
             "carts": discount.cart_count,
+            "paid_carts": discount.paid_count,
+            "reserved": discount.reserved_count,
+            "consumed": discount.consumed_count,
         }
-        for discount in Discount.objects.annotate(cart_count=Count("carts")).order_by("code")
+        for discount in Discount.objects.annotate(
+            cart_count=Count("carts", distinct=True),
+            paid_count=Count("carts", filter=Q(carts__payment_status__in=paid), distinct=True),
+            reserved_count=Count(
+                "reservations", filter=Q(reservations__status="reserved"), distinct=True
+            ),
+            consumed_count=Count(
+                "reservations", filter=Q(reservations__status="consumed"), distinct=True
+            ),
+        ).order_by("code")
     ]
     return {"carts": carts, "payments": payments, "refunds": refunds, "discounts": discounts}
 

@@ -142,7 +142,9 @@ def test_get_and_patch_discount_stay_within_budget(api_client):
     assert small == large
     get, patch = large
     assert get <= 1
-    assert patch <= 8  # Discount.clean() checks the code is still free, whatever the door
+    # 7, +1: Discount.clean() checks the code is still free, whatever the door;
+    # +1: whether carts hold it (a held code keeps its kind); +1: its `reserved_uses`.
+    assert patch <= 10
 
 
 def test_apply_discount_stays_within_budget(api_client):
@@ -157,7 +159,9 @@ def test_apply_discount_stays_within_budget(api_client):
     small = apply()
     seed(60)
     large = apply()
-    assert small == large <= 8
+    # 8, and one more: the use is reserved (the code's row locked, then a row inserted)
+    # where it used to be counted by one UPDATE.
+    assert small == large <= 9
 
 
 @pytest.mark.integration

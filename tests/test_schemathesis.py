@@ -200,7 +200,8 @@ def fresh_state(provider, fault=None):
 pytestmark = [
     pytest.mark.django_db,
     pytest.mark.integration,
-    pytest.mark.usefixtures("wsgi_in_test_transaction", "known_objects"),
+    # Thousands of requests from one address: the limits are tested in common/tests.
+    pytest.mark.usefixtures("wsgi_in_test_transaction", "known_objects", "no_rate_limits"),
 ]
 
 

@@ -147,12 +147,12 @@ class TestApplyDiscount:
         assert data["total"] == Decimal("0.00")
         assert data["amount_discounted"] == Decimal("3.00")
 
-    def test_applying_counts_one_use(self, api_client):
+    def test_applying_reserves_one_use(self, api_client):
         discount = DiscountFactory(code="ONE", usage_limit=1)
         apply(api_client, CartFactory(), "ONE")
 
         discount.refresh_from_db()
-        assert discount.times_used == 1
+        assert (discount.times_used, discount.uses_held(at=timezone.now())) == (0, 1)
         response = apply(api_client, CartFactory(), "ONE")
         assert error_of(response)["code"] == "discount_usage_limit_reached"
 

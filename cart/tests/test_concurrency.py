@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from cart.tests.factories import CartFactory
 from common.testing import error_of
-from discount.models import Discount
+from discount.models import Discount, DiscountReservation
 from discount.tests.factories import DiscountFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
@@ -53,11 +53,12 @@ def test_concurrent_codes_on_one_cart_apply_exactly_one():
         "discount_already_applied"
     }
     cart.refresh_from_db()
-    winner = Discount.objects.get(times_used=1)
+    [reservation] = DiscountReservation.objects.all()
+    winner = reservation.discount
+    assert (reservation.cart, reservation.status) == (cart, "reserved")
     assert cart.discount == winner
-    assert cart.amount_discounted == winner.value
+    assert cart.amount_discounted == winner.value == reservation.amount
     assert cart.total == Decimal("100.00") - winner.value
-    assert sum(Discount.objects.values_list("times_used", flat=True)) == 1
 
 
 def test_the_same_code_sent_twice_at_once_discounts_once():
@@ -69,7 +70,7 @@ def test_the_same_code_sent_twice_at_once_discounts_once():
     assert sorted(r.status_code for r in responses) == [200] + [400] * (THREADS - 1)
     cart.refresh_from_db()
     assert (cart.total, cart.amount_discounted) == (Decimal("15"), Decimal("5"))
-    assert Discount.objects.get(code="TWICE").times_used == 1
+    assert Discount.objects.get(code="TWICE").reservations.count() == 1
 
 
 def test_a_limited_code_is_never_used_more_than_its_limit():
@@ -82,6 +83,25 @@ def test_a_limited_code_is_never_used_more_than_its_limit():
     assert {error_of(r)["code"] for r in responses if r.status_code == 400} == {
         "discount_usage_limit_reached"
     }
-    discount.refresh_from_db()
-    assert discount.times_used == 3
+    assert discount.reservations.filter(status="reserved").count() == 3
     assert discount.carts.count() == 3
+
+
+def test_racing_carts_reserve_no_more_than_the_limit_beside_expired_reservations():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    discount = DiscountFactory(code="RACE", usage_limit=3)
+    idle = [CartFactory() for _ in range(3)]
+    for cart in idle:
+        cart.apply_discount(discount)
+    DiscountReservation.objects.update(expires=timezone.now() - timedelta(seconds=1))
+    carts = [CartFactory() for _ in range(THREADS)]
+
+    responses = race([apply_call(cart, "RACE") for cart in carts])
+
+    assert sorted(r.status_code for r in responses) == [200] * 3 + [400] * (THREADS - 3)
+    discount.refresh_from_db()
+    assert discount.uses_held(at=timezone.now()) == 3
+    assert discount.reservations.filter(cart__in=carts).count() == 3

@@ -20,6 +20,7 @@ PROD_ENV = {
     "ALLOWED_HOSTS": "shop.example.com",
     "REAL_PAYMENT_API": "https://payments.example.com",
     "DATABASE_URL": "sqlite:///:memory:",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
 }
 
 
@@ -50,7 +51,9 @@ def test_dev_defaults_fail_check_deploy():
     assert "security.W009" in result.stderr  # the insecure development SECRET_KEY
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "REAL_PAYMENT_API"])
+@pytest.mark.parametrize(
+    "missing", ["SECRET_KEY", "ALLOWED_HOSTS", "REAL_PAYMENT_API", "REDIS_URL"]
+)
 def test_prod_refuses_to_start_without_a_required_variable(missing):
     env = {k: v for k, v in PROD_ENV.items() if k != missing}
 
@@ -58,6 +61,83 @@ def test_prod_refuses_to_start_without_a_required_variable(missing):
 
     assert result.returncode != 0
     assert f"{missing} is required when ENV=PROD" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "secret_key",
+    [
+        "changeme",
+        "django-insecure-local-development-key-not-for-production",
+        "collectstatic-only",
+        "a" * 60,  # long but not random
+        "Sh0rt-but-random-Kq2v9Lm3pZr8WtcN5yB1fHj6",  # 41 characters
+        "django-insecure-" + "x7#kq2!v9Lm$3pZr8Wt&cN5yB1fHj6Dg0sQa4Ue+Rk",
+    ],
+)
+def test_prod_refuses_to_start_with_a_weak_secret_key(secret_key):
+    result = manage("check", **{**PROD_ENV, "SECRET_KEY": secret_key})
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is too weak for ENV=PROD" in result.stderr
+
+
+@pytest.mark.parametrize("hosts", ["*", "shop.example.com,*"])
+def test_prod_refuses_to_start_with_any_host_allowed(hosts):
+    result = manage("check", **{**PROD_ENV, "ALLOWED_HOSTS": hosts})
+
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS must name the service's host names" in result.stderr
+
+
+@pytest.mark.parametrize("url", ["http://payments.example.com", "payments.internal:8080"])
+def test_prod_refuses_a_payment_provider_over_plain_http(url):
+    result = manage("check", **{**PROD_ENV, "REAL_PAYMENT_API": url})
+
+    assert result.returncode != 0
+    assert "REAL_PAYMENT_API must be an https:// URL" in result.stderr
+
+
+def test_plain_http_to_the_provider_is_an_explicit_opt_out():
+    code = "from django.conf import settings as s; print(s.PAYMENT_API_BASE_URL)"
+    env = {**PROD_ENV, "REAL_PAYMENT_API": "http://payments.internal:8080"}
+
+    result = manage("shell", "--no-imports", "-c", code, PAYMENT_API_ALLOW_HTTP="true", **env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["http://payments.internal:8080"]
+
+
+def test_prod_shares_rate_limit_counters_through_redis():
+    code = "from django.conf import settings as s; print(s.CACHES['ratelimit']['BACKEND'])"
+    result = manage("shell", "--no-imports", "-c", code, **PROD_ENV)
+    assert result.stdout.split() == ["django_redis.cache.RedisCache"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TRUSTED_PROXIES", "10.0.0.0/8,proxy local", "'proxy local' is not an IP address"),
+        ("RATELIMIT_PAY_PER_CART", "ten a minute", "RATELIMIT_PAY_PER_CART must be N/period"),
+        ("RATELIMIT_TOKEN_PER_IP", "5/0m", "RATELIMIT_TOKEN_PER_IP must be N/period"),
+    ],
+)
+def test_bad_edge_settings_are_start_up_errors(variable, value, message):
+    result = manage("check", ENV="DEV", **{variable: value})
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(("env", "on"), [("PROD", "True"), ("DEV", "False")])
+def test_prod_needs_storefront_keys_and_hides_refusal_reasons(env, on):
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.REQUIRE_STOREFRONT_KEY, s.DISCOUNT_HIDE_REFUSAL_REASONS)"
+    )
+    result = manage("shell", "--no-imports", "-c", code, **{**PROD_ENV, "ENV": env})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [on, on]
 
 
 def test_prod_forces_debug_off_and_staff_only_management():

@@ -1,0 +1,91 @@
+"""The client's address: REMOTE_ADDR, or the right-most untrusted X-Forwarded-For entry
+when the peer is a trusted proxy; forwarded headers from anyone else are dropped."""
+
+import pytest
+from django.test import RequestFactory
+
+from common.clientip import client_ip
+from common.middleware import TrustedProxyMiddleware
+
+
+@pytest.fixture(autouse=True)
+def proxies(settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8", "fd00::/8"]
+
+
+def ip(remote, forwarded=None):
+    extra = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {}
+    return client_ip(RequestFactory().get("/", REMOTE_ADDR=remote, **extra))
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "client"),
+    [
+        ("198.51.100.1", "203.0.113.9", "198.51.100.1"),  # not a proxy: header ignored
+        ("10.0.0.2", "203.0.113.9", "203.0.113.9"),
+        ("10.0.0.2", "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # the client wrote 6.6.6.6
+        ("10.0.0.2", "203.0.113.9, 10.0.0.7", "203.0.113.9"),  # two proxies of ours
+        ("10.0.0.2", "10.0.0.9, 10.0.0.7", "10.0.0.9"),  # all ours: the first one
+        ("10.0.0.2", "", "10.0.0.2"),
+        ("10.0.0.2", None, "10.0.0.2"),
+        ("10.0.0.2", "garbage", "garbage"),  # still a key; never trusted
+        ("::ffff:198.51.100.1", None, "198.51.100.1"),
+        ("2001:db8:1:2:3:4:5:6", None, "2001:db8:1:2::/64"),  # a host holds its /64
+        ("fd00::1", "[2001:db8::1]", "2001:db8::/64"),
+    ],
+)
+def test_the_client_address(remote, forwarded, client):
+    assert ip(remote, forwarded) == client
+
+
+def test_forwarded_headers_of_an_untrusted_peer_are_removed():
+    request = RequestFactory().get(
+        "/",
+        REMOTE_ADDR="198.51.100.1",
+        HTTP_X_FORWARDED_PROTO="https",
+        HTTP_X_FORWARDED_FOR="1.1.1.1",
+    )
+    seen = []
+
+    TrustedProxyMiddleware(seen.append)(request)
+
+    assert "HTTP_X_FORWARDED_PROTO" not in seen[0].META
+    assert "HTTP_X_FORWARDED_FOR" not in seen[0].META
+    assert not seen[0].is_secure()
+
+
+def test_a_trusted_proxy_says_the_request_came_over_https(settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    request = RequestFactory().get("/", REMOTE_ADDR="10.1.1.1", HTTP_X_FORWARDED_PROTO="https")
+    seen = []
+
+    TrustedProxyMiddleware(seen.append)(request)
+
+    assert seen[0].is_secure()
+
+
+def test_a_proxy_named_by_host_is_trusted_at_the_addresses_it_resolves_to(settings, monkeypatch):
+    from common import clientip
+
+    settings.TRUSTED_PROXIES = ["proxy.internal"]
+    answers = {"proxy.internal": ["10.9.0.5"]}
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in answers:
+            raise OSError("unknown host")
+        return [(2, 1, 6, "", (ip, 0)) for ip in answers[host]]
+
+    monkeypatch.setattr(clientip.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(clientip, "_resolved", {})
+    clock = [1000.0]
+    monkeypatch.setattr(clientip.time, "monotonic", lambda: clock[0])
+
+    assert ip("10.9.0.5", "203.0.113.9") == "203.0.113.9"
+    assert ip("10.9.0.6", "203.0.113.9") == "10.9.0.6"
+    answers["proxy.internal"] = ["10.9.0.6"]  # the proxy restarted elsewhere
+    assert ip("10.9.0.6", "203.0.113.9") == "10.9.0.6"  # until the next lookup
+    clock[0] += clientip.RESOLVE_EVERY
+    assert ip("10.9.0.6", "203.0.113.9") == "203.0.113.9"
+    del answers["proxy.internal"]
+    clock[0] += clientip.RESOLVE_EVERY
+    assert ip("10.9.0.6", "203.0.113.9") == "10.9.0.6"  # unresolvable: trusted by nobody
