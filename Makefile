@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine (Python 3.11+ required):
-#   make run    create .venv, install, migrate, serve the API on http://127.0.0.1:8000
-#               and the fake payment provider on :5005 (Ctrl-C stops both)
+#   make run    create .venv, install, migrate, serve the API on http://127.0.0.1:8000,
+#               the fake payment provider on :5005 and the background worker
+#               (the Procfile's processes; Ctrl-C stops them all)
 #   make test   create .venv, install, run the whole test suite (the browser tests need
 #               Debian's chromium: without it they are left out, with a message)
 PYTHON ?= python3
@@ -14,7 +15,7 @@ FAKE_PORT ?= 5005
 .PHONY: help install migrate run test test-browser lint format superuser bench soak clean
 
 help:
-	@echo "make run        the API on http://$(HOST):$(PORT) + fake provider on :$(FAKE_PORT)"
+	@echo "make run        the API on http://$(HOST):$(PORT) + fake provider on :$(FAKE_PORT) + worker"
 	@echo "make test       run the whole test suite (DATABASE_URL=... for PostgreSQL)"
 	@echo "make test-browser  only the docs and admin in headless Chromium (apt-get install chromium)"
 	@echo "make lint       ruff check + ruff format --check"

@@ -145,6 +145,9 @@ INSTALLED_APPS = [
     "cart",
     "payments",
     "storefront",
+    "django_tasks",
+    "django_tasks_db",
+    "events",
 ]
 
 MIDDLEWARE = [
@@ -329,6 +332,43 @@ PAYMENT_ATTEMPT_STALE_SECONDS = env_number("PAYMENT_ATTEMPT_STALE_SECONDS", 60, 
 PAYMENT_MAX_IN_FLIGHT = env_number(
     "PAYMENT_MAX_IN_FLIGHT", max(1, env_number("GUNICORN_THREADS", 4, int) // 2), int
 )
+
+# --- Events: background tasks, provider webhooks in, shop webhooks out -----------------
+# Django's task framework (django-tasks) on its database backend: tasks are rows in this
+# database, run by `python manage.py run_worker` (Procfile: worker). Its RQ backend
+# (django-tasks-rq, Redis) is the way to scale workers out without changing a task.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# A fixed secret for local development and tests only: the fake provider and the service
+# share it unless PAYMENT_WEBHOOK_SECRET / SHOP_WEBHOOK_SECRET say otherwise.
+DEV_WEBHOOK_SECRET = "whsec_ZGV2ZWxvcG1lbnQtd2ViaG9vay1zZWNyZXQtbm90LWZvci1wcm9k"
+# Shared with the provider: POST /api/webhooks/payment-provider/ accepts only events
+# signed with it (Standard Webhooks). Empty with ENV=PROD: every provider event is
+# refused (503), so the provider keeps it and retries once it is set.
+PAYMENT_WEBHOOK_SECRET = env_str("PAYMENT_WEBHOOK_SECRET") or (
+    "" if IS_PROD else DEV_WEBHOOK_SECRET
+)
+# Where the shop wants its events (cart.paid, cart.payment_failed, cart.refunded), and the
+# secret they are signed with. No URL: events are only recorded (GET /api/events/).
+SHOP_WEBHOOK_URL = env_str("SHOP_WEBHOOK_URL")
+SHOP_WEBHOOK_SECRET = env_str("SHOP_WEBHOOK_SECRET") or ("" if IS_PROD else DEV_WEBHOOK_SECRET)
+if SHOP_WEBHOOK_URL and not SHOP_WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "SHOP_WEBHOOK_SECRET is required with SHOP_WEBHOOK_URL: events are always signed. "
+        'Generate one: python -c "import base64, secrets; '
+        "print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\""
+    )
+# A delivery the shop does not answer 2xx is retried with exponential backoff: after
+# EVENTS_RETRY_FIRST_SECONDS, doubling, at most EVENTS_RETRY_MAX_INTERVAL_SECONDS apart,
+# until EVENTS_RETRY_FOR_SECONDS (3 days) after the event; then it is marked failed (the
+# admin's "redeliver now" and GET /api/events/ still have it).
+EVENTS_RETRY_FIRST_SECONDS = env_number("EVENTS_RETRY_FIRST_SECONDS", 10.0, float)
+EVENTS_RETRY_MAX_INTERVAL_SECONDS = env_number("EVENTS_RETRY_MAX_INTERVAL_SECONDS", 21600.0, float)
+EVENTS_RETRY_FOR_SECONDS = env_number("EVENTS_RETRY_FOR_SECONDS", 259200.0, float)
+EVENTS_DELIVERY_TIMEOUT = env_number("EVENTS_DELIVERY_TIMEOUT", 10.0, float)
+# A delivery started this long ago and never recorded (its worker died) is started again
+# by the worker's sweep; keep it above EVENTS_DELIVERY_TIMEOUT.
+EVENTS_DELIVERY_LEASE_SECONDS = env_number("EVENTS_DELIVERY_LEASE_SECONDS", 60.0, float)
+EVENTS_SWEEP_SECONDS = env_number("EVENTS_SWEEP_SECONDS", 30.0, float)
 
 # --- The edge: proxies and request size ------------------------------------------------
 # The reverse proxies in front of the service: addresses, CIDRs or host names (Compose:

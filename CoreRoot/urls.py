@@ -2,6 +2,7 @@
 
 /api/cart/ …            carts (cart.viewsets)
 /api/discount/ …        discount codes (discount.viewsets)
+/api/events/ …          events recorded for the shop (events.viewsets, staff)
 /api/auth/token/        exchange a staff username and password for an API token
 /api/schema/, /api/docs/  OpenAPI 3 schema and interactive docs (served offline)
 /health/, /health/ready/  liveness and readiness
@@ -16,6 +17,7 @@ from rest_framework.routers import DefaultRouter
 from cart.viewsets import CartViewSet
 from common import views as common_views
 from discount.viewsets import DiscountViewSet
+from events.viewsets import EventViewSet
 
 
 class OptionalSlashRouter(DefaultRouter):
@@ -32,6 +34,7 @@ class OptionalSlashRouter(DefaultRouter):
 router = OptionalSlashRouter()
 router.register("cart", CartViewSet, basename="cart")
 router.register("discount", DiscountViewSet, basename="discount")
+router.register("events", EventViewSet, basename="event")
 
 urlpatterns = [
     path("api/", include(router.urls)),

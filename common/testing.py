@@ -1,5 +1,7 @@
 """Helpers for tests (imported by test modules, never by the service)."""
 
+from __future__ import annotations
+
 import json
 from decimal import Decimal
 
@@ -69,3 +71,95 @@ class FakeProvider:
 
     def journal(self) -> list[dict]:
         return self._call("GET", "/control/journal")["data"]
+
+
+class WebhookReceiver:
+    """A real HTTP endpoint on 127.0.0.1 that receives webhooks as a shop (or the
+    service) does: it verifies each one with `standardwebhooks` and records it.
+
+        with WebhookReceiver(secret, answers=[500, 500]) as receiver:   # then 200s
+            settings.SHOP_WEBHOOK_URL = receiver.url
+            ...
+            receiver.accepted           # [(webhook-id, parsed body)] answered 2xx
+
+    `answers` are the statuses of the first deliveries, in order (200 afterwards); an
+    answer "hang" holds that request until `release()` is called. A delivery whose
+    signature does not verify is answered 401 and kept in `refused`.
+    """
+
+    def __init__(self, secret: str, answers=(), port: int = 0):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from standardwebhooks import Webhook, WebhookVerificationError
+
+        receiver = self
+        self.answers = list(answers)
+        self.received: list[tuple[str, int]] = []  # (webhook-id, status answered)
+        self.accepted: list[tuple[str, dict]] = []
+        self.refused: list[dict] = []
+        self.lock = threading.RLock()
+        self.released = threading.Event()
+        webhook = Webhook(secret)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = dict(self.headers.items())
+                try:
+                    webhook.verify(body, headers)
+                except (WebhookVerificationError, ValueError):
+                    with receiver.lock:
+                        receiver.refused.append(headers)
+                    return self._answer(401)
+                msg_id = self.headers["webhook-id"]
+                with receiver.lock:
+                    answer = receiver.answers.pop(0) if receiver.answers else 200
+                if answer == "hang":
+                    receiver.released.wait(30)
+                    answer = 500
+                with receiver.lock:
+                    receiver.received.append((msg_id, answer))
+                    if 200 <= answer < 300:
+                        receiver.accepted.append((msg_id, json.loads(body, parse_float=Decimal)))
+                self._answer(answer)
+
+            def _answer(self, status: int) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/webhooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def accepted_ids(self) -> list[str]:
+        with self.lock:
+            return [msg_id for msg_id, _ in self.accepted]
+
+    def wait_for(self, condition, timeout: float = 20.0) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if condition(self):
+                    return True
+            time.sleep(0.05)
+        return False

@@ -5,9 +5,9 @@
 
 Each function runs in one transaction, locks the cart row and then the attempt (or refund)
 row, acts only if that row is still in the state the change starts from (so a late or
-repeated call changes nothing), and saves the cart's status with it. That transaction is
-where an event reporting the change (`cart.paid`, `cart.payment_failed`,
-`cart.refunded`) is to be written, so the change and its event commit together.
+repeated call changes nothing), and saves the cart's status with it. The event reporting
+the change to the shop (`cart.paid`, `cart.payment_failed`, `cart.refunded`) is written
+in that same transaction (`events.services`), so the change and its event commit together.
 
 Error codes and plain messages come from `payments.models`; the internals that explain
 them are logged by the caller, never stored.
@@ -27,6 +27,7 @@ from django.utils import timezone
 import utils
 from cart.models import Cart, PaymentStatus
 from discount.services import discount_consume_reservation
+from events.services import event_cart_paid, event_cart_payment_failed, event_cart_refunded
 from payments.models import (
     ATTEMPT_MESSAGES,
     OPEN_ATTEMPT_STATUSES,
@@ -118,6 +119,7 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
         cart.move_to(PaymentStatus.SUCCESS)
         cart.save(update_fields=_CART_STATE_FIELDS)
         discount_consume_reservation(cart=cart)  # the code's reserved use now counts
+        event_cart_paid(cart=cart, payment=current)
         return current
 
 
@@ -136,6 +138,7 @@ def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Paymen
         current.save()
         cart.move_to(PaymentStatus.FAILED)
         cart.save(update_fields=_CART_STATE_FIELDS)
+        event_cart_payment_failed(cart=cart, payment=current)
         return current
 
 
@@ -154,6 +157,7 @@ def attempt_not_charged(*, payment: Payment, code: ErrorCode) -> Payment:
         declined_before = cart.payments.filter(status=PaymentAttemptStatus.FAILED).exists()
         cart.move_to(PaymentStatus.FAILED if declined_before else PaymentStatus.PENDING)
         cart.save(update_fields=_CART_STATE_FIELDS)
+        event_cart_payment_failed(cart=cart, payment=current)
         return current
 
 
@@ -276,6 +280,7 @@ def refund_made(*, refund: Refund, result: utils.RefundResult) -> Refund:
                 else PaymentStatus.PARTIALLY_REFUNDED
             )
             cart.save(update_fields=("amount_refunded", *_CART_STATE_FIELDS))
+            event_cart_refunded(cart=cart, refund=current)
         return current
 
 

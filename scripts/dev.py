@@ -10,14 +10,17 @@ interpreter that runs this script:
 
 1. the fake provider:
    `python -m flask --app fake_payment_server run --host 127.0.0.1 --port FAKE_PORT`;
+   with `FAKE_PAYMENT_WEBHOOK_URL` set to the API's webhook endpoint (unless set);
 2. once it answers `GET /inspect`, the API: `python manage.py runserver HOST:PORT`, with
    `FAKE_PAYMENT_API=127.0.0.1:FAKE_PORT` added to its environment (everything else,
-   such as DATABASE_URL, is inherited).
+   such as DATABASE_URL, is inherited);
+3. the background worker, `python manage.py run_worker` (the Procfile's `worker`), with
+   the same environment as the API: it delivers the shop's events.
 
 Both addresses are printed once they answer. The children's output is forwarded, each
-line prefixed with `fake |` or `api  |` (the runner's own lines with `dev  |`).
+line prefixed with `fake |`, `api  |` or `work |` (the runner's own lines with `dev  |`).
 
-When either child exits, or on Ctrl-C (SIGINT), SIGTERM or SIGHUP, both are stopped:
+When any child exits, or on Ctrl-C (SIGINT), SIGTERM or SIGHUP, all are stopped:
 SIGTERM to each child, then SIGKILL to its whole process group once it has exited or
 after STOP_TIMEOUT seconds (a second Ctrl-C kills at once), so nothing it started stays.
 Exit status: 0 after a requested stop or when a child ended with status 0; otherwise
@@ -129,11 +132,12 @@ class Runner:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         fake_url = f"http://127.0.0.1:{self.fake_port}"
         flask_run = ["-m", "flask", "--app", "fake_payment_server", "run"]
+        webhook_url = f"http://{_reachable(self.host)}:{self.port}/api/webhooks/payment-provider/"
         provider = self._start(
             "fake",
             "The fake payment provider",
             [*flask_run, "--host", "127.0.0.1", "--port", str(self.fake_port)],
-            env,
+            {"FAKE_PAYMENT_WEBHOOK_URL": webhook_url, **env},
         )
         if not self._wait_until_answers(f"{fake_url}/inspect", provider, PROVIDER_START_TIMEOUT):
             if self.stop_requested.is_set():
@@ -144,16 +148,15 @@ class Runner:
             return 1
         say(f"fake payment provider: {fake_url}  (GET /inspect, /payments)")
 
+        api_env = {**env, "FAKE_PAYMENT_API": f"127.0.0.1:{self.fake_port}"}
         api = self._start(
-            "api",
-            "The API",
-            ["manage.py", "runserver", _address(self.host, self.port)],
-            {**env, "FAKE_PAYMENT_API": f"127.0.0.1:{self.fake_port}"},
+            "api", "The API", ["manage.py", "runserver", _address(self.host, self.port)], api_env
         )
+        self._start("work", "The background worker", ["manage.py", "run_worker"], api_env)
         api_url = f"http://{_reachable(self.host)}:{self.port}"
         if self._wait_until_answers(f"{api_url}/health/", api, API_START_TIMEOUT):
             say(f"API: {api_url}/  (docs: {api_url}/api/docs/)")
-            say(f"API uses FAKE_PAYMENT_API=127.0.0.1:{self.fake_port}. Ctrl-C stops both.")
+            say(f"API uses FAKE_PAYMENT_API=127.0.0.1:{self.fake_port}. Ctrl-C stops all three.")
         elif api.running() and not self.stop_requested.is_set():
             say(f"The API has not answered {api_url}/health/ yet; still waiting.")
 

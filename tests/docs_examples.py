@@ -36,6 +36,14 @@ def paid_cart(post: Post) -> dict:
     return cart
 
 
+def paid_cart_event(post: Post) -> dict:
+    """The `cart.paid` event of a freshly paid cart (events are listed, never posted)."""
+    from events.models import Event
+
+    cart = paid_cart(post)
+    return {"id": str(Event.objects.get(cart_id=cart["id"]).pk)}
+
+
 def nothing(post: Post) -> dict:
     return {}
 
@@ -55,6 +63,8 @@ SETUP: dict[str, Callable[[Post], dict]] = {
     "cart_apply_discount_create": fresh_cart,
     "cart_pay_create": fresh_cart,
     "cart_refund_create": paid_cart,
+    "events_list": nothing,
+    "events_retrieve": paid_cart_event,
 }
 
 

@@ -348,7 +348,8 @@ def wait_until_printed(output: Path, text: str, process: subprocess.Popen, timeo
 
 
 def test_dev_runner_serves_both_and_stops_both_on_sigint(tmp_path):
-    """`make run`: scripts/dev.py starts the provider and the API, wired together."""
+    """`make run`: scripts/dev.py starts the provider, the API and the worker, wired
+    together."""
     env = {**os.environ, "ENV": "DEV", "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite3'}"}
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
@@ -377,6 +378,7 @@ def test_dev_runner_serves_both_and_stops_both_on_sigint(tmp_path):
         wait_until_answers(f"{api_url}/health/ready/", runner)
         wait_until_printed(output, f"API: {api_url}/", runner)
         assert f"fake payment provider: {fake_url}" in output.read_text(errors="replace")
+        wait_until_printed(output, "Starting worker", runner)  # the background worker too
 
         # The API charges through the provider the runner started.
         created = post(f"{api_url}/api/cart/", {"total": 10, "currency": "USD", "items_number": 1})

@@ -1,0 +1,14 @@
+import django_filters
+
+from events.models import Event, EventStatus, EventType
+
+
+class EventFilter(django_filters.FilterSet):
+    type = django_filters.ChoiceFilter(choices=EventType.choices)
+    status = django_filters.ChoiceFilter(choices=EventStatus.choices)
+    cart = django_filters.UUIDFilter(field_name="cart_id")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
+
+    class Meta:
+        model = Event
+        fields = ("type", "status", "cart", "created_after")

@@ -1,0 +1,174 @@
+"""Delivering events to the shop: signed as Standard Webhooks (checked by a real HTTP
+receiver with `standardwebhooks`), one webhook-id across retries, exponential backoff, a
+delivery log, giving up after the retry window, redelivering, and the sweep."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from cart.tests.factories import CartFactory
+from common.testing import WebhookReceiver
+from events import services
+from events.models import Event, EventDelivery, EventStatus, EventType
+from events.tasks import deliver_event
+
+pytestmark = pytest.mark.django_db
+
+OTHER_SECRET = "whsec_b3RoZXItc2VjcmV0LW9mLWFub3RoZXItc2hvcA=="
+
+
+@pytest.fixture
+def shop(settings):
+    settings.EVENTS_RETRY_FIRST_SECONDS = 10
+    with WebhookReceiver(settings.SHOP_WEBHOOK_SECRET) as receiver:
+        settings.SHOP_WEBHOOK_URL = receiver.url
+        yield receiver
+
+
+def record_paid_event() -> Event:
+    cart = CartFactory(total=Decimal("12.50"))
+    data = {"cart": {"id": str(cart.pk), "total": Decimal("12.50")}}
+    return services.event_record(type=EventType.CART_PAID, cart=cart, data=data)
+
+
+def make_due(event: Event) -> None:
+    Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+
+
+def test_the_shop_receives_the_event_signed_and_it_is_logged(shop):
+    event = record_paid_event()
+
+    delivery = services.event_deliver(event_id=event.pk)
+
+    assert shop.accepted_ids() == [str(event.pk)]
+    _, body = shop.accepted[0]
+    assert body["type"] == "cart.paid"
+    assert body["data"]["cart"]["total"] == Decimal("12.50")
+    assert delivery.status_code == 200
+    assert delivery.attempt == 1
+    assert delivery.next_retry_at is None
+    event.refresh_from_db()
+    assert event.status == EventStatus.DELIVERED
+    assert event.delivered_at is not None
+
+
+def test_a_shop_with_another_secret_refuses_it_and_it_is_retried(settings, shop):
+    settings.SHOP_WEBHOOK_SECRET = OTHER_SECRET
+    event = record_paid_event()
+
+    delivery = services.event_deliver(event_id=event.pk)
+
+    assert delivery.status_code == 401
+    assert len(shop.refused) == 1
+    assert not shop.accepted
+    event.refresh_from_db()
+    assert event.status == EventStatus.PENDING
+
+
+def test_failed_tries_back_off_exponentially_under_one_webhook_id(shop, settings):
+    shop.answers = [500, 503]
+    event = record_paid_event()
+    started = timezone.now()
+
+    first = services.event_deliver(event_id=event.pk)
+    assert services.event_deliver(event_id=event.pk) is None  # not due yet: nothing sent
+    make_due(event)
+    second = services.event_deliver(event_id=event.pk)
+    make_due(event)
+    third = services.event_deliver(event_id=event.pk)
+
+    assert [d.status_code for d in EventDelivery.objects.filter(event=event)] == [500, 503, 200]
+    assert [msg_id for msg_id, _ in shop.received] == [str(event.pk)] * 3
+    assert shop.accepted_ids() == [str(event.pk)]
+    # 10 s, then 20 s (up to a tenth less, the jitter)
+    assert 9 <= (first.next_retry_at - started).total_seconds() <= 11
+    assert 18 <= (second.next_retry_at - started).total_seconds() <= 21
+    assert third.next_retry_at is None
+    event.refresh_from_db()
+    assert event.status == EventStatus.DELIVERED
+    assert event.attempts == 3
+
+
+def test_a_failed_try_queues_the_next_one_for_its_time(shop, django_capture_on_commit_callbacks):
+    shop.answers = [500]
+    event = record_paid_event()
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery = services.event_deliver(event_id=event.pk)
+    task = DBTaskResult.objects.get()
+    assert task.args_kwargs["args"] == [str(event.pk)]
+    assert task.run_after == delivery.next_retry_at
+
+
+def test_an_unreachable_shop_is_logged_with_the_error(settings, shop):
+    settings.SHOP_WEBHOOK_URL = "http://127.0.0.1:9/nothing-listens-here"
+    event = record_paid_event()
+    delivery = services.event_deliver(event_id=event.pk)
+    assert delivery.status_code is None
+    assert "ConnectionError" in delivery.error
+    assert delivery.next_retry_at is not None
+
+
+def test_retries_stop_after_the_retry_window(settings, shop):
+    settings.EVENTS_RETRY_FOR_SECONDS = 60
+    shop.answers = [500] * 10
+    event = record_paid_event()
+    Event.objects.filter(pk=event.pk).update(created=timezone.now() - timedelta(seconds=55))
+
+    delivery = services.event_deliver(event_id=event.pk)
+
+    assert delivery.next_retry_at is None
+    event.refresh_from_db()
+    assert event.status == EventStatus.FAILED
+    assert event.next_attempt_at is None
+
+
+def test_redeliver_sends_a_delivered_event_again_with_the_same_id(
+    shop, django_capture_on_commit_callbacks
+):
+    event = record_paid_event()
+    services.event_deliver(event_id=event.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.event_redeliver(event=event)
+    assert event.status == EventStatus.PENDING
+    assert DBTaskResult.objects.count() == 1
+    services.event_deliver(event_id=event.pk)
+
+    assert shop.accepted_ids() == [str(event.pk), str(event.pk)]
+
+
+def test_redeliver_changes_nothing_without_a_shop_endpoint(settings):
+    settings.SHOP_WEBHOOK_URL = ""
+    event = record_paid_event()
+    assert services.event_redeliver(event=event).status == EventStatus.NOT_SENT
+
+
+def test_a_delivery_under_way_elsewhere_is_not_sent_twice(shop):
+    event = record_paid_event()
+    lease = timezone.now() + timedelta(seconds=60)
+    Event.objects.filter(pk=event.pk).update(next_attempt_at=lease)  # another worker has it
+    assert services.event_deliver(event_id=event.pk) is None
+    assert shop.received == []
+
+
+def test_the_sweep_queues_deliveries_whose_task_was_lost(shop, settings):
+    settings.EVENTS_DELIVERY_LEASE_SECONDS = 60
+    lost = record_paid_event()
+    fresh = record_paid_event()
+    Event.objects.filter(pk=lost.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=61))
+
+    assert services.events_requeue_due() == 1
+
+    assert [t.args_kwargs["args"] for t in DBTaskResult.objects.all()] == [[str(lost.pk)]]
+    assert fresh.pk != lost.pk
+
+
+def test_the_task_delivers_through_the_service(shop):
+    event = record_paid_event()
+    assert deliver_event.call(str(event.pk)) == "try 1: 200"
+    assert deliver_event.call(str(event.pk)).startswith("skipped")
