@@ -178,7 +178,8 @@ def test_pay_stays_within_budget(api_client, fake_provider):
     small = pay()
     seed(60)
     large = pay()
-    assert small == large <= 16
+    # 16, and one more: the cart.paid event is written with the change it reports.
+    assert small == large <= 17
 
 
 @pytest.mark.integration
@@ -194,4 +195,5 @@ def test_refund_stays_within_budget(api_client, fake_provider):
     small = refund()
     seed(60)
     large = refund()
-    assert small == large <= 16
+    # 16, and one more: the cart.refunded event is written with the change it reports.
+    assert small == large <= 17
