@@ -35,8 +35,15 @@ written against; its parts live in the `fake_provider` package. The rules, in sh
   the request `delay_ms` (500) later; the others store nothing. The kinds that drop the
   connection need a real server socket; the server then logs that writing its answer
   failed, which is expected.
+* Webhooks (`fake_provider.webhooks`): every processed charge and refund is pushed to
+  FAKE_PAYMENT_WEBHOOK_URL as `payment.succeeded`, `payment.failed` or
+  `refund.succeeded`, signed as Standard Webhooks with PAYMENT_WEBHOOK_SECRET, retried
+  with backoff until answered 2xx. Faults `webhook_duplicate`, `webhook_out_of_order`,
+  `webhook_delay` and `webhook_drop` are queued (or drawn at random) with
+  `POST /control/faults` like the others, and apply to the next events.
 * Controls: `GET /inspect`, `GET /control/journal` (every write request as received),
-  `POST /control/reset`, `POST /control/balance`, `POST|DELETE /control/faults`.
+  `POST /control/reset`, `POST /control/balance`, `POST|DELETE /control/faults`,
+  `GET|POST /control/webhooks` (the deliveries made; set `url`, `secret`).
 * Tests build their own provider with `create_app(card_limit=..., balance=..., sleep=...)`.
 
 Run it locally with::
@@ -63,12 +70,16 @@ from flask import Flask
 
 from fake_provider.routes import EXTENSION_KEY, provider
 from fake_provider.state import ProviderState
+from fake_provider.webhooks import DEV_WEBHOOK_SECRET, WebhookSender
 from fake_provider.wire import MONEY_RULE, to_money
 
 DEFAULT_CARD_LIMIT = "20.00"
 CARD_LIMIT_ENV_VAR = "FAKE_PAYMENT_CARD_LIMIT"
 DEFAULT_BALANCE = "20.00"
 BALANCE_ENV_VAR = "FAKE_PAYMENT_BALANCE"
+WEBHOOK_URL_ENV_VAR = "FAKE_PAYMENT_WEBHOOK_URL"
+WEBHOOK_SECRET_ENV_VAR = "PAYMENT_WEBHOOK_SECRET"
+WEBHOOK_RETRY_ENV_VAR = "FAKE_PAYMENT_WEBHOOK_RETRY_SECONDS"
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -77,6 +88,7 @@ def create_app(
     card_limit: Decimal | str | None = None,
     balance: Decimal | str | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    webhook_url: str | None = None,
 ) -> Flask:
     """A fake provider with its own fresh state.
 
@@ -84,14 +96,22 @@ def create_app(
     starting balance, in major units (defaults: the FAKE_PAYMENT_CARD_LIMIT and
     FAKE_PAYMENT_BALANCE environment variables, else 20.00). `sleep` is called with
     seconds for the delay faults; tests pass a recorder so nothing really waits.
+    `webhook_url` is where events go (default: FAKE_PAYMENT_WEBHOOK_URL; empty: none),
+    signed with PAYMENT_WEBHOOK_SECRET (default: the development secret) and retried
+    after FAKE_PAYMENT_WEBHOOK_RETRY_SECONDS (1), doubling.
     """
     limit = _money(card_limit, CARD_LIMIT_ENV_VAR, DEFAULT_CARD_LIMIT, "card limit")
     start_balance = _money(balance, BALANCE_ENV_VAR, DEFAULT_BALANCE, "start balance")
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False
+    webhooks = WebhookSender(
+        url=os.environ.get(WEBHOOK_URL_ENV_VAR, "") if webhook_url is None else webhook_url,
+        secret=os.environ.get(WEBHOOK_SECRET_ENV_VAR) or DEV_WEBHOOK_SECRET,
+        retry_first=float(os.environ.get(WEBHOOK_RETRY_ENV_VAR) or 1.0),
+    )
     app.extensions[EXTENSION_KEY] = ProviderState(
-        card_limit=limit, balance=start_balance, sleep=sleep
+        card_limit=limit, balance=start_balance, sleep=sleep, webhooks=webhooks
     )
     app.register_blueprint(provider)
     return app

@@ -3,6 +3,7 @@
 /api/cart/ …            carts (cart.viewsets)
 /api/discount/ …        discount codes (discount.viewsets)
 /api/events/ …          events recorded for the shop (events.viewsets, staff)
+/api/webhooks/payment-provider/   the payment provider's signed events (events.views)
 /api/auth/token/        exchange a staff username and password for an API token
 /api/schema/, /api/docs/  OpenAPI 3 schema and interactive docs (served offline)
 /health/, /health/ready/  liveness and readiness
@@ -17,6 +18,7 @@ from rest_framework.routers import DefaultRouter
 from cart.viewsets import CartViewSet
 from common import views as common_views
 from discount.viewsets import DiscountViewSet
+from events.views import PaymentProviderWebhookView
 from events.viewsets import EventViewSet
 
 
@@ -38,6 +40,11 @@ router.register("events", EventViewSet, basename="event")
 
 urlpatterns = [
     path("api/", include(router.urls)),
+    path(
+        "api/webhooks/payment-provider/",
+        PaymentProviderWebhookView.as_view(),
+        name="payment-provider-webhook",
+    ),
     path("api/auth/token/", common_views.ObtainTokenView.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -72,6 +72,16 @@ class FakeProvider:
     def journal(self) -> list[dict]:
         return self._call("GET", "/control/journal")["data"]
 
+    def send_webhooks_to(self, url: str, secret: str | None = None) -> None:
+        """Push the provider's events to `url` (until the next reset)."""
+        body = {"url": url} if secret is None else {"url": url, "secret": secret}
+        self._call("POST", "/control/webhooks", json=body)
+
+    def webhook_deliveries(self) -> list[dict]:
+        """Every try to deliver an event: id, type, attempt, status (None: no answer),
+        fault; a dropped event has only its fault."""
+        return self._call("GET", "/control/webhooks")["deliveries"]
+
 
 class WebhookReceiver:
     """A real HTTP endpoint on 127.0.0.1 that receives webhooks as a shop (or the

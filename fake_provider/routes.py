@@ -3,6 +3,7 @@
 POST /request_payment, POST /refunds      the write requests: journaled, faults apply
 GET  /payments[/<id>], GET /refunds[/<id>]  the ledgers, for reconciliation
 GET  /inspect, /control/...               health and test controls
+GET|POST /control/webhooks                the events sent (fake_provider.webhooks)
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ from fake_provider.faults import (
     fault_answer,
 )
 from fake_provider.state import JournalEntry, ProviderState, StoredReply
+from fake_provider.webhooks import (
+    WEBHOOK_DEFAULT_DELAY_MS,
+    WEBHOOK_FAULT_KINDS,
+    RandomWebhookFaults,
+    WebhookFault,
+    WebhookFaultKind,
+)
 from fake_provider.wire import (
     MONEY_RULE,
     RequestError,
@@ -261,7 +269,9 @@ def queue_fault() -> Response:
     body = json_object(request.get_data())
     mode = body.get("mode", "queue")
     current = provider_state()
-    if mode == "random":
+    if is_webhook_fault(body, mode):
+        queue_webhook_fault(current, body, mode)
+    elif mode == "random":
         plan = parse_random_faults(body)
         with current.lock:
             current.random_faults = plan
@@ -289,7 +299,67 @@ def clear_faults() -> Response:
             current.faults.clear()
         if only != "queue":
             current.random_faults = None
+    if current.webhooks is not None:
+        current.webhooks.clear_faults(queue=only != "random", random_mode=only != "queue")
     return jsonify(current.snapshot())
+
+
+def is_webhook_fault(body: dict[str, Any], mode: Any) -> bool:
+    """A fault for the events sent (webhook_* kinds) rather than for the write requests."""
+    if mode == "random":
+        kinds = body.get("kinds")
+        return (
+            isinstance(kinds, list)
+            and bool(kinds)
+            and all(kind in WEBHOOK_FAULT_KINDS for kind in kinds)
+        )
+    return body.get("kind") in WEBHOOK_FAULT_KINDS
+
+
+def queue_webhook_fault(current: ProviderState, body: dict[str, Any], mode: str) -> None:
+    if current.webhooks is None:
+        raise RequestError(400, "invalid_field", "This provider sends no webhooks.", "kind")
+    if mode == "random":
+        # rate and seed are read and checked as for the write requests' random mode
+        plan = parse_random_faults({**body, "kinds": list(FAULT_KINDS[:1])})
+        kinds = tuple(WebhookFaultKind(kind) for kind in body["kinds"])
+        current.webhooks.set_random_faults(
+            RandomWebhookFaults(rate=plan.rate, seed=plan.seed, kinds=kinds)
+        )
+        return
+    kind = WebhookFaultKind(body["kind"])
+    count = body.get("count", 1)
+    if count is not None and not (is_integer(count) and count > 0):
+        message = "count must be a positive integer, or null for until cleared."
+        raise RequestError(400, "invalid_field", message, "count")
+    delay_ms = body.get("delay_ms")
+    if delay_ms is None:
+        delay_ms = WEBHOOK_DEFAULT_DELAY_MS.get(kind, 0)
+    current.webhooks.add_fault(WebhookFault(kind, parse_delay_ms(delay_ms, "delay_ms"), count))
+
+
+@provider.get("/control/webhooks")
+def webhooks() -> Response:
+    """Where events go, the faults waiting for them and every delivery made."""
+    current = provider_state()
+    if current.webhooks is None:
+        return jsonify({"url": "", "deliveries": []})
+    return jsonify(current.webhooks.snapshot())
+
+
+@provider.post("/control/webhooks")
+def configure_webhooks() -> Response:
+    """`{"url": ..., "secret": ...}` (either): where events go and what signs them,
+    until the next `POST /control/reset`."""
+    body = json_object(request.get_data())
+    current = provider_state()
+    for name in ("url", "secret"):
+        if name in body and not isinstance(body[name], str):
+            raise RequestError(400, "invalid_field", f"{name} must be a string.", name)
+    if current.webhooks is None:
+        raise RequestError(400, "invalid_field", "This provider sends no webhooks.", "url")
+    current.webhooks.configure(url=body.get("url"), secret=body.get("secret"))
+    return jsonify(current.webhooks.snapshot())
 
 
 def parse_queued_fault(body: dict[str, Any]) -> Fault:

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from fake_provider.faults import Fault, RandomFaults
+from fake_provider.webhooks import WebhookSender
 from fake_provider.wire import (
     DEFAULT_PAYMENT_METHOD,
     PAYMENT_METHODS,
@@ -104,8 +105,14 @@ class ProviderState:
     """Everything one fake provider remembers. `lock` guards every attribute."""
 
     def __init__(
-        self, *, card_limit: Decimal, balance: Decimal, sleep: Callable[[float], None]
+        self,
+        *,
+        card_limit: Decimal,
+        balance: Decimal,
+        sleep: Callable[[float], None],
+        webhooks: WebhookSender | None = None,
     ) -> None:
+        self.webhooks = webhooks  # every processed charge and refund is published to it
         self.card_limit = card_limit
         self.start_balance = balance
         self.sleep = sleep
@@ -133,6 +140,8 @@ class ProviderState:
             self.journal.clear()
             self.faults.clear()
             self.random_faults = None
+        if self.webhooks is not None:
+            self.webhooks.reset()
 
     @contextmanager
     def idempotency_lock(self, scope: str, key: str | None) -> Iterator[None]:
@@ -216,6 +225,9 @@ class ProviderState:
                 created=now_iso(),
             )
             self.ledger.append(payment)
+            if self.webhooks is not None:
+                kind = "payment.failed" if decline_code else "payment.succeeded"
+                self.webhooks.publish(kind, payment.as_dict())
             return payment
 
     def record_refund(self, refund: RefundRequest, key: str | None) -> Refund:
@@ -250,6 +262,8 @@ class ProviderState:
                 created=now_iso(),
             )
             self.refunds.append(made)
+            if self.webhooks is not None:
+                self.webhooks.publish("refund.succeeded", made.as_dict())
             return made
 
     def next_fault(self) -> Fault | None:

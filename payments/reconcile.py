@@ -171,25 +171,38 @@ def _give_back_duplicates(api, counts) -> None:
         status=PaymentAttemptStatus.DUPLICATE, amount_refunded__lt=F("amount")
     ).select_related("cart")
     for duplicate in owed:
-        if duplicate.refunds.filter(status__in=OPEN_REFUND_STATUSES).exists():
-            continue  # step 5 settles it
-        number = duplicate.refunds.count() + 1
         try:
-            refund = refund_give_back(
-                cart=duplicate.cart,
-                amount=None,
-                request_key="",
-                reason=RefundReason.DUPLICATE_CHARGE,
-                api=api,
-                payment=duplicate,
-                provider_key=f"dup-{duplicate.provider_payment_id}-{number}",
-            )
+            refund = payment_give_back_duplicate(duplicate=duplicate, api=api)
         except ApplicationError as exc:
             logger.warning("Reconcile: duplicate %s not given back yet: %s", duplicate.pk, exc)
             counts["refunds_unknown"] += 1
             continue
-        if refund.status == RefundStatus.SUCCESS:
+        if refund is not None and refund.status == RefundStatus.SUCCESS:
             counts["duplicates_refunded"] += 1
+
+
+def payment_give_back_duplicate(*, duplicate: Payment, api: utils.PaymentAPI) -> Refund | None:
+    """Refund what is left of a duplicate charge through the refund flow, reason
+    `duplicate_charge`, with a provider key derived from the charge (a rerun resumes
+    instead of refunding twice). None: nothing owed, or a refund of it is still open
+    (step 5 settles that one). Raises the refund flow's `ApplicationError`s."""
+    duplicate = Payment.objects.select_related("cart").get(pk=duplicate.pk)
+    if duplicate.status != PaymentAttemptStatus.DUPLICATE:
+        return None
+    if duplicate.amount_refunded >= duplicate.amount:
+        return None
+    if duplicate.refunds.filter(status__in=OPEN_REFUND_STATUSES).exists():
+        return None
+    number = duplicate.refunds.count() + 1
+    return refund_give_back(
+        cart=duplicate.cart,
+        amount=None,
+        request_key="",
+        reason=RefundReason.DUPLICATE_CHARGE,
+        api=api,
+        payment=duplicate,
+        provider_key=f"dup-{duplicate.provider_payment_id}-{number}",
+    )
 
 
 def _settle_refunds(api, counts, untouched_since, since, now) -> None:

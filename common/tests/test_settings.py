@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from fake_payment_server import BALANCE_ENV_VAR, CARD_LIMIT_ENV_VAR
+from fake_payment_server import (
+    BALANCE_ENV_VAR,
+    CARD_LIMIT_ENV_VAR,
+    WEBHOOK_RETRY_ENV_VAR,
+    WEBHOOK_SECRET_ENV_VAR,
+    WEBHOOK_URL_ENV_VAR,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROD_ENV = {
@@ -217,7 +223,13 @@ ENV_READS = {
 
 def configured_variables() -> set[str]:
     """Every variable the settings, gunicorn, Compose and the fake provider read."""
-    found = {BALANCE_ENV_VAR, CARD_LIMIT_ENV_VAR}
+    found = {
+        BALANCE_ENV_VAR,
+        CARD_LIMIT_ENV_VAR,
+        WEBHOOK_URL_ENV_VAR,
+        WEBHOOK_SECRET_ENV_VAR,
+        WEBHOOK_RETRY_ENV_VAR,
+    }
     for path, pattern in ENV_READS.items():
         found |= set(re.findall(pattern, (ROOT / path).read_text()))
     return found

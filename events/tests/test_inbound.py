@@ -1,0 +1,315 @@
+"""POST /api/webhooks/payment-provider/: signed provider events settle attempts forward
+only; forged, stale, unsigned, replayed and duplicate events change nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from standardwebhooks import Webhook
+
+from cart.models import Cart, PaymentStatus
+from cart.tests.factories import CartFactory
+from common.testing import error_of, response_json
+from events.models import Event, EventType, ProviderEvent
+from payments.models import ErrorCode, Payment, PaymentAttemptStatus, Refund, RefundStatus
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/webhooks/payment-provider/"
+FORGED_SECRET = "whsec_Zm9yZ2VkLXNlY3JldC1ub2JvZHktc2hhcmVz"
+
+
+def signed(body: dict, *, msg_id="msg_1", secret=None, at=None) -> tuple[bytes, dict]:
+    raw = json.dumps(body)
+    at = at or datetime.now(UTC)
+    signature = Webhook(secret or settings.PAYMENT_WEBHOOK_SECRET).sign(msg_id, at, raw)
+    headers = {
+        "HTTP_WEBHOOK_ID": msg_id,
+        "HTTP_WEBHOOK_TIMESTAMP": str(int(at.timestamp())),
+        "HTTP_WEBHOOK_SIGNATURE": signature,
+    }
+    return raw.encode(), headers
+
+
+def post(client, body: dict, **signing):
+    raw, headers = signed(body, **signing)
+    return client.post(URL, raw, content_type="application/json", **headers)
+
+
+def attempt(cart: Cart, status=PaymentAttemptStatus.UNKNOWN, **fields) -> Payment:
+    cart.payment_status = (
+        PaymentStatus.PROCESSING if status in ("processing", "unknown") else cart.payment_status
+    )
+    cart.save()
+    return Payment.objects.create(
+        cart=cart,
+        amount=cart.total,
+        currency=cart.currency,
+        payment_method="pm_card_visa",
+        idempotency_key=f"cart-{cart.pk}-{fields.pop('key', 'k')}",
+        status=status,
+        **fields,
+    )
+
+
+def payment_event(payment: Payment, kind="payment.succeeded", **changes) -> dict:
+    data = {
+        "id": changes.pop("id", "pay_1"),
+        "cart_id": str(payment.cart_id),
+        "amount": int(payment.amount * 100),
+        "currency": payment.currency,
+        "payment_status": "success" if kind == "payment.succeeded" else "failed",
+        "decline_code": None if kind == "payment.succeeded" else "generic_decline",
+        "payment_method": payment.payment_method,
+        "idempotency_key": payment.idempotency_key,
+        "created": "2026-05-04T09:31:01.000000+00:00",
+        **changes,
+    }
+    return {"id": "msg_1", "type": kind, "data": data}
+
+
+def test_a_signed_payment_succeeded_settles_an_unknown_attempt_and_the_shop_hears(api_client):
+    cart = CartFactory(total=Decimal("20.00"))
+    payment = attempt(cart)
+
+    response = post(api_client, payment_event(payment))
+
+    assert response.status_code == 200
+    assert response_json(response)["outcome"] == "attempt unknown -> success"
+    payment.refresh_from_db()
+    assert payment.status == PaymentAttemptStatus.SUCCESS
+    assert payment.provider_payment_id == "pay_1"
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
+    assert Event.objects.get(cart=cart).type == EventType.CART_PAID
+    assert ProviderEvent.objects.get().webhook_id == "msg_1"
+
+
+def test_a_duplicate_delivery_is_a_200_that_changes_nothing(api_client):
+    cart = CartFactory()
+    payment = attempt(cart)
+    post(api_client, payment_event(payment))
+
+    again = post(api_client, payment_event(payment))
+
+    assert again.status_code == 200
+    assert response_json(again)["outcome"].startswith("duplicate")
+    assert ProviderEvent.objects.count() == 1
+    assert Event.objects.filter(type=EventType.CART_PAID).count() == 1
+
+
+def test_a_late_failed_never_undoes_a_success(api_client):
+    cart = CartFactory()
+    payment = attempt(cart)
+    post(api_client, payment_event(payment), msg_id="msg_ok")
+
+    late = post(api_client, payment_event(payment, "payment.failed"), msg_id="msg_late")
+
+    assert late.status_code == 200
+    assert "unchanged" in response_json(late)["outcome"]
+    assert Payment.objects.get(pk=payment.pk).status == PaymentAttemptStatus.SUCCESS
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
+
+
+def test_payment_failed_declines_an_open_attempt(api_client):
+    cart = CartFactory()
+    payment = attempt(cart)
+    post(api_client, payment_event(payment, "payment.failed"))
+    payment.refresh_from_db()
+    assert payment.status == PaymentAttemptStatus.FAILED
+    assert payment.decline_code == "generic_decline"
+    assert Event.objects.get(cart=cart).type == EventType.CART_PAYMENT_FAILED
+
+
+def test_a_charge_of_an_attempt_closed_as_not_charged_pays_the_cart_late(api_client):
+    cart = CartFactory()
+    payment = attempt(cart, PaymentAttemptStatus.ERROR, error_code=ErrorCode.NOT_IN_LEDGER)
+    Cart.objects.filter(pk=cart.pk).update(payment_status=PaymentStatus.PENDING)
+
+    response = post(api_client, payment_event(payment))
+
+    assert response_json(response)["outcome"] == "attempt error -> success"
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
+
+
+def test_a_late_charge_of_a_cart_paid_since_is_a_duplicate_given_back(
+    api_client, django_capture_on_commit_callbacks
+):
+    cart = CartFactory()
+    closed = attempt(cart, PaymentAttemptStatus.ERROR, key="first")
+    attempt(cart, PaymentAttemptStatus.SUCCESS, key="second", provider_payment_id="pay_2")
+    Cart.objects.filter(pk=cart.pk).update(payment_status=PaymentStatus.SUCCESS)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = post(api_client, payment_event(closed))
+
+    assert response_json(response)["outcome"] == "attempt error -> duplicate"
+    assert Payment.objects.get(pk=closed.pk).status == PaymentAttemptStatus.DUPLICATE
+    assert len(callbacks) == 1  # the give_back_duplicate task is queued
+    assert not Event.objects.filter(type=EventType.CART_PAID).exists()
+
+
+def test_a_refund_succeeded_settles_an_open_refund(api_client):
+    cart = CartFactory(total=Decimal("20.00"), payment_status=PaymentStatus.SUCCESS)
+    paid = attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_9")
+    Payment.objects.filter(pk=paid.pk).update(amount_refunded=Decimal("5.00"))
+    refund = Refund.objects.create(
+        payment=paid,
+        cart=cart,
+        amount=Decimal("5.00"),
+        currency="USD",
+        status=RefundStatus.UNKNOWN,
+        idempotency_key="refund-1",
+    )
+    data = {
+        "id": "re_1",
+        "payment_id": "pay_9",
+        "cart_id": str(cart.pk),
+        "amount": 500,
+        "currency": "USD",
+        "status": "succeeded",
+        "reason": "requested_by_customer",
+        "idempotency_key": "refund-1",
+        "created": "2026-05-04T09:31:01.000000+00:00",
+    }
+
+    response = post(api_client, {"id": "msg_r", "type": "refund.succeeded", "data": data})
+
+    assert response_json(response)["outcome"] == "refund unknown -> success"
+    assert Refund.objects.get(pk=refund.pk).status == RefundStatus.SUCCESS
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.PARTIALLY_REFUNDED
+    assert Event.objects.get(cart=cart).type == EventType.CART_REFUNDED
+
+
+@pytest.mark.parametrize(
+    ("signing", "status", "code"),
+    [
+        ({"secret": FORGED_SECRET}, 401, "webhook_signature_invalid"),
+        (
+            {"at": datetime.now(UTC) - timedelta(minutes=6)},
+            400,
+            "webhook_timestamp_out_of_tolerance",
+        ),
+        (
+            {"at": datetime.now(UTC) + timedelta(minutes=6)},
+            400,
+            "webhook_timestamp_out_of_tolerance",
+        ),
+    ],
+)
+def test_forged_and_stale_events_change_nothing(api_client, signing, status, code):
+    cart = CartFactory()
+    payment = attempt(cart)
+
+    response = post(api_client, payment_event(payment), **signing)
+
+    assert response.status_code == status
+    assert error_of(response)["code"] == code
+    assert Payment.objects.get(pk=payment.pk).status == PaymentAttemptStatus.UNKNOWN
+    assert not ProviderEvent.objects.exists()
+
+
+def test_a_body_changed_after_signing_is_refused(api_client):
+    cart = CartFactory()
+    payment = attempt(cart)
+    raw, headers = signed(payment_event(payment, "payment.failed"))
+    tampered = raw.replace(b'"failed"', b'"success"').replace(b"generic_decline", b"nothing")
+    response = api_client.post(URL, tampered, content_type="application/json", **headers)
+    assert response.status_code == 401
+    assert Payment.objects.get(pk=payment.pk).status == PaymentAttemptStatus.UNKNOWN
+
+
+def test_unsigned_and_garbled_signatures_are_refused(api_client):
+    raw = json.dumps({"type": "payment.succeeded", "data": {}}).encode()
+    unsigned = api_client.post(URL, raw, content_type="application/json")
+    assert unsigned.status_code == 400
+    assert error_of(unsigned)["code"] == "webhook_headers_missing"
+    now = str(int(datetime.now(UTC).timestamp()))
+    garbled = api_client.post(
+        URL,
+        raw,
+        content_type="application/json",
+        HTTP_WEBHOOK_ID="msg_x",
+        HTTP_WEBHOOK_TIMESTAMP=now,
+        HTTP_WEBHOOK_SIGNATURE="v1,not-base64!",
+    )
+    assert garbled.status_code == 401
+    not_a_time = api_client.post(
+        URL,
+        raw,
+        content_type="application/json",
+        HTTP_WEBHOOK_ID="msg_x",
+        HTTP_WEBHOOK_TIMESTAMP="yesterday",
+        HTTP_WEBHOOK_SIGNATURE="v1,AAAA",
+    )
+    assert not_a_time.status_code == 400
+    assert not ProviderEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "payment.exploded", "data": {}},
+        {"type": "payment.succeeded", "data": "nope"},
+        {"type": "payment.succeeded", "data": {"id": "pay_1", "amount": "1", "currency": "USD"}},
+        {"type": "payment.succeeded", "data": {"id": "pay_1", "amount": 1, "currency": "XYZ"}},
+        {"type": "refund.succeeded", "data": {"id": "re", "amount": 1, "currency": "USD"}},
+    ],
+)
+def test_a_signed_event_this_service_cannot_read_is_a_400_storing_nothing(api_client, body):
+    response = post(api_client, body)
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "webhook_payload_invalid"
+    assert not ProviderEvent.objects.exists()
+
+
+def test_a_signed_body_that_is_not_json_is_a_400(api_client):
+    at = datetime.now(UTC)
+    signature = Webhook(settings.PAYMENT_WEBHOOK_SECRET).sign("msg_2", at, "not json")
+    response = api_client.post(
+        URL,
+        b"not json",
+        content_type="application/json",
+        HTTP_WEBHOOK_ID="msg_2",
+        HTTP_WEBHOOK_TIMESTAMP=str(int(at.timestamp())),
+        HTTP_WEBHOOK_SIGNATURE=signature,
+    )
+    assert response.status_code == 400
+
+
+def test_without_a_secret_every_event_is_refused_503(api_client, settings):
+    settings.PAYMENT_WEBHOOK_SECRET = ""
+    raw = json.dumps({"type": "payment.succeeded", "data": {}}).encode()
+    response = api_client.post(URL, raw, content_type="application/json")
+    assert response.status_code == 503
+    assert error_of(response)["code"] == "payment_webhooks_not_configured"
+
+
+def test_events_for_no_attempt_of_ours_are_left_to_reconcile(api_client):
+    cart = CartFactory()
+    ghost = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="elsewhere")
+    response = post(api_client, payment_event(ghost))
+    assert response.status_code == 200
+    assert "reconcile" in response_json(response)["outcome"]
+    refund = {"id": "re", "payment_id": "p", "amount": 1, "currency": "USD", "status": "succeeded"}
+    other = post(api_client, {"type": "refund.succeeded", "data": refund}, msg_id="msg_9")
+    assert "reconcile" in response_json(other)["outcome"]
+
+
+def test_a_charge_of_a_paid_cart_no_attempt_sent_is_a_duplicate_to_give_back(
+    api_client, django_capture_on_commit_callbacks
+):
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
+    stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = post(api_client, payment_event(stray, id="pay_stray"))
+    assert response_json(response)["outcome"] == "duplicate charge recorded: to give back"
+    assert Payment.objects.get(provider_payment_id="pay_stray").status == "duplicate"
+    assert len(callbacks) == 1
+    stray.idempotency_key = "another-stray"
+    recorded = post(api_client, payment_event(stray, id="pay_1"), msg_id="msg_again")
+    assert "already recorded" in response_json(recorded)["outcome"]

@@ -1,0 +1,180 @@
+"""Settling attempts and refunds from the events the provider pushes (its webhooks).
+
+    outcome = payment_settle_from_event(event_type="payment.succeeded", data={...})
+
+`data` is the payment (or refund) as the provider's ledger shows it. The rules are the
+ones the pay flow and `reconcile_payments` apply to a ledger record, through the same
+functions, so an event can only move an attempt forward:
+
+- an open attempt (`processing`, or `unknown` after a lost answer) is settled by it at
+  once: charged (the cart is paid), or declined;
+- an attempt closed as "nothing charged" that the provider did charge is a late charge:
+  it pays the cart, or, if another attempt paid it first, it is a duplicate charge, given
+  back by the `give_back_duplicate` task as reconcile gives them back;
+- a settled attempt stays as it is: a late `payment.failed` never undoes a success, and
+  an event seen twice changes nothing the second time;
+- `refund.succeeded` settles an open refund, or one closed as not made (the refund flow's
+  `refund_record_result`).
+
+Returns a short outcome for the log of provider events. Raises `ValueError` for data that
+is not a payment or refund this service can read.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+import utils
+from common import money
+from common.errors import ApplicationError
+from payments import transitions
+from payments.models import Payment, PaymentAttemptStatus, Refund, RefundStatus
+from payments.services import payment_record_result, refund_record_result
+
+logger = logging.getLogger(__name__)
+
+PAYMENT_EVENTS = {"payment.succeeded", "payment.failed"}
+REFUND_EVENTS = {"refund.succeeded"}
+EVENT_TYPES = PAYMENT_EVENTS | REFUND_EVENTS
+
+
+def payment_settle_from_event(*, event_type: str, data: dict[str, Any]) -> str:
+    if event_type in PAYMENT_EVENTS:
+        return _settle_payment(_payment_result(data))
+    if event_type in REFUND_EVENTS:
+        return _settle_refund(_refund_result(data))
+    raise ValueError(f"unknown event type {event_type!r}")
+
+
+def _settle_payment(result: utils.PaymentResult) -> str:
+    payment = (
+        Payment.objects.select_related("cart")
+        .filter(idempotency_key=result.idempotency_key or "")
+        .first()
+    )
+    if payment is None:
+        return _charge_of_no_attempt(result)
+    before = payment.status
+    if payment.is_open:
+        try:
+            settled = payment_record_result(cart=payment.cart, payment=payment, result=result)
+        except ApplicationError:  # an answer about another payment: held open, logged
+            return "does not match its attempt: left open"
+    elif before == PaymentAttemptStatus.ERROR and result.succeeded:
+        settled = transitions.attempt_charged(payment=payment, result=result)
+        if settled.status == PaymentAttemptStatus.DUPLICATE:
+            _give_back_later(settled)
+    else:
+        return f"attempt already {before}: unchanged"
+    return f"attempt {before} -> {settled.status}"
+
+
+def _charge_of_no_attempt(result: utils.PaymentResult) -> str:
+    """A charge no attempt of ours sent: on a paid cart, a duplicate charge to give back;
+    otherwise reconcile is the judge (it lists the cart's charges)."""
+    from cart.models import Cart
+
+    cart = Cart.objects.filter(pk=_uuid_or_none(result.cart_id)).first()
+    if not (result.succeeded and cart is not None and cart.is_paid):
+        logger.warning("Provider event for no attempt of ours: %s", result)
+        return "no attempt of ours: left to reconcile"
+    if Payment.objects.filter(provider_payment_id=result.payment_id).exists():
+        return "charge already recorded: unchanged"
+    duplicate = transitions.duplicate_charge_recorded(cart=cart, result=result)
+    _give_back_later(duplicate)
+    return "duplicate charge recorded: to give back"
+
+
+def _settle_refund(result: utils.RefundResult) -> str:
+    refund = (
+        Refund.objects.select_related("payment")
+        .filter(idempotency_key=result.idempotency_key or "")
+        .first()
+    )
+    if refund is None:
+        logger.warning("Provider event for no refund of ours: %s", result)
+        return "no refund of ours: left to reconcile"
+    before = refund.status
+    if before == RefundStatus.SUCCESS:
+        return "refund already success: unchanged"
+    try:
+        settled = refund_record_result(refund=refund, result=result)
+    except ApplicationError:
+        return "does not match its refund: left open"
+    return f"refund {before} -> {settled.status}"
+
+
+def _give_back_later(duplicate: Payment) -> None:
+    from payments.tasks import give_back_duplicate
+
+    transaction.on_commit(lambda: give_back_duplicate.enqueue(str(duplicate.pk)))
+
+
+def _uuid_or_none(value: str):
+    import uuid
+
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+# -- reading the provider's objects ------------------------------------------------------------
+
+
+def _field(data: dict[str, Any], name: str, kind: type) -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a {kind.__name__}")
+    return value
+
+
+def _amount(data: dict[str, Any]) -> tuple[Decimal, str]:
+    currency = _field(data, "currency", str)
+    units = _field(data, "amount", int)
+    try:
+        return money.from_minor_units(units, currency), currency
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"bad amount or currency: {exc}") from exc
+
+
+def _payment_result(data: dict[str, Any]) -> utils.PaymentResult:
+    amount, currency = _amount(data)
+    status = _field(data, "payment_status", str)
+    if status not in {s.value for s in utils.PaymentOutcome}:
+        raise ValueError("payment_status must be success or failed")
+    key = data.get("idempotency_key")
+    return utils.PaymentResult(
+        payment_id=_field(data, "id", str),
+        cart_id=str(data.get("cart_id")),
+        amount=amount,
+        currency=currency,
+        status=utils.PaymentOutcome(status),
+        decline_code=data.get("decline_code")
+        if isinstance(data.get("decline_code"), str)
+        else None,
+        payment_method=data.get("payment_method") or "",
+        idempotency_key=key if isinstance(key, str) else None,
+        replayed=False,
+    )
+
+
+def _refund_result(data: dict[str, Any]) -> utils.RefundResult:
+    amount, currency = _amount(data)
+    status = _field(data, "status", str)
+    if status not in {s.value for s in utils.RefundOutcome}:
+        raise ValueError("status must be succeeded or failed")
+    key = data.get("idempotency_key")
+    return utils.RefundResult(
+        refund_id=_field(data, "id", str),
+        payment_id=_field(data, "payment_id", str),
+        amount=amount,
+        currency=currency,
+        status=utils.RefundOutcome(status),
+        idempotency_key=key if isinstance(key, str) else None,
+        replayed=False,
+    )
