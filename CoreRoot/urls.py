@@ -18,7 +18,7 @@ from rest_framework.routers import DefaultRouter
 from cart.viewsets import CartViewSet
 from common import views as common_views
 from discount.viewsets import DiscountViewSet
-from events.views import PaymentProviderWebhookView
+from events.views import payment_provider_webhook
 from events.viewsets import EventViewSet
 
 
@@ -42,7 +42,7 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path(
         "api/webhooks/payment-provider/",
-        PaymentProviderWebhookView.as_view(),
+        payment_provider_webhook,
         name="payment-provider-webhook",
     ),
     path("api/auth/token/", common_views.ObtainTokenView.as_view(), name="api-token"),

@@ -4,10 +4,15 @@ Not part of the shop's API (left out of the OpenAPI schema): only the provider c
 and only events signed with the shared secret are accepted (`events.inbound`)."""
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    parser_classes,
+    permission_classes,
+)
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from events.inbound import provider_event_receive
 
@@ -22,11 +27,10 @@ class _RawBody(BaseParser):
 
 
 @extend_schema(exclude=True)
-class PaymentProviderWebhookView(APIView):
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-    parser_classes = [_RawBody]
-
-    def post(self, request):
-        outcome = provider_event_receive(body=request.body, headers=request.headers)
-        return Response({"received": True, "outcome": outcome})
+@api_view(["POST"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@parser_classes([_RawBody])
+def payment_provider_webhook(request):
+    outcome = provider_event_receive(body=request.body, headers=request.headers)
+    return Response({"received": True, "outcome": outcome})
