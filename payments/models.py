@@ -63,8 +63,7 @@ class ErrorCode(models.TextChoices):
 # The plain message shown with each code, the only error text clients ever see.
 ATTEMPT_MESSAGES: dict[str, str] = {
     ErrorCode.PROVIDER_UNAVAILABLE: "The payment provider could not be used. Nothing was charged.",
-    ErrorCode.PROVIDER_ERROR: "The payment provider's answer could not be used, and its "
-    "ledger shows no charge. Nothing was charged.",
+    ErrorCode.PROVIDER_ERROR: "The payment provider refused the request. Nothing was charged.",
     ErrorCode.PAYMENT_METHOD_REFUSED: "The payment provider does not accept this payment "
     "method. Nothing was charged.",
     ErrorCode.OUTCOME_UNKNOWN: "The payment provider has not confirmed whether it charged. "
@@ -79,8 +78,7 @@ ATTEMPT_MESSAGES: dict[str, str] = {
 REFUND_MESSAGES: dict[str, str] = {
     ErrorCode.PROVIDER_UNAVAILABLE: "The payment provider could not be used. Nothing was "
     "refunded.",
-    ErrorCode.PROVIDER_ERROR: "The payment provider's answer could not be used, and its "
-    "ledger shows no refund. Nothing was refunded.",
+    ErrorCode.PROVIDER_ERROR: "The payment provider refused the request. Nothing was refunded.",
     ErrorCode.REFUND_REFUSED: "The payment provider refused the refund. Nothing was refunded.",
     ErrorCode.REFUND_DECLINED: "The payment provider could not make the refund. Nothing "
     "was refunded.",
