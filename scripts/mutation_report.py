@@ -3,6 +3,8 @@ surviving mutants by name (`mutmut show NAME` prints one as a diff).
 
     .venv/bin/python scripts/mutation_report.py            # table + survivors
     .venv/bin/python scripts/mutation_report.py --fail-under 90
+    .venv/bin/mutmut run $(.venv/bin/python scripts/mutation_report.py --survivors)
+                                    # test the survivors again, after adding tests
 
 Reads mutmut's result files (mutants/<file>.meta). The score counts killed and timed-out
 mutants (a mutant that makes the tests hang is caught) over all checked ones.
@@ -34,6 +36,7 @@ def measured_files() -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fail-under", type=float, help="exit 1 if a file scores below this")
+    parser.add_argument("--survivors", action="store_true", help="only the survivors' names")
     args = parser.parse_args()
 
     rows, survivors, low = [], [], []
@@ -56,6 +59,9 @@ def main() -> int:
             f"| {counts['no tests']} | {counts['not checked']} |"
         )
         survivors += sorted(key for key, code in codes.items() if status(code) == "survived")
+    if args.survivors:
+        print(" ".join(survivors))
+        return 0
     caught = sum(totals[s] for s in CAUGHT)
     checked = caught + totals["survived"]
     print("| file | score | caught | survived | no test runs it | not checked yet |")
