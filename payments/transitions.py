@@ -21,7 +21,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 import utils
@@ -199,13 +198,9 @@ def refund_started(
     *, cart: Cart, payment: Payment, amount: Decimal, reason: str, request_key: str, key=None
 ) -> Refund | None:
     """Reserve `amount` of the charge and record the refund, or None when the charge has
-    less than that left. The conditional UPDATE is the rule that refunds never exceed
-    what was charged (the check constraint backs it up). Called inside the transaction
-    that locked the cart."""
-    reserved = Payment.objects.filter(
-        pk=payment.pk, amount_refunded__lte=F("amount") - amount
-    ).update(amount_refunded=F("amount_refunded") + amount)
-    if not reserved:
+    less than that left (`_change_hold` is the rule that refunds never exceed what was
+    charged). Called inside the transaction that locked the cart."""
+    if not _change_hold(payment.pk, amount):
         return None
     refund = Refund(
         payment=payment,
@@ -295,9 +290,8 @@ def refund_not_made(*, refund: Refund, code: ErrorCode) -> Refund:
         current.completed = timezone.now()
         current.in_flight_until = None
         current.save()
-        Payment.objects.filter(pk=current.payment_id).update(
-            amount_refunded=F("amount_refunded") - current.amount
-        )
+        if not _change_hold(current.payment_id, -current.amount):
+            logger.error("Refund %s: its hold could not be released", current.pk)
         return current
 
 
@@ -313,8 +307,25 @@ def refund_held_open(*, refund: Refund, code: ErrorCode, in_flight: bool) -> Ref
 
 
 def _reserve_again(refund: Refund) -> bool:
+    return _change_hold(refund.payment_id, refund.amount)
+
+
+def _change_hold(payment_id, by: Decimal) -> bool:
+    """Change what refunds hold of a charge by `by` (negative: a release), unless that
+    would take it above the charge or below zero. False, and nothing changes, then.
+
+    Called with the cart locked, so refunds of one cart take their turns. The sum is
+    made here in `Decimal` (SQLite would add in binary floating point, where 0.10 + 0.20
+    exceeds 0.30), and written only if the hold is still what was read (a compare and
+    set, should anything change it without the cart's lock); the check constraint
+    `payment_refunds_within_amount` backs it up."""
+    charge = Payment.objects.select_for_update().only("amount", "amount_refunded")
+    charge = charge.get(pk=payment_id)
+    held = charge.amount_refunded + by
+    if not 0 <= held <= charge.amount:
+        return False
     return bool(
-        Payment.objects.filter(
-            pk=refund.payment_id, amount_refunded__lte=F("amount") - refund.amount
-        ).update(amount_refunded=F("amount_refunded") + refund.amount)
+        Payment.objects.filter(pk=payment_id, amount_refunded=charge.amount_refunded).update(
+            amount_refunded=held
+        )
     )
