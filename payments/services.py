@@ -58,7 +58,8 @@ import utils
 from cart.errors import CartPaidError, CartPaymentInProgressError
 from cart.models import Cart
 from common.fields import check_fits_currency
-from discount.services import discount_renew_reservation
+from discount.errors import DiscountReservationExpiredError
+from discount.services import discount_hold_for_payment
 from payments import transitions
 from payments.errors import (
     CartNotPaidError,
@@ -132,9 +133,6 @@ def payment_pay(
 
 
 def _pay(cart: Cart, method: str, request_key: str | None, api: utils.PaymentAPI) -> Payment:
-    # The total may hold a discount whose reservation expired: renew it, or refuse (409
-    # discount_reservation_expired) before anything is charged for a total not shown.
-    discount_renew_reservation(cart=cart)
     payment, earlier = _open_attempt(cart, method, request_key, api)
     if not payment.is_open:  # a repeated request for an attempt that is already settled
         _copy_state(cart, Cart.objects.get(pk=cart.pk))
@@ -216,7 +214,12 @@ def _try_open(
 
         sent_before = FIRST_CALL
         open_attempt = locked.payments.filter(status__in=OPEN_ATTEMPT_STATUSES).first()
-        if open_attempt is not None:
+        # A new charge of the total keeps the discount's use in this transaction, which
+        # also makes the cart `processing` (an open attempt's cart is so already).
+        discount_lost = open_attempt is None and not discount_hold_for_payment(cart=locked)
+        if discount_lost:
+            pass  # committed below: the discount left the cart, nothing is opened
+        elif open_attempt is not None:
             if _being_sent(open_attempt):
                 raise CartPaymentInProgressError()
             if open_attempt.payment_method != method:
@@ -236,13 +239,16 @@ def _try_open(
                 payment_method=method,
                 idempotency_key=f"cart-{locked.pk}-{request_key or uuid.uuid4().hex}",
             )
-        transitions.attempt_started(
-            cart=locked,
-            payment=payment,
-            request_key=request_key if request is None else None,
-            payment_method=method,
-        )
+        if not discount_lost:
+            transitions.attempt_started(
+                cart=locked,
+                payment=payment,
+                request_key=request_key if request is None else None,
+                payment_method=method,
+            )
     _copy_state(cart, locked)
+    if discount_lost:
+        raise DiscountReservationExpiredError()
     return payment, sent_before
 
 
