@@ -201,7 +201,7 @@ def refund_started(
     """Reserve `amount` of the charge and record the refund, or None when the charge has
     less than that left (`_change_hold` is the rule that refunds never exceed what was
     charged). Called inside the transaction that locked the cart."""
-    if not _change_hold(payment.pk, amount):
+    if not _change_hold(payment, amount):
         return None
     refund = Refund(
         payment=payment,
@@ -291,7 +291,7 @@ def refund_not_made(*, refund: Refund, code: ErrorCode) -> Refund:
         current.completed = timezone.now()
         current.in_flight_until = None
         current.save()
-        if not _change_hold(current.payment_id, -current.amount):
+        if not _change_hold(current.payment, -current.amount):
             logger.error("Refund %s: its hold could not be released", current.pk)
         return current
 
@@ -308,25 +308,24 @@ def refund_held_open(*, refund: Refund, code: ErrorCode, in_flight: bool) -> Ref
 
 
 def _reserve_again(refund: Refund) -> bool:
-    return _change_hold(refund.payment_id, refund.amount)
+    return _change_hold(refund.payment, refund.amount)
 
 
-def _change_hold(payment_id, by: Decimal) -> bool:
-    """Change what refunds hold of a charge by `by` (negative: a release), unless that
-    would take it above the charge or below zero. False, and nothing changes, then.
+def _change_hold(charge: Payment, by: Decimal) -> bool:
+    """Change what refunds hold of `charge` (read with its cart locked) by `by`
+    (negative: a release), unless that would take it above the charge or below zero.
+    False, and nothing changes, then.
 
-    Called with the cart locked, so refunds of one cart take their turns. The sum is
-    made here in `Decimal` (SQLite would add in binary floating point, where 0.10 + 0.20
+    The cart's lock makes the refunds of one cart take their turns. The sum is made
+    here in `Decimal` (SQLite would add in binary floating point, where 0.10 + 0.20
     exceeds 0.30), and written only if the hold is still what was read (a compare and
     set, should anything change it without the cart's lock); the check constraint
     `payment_refunds_within_amount` backs it up."""
-    charge = Payment.objects.select_for_update().only("amount", "amount_refunded")
-    charge = charge.get(pk=payment_id)
     held = charge.amount_refunded + by
     if not 0 <= held <= charge.amount:
         return False
-    return bool(
-        Payment.objects.filter(pk=payment_id, amount_refunded=charge.amount_refunded).update(
-            amount_refunded=held
-        )
-    )
+    changed = Payment.objects.filter(pk=charge.pk, amount_refunded=charge.amount_refunded)
+    if not changed.update(amount_refunded=held):
+        return False
+    charge.amount_refunded = held
+    return True
