@@ -16,7 +16,7 @@ them are logged by the caller, never stored.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -139,11 +139,17 @@ def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Paymen
         return current
 
 
-def attempt_not_charged(*, payment: Payment, code: ErrorCode) -> Payment:
-    """Proven: the attempt charged nothing. The cart goes back to where it was."""
+def attempt_not_charged(
+    *, payment: Payment, code: ErrorCode, as_of: datetime | None = None
+) -> Payment:
+    """Proven: the attempt charged nothing. The cart goes back to where it was.
+
+    `as_of`: the attempt's `updated` when the proof was gathered (an empty ledger read
+    after it). If anything touched it since, such as a pay resuming it and sending it
+    again, the proof is about a state that is gone: nothing changes."""
     with transaction.atomic():
         cart, current = _locked(payment.cart_id, Payment, payment.pk)
-        if not current.is_open:
+        if not current.is_open or (as_of is not None and current.updated != as_of):
             return current
         current.status = PaymentAttemptStatus.ERROR
         current.error_code = code
@@ -275,11 +281,12 @@ def refund_made(*, refund: Refund, result: utils.RefundResult) -> Refund:
         return current
 
 
-def refund_not_made(*, refund: Refund, code: ErrorCode) -> Refund:
-    """Proven: nothing was refunded. Its reservation on the charge is released."""
+def refund_not_made(*, refund: Refund, code: ErrorCode, as_of: datetime | None = None) -> Refund:
+    """Proven: nothing was refunded. Its reservation on the charge is released.
+    `as_of`: as for `attempt_not_charged`."""
     with transaction.atomic():
         _, current = _locked(refund.cart_id, Refund, refund.pk)
-        if not current.is_open:
+        if not current.is_open or (as_of is not None and current.updated != as_of):
             return current
         current.status = (
             RefundStatus.FAILED
