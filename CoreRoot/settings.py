@@ -331,12 +331,14 @@ PAYMENT_MAX_IN_FLIGHT = env_number(
 )
 
 # --- The edge: proxies and request size ------------------------------------------------
-# The reverse proxies in front of the service: addresses, CIDRs or host names (Compose:
-# `nginx`, resolved again every 30 s).
+# The reverse proxies in front of the service: addresses, CIDRs, host names (Compose:
+# `nginx`, resolved again every 30 s) or `unix:` (a proxy on a unix socket).
 # Only a request whose TCP peer is in one of them has its X-Forwarded-For / -Proto read;
 # the client is then the right-most untrusted X-Forwarded-For entry (common.clientip).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 for _entry in TRUSTED_PROXIES:
+    if _entry == "unix:":  # the peer of a unix socket (nginx -> gunicorn over a socket)
+        continue
     try:
         ipaddress.ip_network(_entry, strict=False)
     except ValueError:
