@@ -3,8 +3,8 @@
 Every variable is listed in `.env.example` and in the README's configuration table.
 `python-dotenv` reads a `.env` file beside `manage.py` if there is one; real environment
 variables win over it. `ENV=DEV` (the default) is for local development and tests: open
-API, DEBUG on, SQLite, the fake payment provider. `ENV=PROD` locks the service down and
-refuses to start without the secrets a deployment must provide.
+API, SQLite, the fake payment provider, DEBUG off unless `DEBUG=true`. `ENV=PROD` locks
+the service down and refuses to start without the secrets a deployment must provide.
 """
 
 import ipaddress
