@@ -107,6 +107,7 @@ def write_request(prepare: Processor) -> Response:
         idempotency_key=request.headers.get("Idempotency-Key"),
         body=readable_body(raw_body),
         at=now_iso(),
+        request_id=request.headers.get("X-Request-ID"),
     )
     with current.lock:
         current.journal.append(entry)

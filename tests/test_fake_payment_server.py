@@ -524,6 +524,13 @@ def test_journal_records_every_charge_request(client: FlaskClient) -> None:
         assert datetime.fromisoformat(entry["at"]).utcoffset() == timedelta(0)
 
 
+def test_journal_keeps_the_callers_request_id(client: FlaskClient) -> None:
+    charge(client, {"Idempotency-Key": "k-1", "X-Request-ID": "req-42"})
+    charge(client, {"Idempotency-Key": "k-2"})
+
+    assert [entry["request_id"] for entry in journal(client)] == ["req-42", None]
+
+
 def test_journal_keeps_the_invalid_key_and_fractional_amount_as_received(
     client: FlaskClient,
 ) -> None:
