@@ -63,27 +63,41 @@ def test_a_trusted_proxy_says_the_request_came_over_https(settings):
     assert seen[0].is_secure()
 
 
-def test_a_proxy_named_by_host_is_trusted_at_the_addresses_it_resolves_to(settings, monkeypatch):
-    from common import clientip
+class FakeResolver:
+    """`proxy.internal` resolves to `answers` (none: the lookup fails); `tick()` moves
+    the clock on by one lookup interval."""
 
+    def __init__(self, monkeypatch):
+        from common import clientip
+
+        self.clientip = clientip
+        self.answers = {"proxy.internal": ["10.9.0.5"]}
+        self.now = 1000.0
+        monkeypatch.setattr(clientip.socket, "getaddrinfo", self.getaddrinfo)
+        monkeypatch.setattr(clientip, "_resolved", {})
+        monkeypatch.setattr(clientip.time, "monotonic", lambda: self.now)
+
+    def getaddrinfo(self, host, *args, **kwargs):
+        if host not in self.answers:
+            raise OSError("temporary failure in name resolution")
+        return [(2, 1, 6, "", (ip, 0)) for ip in self.answers[host]]
+
+    def tick(self) -> None:
+        self.now += self.clientip.RESOLVE_EVERY
+
+
+@pytest.fixture
+def resolver(settings, monkeypatch) -> FakeResolver:
     settings.TRUSTED_PROXIES = ["proxy.internal"]
-    answers = {"proxy.internal": ["10.9.0.5"]}
+    return FakeResolver(monkeypatch)
 
-    def getaddrinfo(host, *args, **kwargs):
-        if host not in answers:
-            raise OSError("unknown host")
-        return [(2, 1, 6, "", (ip, 0)) for ip in answers[host]]
 
-    monkeypatch.setattr(clientip.socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(clientip, "_resolved", {})
-    clock = [1000.0]
-    monkeypatch.setattr(clientip.time, "monotonic", lambda: clock[0])
-
+def test_a_proxy_named_by_host_is_trusted_at_the_addresses_it_resolves_to(resolver):
     assert ip("10.9.0.5", "203.0.113.9") == "203.0.113.9"
     assert ip("10.9.0.6", "203.0.113.9") == "10.9.0.6"
-    answers["proxy.internal"] = ["10.9.0.6"]  # the proxy restarted elsewhere
+    resolver.answers["proxy.internal"] = ["10.9.0.6"]  # the proxy restarted elsewhere
     assert ip("10.9.0.6", "203.0.113.9") == "10.9.0.6"  # until the next lookup
-    clock[0] += clientip.RESOLVE_EVERY
+    resolver.tick()
     assert ip("10.9.0.6", "203.0.113.9") == "203.0.113.9"
 
 
@@ -117,28 +131,13 @@ def test_a_unix_socket_peer_is_the_proxy_only_when_trusted_explicitly(settings, 
     assert "HTTP_X_FORWARDED_FOR" not in seen[0].META
 
 
-def test_a_dns_failure_keeps_the_last_good_answer(settings, monkeypatch):
-    from common import clientip
-
-    settings.TRUSTED_PROXIES = ["proxy.internal"]
-    answers = {"proxy.internal": ["10.9.0.5"]}
-
-    def getaddrinfo(host, *args, **kwargs):
-        if host not in answers:
-            raise OSError("temporary failure in name resolution")
-        return [(2, 1, 6, "", (ip, 0)) for ip in answers[host]]
-
-    monkeypatch.setattr(clientip.socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(clientip, "_resolved", {})
-    clock = [1000.0]
-    monkeypatch.setattr(clientip.time, "monotonic", lambda: clock[0])
-
+def test_a_dns_failure_keeps_the_last_good_answer(resolver):
     assert ip("10.9.0.5", "203.0.113.9") == "203.0.113.9"
-    del answers["proxy.internal"]  # the resolver fails for a while
-    clock[0] += clientip.RESOLVE_EVERY
+    del resolver.answers["proxy.internal"]  # the resolver fails for a while
+    resolver.tick()
     assert ip("10.9.0.5", "203.0.113.9") == "203.0.113.9"  # the last good answer
     assert ip("10.9.0.6", "203.0.113.9") == "10.9.0.6"  # and nothing more
-    answers["proxy.internal"] = ["10.9.0.6"]  # back, with a new address
-    clock[0] += clientip.RESOLVE_EVERY
+    resolver.answers["proxy.internal"] = ["10.9.0.6"]  # back, with a new address
+    resolver.tick()
     assert ip("10.9.0.6", "203.0.113.9") == "203.0.113.9"
     assert ip("10.9.0.5", "203.0.113.9") == "10.9.0.5"
