@@ -209,8 +209,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         ),
     }
     # Tests use a file, not memory, so concurrency tests get one connection per thread
-    # and a gunicorn process can share it; one per test run, so two runs don't collide.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{os.getpid()}.sqlite3")}
+    # and a gunicorn process can share it. conftest.py names one per test process when its
+    # session starts (two runs, xdist workers and forked mutation runs never share one).
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
