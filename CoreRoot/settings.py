@@ -3,8 +3,8 @@
 Every variable is listed in `.env.example` and in the README's configuration table.
 `python-dotenv` reads a `.env` file beside `manage.py` if there is one; real environment
 variables win over it. `ENV=DEV` (the default) is for local development and tests: open
-API, DEBUG on, SQLite, the fake payment provider. `ENV=PROD` locks the service down and
-refuses to start without the secrets a deployment must provide.
+API, SQLite, the fake payment provider, DEBUG off unless `DEBUG=true`. `ENV=PROD` locks
+the service down and refuses to start without the secrets a deployment must provide.
 """
 
 import ipaddress
@@ -378,12 +378,14 @@ EVENTS_DELIVERY_LEASE_SECONDS = env_number("EVENTS_DELIVERY_LEASE_SECONDS", 60.0
 EVENTS_SWEEP_SECONDS = env_number("EVENTS_SWEEP_SECONDS", 30.0, float)
 
 # --- The edge: proxies and request size ------------------------------------------------
-# The reverse proxies in front of the service: addresses, CIDRs or host names (Compose:
-# `nginx`, resolved again every 30 s).
+# The reverse proxies in front of the service: addresses, CIDRs, host names (Compose:
+# `nginx`, resolved again every 30 s) or `unix:` (a proxy on a unix socket).
 # Only a request whose TCP peer is in one of them has its X-Forwarded-For / -Proto read;
 # the client is then the right-most untrusted X-Forwarded-For entry (common.clientip).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 for _entry in TRUSTED_PROXIES:
+    if _entry == "unix:":  # the peer of a unix socket (nginx -> gunicorn over a socket)
+        continue
     try:
         ipaddress.ip_network(_entry, strict=False)
     except ValueError:
