@@ -296,6 +296,10 @@ class CartLine(models.Model):
         return f"{self.quantity} × {self.sku}"
 
     @property
+    def currency(self) -> str:
+        return self.cart.currency
+
+    @property
     def amount(self) -> Decimal:
         """Before discount: quantity × unit price, exact."""
         return self.quantity * self.unit_price

@@ -344,3 +344,15 @@ def test_the_docs_example_with_lines_works_as_offered(api_client):
         Decimal(str(documented["subtotal"])),
         documented["items_number"],
     )
+
+
+def test_the_admin_shows_a_carts_lines_with_their_share_of_the_discount(admin_client):
+    cart = itemized_cart(("TEA-GREEN", 2, "4.50"), ("MUG", 1, "11"))
+    cart.apply_discount(DiscountFactory(code="FIVE"))
+
+    html = admin_client.get(f"/admin/cart/cart/{cart.pk}/change/").content.decode()
+
+    assert "TEA-GREEN" in html
+    assert "9.00 USD" in html  # the tea's amount
+    assert "2.25 USD" in html  # its share of 5.00 (9 : 11)
+    assert "8.25 USD" in html  # the mug after its 2.75
