@@ -500,6 +500,7 @@ UPDATE_LINE = documented(
     },
     errors=[
         field_error("quantity", "min_value", "Ensure this value is greater than or equal to 1."),
+        field_error("unit_price", "too_many_decimals", money.precision_message("USD")),
         CartLineNotFoundError,
         *LINE_CHANGE_ERRORS,
     ],
