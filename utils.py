@@ -88,8 +88,16 @@ from common.money import (
     normalize_currency,
     to_minor_units,
 )
+from observability.context import HEADER as REQUEST_ID_HEADER
+from observability.context import current_request_id
 
 logger = logging.getLogger(__name__)
+
+# Told of every HTTP attempt: observer(method=, path=, outcome=, seconds=, retry=), where
+# outcome is the HTTP status ("200", "503") or why there is none ("read_timeout",
+# "connection_lost", "not_connected", …); retry is 0 for a first attempt.
+# `observability.metrics` registers one.
+ATTEMPT_OBSERVERS: list[Callable[..., None]] = []
 
 # Connections kept open to the provider. One host, so one pool; enough connections for
 # the worker threads of one process to charge concurrently.
@@ -690,6 +698,9 @@ class PaymentAPI:
         """`_send`, also saying what the failed earlier attempts may have done."""
         url = self.base_url + path
         all_headers = {"Accept": "application/json", **(headers or {})}
+        if request_id := current_request_id():
+            # The provider journals it: one id follows a pay request through both sides.
+            all_headers[REQUEST_ID_HEADER] = request_id
         attempts = self.max_retries + 1
         history = _History()
         failure = _Retryable("no attempt made", maybe_processed=False)  # max_retries >= 0
@@ -708,7 +719,9 @@ class PaymentAPI:
                 if delay > 0:
                     self._sleep(delay)
             try:
-                response = self._attempt(method, url, json_body, params, all_headers)
+                response = self._observed_attempt(
+                    method, path, attempt, url, json_body, params, all_headers
+                )
             except _Retryable as exc:
                 failure = exc
                 history.add(exc)
@@ -749,6 +762,22 @@ class PaymentAPI:
             idempotency_key=idempotency_key,
             maybe_processed=history.maybe_processed,
         )
+
+    def _observed_attempt(self, method: str, path: str, retry: int, *args: Any) -> Any:
+        """`_attempt`, telling `ATTEMPT_OBSERVERS` how it went and how long it took."""
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            response = self._attempt(method, *args)
+            outcome = str(response.status_code)
+            return response
+        except _Retryable as exc:
+            outcome = exc.reason.split(":", 1)[0].replace(" ", "_")
+            raise
+        finally:
+            seconds = time.monotonic() - started
+            for observer in ATTEMPT_OBSERVERS:
+                observer(method=method, path=path, outcome=outcome, seconds=seconds, retry=retry)
 
     def _attempt(
         self,

@@ -13,13 +13,18 @@ client always gets the proxy's JSON error rather than gunicorn's HTML one.
 """
 
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 30
-accesslog = "-"
+# The service logs one line per request itself (observability.middleware), with the
+# route template, the request id and the level an operator needs: gunicorn's own access
+# log would say it again without them.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 # Connections to the database are kept per thread (CONN_MAX_AGE); recycle workers now
 # and then so a slow leak in any dependency cannot grow forever.
@@ -37,3 +42,23 @@ limit_request_fields = 32768  # the largest gunicorn allows; 17 KiB hold fewer l
 # Idle keep-alive connections are closed after this; the proxy drops its idle upstream
 # connections sooner (keepalive_timeout 1s), so it never reuses one being closed.
 keepalive = 2
+
+# Metrics of every worker process in one /metrics (prometheus-client's multiprocess mode):
+# each process writes its values to files in this directory, set here, in the master,
+# before any worker imports prometheus_client. Emptied when gunicorn starts, so counters
+# restart from zero with the instance, as Prometheus expects.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prometheus-")
+
+
+def on_starting(server) -> None:
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    # Live gauges of a worker that is gone no longer count (counters keep their totals).
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

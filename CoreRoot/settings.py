@@ -16,6 +16,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
+from observability.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
 
@@ -145,9 +147,13 @@ INSTALLED_APPS = [
     "cart",
     "payments",
     "storefront",
+    "observability",
 ]
 
 MIDDLEWARE = [
+    # Outermost: every answer, even one refused by the middleware below, gets a request
+    # id, a log line and its metrics (observability.middleware).
+    "observability.middleware.RequestObservabilityMiddleware",
     # First: forwarded headers are dropped unless a trusted proxy sent them, and bodies
     # too large (413) or without a length (411) are answered before anything reads them.
     "common.middleware.TrustedProxyMiddleware",
@@ -401,10 +407,15 @@ if IS_PROD:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
-}
+# --- Logs and metrics (observability) ---------------------------------------------------
+# LOG_FORMAT: json (one JSON object per line, for a log collector; the default with
+# ENV=PROD) or text (for a person; the default in DEV). Every line has the request id.
+LOG_FORMAT = env_str("LOG_FORMAT", "json" if IS_PROD else "text").lower()
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
+LOGGING = logging_config(
+    json_lines=LOG_FORMAT == "json", level=env_str("LOG_LEVEL", "INFO").upper()
+)
+# GET /metrics (Prometheus): staff only with ENV=PROD, unless only the monitoring network
+# can reach the service's port.
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", not IS_PROD)

@@ -5,6 +5,7 @@
 /api/auth/token/        exchange a staff username and password for an API token
 /api/schema/, /api/docs/  OpenAPI 3 schema and interactive docs (served offline)
 /health/, /health/ready/  liveness and readiness
+/metrics                Prometheus metrics (observability.views)
 /admin/                 Django admin
 """
 
@@ -16,6 +17,7 @@ from rest_framework.routers import DefaultRouter
 from cart.viewsets import CartViewSet
 from common import views as common_views
 from discount.viewsets import DiscountViewSet
+from observability.views import MetricsView
 
 
 class OptionalSlashRouter(DefaultRouter):
@@ -40,6 +42,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("health/", common_views.LivenessView.as_view(), name="health-live"),
     path("health/ready/", common_views.ReadinessView.as_view(), name="health-ready"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

@@ -25,6 +25,7 @@ from common.admin import (
     money,
     short_id,
 )
+from discount.models import DiscountReservation
 from payments.admin import PaymentInline, RefundInline, refund_remaining
 
 
@@ -80,6 +81,19 @@ class CartAdmin(ServiceModelAdmin):
     inlines = [CartLineInline, PaymentInline, RefundInline]
     actions = [refund_remaining]
     delete_service = staticmethod(lambda cart: cart_delete(cart=cart))
+
+    def get_deleted_objects(self, objs, request):
+        """The confirmation page lists what `cart_delete` deletes: the discount
+        reservations a cart holds go with it (they protect a cart only from a plain
+        `delete()`, so that a consumed use never vanishes)."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        held = list(DiscountReservation.objects.filter(cart__in=objs).select_related("discount"))
+        if held and len(protected) == len(held):  # nothing else protects these carts
+            protected = []
+            perms_needed.discard(DiscountReservation._meta.verbose_name)  # not deleted by hand
+            deleted += [f"Discount reservation: {reservation}" for reservation in held]
+            counts[DiscountReservation._meta.verbose_name_plural] = len(held)
+        return deleted, counts, perms_needed, protected
 
     def has_add_permission(self, request):
         return False

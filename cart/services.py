@@ -5,7 +5,7 @@
     change = cart_line_add(cart=cart, line=LineInput("MUG", "Mug", 1, Decimal("8")))
     change = cart_line_update(cart=cart, line_id=7, quantity=3)
     change = cart_line_remove(cart=cart, line_id=7)   # change.discount_removed: why it left
-    cart_delete(cart=cart)   # only one nobody tried to pay; gives its discount use back
+    cart_delete(cart=cart)   # only one nobody tried to pay; frees its reserved use
     cart_apply_discount(cart=cart, discount=discount)
     payment = cart_pay(cart=cart, payment_method="pm_card_visa", idempotency_key="order-42")
 
@@ -14,10 +14,10 @@ every write transaction starts IMMEDIATE, which serializes writers), so two requ
 one cart cannot both see "no discount yet": one wins, the other is refused. A use of
 the code is reserved in the same transaction (`discount_reserve`), so a refused apply
 never holds one, and consumed in the transaction that records the payment as successful
-(`discount_consume_reservation`, in `payments.transitions.attempt_charged`); a
-reservation that expired before paying is renewed or the payment refused first
-(`discount_renew_reservation`, in `payments.services.payment_pay`; see
-`discount.services`).
+(`discount_consume_reservation`, in `payments.transitions.attempt_charged`); the
+transaction that opens a payment attempt keeps the use, renewing an expired one, or
+takes the discount off and refuses the payment (`discount_hold_for_payment`, in
+`payments.services`; see `discount.services`).
 
 Changing the lines of a cart locks its row too, and re-evaluates its discount in the same
 transaction (`discount_reevaluate`): the code then takes off what it gives the new lines,
@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 import utils
@@ -194,13 +193,15 @@ def _change_lines(cart: Cart, change: Callable[[Cart], CartLine]) -> LineChange:
 
 
 def cart_delete(*, cart: Cart) -> None:
-    """Delete a cart nobody tried to pay (`Cart.check_deletable`), giving back the use of
-    its discount code, so `times_used` keeps counting the carts that hold the code."""
+    """Delete a cart nobody tried to pay (`Cart.check_deletable`), with the discount
+    reservations it holds: a reserved use is free again at once (a cart never paid never
+    consumed one, so `times_used` does not change)."""
     with transaction.atomic():
         locked = Cart.objects.select_for_update().get(pk=cart.pk)
         locked.check_deletable()
-        if locked.discount_id is not None:
-            Discount.objects.filter(pk=locked.discount_id).update(times_used=F("times_used") - 1)
+        # Reservations refer to their cart (PROTECT: a consumed use never vanishes with
+        # it); those of a cart nobody tried to pay are reserved or released, never consumed.
+        locked.discount_reservations.all().delete()
         locked.delete()
 
 

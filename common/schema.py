@@ -93,8 +93,8 @@ _DESCRIPTIONS = {
     413: "The request body is too large.",
     415: "The body is not JSON.",
     429: "Too many requests: wait the seconds the Retry-After header says.",
-    502: "The payment provider's answer could not be used, and its ledger shows nothing done "
-    "(`payment_taken` / `refund_made`: false).",
+    502: "The payment provider refused the request: nothing done (`payment_taken` / "
+    "`refund_made`: false).",
     503: "The payment provider is unavailable (proven: nothing done), or this server already "
     "waits on it for as many calls as it allows (`payment_provider_busy`, `Retry-After`).",
     504: "The payment provider did not confirm what it did (`payment_taken` / `refund_made`: "

@@ -5,8 +5,8 @@
     discount_delete(discount=discount)        # DiscountInUseError once a cart used it
     discount_reserve(discount=discount, cart=locked_cart, amount=off, at=now)  # at apply
     discount_reevaluate(cart=locked_cart)       # its lines changed: keep, resize or release
-    discount_renew_reservation(cart=cart)       # before charging: 409 if it cannot be kept
-    discount_consume_reservation(cart=cart)     # in the transaction that records the charge
+    discount_hold_for_payment(cart=locked_cart)  # opening an attempt: False if it is lost
+    discount_consume_reservation(cart=cart, charged=amount)  # recording the charge
     discount_release_expired_reservations()     # from cron: `release_discount_reservations`
 
 Every write runs the rules of `Discount.clean()`, so the API, the admin and any other
@@ -23,10 +23,12 @@ IMMEDIATE, which serializes writers), so however many carts race, no more uses a
 than the limit allows; the database's constraint backs up the consumed count.
 
 The sweep releases expired reservations and takes the discount off their carts (totals
-restored), never while a cart is being paid or once it is paid. A cart paid after its
-reservation expired keeps the discount if the code can be reserved again; otherwise the
-discount leaves the cart and the payment is refused (409) before anything is charged,
-so a customer is never charged an amount they were not shown.
+restored), never while a cart is being paid or once it is paid; such a cart is then
+charged its restored total, which it shows. Opening a payment attempt keeps the use in
+the same transaction (`discount_hold_for_payment`): a cart whose reservation expired
+keeps the discount if the code can be reserved again; otherwise the discount leaves the
+cart and the payment is refused (409) before anything is charged. So what is charged is
+always the total the cart shows, and a discounted charge always holds its use.
 
 Anonymous callers in production are told one `discount_invalid` for every reason that
 would say whether a code exists (`discount_refusal_reasons`; rule in `discount.errors`).
@@ -47,7 +49,6 @@ from cart.models import Cart, PaymentStatus
 from discount.errors import (
     DiscountCodeTakenError,
     DiscountError,
-    DiscountReservationExpiredError,
     DiscountUsageLimitReachedError,
     public_discount_error,
 )
@@ -58,7 +59,6 @@ logger = logging.getLogger(__name__)
 # Paying keeps a live reservation for at least this long, so it cannot expire (and be
 # released) between the check before the charge and the attempt that freezes the cart.
 RESERVATION_GRACE_AT_PAYMENT = timedelta(seconds=60)
-_CART_DISCOUNT_FIELDS = ("discount", "amount_discounted", "total", "updated")
 
 
 def discount_create(
@@ -198,58 +198,75 @@ def discount_reevaluate(*, cart: Cart) -> DiscountError | None:
     return None
 
 
-def discount_renew_reservation(*, cart: Cart) -> None:
-    """Before a cart is charged: make sure the use its discount holds is still reserved.
+def discount_hold_for_payment(*, cart: Cart) -> bool:
+    """Keep the use a cart's discount holds for the attempt about to charge its total.
 
-    A live reservation is kept at least `RESERVATION_GRACE_AT_PAYMENT` longer. An expired
-    one is reserved again if the code can still take it. If not, the reservation is
-    released, the discount leaves the cart (its total is the subtotal again, `cart` is
-    updated in place) and `DiscountReservationExpiredError` (409) is raised: nothing may
-    be charged for a total the customer was not shown. A cart being paid or paid is left
-    alone.
+    Call it inside the transaction that opens the attempt, with the cart's row locked:
+    the cart then becomes `processing`, and its reservation counts whatever its expiry
+    (`holding`), in that same commit, so no other cart can take the use between this
+    check and the charge. The code's row is locked and the time read under that lock, so
+    a use another cart reserved meanwhile is seen (and a reservation another apply saw
+    expired is never brought back).
+
+    True: the cart may be charged its total (no discount, or its use kept: a live
+    reservation, or an expired one the code could take again). False: the use cannot be
+    kept; the reservation is released and the discount taken off `cart` (saved, totals
+    restored); the caller commits that and refuses the payment
+    (`DiscountReservationExpiredError`), so nothing is charged for a total not shown.
     """
     if cart.discount_id is None:
-        # Read just now by the caller: the common case, no discount, costs no query.
-        return
-    now = timezone.now()
-    with transaction.atomic():
-        locked = Cart.objects.select_for_update().get(pk=cart.pk)
-        if locked.discount_id is None or locked.payment_status not in (
-            PaymentStatus.PENDING,
-            PaymentStatus.FAILED,
-        ):
-            return
-        reservation = locked.discount_reservations.filter(
-            status=ReservationStatus.RESERVED
-        ).first()
-        if reservation is None:
-            return
-        try:
-            if reservation.expires <= now:
-                _check_room(discount=locked.discount, at=now, exclude=reservation.pk)
-        except DiscountError as reason:
-            logger.info("Cart %s: reservation %s expired: %s", locked.pk, reservation.pk, reason)
-            _release(reservation, locked)
+        return True
+    discount = Discount.objects.select_for_update().get(pk=cart.discount_id)
+    now = timezone.now()  # after the lock: later than the time of any use counted before
+    reservation = cart.discount_reservations.filter(
+        discount_id=discount.pk, status=ReservationStatus.RESERVED
+    ).first()
+    try:
+        if reservation is None or reservation.expires <= now:
+            discount.check_usable(at=now)  # a live reservation keeps what it was given
+        if discount.usage_limit is not None:
+            others = discount.reservations.holding(at=now)
+            if reservation is not None:
+                others = others.exclude(pk=reservation.pk)
+            if discount.times_used + others.count() >= discount.usage_limit:
+                raise DiscountUsageLimitReachedError()
+    except DiscountError as reason:
+        logger.info("Cart %s: its discount's use cannot be kept: %s", cart.pk, reason)
+        if reservation is not None:
+            _release(reservation, cart)
         else:
-            reservation.expires = max(reservation.expires, now + RESERVATION_GRACE_AT_PAYMENT)
-            reservation.save(update_fields=["expires", "updated"])
-            return
-    for name in (*_CART_DISCOUNT_FIELDS, "subtotal"):
-        setattr(cart, name, getattr(locked, name))
-    raise DiscountReservationExpiredError()
+            cart.remove_discount()
+            cart.save_discount()
+        return False
+    if reservation is None:  # applied before uses were reserved: reserve it now
+        DiscountReservation.objects.create(
+            discount=discount,
+            cart=cart,
+            amount=cart.amount_discounted,
+            currency=cart.currency,
+            expires=now + RESERVATION_GRACE_AT_PAYMENT,
+        )
+    elif reservation.expires < now + RESERVATION_GRACE_AT_PAYMENT:
+        # Kept a little past the attempt, should it end with nothing charged.
+        reservation.expires = now + RESERVATION_GRACE_AT_PAYMENT
+        reservation.save(update_fields=["expires", "updated"])
+    return True
 
 
-def discount_consume_reservation(*, cart: Cart) -> None:
-    """The cart's payment succeeded: its reserved use of the code is consumed.
+def discount_consume_reservation(*, cart: Cart, charged: Decimal | None = None) -> None:
+    """The cart's payment of `charged` (default: its total) succeeded: the use of the
+    code it was charged with is consumed.
 
     Call it inside the transaction that records the payment as successful, with the
-    cart's row locked. It never fails for a charge that happened: a use that can no
-    longer fit under the limit (a charge that landed after its reservation was released)
-    is recorded and logged rather than refused.
+    cart's row locked. It never fails for a charge that happened. A charge of another
+    amount than the cart shows (a charge that landed after its attempt was closed as not
+    charged, when the discount had been released, or another code applied, since) first
+    makes the cart show what was charged, with the discount the charge had. A use that
+    can no longer fit under the limit is recorded and logged rather than refused.
     """
+    if charged is not None and charged != cart.total:
+        _match_the_charge(cart, charged)
     if cart.discount_id is None:
-        if cart.discount_reservations.filter(status=ReservationStatus.RELEASED).exists():
-            logger.error("Cart %s paid after its discount was released: check the charge", cart.pk)
         return
     consumed = cart.discount_reservations.filter(
         discount_id=cart.discount_id, status=ReservationStatus.RESERVED
@@ -269,6 +286,37 @@ def discount_consume_reservation(*, cart: Cart) -> None:
         logger.error(
             "Discount %s consumed past its usage limit by cart %s", cart.discount_id, cart.pk
         )
+
+
+def _match_the_charge(cart: Cart, charged: Decimal) -> None:
+    """Make the cart show the `charged` total: without a discount, or with the released
+    one that took off the difference (back to `reserved`, for the caller to consume)."""
+    live = cart.discount_reservations.filter(status=ReservationStatus.RESERVED).first()
+    if charged == cart.subtotal:
+        logger.error("Cart %s charged %s without its discount: taken off", cart.pk, charged)
+        if live is not None:
+            _release(live, cart)
+        return
+    earlier = (
+        cart.discount_reservations.filter(
+            status=ReservationStatus.RELEASED, amount=cart.subtotal - charged
+        )
+        .order_by("-created")
+        .first()
+    )
+    if earlier is None:
+        logger.error("Cart %s charged %s: no discount it held explains it", cart.pk, charged)
+        return
+    logger.error("Cart %s charged %s after its discount was released: back", cart.pk, charged)
+    if live is not None:
+        _release(live, cart)
+    DiscountReservation.objects.filter(pk=earlier.pk).update(
+        status=ReservationStatus.RESERVED, updated=timezone.now()
+    )
+    cart.discount_id = earlier.discount_id
+    cart.amount_discounted = earlier.amount
+    cart.total = charged
+    cart.save_discount()
 
 
 def discount_release_expired_reservations(*, now: datetime | None = None, batch: int = 500) -> int:

@@ -13,10 +13,16 @@ Kinds, and whether the request is processed (charged, refunded) before it breaks
     charge_then_delay        processed, then the answer after delay_ms       processed
     charge_then_reset        processed, then the connection is reset         processed
     charge_then_empty_reply  processed, then the connection is closed        processed
+    reset_then_charge        the connection is reset, then processed after    processed,
+                             delay_ms (500 by default)                        later
 
-The last two are what a load balancer resetting the connection, or the provider's process
-dying right after it committed, look like to a client: a request that *was* processed and
-never answered. A client that takes that for "nothing happened" charges twice.
+`charge_then_reset` and `charge_then_empty_reply` are what a load balancer resetting the
+connection, or the provider's process dying right after it committed, look like to a
+client: a request that *was* processed and never answered. A client that takes that for
+"nothing happened" charges twice. `reset_then_charge` is the harder case: the connection
+is reset while the provider is still at work, and the charge is committed only after
+the reset, so a ledger lookup right after the reset finds nothing. A client that takes
+that empty ledger for "nothing was charged" charges twice too.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class FaultKind(StrEnum):
     CHARGE_THEN_DELAY = "charge_then_delay"
     CHARGE_THEN_RESET = "charge_then_reset"
     CHARGE_THEN_EMPTY_REPLY = "charge_then_empty_reply"
+    RESET_THEN_CHARGE = "reset_then_charge"
 
 
 FAULT_KINDS = tuple(kind.value for kind in FaultKind)
@@ -62,11 +69,14 @@ PROCESSING_KINDS = frozenset(
         FaultKind.CHARGE_THEN_DELAY,
         FaultKind.CHARGE_THEN_RESET,
         FaultKind.CHARGE_THEN_EMPTY_REPLY,
+        FaultKind.RESET_THEN_CHARGE,
     }
 )
-DELAYED_KINDS = frozenset({FaultKind.LATENCY, FaultKind.CHARGE_THEN_DELAY})
+DELAYED_KINDS = frozenset(
+    {FaultKind.LATENCY, FaultKind.CHARGE_THEN_DELAY, FaultKind.RESET_THEN_CHARGE}
+)
 DEFAULT_DELAY_MS: Mapping[FaultKind, int] = MappingProxyType(
-    {FaultKind.LATENCY: 0, FaultKind.CHARGE_THEN_DELAY: 3000}
+    {FaultKind.LATENCY: 0, FaultKind.CHARGE_THEN_DELAY: 3000, FaultKind.RESET_THEN_CHARGE: 500}
 )
 # Delays the random mode draws from for the delayed kinds, unless told otherwise.
 RANDOM_DELAY_MS = (0, 3000)

@@ -8,6 +8,7 @@ GET  /inspect, /control/...               health and test controls
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,7 @@ from fake_provider.faults import (
     FaultKind,
     RandomFaults,
     answer_after_processing,
+    drop_connection,
     fault_answer,
 )
 from fake_provider.state import JournalEntry, ProviderState, StoredReply
@@ -105,6 +107,7 @@ def write_request(prepare: Processor) -> Response:
         idempotency_key=request.headers.get("Idempotency-Key"),
         body=readable_body(raw_body),
         at=now_iso(),
+        request_id=request.headers.get("X-Request-ID"),
     )
     with current.lock:
         current.journal.append(entry)
@@ -130,6 +133,8 @@ def process_write(
     if fault is not None:
         with current.lock:
             entry.fault = fault.kind.value
+        if fault.kind == FaultKind.RESET_THEN_CHARGE:
+            return reset_then_process(current, fault, process)
         answer = fault_answer(fault.kind)
         if answer is not None:
             return answer
@@ -143,6 +148,19 @@ def process_write(
         if broken is not None:
             return broken
     return stored_response(reply, replayed), 200
+
+
+def reset_then_process(current: ProviderState, fault: Fault, process: Callable[[], Any]) -> Answer:
+    """Reset the client's connection, then process the request `delay_ms` later: the
+    commit lands after the client gave up on the answer (and after a ledger lookup made
+    right away). Without a real socket nothing is dropped, and nothing is processed."""
+    dropped = drop_connection(FaultKind.RESET)
+    if dropped[1] is not None:
+        return dropped
+    current.sleep(fault.delay_ms / 1000)
+    with suppress(RequestError):  # refused while processing: the client hears nothing
+        process()
+    return dropped
 
 
 def stored_response(reply: StoredReply, replayed: bool) -> Response:

@@ -91,6 +91,7 @@ class JournalEntry:
     at: str
     fault: str | None = None
     status: int | None = None
+    request_id: str | None = None  # the caller's X-Request-ID: one id on both sides
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -142,10 +142,7 @@ class ProviderUnavailableError(ProviderTroubleError):
 class ProviderBadAnswerError(ProviderTroubleError):
     status_code = 502
     code = "payment_provider_error"
-    message = (
-        "The payment provider's answer could not be used, and its ledger shows no charge. "
-        "No payment was taken; retry."
-    )
+    message = "The payment provider refused the request. No payment was taken."
 
 
 class PaymentOutcomeUnknownError(ProviderTroubleError):
@@ -171,10 +168,7 @@ class RefundProviderUnavailableError(RefundTroubleMixin, ProviderUnavailableErro
 
 
 class RefundProviderBadAnswerError(RefundTroubleMixin, ProviderBadAnswerError):
-    message = (
-        "The payment provider's answer could not be used, and its ledger shows no refund. "
-        "Nothing was refunded; retry."
-    )
+    message = "The payment provider refused the refund request. Nothing was refunded."
 
 
 class RefundOutcomeUnknownError(RefundTroubleMixin, ProviderTroubleError):

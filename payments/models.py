@@ -30,6 +30,8 @@ from django.db.models import F, Q
 
 from common import money
 from common.fields import AmountField
+from observability.context import MAX_LENGTH as REQUEST_ID_LENGTH
+from observability.context import current_request_id
 
 
 class PaymentAttemptStatus(models.TextChoices):
@@ -63,8 +65,7 @@ class ErrorCode(models.TextChoices):
 # The plain message shown with each code, the only error text clients ever see.
 ATTEMPT_MESSAGES: dict[str, str] = {
     ErrorCode.PROVIDER_UNAVAILABLE: "The payment provider could not be used. Nothing was charged.",
-    ErrorCode.PROVIDER_ERROR: "The payment provider's answer could not be used, and its "
-    "ledger shows no charge. Nothing was charged.",
+    ErrorCode.PROVIDER_ERROR: "The payment provider refused the request. Nothing was charged.",
     ErrorCode.PAYMENT_METHOD_REFUSED: "The payment provider does not accept this payment "
     "method. Nothing was charged.",
     ErrorCode.OUTCOME_UNKNOWN: "The payment provider has not confirmed whether it charged. "
@@ -79,8 +80,7 @@ ATTEMPT_MESSAGES: dict[str, str] = {
 REFUND_MESSAGES: dict[str, str] = {
     ErrorCode.PROVIDER_UNAVAILABLE: "The payment provider could not be used. Nothing was "
     "refunded.",
-    ErrorCode.PROVIDER_ERROR: "The payment provider's answer could not be used, and its "
-    "ledger shows no refund. Nothing was refunded.",
+    ErrorCode.PROVIDER_ERROR: "The payment provider refused the request. Nothing was refunded.",
     ErrorCode.REFUND_REFUSED: "The payment provider refused the refund. Nothing was refunded.",
     ErrorCode.REFUND_DECLINED: "The payment provider could not make the refund. Nothing "
     "was refunded.",
@@ -120,6 +120,13 @@ class Payment(models.Model):
         default=Decimal("0"), help_text="Held by refunds: made, or not proven not made."
     )
     in_flight_until = models.DateTimeField(null=True, blank=True)
+    request_id = models.CharField(
+        max_length=REQUEST_ID_LENGTH,
+        blank=True,
+        default=current_request_id,
+        db_default="",  # rows the previous release inserts, during a rollout
+        help_text="X-Request-ID of the request that opened it: find it in the logs.",
+    )
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     updated = models.DateTimeField(auto_now=True)
     completed = models.DateTimeField(null=True, blank=True)
@@ -222,6 +229,13 @@ class Refund(models.Model):
     error_code = models.CharField(max_length=32, blank=True, default="", choices=ErrorCode)
     error = models.TextField(blank=True, default="")
     in_flight_until = models.DateTimeField(null=True, blank=True)
+    request_id = models.CharField(
+        max_length=REQUEST_ID_LENGTH,
+        blank=True,
+        default=current_request_id,
+        db_default="",  # rows the previous release inserts, during a rollout
+        help_text="X-Request-ID of the request that opened it: find it in the logs.",
+    )
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     updated = models.DateTimeField(auto_now=True)
     completed = models.DateTimeField(null=True, blank=True)

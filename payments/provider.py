@@ -3,7 +3,7 @@ rule that decides what a failed call proves.
 
     with provider_slot():                         # ProviderBusyError when the process
         result = provider_api().request_payment(...)  # already waits on enough calls
-    verdict = outcome_after_failure(error, earlier_in_flight=False, look_up=lookup)
+    verdict = outcome_after_failure(error, earlier=FIRST_CALL, look_up=lookup)
 
 **Slots.** A provider that answers slowly must not take the API down with it: every
 gunicorn thread waiting on the provider is a thread that cannot serve a read. Each process
@@ -17,16 +17,23 @@ provider").
 may have left the client, its outcome is unknown until the provider's ledger says
 otherwise. A call that failed may be closed as "nothing done" only when
 
-  (a) every request of it provably never reached the provider (refused connection, DNS
-      failure, connect timeout), or
-  (b) the provider answered a refusal (a 4xx of its own, such as a refused payment
-      method), or
-  (c) the provider's ledger, read by the idempotency key after every request was answered
-      or failed, has nothing under it *and* no request of it can still be in flight
-      (a read timeout, now or in an earlier call of the same attempt, means one can).
+  (a) it is the attempt's first call and every request of it provably never reached
+      the provider (refused connection, DNS failure, connect timeout), or
+  (b) it is the attempt's first call and the provider answered a refusal (a 4xx of its
+      own, such as a refused payment method), or
+  (c) the attempt was resumed (it sent requests in earlier calls), no request of this
+      call can have reached the provider (as in (a) or (b)), none of the earlier ones
+      can still land (their in-flight window has passed), and the ledger, read by the
+      idempotency key, has nothing under it.
 
-Otherwise it stays open (`unknown`), and the answer says `payment_taken: null`
-(`refund_made: null`). An answer says `false` only after (a), (b) or (c).
+A request that may have reached the provider (a reset or EOF after sending, a read
+timeout, a 5xx, garbage) is never closed by an empty ledger: the provider may commit it
+after the lookup (a load balancer resets the connection while the provider works on, a
+gateway answers 502/504 before it is done). Such an attempt stays open (`unknown`) with
+an in-flight window (`settings.PAYMENT_ATTEMPT_STALE_SECONDS`); resuming it with its own
+key is safe, and once the window has passed the ledger settles it (`payments_reconcile`,
+or the next pay). The answer says `payment_taken: null` (`refund_made: null`) while it is
+open, and `false` only after (a), (b) or (c).
 """
 
 from __future__ import annotations
@@ -112,20 +119,35 @@ class Verdict:
     in_flight: bool = False
 
 
+@dataclass(frozen=True)
+class EarlierRequests:
+    """What the requests sent for the same attempt (or refund) by earlier calls may have
+    done: `sent`, it was left open, so they may have been processed; `in_flight`, one of
+    them may even be processed later."""
+
+    sent: bool = False
+    in_flight: bool = False
+
+
+FIRST_CALL = EarlierRequests()
+
+
 def outcome_after_failure(
     error: utils.PaymentProviderError,
     *,
-    earlier_in_flight: bool,
+    earlier: EarlierRequests,
     look_up: Callable[[], Any],
 ) -> Verdict:
     """Apply the rule of this module's docstring to a failed charge or refund.
 
-    `earlier_in_flight`: a request of the same attempt, sent by an earlier call, may still
-    land. `look_up()` reads the provider's ledger by the attempt's key (None: nothing).
+    `earlier`: what requests of the same attempt sent by earlier calls may have done.
+    `look_up()` reads the provider's ledger by the attempt's key (None: nothing).
     """
-    if not error.maybe_processed and not earlier_in_flight:
+    if not error.maybe_processed and not earlier.sent:
         return Verdict(closed=_refusal_code(error))  # (a) or (b)
-    in_flight = earlier_in_flight or error.maybe_in_flight
+    # A request of this call that may have reached the provider may be committed after
+    # the lookup, as may one sent earlier that is still in flight.
+    in_flight = earlier.in_flight or error.maybe_processed
     try:
         found = look_up()
     except utils.PaymentProviderError:

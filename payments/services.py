@@ -58,7 +58,8 @@ import utils
 from cart.errors import CartPaidError, CartPaymentInProgressError
 from cart.models import Cart
 from common.fields import check_fits_currency
-from discount.services import discount_renew_reservation
+from discount.errors import DiscountReservationExpiredError
+from discount.services import discount_hold_for_payment
 from payments import transitions
 from payments.errors import (
     CartNotPaidError,
@@ -86,7 +87,13 @@ from payments.models import (
     RefundReason,
     RefundStatus,
 )
-from payments.provider import outcome_after_failure, provider_api, provider_slot
+from payments.provider import (
+    FIRST_CALL,
+    EarlierRequests,
+    outcome_after_failure,
+    provider_api,
+    provider_slot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +133,7 @@ def payment_pay(
 
 
 def _pay(cart: Cart, method: str, request_key: str | None, api: utils.PaymentAPI) -> Payment:
-    # The total may hold a discount whose reservation expired: renew it, or refuse (409
-    # discount_reservation_expired) before anything is charged for a total not shown.
-    discount_renew_reservation(cart=cart)
-    payment, earlier_in_flight = _open_attempt(cart, method, request_key, api)
+    payment, earlier = _open_attempt(cart, method, request_key, api)
     if not payment.is_open:  # a repeated request for an attempt that is already settled
         _copy_state(cart, Cart.objects.get(pk=cart.pk))
         return payment
@@ -145,7 +149,7 @@ def _pay(cart: Cart, method: str, request_key: str | None, api: utils.PaymentAPI
         )
     except utils.PaymentProviderError as exc:
         try:
-            result = _charge_despite(exc, cart, payment, api, earlier_in_flight)
+            result = _charge_despite(exc, cart, payment, api, earlier)
         except ProviderTroubleError:
             current = Payment.objects.get(pk=payment.pk)
             if current.status in _SETTLED:  # settled meanwhile (by reconcile): that stands
@@ -178,9 +182,9 @@ def _pay_answer_without_provider(
 
 def _open_attempt(
     cart: Cart, method: str, request_key: str | None, api: utils.PaymentAPI
-) -> tuple[Payment, bool]:
-    """Open (or resume) the cart's attempt. Returns it and whether a request it sent
-    earlier may still land at the provider."""
+) -> tuple[Payment, EarlierRequests]:
+    """Open (or resume) the cart's attempt. Returns it and what the requests it sent in
+    earlier calls may have done."""
     opened = _try_open(cart, method, request_key)
     if isinstance(opened, Payment):  # an open attempt with another payment method
         _settle_before_another_method(opened, api)
@@ -190,7 +194,9 @@ def _open_attempt(
     return opened
 
 
-def _try_open(cart: Cart, method: str, request_key: str | None) -> tuple[Payment, bool] | Payment:
+def _try_open(
+    cart: Cart, method: str, request_key: str | None
+) -> tuple[Payment, EarlierRequests] | Payment:
     with transaction.atomic():
         locked = Cart.objects.select_for_update().get(pk=cart.pk)
         request = (
@@ -202,19 +208,25 @@ def _try_open(cart: Cart, method: str, request_key: str | None) -> tuple[Payment
         if request is not None and request.payment_method != method:
             raise IdempotencyKeyReusedError()
         if earlier is not None and earlier.status in _SETTLED:
-            return earlier, False
+            return earlier, FIRST_CALL
         if locked.is_paid:
             raise CartPaidError()
 
-        earlier_in_flight = False
+        sent_before = FIRST_CALL
         open_attempt = locked.payments.filter(status__in=OPEN_ATTEMPT_STATUSES).first()
-        if open_attempt is not None:
+        # A new charge of the total keeps the discount's use in this transaction, which
+        # also makes the cart `processing` (an open attempt's cart is so already).
+        discount_lost = open_attempt is None and not discount_hold_for_payment(cart=locked)
+        if discount_lost:
+            pass  # committed below: the discount left the cart, nothing is opened
+        elif open_attempt is not None:
             if _being_sent(open_attempt):
                 raise CartPaymentInProgressError()
             if open_attempt.payment_method != method:
                 return open_attempt  # never send another card while this may have charged
             # Resume it, with its own key and body, so the provider can only charge it once.
-            payment, earlier_in_flight = open_attempt, _may_land(open_attempt)
+            payment = open_attempt
+            sent_before = EarlierRequests(sent=True, in_flight=_may_land(open_attempt))
         elif earlier is not None:  # the same request again after "nothing was charged"
             if request.amount != locked.total:
                 raise IdempotencyKeyReusedError()
@@ -227,14 +239,17 @@ def _try_open(cart: Cart, method: str, request_key: str | None) -> tuple[Payment
                 payment_method=method,
                 idempotency_key=f"cart-{locked.pk}-{request_key or uuid.uuid4().hex}",
             )
-        transitions.attempt_started(
-            cart=locked,
-            payment=payment,
-            request_key=request_key if request is None else None,
-            payment_method=method,
-        )
+        if not discount_lost:
+            transitions.attempt_started(
+                cart=locked,
+                payment=payment,
+                request_key=request_key if request is None else None,
+                payment_method=method,
+            )
     _copy_state(cart, locked)
-    return payment, earlier_in_flight
+    if discount_lost:
+        raise DiscountReservationExpiredError()
+    return payment, sent_before
 
 
 def _settle_before_another_method(attempt: Payment, api: utils.PaymentAPI) -> None:
@@ -275,14 +290,14 @@ def _charge_despite(
     cart: Cart,
     payment: Payment,
     api: utils.PaymentAPI,
-    earlier_in_flight: bool,
+    earlier: EarlierRequests,
 ) -> utils.PaymentResult:
     """The provider call failed: return the charge the ledger has for the attempt, or raise
     after closing or holding the attempt as `outcome_after_failure` decides."""
     logger.warning("Payment %s: provider call failed: %s", payment.pk, error)
     verdict = outcome_after_failure(
         error,
-        earlier_in_flight=earlier_in_flight,
+        earlier=earlier,
         look_up=lambda: api.find_payment(idempotency_key=payment.idempotency_key),
     )
     if verdict.found is not None:
@@ -390,9 +405,7 @@ def refund_give_back(
     """The refund flow itself (no provider slot): `refund_create` for the API and the
     admin, `payments.reconcile` for giving back a duplicate charge (`payment`, with a
     `provider_key` derived from that charge)."""
-    refund, earlier_in_flight = _open_refund(
-        cart, amount, request_key, reason, payment, provider_key
-    )
+    refund, earlier = _open_refund(cart, amount, request_key, reason, payment, provider_key)
     if not refund.is_open:  # a repeated request for a refund that is already settled
         _copy_state(cart, Cart.objects.get(pk=cart.pk))
         return refund
@@ -405,7 +418,7 @@ def refund_give_back(
             reason=refund.reason,
         )
     except utils.PaymentProviderError as exc:
-        result = _refund_despite(exc, refund, api, earlier_in_flight)
+        result = _refund_despite(exc, refund, api, earlier)
     refund = refund_record_result(refund=refund, result=result)
     _copy_state(cart, refund.cart)  # the cart the transition locked and saved
     return refund
@@ -451,9 +464,9 @@ def _open_refund(
     reason: str,
     payment: Payment | None,
     provider_key: str | None,
-) -> tuple[Refund, bool]:
-    """Reserve and record a refund (or find the one the key names). Returns it and
-    whether a request it sent earlier may still land at the provider."""
+) -> tuple[Refund, EarlierRequests]:
+    """Reserve and record a refund (or find the one the key names). Returns it and what
+    the requests it sent in earlier calls may have done."""
     with transaction.atomic():
         locked = Cart.objects.select_for_update().get(pk=cart.pk)
         if request_key:
@@ -465,16 +478,16 @@ def _open_refund(
                 if refund.is_open:
                     if refund.status == RefundStatus.PROCESSING and not _stale(refund):
                         raise RefundInProgressError()
-                    in_flight = _may_land(refund)
+                    earlier = EarlierRequests(sent=True, in_flight=_may_land(refund))
                     transitions.refund_resumed(refund=refund)
-                    return refund, in_flight
+                    return refund, earlier
                 if _replayable(refund):
-                    return refund, False  # the same request again: its outcome
+                    return refund, FIRST_CALL  # the same request again: its outcome
                 # Proven not made: the same request again tries it again, same key.
                 if not transitions.refund_reopened(refund=refund):
                     left = refund.payment.amount - refund.payment.amount_refunded
                     raise RefundExceedsCapturedError(_only_left(left, refund.currency))
-                return refund, False
+                return refund, FIRST_CALL
         if payment is None:
             if not locked.is_paid:
                 raise CartNotPaidError()
@@ -496,7 +509,7 @@ def _open_refund(
         if refund is None:
             raise RefundExceedsCapturedError(_only_left(left, payment.currency))
     refund.payment = payment
-    return refund, False
+    return refund, FIRST_CALL
 
 
 def _only_left(left: Decimal, currency: str) -> str:
@@ -504,12 +517,15 @@ def _only_left(left: Decimal, currency: str) -> str:
 
 
 def _refund_despite(
-    error: utils.PaymentProviderError, refund: Refund, api: utils.PaymentAPI, earlier: bool
+    error: utils.PaymentProviderError,
+    refund: Refund,
+    api: utils.PaymentAPI,
+    earlier: EarlierRequests,
 ) -> utils.RefundResult:
     logger.warning("Refund %s: provider call failed: %s", refund.pk, error)
     verdict = outcome_after_failure(
         error,
-        earlier_in_flight=earlier,
+        earlier=earlier,
         look_up=lambda: api.find_refund(idempotency_key=refund.idempotency_key),
     )
     if verdict.found is not None:

@@ -117,7 +117,8 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
             cart.move_to(PaymentStatus.PROCESSING)  # a late charge on a payable cart
         cart.move_to(PaymentStatus.SUCCESS)
         cart.save(update_fields=_CART_STATE_FIELDS)
-        discount_consume_reservation(cart=cart)  # the code's reserved use now counts
+        # The code's reserved use now counts (the cart shows what was charged first).
+        discount_consume_reservation(cart=cart, charged=current.amount)
         return current
 
 

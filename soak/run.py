@@ -231,6 +231,7 @@ FAULT_KINDS = (
     "charge_then_delay",
     "charge_then_reset",
     "charge_then_empty_reply",
+    "reset_then_charge",
 )
 # Outages: one kind for every charge and refund request during a window (`count: null`,
 # then cleared), phase after phase: (label, [(kind, delay_ms, seconds)]). A random fault

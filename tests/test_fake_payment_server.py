@@ -524,6 +524,13 @@ def test_journal_records_every_charge_request(client: FlaskClient) -> None:
         assert datetime.fromisoformat(entry["at"]).utcoffset() == timedelta(0)
 
 
+def test_journal_keeps_the_callers_request_id(client: FlaskClient) -> None:
+    charge(client, {"Idempotency-Key": "k-1", "X-Request-ID": "req-42"})
+    charge(client, {"Idempotency-Key": "k-2"})
+
+    assert [entry["request_id"] for entry in journal(client)] == ["req-42", None]
+
+
 def test_journal_keeps_the_invalid_key_and_fractional_amount_as_received(
     client: FlaskClient,
 ) -> None:
@@ -851,6 +858,16 @@ def test_charge_then_drop_faults_charge_before_dropping_the_answer(
     assert [e["fault"] for e in journal(client)] == [kind, None]
 
 
+def test_reset_then_charge_needs_a_real_socket_and_then_charges_nothing(
+    client: FlaskClient, sleeps: list[float]
+) -> None:
+    response = charge(client, {"X-Fake-Fault": "reset_then_charge"})
+
+    assert_error(response, 500, "fault_unsupported_here", None)
+    assert_nothing_charged(client)
+    assert sleeps == []
+
+
 # -- random faults ------------------------------------------------------------------------
 
 
@@ -891,6 +908,7 @@ def test_random_faults_draw_from_every_kind(client: FlaskClient) -> None:
         "charge_then_delay",
         "charge_then_reset",
         "charge_then_empty_reply",
+        "reset_then_charge",
     }
 
 
@@ -1369,3 +1387,45 @@ def test_charge_then_reset_on_a_refund_refunds_and_drops_the_answer(provider_url
         f"{provider_url}/refunds", params={"idempotency_key": "r-drop"}, timeout=5
     ).json()["data"]
     assert [(r["amount"], r["status"]) for r in found] == [(300, "succeeded")]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", ["/request_payment", "/refunds"])
+def test_reset_then_charge_resets_first_and_processes_after_the_delay(
+    provider_url: str, path: str
+) -> None:
+    requests.post(f"{provider_url}/control/reset", timeout=5).raise_for_status()
+    payment = requests.post(
+        f"{provider_url}/request_payment", json={"cart_id": "c", "amount": 1000}, timeout=5
+    ).json()
+    body = (
+        {"cart_id": "c", "amount": 1000}
+        if path == "/request_payment"
+        else {"payment_id": payment["id"], "amount": 300}
+    )
+    ledger = f"{provider_url}{'/payments' if path == '/request_payment' else '/refunds'}"
+    headers = {"Idempotency-Key": "k-late", "X-Fake-Fault": "reset_then_charge"}
+
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(
+            f"{provider_url}{path}",
+            json=body,
+            headers=headers | {"X-Fake-Delay-Ms": "800"},
+            timeout=5,
+        )
+    right_after = requests.get(ledger, params={"idempotency_key": "k-late"}, timeout=5).json()
+    deadline = time.monotonic() + 5
+    while (
+        not (
+            later := requests.get(ledger, params={"idempotency_key": "k-late"}, timeout=5).json()[
+                "data"
+            ]
+        )
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+
+    assert right_after["data"] == []  # the lookup right after the reset finds nothing
+    assert len(later) == 1  # and then the request is processed all the same
+    journal_entry = requests.get(f"{provider_url}/control/journal", timeout=5).json()["data"][-1]
+    assert (journal_entry["fault"], journal_entry["status"]) == ("reset_then_charge", None)

@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from cart.errors import CartNotDeletableError
 from cart.models import Cart, Payment
-from cart.services import cart_delete
+from cart.services import cart_apply_discount, cart_delete
 from cart.tests.factories import CartFactory
-from discount.models import Discount
+from discount.models import Discount, DiscountReservation
 from discount.tests.factories import DiscountFactory
 
 pytestmark = pytest.mark.django_db
@@ -70,18 +70,46 @@ class TestCartPage:
 
 
 class TestDeleting:
-    def test_a_cart_nobody_tried_to_pay_is_deleted_and_gives_its_discount_use_back(
+    def test_a_cart_nobody_tried_to_pay_is_deleted_and_gives_its_reserved_use_back(
         self, admin_client
     ):
-        discount = DiscountFactory(times_used=1)
-        cart = CartFactory(discount=discount, amount_discounted=Decimal("5"))
+        discount = DiscountFactory(usage_limit=1)
+        cart = CartFactory()
+        cart_apply_discount(cart=cart, discount=discount)
 
         confirm = admin_client.get(f"/admin/cart/cart/{cart.pk}/delete/")
         response = admin_client.post(f"/admin/cart/cart/{cart.pk}/delete/", {"post": "yes"})
 
         assert confirm.status_code == 200
+        assert "protected" not in confirm.content.decode()
         assert response.status_code == 302
         assert not Cart.objects.filter(pk=cart.pk).exists()
+        assert not DiscountReservation.objects.exists()
+        discount.refresh_from_db()
+        assert (discount.times_used, discount.uses_held(at=timezone.now())) == (0, 0)
+        # The use is free again.
+        cart_apply_discount(cart=CartFactory(), discount=discount)
+
+    def test_the_bulk_delete_deletes_carts_holding_reservations(self, admin_client):
+        discount = DiscountFactory(usage_limit=5)
+        carts = [CartFactory() for _ in range(2)]
+        for cart in carts:
+            cart_apply_discount(cart=cart, discount=discount)
+        released = carts[0].discount_reservations.get()
+        released.status = "released"
+        released.save()
+
+        response = admin_client.post(
+            "/admin/cart/cart/",
+            {
+                "action": "delete_selected",
+                "_selected_action": [cart.pk for cart in carts],
+                "post": "yes",
+            },
+        )
+
+        assert response.status_code == 302
+        assert (Cart.objects.count(), DiscountReservation.objects.count()) == (0, 0)
         assert Discount.objects.get(pk=discount.pk).times_used == 0
 
     @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ IMPOSSIBLE = {
     ("cart_refund_create", 409, "cart_payment_in_progress"),
     ("cart_refund_create", 409, "invalid_payment_transition"),
     # Paying: the reasons a code cannot be reserved again are caught by
-    # discount_renew_reservation, which answers discount_reservation_expired instead.
+    # discount_hold_for_payment, which answers discount_reservation_expired instead.
     ("cart_pay_create", 400, "discount_expired"),
     ("cart_pay_create", 400, "discount_inactive"),
     ("cart_pay_create", 400, "discount_not_started"),

@@ -422,6 +422,22 @@ def test_a_refused_payment_method_ends_the_attempt_without_asking_the_ledger():
     assert status_in_db(cart) == PaymentStatus.PENDING
 
 
+def test_a_refusal_in_the_providers_own_shape_ends_the_attempt_as_a_502():
+    # Rule (b) for a refusal that is not about the payment method: nothing was processed.
+    cart = CartFactory()
+    refusal = utils.PaymentProviderRefusedError("400 invalid_field (amount)", status_code=400)
+    provider = ScriptedProvider(pay=[refusal])
+
+    with pytest.raises(ProviderBadAnswerError) as raised:
+        cart_pay(cart=cart, api=provider)
+
+    assert taken(raised) is False
+    assert provider.lookups == []
+    payment = Payment.objects.get()
+    assert (payment.status, payment.error_code) == ("error", ErrorCode.PROVIDER_ERROR)
+    assert status_in_db(cart) == PaymentStatus.PENDING
+
+
 def test_a_provider_never_reached_puts_a_declined_cart_back_to_failed():
     cart = CartFactory(total=Decimal("25.00"))
     provider = ScriptedProvider(pay=[declined(), unavailable()])
@@ -496,31 +512,31 @@ def test_a_decline_found_in_the_ledger_settles_the_attempt_as_failed(provider_er
     assert cart.payment_status == PaymentStatus.FAILED
 
 
-@pytest.mark.parametrize(
-    ("provider_error", "answer", "code"),
-    [
-        pytest.param(connection_lost, ProviderUnavailableError, "provider_unavailable", id="lost"),
-        pytest.param(bad_answer, ProviderBadAnswerError, "provider_error", id="bad_answer"),
-    ],
-)
-def test_an_answered_or_failed_attempt_the_ledger_does_not_know_charged_nothing(
-    provider_error, answer, code
+@pytest.mark.parametrize("provider_error", MAYBE_CHARGED)
+def test_a_request_that_may_have_reached_the_provider_is_held_open_on_a_ledger_miss(
+    provider_error,
 ):
-    # Rule (c): every request was answered or failed (none can still land) and the
-    # ledger, read after them, has nothing under the key.
+    # A reset or EOF after sending, a 5xx or garbage: the provider may commit the charge
+    # after the lookup, so an empty ledger proves nothing yet. The attempt stays open
+    # until no request of it can land any more; the same card resumes it with its key.
     cart = CartFactory()
-    provider = ScriptedProvider(pay=[provider_error()], find=[NOT_FOUND])
+    provider = ScriptedProvider(pay=[provider_error(), CHARGED], find=[NOT_FOUND])
 
-    with pytest.raises(answer) as raised:
+    with pytest.raises(PaymentOutcomeUnknownError) as raised:
         cart_pay(cart=cart, api=provider)
 
-    assert type(raised.value) is answer
-    assert taken(raised) is False
-    payment = Payment.objects.get()
-    assert provider.lookups == [payment.idempotency_key]
-    assert (payment.status, payment.error_code) == ("error", code)
-    assert cart.payment_status == PaymentStatus.PENDING
-    assert status_in_db(cart) == PaymentStatus.PENDING
+    assert taken(raised) is None
+    held = Payment.objects.get()
+    assert provider.lookups == [held.idempotency_key]
+    assert (held.status, held.error_code) == ("unknown", ErrorCode.OUTCOME_UNKNOWN)
+    assert held.in_flight_until > timezone.now()
+    assert cart.payment_status == PaymentStatus.PROCESSING
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+    cart_pay(cart=cart, api=provider)
+
+    assert [r["idempotency_key"] for r in provider.requests] == [held.idempotency_key] * 2
+    assert Payment.objects.get().status == PaymentAttemptStatus.SUCCESS
 
 
 def test_a_timeout_with_nothing_in_the_ledger_yet_keeps_the_attempt_open():
@@ -561,17 +577,88 @@ def test_a_resumed_attempt_whose_earlier_request_may_land_is_not_closed_on_a_led
     assert status_in_db(cart) == PaymentStatus.PROCESSING
 
 
+def expire_in_flight(payment: Payment) -> None:
+    """No request of the attempt can land any more: its in-flight window has passed."""
+    Payment.objects.filter(pk=payment.pk).update(in_flight_until=timezone.now())
+
+
 def test_a_resumed_attempt_is_closed_on_a_ledger_miss_once_nothing_can_land():
     cart = CartFactory()
     attempt = leave_unknown(cart)
-    Payment.objects.filter(pk=attempt.pk).update(in_flight_until=timezone.now())
-    provider = ScriptedProvider(pay=[connection_lost()], find=[NOT_FOUND])
+    expire_in_flight(attempt)
+    provider = ScriptedProvider(pay=[unavailable()], find=[NOT_FOUND])
 
-    with pytest.raises(ProviderUnavailableError):
+    with pytest.raises(ProviderUnavailableError) as raised:
         cart_pay(cart=cart, api=provider)
 
+    assert taken(raised) is False
+    assert provider.lookups == [attempt.idempotency_key]
     assert Payment.objects.get().status == PaymentAttemptStatus.ERROR
     assert status_in_db(cart) == PaymentStatus.PENDING
+
+
+@pytest.mark.parametrize("error", [connection_lost, bad_answer, timeout])
+def test_a_resend_that_may_have_reached_the_provider_holds_a_resumed_attempt_open(error):
+    cart = CartFactory()
+    attempt = leave_unknown(cart)
+    expire_in_flight(attempt)
+    provider = ScriptedProvider(pay=[error()], find=[NOT_FOUND])
+
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(cart=cart, api=provider)
+
+    held = Payment.objects.get()
+    assert held.status == PaymentAttemptStatus.UNKNOWN
+    assert held.in_flight_until > timezone.now()
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+
+def resumable(cart: Cart, how: str) -> Payment:
+    """An open attempt whose earlier request may have charged, and can no longer land."""
+    if how == "abandoned":
+        attempt = leave_processing(cart)
+        make_stale(attempt)
+        return attempt
+    attempt = leave_unknown(cart)
+    expire_in_flight(attempt)
+    return attempt
+
+
+RESUMABLE = ["abandoned", "unknown"]
+NEVER_SENT_OR_REFUSED = [
+    pytest.param(unavailable, id="never_sent"),
+    pytest.param(refused_method, id="refused"),
+]
+
+
+@pytest.mark.parametrize("how", RESUMABLE)
+@pytest.mark.parametrize("error", NEVER_SENT_OR_REFUSED)
+def test_a_resumed_attempt_whose_resend_never_left_is_settled_by_the_ledger(how, error):
+    # The resend proves only that *it* charged nothing; the earlier request of the
+    # attempt may have. Only the ledger can say, and here it says charged.
+    cart = CartFactory()
+    attempt = resumable(cart, how)
+    provider = ScriptedProvider(pay=[error()], find=[CHARGED])
+
+    payment = cart_pay(cart=cart, api=provider)
+
+    assert provider.lookups == [attempt.idempotency_key]
+    assert (payment.pk, payment.status) == (attempt.pk, PaymentAttemptStatus.SUCCESS)
+    assert status_in_db(cart) == PaymentStatus.SUCCESS
+
+
+@pytest.mark.parametrize("how", RESUMABLE)
+def test_a_resumed_attempt_whose_resend_never_left_stays_open_if_the_ledger_is_unreadable(how):
+    cart = CartFactory()
+    resumable(cart, how)
+    provider = ScriptedProvider(pay=[unavailable()], find=[unavailable()])
+
+    with pytest.raises(PaymentOutcomeUnknownError) as raised:
+        cart_pay(cart=cart, api=provider)
+
+    assert taken(raised) is None
+    assert Payment.objects.get().status == PaymentAttemptStatus.UNKNOWN
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
 
 
 @pytest.mark.parametrize("provider_error", MAYBE_CHARGED)

@@ -1,0 +1,124 @@
+"""The service as deployed (gunicorn with CoreRoot/gunicorn.py, two worker processes, JSON
+logs): /metrics adds up every worker's counters whichever worker answers the scrape, and
+a pay request is followed by its id through the JSON log, the provider's journal and the
+payment row."""
+
+import json
+import sys
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import free_port, start_process, stop_process, wait_until_answers
+from payments.models import Payment
+from tests.test_e2e import subprocess_database_url
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PAYS = 6
+PAY_ROUTE = {"method": "POST", "route": "/api/cart/{pk}/pay/", "status": "200"}
+
+
+@pytest.fixture
+def deployed_api(fake_provider, tmp_path):
+    port = free_port()
+    log = tmp_path / "api.log"
+    env = {
+        "DATABASE_URL": subprocess_database_url(),
+        "FAKE_PAYMENT_API": fake_provider.url.split("://", 1)[1],
+        "ENV": "DEV",
+        "LOG_FORMAT": "json",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "RATELIMIT_PAY_PER_CART": "off",
+    }
+    process = start_process(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:CoreRoot.gunicorn",
+            f"--error-logfile={log}",
+            "--capture-output",  # Django's log (stderr) goes to the same file
+            "CoreRoot.wsgi",
+        ],
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(f"{url}/health/ready/", process)
+        yield url, log
+    finally:
+        stop_process(process)
+
+
+def scrape(url: str) -> dict[tuple, float]:
+    response = requests.get(f"{url}/metrics", timeout=10)
+    assert response.status_code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_add_up_every_worker_and_a_pay_request_is_followed_by_its_id(
+    deployed_api, fake_provider
+):
+    url, log = deployed_api
+    session = requests.Session()
+    carts = []
+    for _n in range(PAYS):
+        created = session.post(
+            f"{url}/api/cart/", json={"total": "1.00", "currency": "USD", "items_number": 1}
+        )
+        assert created.status_code == 201, created.text
+        carts.append(created.json()["id"])
+    # A new connection each time: gunicorn hands them to either worker.
+    paid = [
+        requests.post(f"{url}/api/cart/{cart}/pay/", json={}, headers={"X-Request-ID": f"p-{n}"})
+        for n, cart in enumerate(carts)
+    ]
+    assert [r.status_code for r in paid] == [200] * PAYS
+    assert [r.headers["X-Request-ID"] for r in paid] == [f"p-{n}" for n in range(PAYS)]
+
+    scrapes = [scrape(url) for _ in range(6)]
+
+    pids = {
+        json.loads(line)["process"]
+        for line in log.read_text().splitlines()
+        if line.startswith("{") and '"service.request"' in line
+    }
+    assert len(pids) == 2, "both workers answered requests"
+    for samples in scrapes:
+        assert value(samples, "http_requests_total", **PAY_ROUTE) == PAYS
+        assert value(samples, "payment_attempts_started_total") == PAYS
+        success = {"status": "success", "decline_code": "", "error_code": ""}
+        assert value(samples, "payment_outcomes_total", **success) == PAYS
+        charge = {"operation": "POST /request_payment"}
+        assert value(samples, "payment_provider_request_duration_seconds_count", **charge) == PAYS
+
+    # One id through the API's JSON log, the provider's journal and the payment row.
+    cart = carts[3]
+    [line] = [
+        json.loads(line)
+        for line in log.read_text().splitlines()
+        if line.startswith("{") and '"p-3"' in line
+    ]
+    assert (line["level"], line["route"], line["status"], line["cart_id"]) == (
+        "INFO",
+        "/api/cart/{pk}/pay/",
+        200,
+        cart,
+    )
+    [charge] = [e for e in fake_provider.journal() if e["request_id"] == "p-3"]
+    assert charge["body"]["cart_id"] == cart
+    assert Payment.objects.get(cart_id=cart).request_id == "p-3"
