@@ -34,10 +34,17 @@ What it does, in order (docs/soak.md explains the method and records a run):
    adds an outage every 6-12 s: one kind for every charge and refund during a 1-4 s
    window (a hang, then garbage; a brownout; charges whose answers are all dropped),
    which is what gets past the client's retries.
+   The background worker (`manage.py run_worker`) runs beside the API: the provider
+   pushes its signed events to the API's webhook endpoint, a third of them dropped,
+   delayed, duplicated or sent out of order (its seeded random webhook fault mode), and
+   the service pushes its own events to a shop: a receiver in this process that
+   verifies each signature with `standardwebhooks` and answers the first deliveries 500.
 3. Stops the load, clears the faults, counts the payment attempts and refunds left open,
    waits longer than the stale time, runs `manage.py reconcile_payments --older-than 0`
-   on the same database, then reads everything back (API list, database, the provider's
-   payment and refund ledgers and journal) and checks the books.
+   on the same database, waits for the worker to deliver what that settled, then reads
+   everything back (API list, database, the provider's payment and refund ledgers and
+   journal, the shop's events) and checks the books, and that every paid cart produced
+   exactly one `cart.paid`, delivered once, and no other cart any.
 
 How to read the result: the summary (printed, and written to docs/soak.md with
 `--record`) has requests by endpoint, status and error code; the faults that hit and
@@ -87,6 +94,9 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from common.testing import WebhookReceiver  # noqa: E402 (needs the root on the path)
+
 DOC = ROOT / "docs" / "soak.md"
 
 # Provider client settings of the API under test. The stale time must stay above the
@@ -113,6 +123,19 @@ CLIENT_TIMEOUT = 35.0  # above gunicorn's 30 s worker timeout: a hung request sh
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 MAX_FAULT_DELAY_MS = 6000  # the longest provider delay any fault below injects
+# Events: the shop's secret, how many of its first answers are 500 (each retried), the
+# share of provider events that meet a webhook fault, and how long the worker may take
+# to deliver what reconcile settled.
+SHOP_SECRET = "whsec_c29hay1zaG9wLXNlY3JldC1mb3ItdGhlLXJlY2VpdmVy"
+SHOP_FAILURES = 5
+WEBHOOK_FAULT_RATE = 0.3
+WEBHOOK_FAULT_KINDS = [
+    "webhook_drop",
+    "webhook_delay",
+    "webhook_duplicate",
+    "webhook_out_of_order",
+]
+EVENTS_SETTLE_SECONDS = 60.0
 
 EXPONENTS = {"USD": 2, "EUR": 2, "JPY": 0}
 PAY_5XX_CODES = {
@@ -961,6 +984,16 @@ class FaultInjector(threading.Thread):
                 },
                 timeout=10,
             ).raise_for_status()
+            self.http.post(
+                f"{self.soak.provider_url}/control/faults",
+                json={
+                    "mode": "random",
+                    "rate": WEBHOOK_FAULT_RATE,
+                    "seed": self.seed,
+                    "kinds": WEBHOOK_FAULT_KINDS,
+                },
+                timeout=10,
+            ).raise_for_status()
             while not self.soak.stop.wait(self.rng.uniform(6.0, 12.0)) and self.soak.running():
                 if self.outages:
                     self.group += 1
@@ -1403,6 +1436,70 @@ def scan_log(path: Path, start: int = 0, end: int | None = None) -> tuple[list[s
     return problems, levels
 
 
+def paid_cart_ids(db: dict) -> set[str]:
+    return {cart["id"] for cart in db["carts"] if cart["payment_status"] in PAID}
+
+
+def wait_for_events(env: dict, shop: WebhookReceiver) -> float:
+    """Seconds until every paid cart's cart.paid reached the shop (or the time ran out:
+    the check below says which are missing)."""
+    started = time.monotonic()
+    paid = paid_cart_ids(db_dump(env))
+    while time.monotonic() - started < EVENTS_SETTLE_SECONDS:
+        with shop.lock:
+            delivered = {
+                body["data"]["cart"]["id"]
+                for _, body in shop.accepted
+                if body["type"] == "cart.paid"
+            }
+        if paid <= delivered:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def check_events(soak: Soak, db: dict, shop: WebhookReceiver) -> dict:
+    """Every paid cart produced exactly one cart.paid, delivered to the shop once; no
+    other cart produced one; every delivery's signature verified."""
+    paid = paid_cart_ids(db)
+    with shop.lock:
+        accepted = list(shop.accepted)
+        refused = list(shop.refused)
+        retried = sum(1 for _, status in shop.received if status >= 300)
+    per_id = Counter(msg_id for msg_id, _ in accepted)
+    for msg_id, count in per_id.items():
+        if count > 1:
+            soak.violate("events", f"event {msg_id} delivered {count} times")
+    paid_events = defaultdict(set)
+    for msg_id, body in accepted:
+        if body["type"] == "cart.paid":
+            paid_events[body["data"]["cart"]["id"]].add(msg_id)
+    for cart_id in sorted(paid):
+        if len(paid_events.get(cart_id, ())) != 1:
+            soak.violate(
+                "events",
+                f"paid cart {cart_id}: {len(paid_events.get(cart_id, ()))} cart.paid events",
+            )
+    for cart_id in sorted(set(paid_events) - paid):
+        soak.violate("events", f"cart.paid for cart {cart_id}, which is not paid")
+    if refused:
+        soak.violate("events", f"{len(refused)} deliveries whose signature did not verify")
+    provider = provider_get(soak, "/control/webhooks")
+    fault_of = {d["id"]: d["fault"] for d in provider["deliveries"] if d.get("fault")}
+    faults = Counter(fault_of.values())
+    answers = Counter(d.get("status") for d in provider["deliveries"] if "status" in d)
+    return {
+        "accepted": len(accepted),
+        "paid": sum(len(ids) for ids in paid_events.values()),
+        "paid_carts": len(paid),
+        "retried": retried,
+        "provider": f"{provider['published']} published; faults "
+        + (", ".join(f"{k} {n}" for k, n in sorted(faults.items())) or "none")
+        + "; delivery answers "
+        + ", ".join(f"{k} x{n}" for k, n in sorted(answers.items(), key=str)),
+    }
+
+
 # --- Report -------------------------------------------------------------------------
 
 
@@ -1473,6 +1570,11 @@ def report(soak: Soak, facts: dict) -> str:
             else ""
         ),
         f"- reconcile_payments --older-than 0: {facts['reconcile']}",
+        f"- shop events (worker, signed, first {SHOP_FAILURES} answers 500): "
+        f"{facts['events']['accepted']} delivered ({facts['events']['paid']} cart.paid for "
+        f"{facts['events']['paid_carts']} paid carts), {facts['events']['retried']} "
+        f"answered 500 and retried, settled {facts['events_wait']:.1f} s after reconcile",
+        f"- provider events: {facts['events']['provider']}",
         f"- API log: {dict(sorted(facts['log_levels'].items()))}; problem lines: "
         f"{len(facts['log_problems'])}",
         f"- violations: {len(soak.violations)}"
@@ -1692,6 +1794,7 @@ def main(argv: list[str]) -> int:
     base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     servers: list[Server] = []
     created = False
+    shop = WebhookReceiver(SHOP_SECRET, answers=[500] * SHOP_FAILURES).__enter__()
     print(f"soak: seed {args.seed}, database {name}, logs in {log_dir}", flush=True)
     try:
         run_tool([sys.executable, "-m", "soak.db", "create", args.database_url, name], base_env)
@@ -1712,6 +1815,11 @@ def main(argv: list[str]) -> int:
             # Every client is 127.0.0.1 here, and one cart sees many requests on purpose:
             # the rate limits would answer 429 to what the soak is about.
             **{f"RATELIMIT_{name}": "off" for name in RATE_LIMITS_OFF},
+            "SHOP_WEBHOOK_URL": shop.url,
+            "SHOP_WEBHOOK_SECRET": SHOP_SECRET,
+            "EVENTS_RETRY_FIRST_SECONDS": "0.5",
+            "EVENTS_DELIVERY_LEASE_SECONDS": "10",
+            "EVENTS_SWEEP_SECONDS": "2",
         }
         run_tool([sys.executable, "manage.py", "migrate", "--noinput"], env)
         servers.append(
@@ -1728,7 +1836,14 @@ def main(argv: list[str]) -> int:
                     "--no-control-socket",
                     "fake_payment_server:app",
                 ],
-                {**env, "FAKE_PAYMENT_CARD_LIMIT": PROVIDER_LIMIT},
+                {
+                    **env,
+                    "FAKE_PAYMENT_CARD_LIMIT": PROVIDER_LIMIT,
+                    "FAKE_PAYMENT_WEBHOOK_URL": (
+                        f"http://127.0.0.1:{api_port}/api/webhooks/payment-provider/"
+                    ),
+                    "FAKE_PAYMENT_WEBHOOK_RETRY_SECONDS": "0.5",
+                },
                 log_dir,
             )
         )
@@ -1741,10 +1856,12 @@ def main(argv: list[str]) -> int:
         api_args = [sys.executable, "-m", "gunicorn", "--config", "python:CoreRoot.gunicorn"]
         api_args += ["--no-control-socket", "CoreRoot.wsgi"]
         servers.append(Server("api", api_args, api_env, log_dir))
+        worker_args = [sys.executable, "manage.py", "run_worker", "--interval", "0.2"]
+        servers.append(Server("worker", worker_args, env, log_dir))
         provider_url, api_url = f"http://127.0.0.1:{provider_port}", f"http://127.0.0.1:{api_port}"
         servers[0].wait_until_answers(f"{provider_url}/inspect")
         servers[1].wait_until_answers(f"{api_url}/health/ready/")
-        return soak(args, api_url, provider_url, env, servers[1])
+        return soak(args, api_url, provider_url, env, servers[1], servers[2], shop)
     except Interrupted as exc:
         print(f"soak: stopped by {exc}", file=sys.stderr)
         return 130
@@ -1756,6 +1873,7 @@ def main(argv: list[str]) -> int:
             signal.signal(signum, signal.SIG_IGN)  # let the clean-up finish
         for server in reversed(servers):
             server.stop()
+        shop.__exit__(None, None, None)
         if created:
             try:
                 run_tool(
@@ -1766,7 +1884,15 @@ def main(argv: list[str]) -> int:
         print(f"soak: servers stopped, database {name} dropped; logs in {log_dir}", flush=True)
 
 
-def soak(args, api_url: str, provider_url: str, env: dict, api: Server) -> int:
+def soak(
+    args,
+    api_url: str,
+    provider_url: str,
+    env: dict,
+    api: Server,
+    worker: Server,
+    shop: WebhookReceiver,
+) -> int:
     state = Soak(args, api_url, provider_url)
     # Warm up every worker thread (URL conf, database connection) before the clock runs.
     run_together(
@@ -1815,6 +1941,9 @@ def soak(args, api_url: str, provider_url: str, env: dict, api: Server) -> int:
     reconciled = (reconcile.stdout + reconcile.stderr).strip().replace("\n", " ")
     print(f"soak: {reconciled}", flush=True)
 
+    events_wait = wait_for_events(env, shop)
+    print(f"soak: the shop's events settled in {events_wait:.1f} s", flush=True)
+
     api_carts = list_all_carts(state)
     db = db_dump(env)
     ledger = provider_get(state, "/payments")["data"]
@@ -1824,6 +1953,10 @@ def soak(args, api_url: str, provider_url: str, env: dict, api: Server) -> int:
     log_problems, log_levels = scan_log(api.err_path)
     for line in log_problems:
         state.violate("api_log", line)
+    worker_problems = scan_log(worker.err_path)[0] + scan_log(worker.out_path)[0]
+    for line in worker_problems:
+        state.violate("worker_log", line)
+    events = check_events(state, db, shop)
 
     check_lost_updates(state, db)
     books = check_books(state, api_carts, db, ledger, provider_refunds)
@@ -1839,6 +1972,8 @@ def soak(args, api_url: str, provider_url: str, env: dict, api: Server) -> int:
         "reconcile": reconciled,
         "log_levels": log_levels,
         "log_problems": log_problems,
+        "events": events,
+        "events_wait": events_wait,
     }
     if git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown"):
         facts["commit"] += " (with uncommitted changes)"
