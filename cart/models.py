@@ -77,6 +77,9 @@ PAID_STATUSES = frozenset(
 )
 
 
+# A shop's stock-keeping unit, as lines carry it and discounts name it.
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*\Z"
+
 # What applying, re-evaluating or removing a discount writes on the cart row.
 DISCOUNT_FIELDS = ("discount", "amount_discounted", "total", "updated")
 
@@ -92,6 +95,13 @@ class Cart(models.Model):
         default=Decimal("0"), help_text="Given back of what was charged (made refunds)."
     )
     items_number = models.PositiveIntegerField()
+    customer_ref = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_index=True,
+        help_text="The shop's opaque reference of the customer, for per-customer codes.",
+    )
     itemized = models.BooleanField(
         default=False,
         help_text="Made of lines: subtotal and items_number are derived from them.",

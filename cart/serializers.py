@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from cart.models import Cart, CartLine
+from cart.models import SKU_PATTERN, Cart, CartLine
 from cart.services import MAX_LINES, LineInput
 from common import money
 from common.fields import (
@@ -79,7 +79,7 @@ class CartLineSerializer(serializers.ModelSerializer):
     currency); shown with its amount, its share of the discount and its total."""
 
     sku = serializers.RegexField(
-        r"^[A-Za-z0-9][A-Za-z0-9._/-]*\Z",
+        SKU_PATTERN,
         max_length=64,
         help_text="The shop's SKU: letters, digits, '.', '_', '/' and '-' (at most 64).",
     )
@@ -180,6 +180,13 @@ class CartSerializer(serializers.ModelSerializer):
     itemized = serializers.BooleanField(
         read_only=True, help_text="Made of `lines` (created with them)."
     )
+    customer_ref = serializers.RegexField(
+        r"^[!-~]{0,100}\Z",
+        required=False,
+        help_text="Optional, on create: the shop's opaque reference of the customer "
+        "(up to 100 printable ASCII characters, no spaces; empty: none). Codes limited per "
+        "customer or to a first order need it.",
+    )
     discount = AppliedDiscountSerializer(read_only=True, allow_null=True)
     payments = PaymentSerializer(many=True, read_only=True)
     refunds = RefundSerializer(many=True, read_only=True)
@@ -204,6 +211,7 @@ class CartSerializer(serializers.ModelSerializer):
             "items_number",
             "currency",
             "payment_status",
+            "customer_ref",
             "itemized",
             "lines",
             "discount",
@@ -268,6 +276,7 @@ class CartSerializer(serializers.ModelSerializer):
             "items_number": instance.items_number,
             "currency": instance.currency,
             "payment_status": instance.payment_status,
+            "customer_ref": instance.customer_ref,
             "itemized": instance.itemized,
             # Only an itemized cart has lines: others skip the query.
             "lines": [

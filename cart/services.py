@@ -86,6 +86,7 @@ def cart_create(
     total: Decimal | None = None,
     items_number: int | None = None,
     lines: Sequence[LineInput] | None = None,
+    customer_ref: str = "",
 ) -> Cart:
     """A new, pending cart. Without lines, `total` is its amount before any discount (the
     tutorial's cart). With lines, the cart is itemized: `subtotal` is the sum of their
@@ -94,7 +95,11 @@ def cart_create(
     """
     if lines is None:
         return Cart.objects.create(
-            subtotal=total, total=total, currency=currency, items_number=items_number
+            subtotal=total,
+            total=total,
+            currency=currency,
+            items_number=items_number,
+            customer_ref=customer_ref,
         )
     subtotal = sum((line.quantity * line.unit_price for line in lines), Decimal(0))
     count = sum(line.quantity for line in lines)
@@ -111,7 +116,12 @@ def cart_create(
         )
     with transaction.atomic():
         cart = Cart.objects.create(
-            subtotal=subtotal, total=subtotal, currency=currency, items_number=count, itemized=True
+            subtotal=subtotal,
+            total=subtotal,
+            currency=currency,
+            items_number=count,
+            itemized=True,
+            customer_ref=customer_ref,
         )
         CartLine.objects.bulk_create(
             CartLine(cart=cart, **dataclasses.asdict(line)) for line in lines

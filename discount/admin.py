@@ -28,6 +28,11 @@ SETTINGS = (
     "active",
     "min_cart_total",
     "usage_limit",
+    "skus",
+    "sku_prefixes",
+    "limit_per_customer",
+    "first_order_only",
+    "budget_amount",
 )
 
 
@@ -37,8 +42,8 @@ class DiscountAdmin(ServiceModelAdmin):
     list_display = ("code", "value_display", "active", "ended", "uses", "created")
     list_filter = ("active", "kind", "currency", "created")
     search_fields = ("code", "description")
-    fields = (*SETTINGS, "times_used", "created")
-    readonly_fields = ("times_used", "created")
+    readonly_fields = ("times_used", money("amount_consumed"), "created")
+    fields = (*SETTINGS, *readonly_fields)
     ordering = ("-created",)
     delete_service = staticmethod(lambda discount: discount_delete(discount=discount))
 

@@ -9,6 +9,7 @@ and the errors each operation can answer (see `common.schema.documented`).
 from decimal import Decimal
 
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample
 
 from common import money
 from common.schema import documented, field_error
@@ -36,6 +37,26 @@ DISCOUNT_EXAMPLE = {
     "active": True,
     "min_cart_total": None,
     "times_used": 0,
+    "reserved_uses": 0,
+    "skus": [],
+    "sku_prefixes": [],
+    "limit_per_customer": None,
+    "first_order_only": False,
+    "budget_amount": None,
+    "amount_consumed": Decimal("0.00"),
+}
+
+# A campaign: 20 % off the tea lines, once per customer, 500.00 to give away in all.
+CAMPAIGN_EXAMPLE = {
+    "code": "TEA20",
+    "kind": "percent",
+    "value": Decimal("20"),
+    "currency": "USD",
+    "description": "20 % off tea, once per customer",
+    "ended": ENDS,
+    "sku_prefixes": ["TEA-"],
+    "limit_per_customer": 1,
+    "budget_amount": Decimal("500.00"),
 }
 
 REPLACE_EXAMPLE = {
@@ -70,6 +91,22 @@ RULE_ERRORS = [
         "A minimum cart total needs a currency: set currency too.",
     ),
     field_error("ended", "ends_before_start", "The end must come after the start."),
+    field_error(
+        "skus",
+        "invalid_sku",
+        "Not a SKU: 'a b' (letters, digits, '.', '_', '/' and '-', at most 64).",
+    ),
+    field_error("skus", "too_many_entries", "At most 200 entries."),
+    field_error(
+        "budget_amount",
+        "currency_required",
+        "A budget needs a currency: set currency too.",
+    ),
+    field_error(
+        "budget_amount",
+        "out_of_range",
+        f"The budget must be above 0 and at most {money.MAX_AMOUNT}.",
+    ),
 ]
 CREATE_ERRORS = [
     *RULE_ERRORS,
@@ -83,6 +120,9 @@ EDIT_ERRORS = [
     *RULE_ERRORS,
     field_error("usage_limit", "below_times_used", "The code has been used 3 times already."),
     field_error("kind", "kind_in_use", "A code already used cannot change kind."),
+    field_error(
+        "budget_amount", "below_amount_held", "The code has given or reserved 120.00 already."
+    ),
 ]
 
 LIST = documented(
@@ -102,9 +142,17 @@ CREATE = documented(
         "is set) or a `percent` off a cart. Optional: a validity window (`started`, "
         "`ended`), a minimum cart subtotal (`min_cart_total`, with `currency`) and a "
         "`usage_limit`. Codes are unique in any case: `spring5` finds `SPRING5`. Needs a "
-        "staff token in production."
+        "staff token in production.\n\n"
+        "Campaigns: `skus` / `sku_prefixes` make the code apply to those cart lines only "
+        "(a percentage of their amounts, a flat amount capped at them); "
+        "`limit_per_customer` and `first_order_only` count uses per cart `customer_ref` "
+        "(a first-order code is once per customer, and not for a customer with a paid "
+        "cart); `budget_amount` caps what the code gives away across all carts (reserved "
+        "and consumed amounts count). Uses, customers and budget are counted under a lock "
+        "on the code, so racing carts never pass them."
     ),
     request_example=CREATE_EXAMPLE,
+    examples=[OpenApiExample("Campaign", value=CAMPAIGN_EXAMPLE, request_only=True)],
     responses={201: (DiscountSerializer, DISCOUNT_EXAMPLE)},
     errors=CREATE_ERRORS,
 )

@@ -16,7 +16,7 @@ from rest_framework import serializers
 from common import money
 from common.fields import JSONAmountField
 from discount.errors import DiscountError, public_discount_error
-from discount.models import Discount
+from discount.models import MAX_SCOPE_ENTRIES, SKU_PATTERN, Discount
 from discount.selectors import discount_get_by_code
 
 
@@ -40,6 +40,31 @@ class DiscountSerializer(serializers.ModelSerializer):
         help_text="ISO-4217 code. If set, the code only applies to carts in this currency.",
     )
 
+    skus = serializers.ListField(
+        child=serializers.RegexField(SKU_PATTERN, max_length=64),
+        required=False,
+        max_length=MAX_SCOPE_ENTRIES,
+        help_text="If set (or sku_prefixes), the code applies only to the cart lines with "
+        "one of these SKUs (case-sensitive): a percentage of their amounts, a flat amount "
+        "capped at them. Empty: the whole cart.",
+    )
+    sku_prefixes = serializers.ListField(
+        child=serializers.RegexField(SKU_PATTERN, max_length=64),
+        required=False,
+        max_length=MAX_SCOPE_ENTRIES,
+        help_text="…or to the lines whose SKU starts with one of these.",
+    )
+    budget_amount = JSONAmountField(
+        required=False,
+        allow_null=True,
+        help_text="Most the code gives away across all carts, in `currency` (required "
+        "then). Amounts reserved by unpaid carts and consumed by paid ones count; a cart "
+        "whose discount would pass it is refused (`discount_budget_exhausted`).",
+    )
+    amount_consumed = JSONAmountField(
+        read_only=True, help_text="Given away to paid carts (counts against the budget)."
+    )
+
     class Meta:
         model = Discount
         fields = (
@@ -57,8 +82,14 @@ class DiscountSerializer(serializers.ModelSerializer):
             "usage_limit",
             "times_used",
             "reserved_uses",
+            "skus",
+            "sku_prefixes",
+            "limit_per_customer",
+            "first_order_only",
+            "budget_amount",
+            "amount_consumed",
         )
-        read_only_fields = ("id", "created", "times_used")
+        read_only_fields = ("id", "created", "times_used", "amount_consumed")
         extra_kwargs = {"times_used": {"help_text": "Consumed uses: carts paid with the code."}}
 
     @extend_schema_field(OpenApiTypes.INT)
@@ -70,7 +101,7 @@ class DiscountSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: Discount) -> dict:
         data = super().to_representation(instance)
-        for name in ("value", "min_cart_total"):
+        for name in ("value", "min_cart_total", "budget_amount", "amount_consumed"):
             if data[name] is not None:
                 data[name] = _display(data[name], instance.currency)
         return data

@@ -42,13 +42,16 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from cart.models import Cart, PaymentStatus
+from cart.models import PAID_STATUSES, Cart, PaymentStatus
 from discount.errors import (
     DiscountCodeTakenError,
+    DiscountCustomerLimitReachedError,
+    DiscountCustomerRequiredError,
     DiscountError,
+    DiscountFirstOrderOnlyError,
     DiscountUsageLimitReachedError,
     public_discount_error,
 )
@@ -73,6 +76,11 @@ def discount_create(
     active: bool = True,
     min_cart_total: Decimal | None = None,
     usage_limit: int | None = None,
+    skus: list[str] | None = None,
+    sku_prefixes: list[str] | None = None,
+    limit_per_customer: int | None = None,
+    first_order_only: bool = False,
+    budget_amount: Decimal | None = None,
 ) -> Discount:
     """Create a discount code. Raises `ValidationError` for a broken rule (`code_taken`
     when the code exists in any case, `already_expired`, …)."""
@@ -87,6 +95,11 @@ def discount_create(
         active=active,
         min_cart_total=min_cart_total,
         usage_limit=usage_limit,
+        skus=skus or [],
+        sku_prefixes=sku_prefixes or [],
+        limit_per_customer=limit_per_customer,
+        first_order_only=first_order_only,
+        budget_amount=budget_amount,
     )
     discount.full_clean(validate_unique=False, validate_constraints=False)
     with _code_unique(code):
@@ -148,13 +161,49 @@ def _check_room(*, discount: Discount, at: datetime, exclude: int | None = None)
     return locked
 
 
+def _check_campaign(
+    locked: Discount, *, cart: Cart, amount: Decimal, at: datetime, exclude: int | None = None
+) -> None:
+    """With the code's row locked: raise the `DiscountError` why `cart` cannot take it
+    for `amount` beside the other uses held at `at` (its customer's uses, first order,
+    the budget). The lock serializes every cart reserving this code, so two carts of one
+    customer, or two carts for the last of the budget, cannot both pass."""
+    if locked.per_customer:
+        customer = cart.customer_ref
+        if not customer:
+            raise DiscountCustomerRequiredError()
+        if (
+            locked.first_order_only
+            and Cart.objects.filter(customer_ref=customer, payment_status__in=PAID_STATUSES)
+            .exclude(pk=cart.pk)
+            .exists()
+        ):
+            raise DiscountFirstOrderOnlyError()
+        theirs = locked.reservations.filter(cart__customer_ref=customer)
+        used = (
+            theirs.filter(status=ReservationStatus.CONSUMED).count()
+            + theirs.holding(at=at).exclude(pk=exclude).count()
+        )
+        if used >= locked.customer_limit():
+            raise DiscountCustomerLimitReachedError()
+    if locked.budget_amount is not None:
+        reserved = (
+            locked.reservations.holding(at=at)
+            .exclude(pk=exclude)
+            .aggregate(total=Sum("amount"))["total"]
+        )
+        locked.check_budget(amount=amount, held=locked.amount_consumed + (reserved or 0))
+
+
 def discount_reserve(
     *, discount: Discount, cart: Cart, amount: Decimal, at: datetime
 ) -> DiscountReservation:
     """Reserve one use of the code for `cart` (whose row the caller has locked, inside
     its transaction), or raise the `DiscountError` why not. Re-checks, under the code's
-    row lock, what may have changed since the request was validated."""
+    row lock, what may have changed since the request was validated, and the rules
+    counted across carts (`usage_limit`, per customer, `budget_amount`)."""
     locked = _check_room(discount=discount, at=at)
+    _check_campaign(locked, cart=cart, amount=amount, at=at)
     return DiscountReservation.objects.create(
         discount=locked,
         cart=cart,
@@ -182,6 +231,19 @@ def discount_reevaluate(*, cart: Cart) -> DiscountError | None:
     ).first()
     try:
         amount_off = discount.amount_off_cart(cart)
+        if discount.budget_amount is not None and (
+            reservation is None or amount_off > reservation.amount
+        ):
+            # More than was reserved: the budget must still hold it (the code's row
+            # locked, as when reserving).
+            locked = Discount.objects.select_for_update().get(pk=discount.pk)
+            _check_campaign(
+                locked,
+                cart=cart,
+                amount=amount_off,
+                at=timezone.now(),
+                exclude=reservation.pk if reservation else None,
+            )
     except DiscountError as reason:
         logger.info("Cart %s: discount %s left after a line change: %s", cart.pk, discount, reason)
         if reservation is not None:
@@ -224,6 +286,16 @@ def discount_hold_for_payment(*, cart: Cart) -> bool:
     try:
         if reservation is None or reservation.expires <= now:
             discount.check_usable(at=now)  # a live reservation keeps what it was given
+            _check_campaign(
+                discount,
+                cart=cart,
+                amount=cart.amount_discounted,
+                at=now,
+                exclude=reservation.pk if reservation else None,
+            )
+        elif discount.first_order_only:
+            # Another cart of the customer may have been paid since this one applied it.
+            _check_campaign(discount, cart=cart, amount=Decimal(0), at=now, exclude=reservation.pk)
         if discount.usage_limit is not None:
             others = discount.reservations.holding(at=now)
             if reservation is not None:
@@ -268,15 +340,20 @@ def discount_consume_reservation(*, cart: Cart, charged: Decimal | None = None) 
         _match_the_charge(cart, charged)
     if cart.discount_id is None:
         return
-    consumed = cart.discount_reservations.filter(
+    reserved = cart.discount_reservations.filter(
         discount_id=cart.discount_id, status=ReservationStatus.RESERVED
-    ).update(status=ReservationStatus.CONSUMED, updated=timezone.now())
+    )
+    given = reserved.aggregate(total=Sum("amount"))["total"] or cart.amount_discounted
+    consumed = reserved.update(status=ReservationStatus.CONSUMED, updated=timezone.now())
     if not consumed:
         if cart.discount_reservations.filter(status=ReservationStatus.CONSUMED).exists():
             return  # already consumed (a late charge recorded twice)
         logger.error(
             "Cart %s paid with discount %s but held no reservation", cart.pk, cart.discount_id
         )
+    Discount.objects.filter(pk=cart.discount_id).update(
+        amount_consumed=F("amount_consumed") + given
+    )
     counted = (
         Discount.objects.filter(pk=cart.discount_id)
         .filter(Q(usage_limit__isnull=True) | Q(times_used__lt=F("usage_limit")))

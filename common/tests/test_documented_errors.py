@@ -66,6 +66,12 @@ IMPOSSIBLE = {
     ("cart_pay_create", 400, "discount_inactive"),
     ("cart_pay_create", 400, "discount_not_started"),
     ("cart_pay_create", 400, "discount_usage_limit_reached"),
+    ("cart_pay_create", 400, "discount_budget_exhausted"),
+    ("cart_pay_create", 400, "discount_customer_limit_reached"),
+    ("cart_pay_create", 400, "discount_customer_required"),
+    ("cart_pay_create", 400, "discount_first_order_only"),
+    # Creating: nothing is held yet against a new code's budget.
+    ("discount_create", 400, "below_amount_held"),
     # Changing lines: a code that no longer fits the cart is caught by
     # discount_reevaluate, which takes it off and says why in `discount_removed`.
     *(
@@ -75,6 +81,11 @@ IMPOSSIBLE = {
             "discount_currency_mismatch",
             "discount_has_no_effect",
             "discount_minimum_not_met",
+            "discount_no_matching_lines",
+            "discount_budget_exhausted",
+            "discount_customer_required",
+            "discount_customer_limit_reached",
+            "discount_first_order_only",
         )
     ),
 }
