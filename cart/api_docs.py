@@ -37,6 +37,7 @@ from discount.api_docs import CREATE_EXAMPLE as DISCOUNT_EXAMPLE
 from discount.errors import (
     DiscountBudgetExhaustedError,
     DiscountCodeMalformedError,
+    DiscountCodeUsedError,
     DiscountCurrencyMismatchError,
     DiscountCustomerLimitReachedError,
     DiscountCustomerRequiredError,
@@ -264,6 +265,7 @@ APPLY_DISCOUNT = documented(
         DiscountMinimumNotMetError,
         DiscountNoEffectError,
         DiscountNoMatchingLinesError,
+        DiscountCodeUsedError,
         DiscountCustomerRequiredError,
         DiscountCustomerLimitReachedError,
         DiscountFirstOrderOnlyError,

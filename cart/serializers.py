@@ -21,7 +21,7 @@ from common.fields import (
     run_model_clean,
     run_validator,
 )
-from discount.models import Discount
+from discount.models import DiscountKind
 from payments.serializers import (
     PaymentSerializer,
     RefundSerializer,
@@ -31,11 +31,13 @@ from payments.serializers import (
 )
 
 
-class AppliedDiscountSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Discount
-        fields = ("id", "code", "kind")
-        read_only_fields = fields
+class AppliedDiscountSerializer(serializers.Serializer):
+    """The cart's discount: `code` is the one applied (a generated single-use code, or
+    the discount's own)."""
+
+    id = serializers.IntegerField(read_only=True)
+    code = serializers.CharField(read_only=True)
+    kind = serializers.ChoiceField(choices=DiscountKind.choices, read_only=True)
 
 
 class PayCartSerializer(serializers.Serializer):
@@ -187,7 +189,9 @@ class CartSerializer(serializers.ModelSerializer):
         "(up to 100 printable ASCII characters, no spaces; empty: none). Codes limited per "
         "customer or to a first order need it.",
     )
-    discount = AppliedDiscountSerializer(read_only=True, allow_null=True)
+    discount = AppliedDiscountSerializer(
+        source="applied_discount", read_only=True, allow_null=True
+    )
     payments = PaymentSerializer(many=True, read_only=True)
     refunds = RefundSerializer(many=True, read_only=True)
 
@@ -265,7 +269,7 @@ class CartSerializer(serializers.ModelSerializer):
         def amount(value):
             return money.quantize(value, instance.currency)
 
-        discount = instance.discount
+        discount = instance.applied_discount
         return {
             "id": str(instance.id),
             "total": amount(instance.total),

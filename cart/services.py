@@ -49,7 +49,7 @@ from cart.errors import (
 from cart.models import DISCOUNT_FIELDS, Cart, CartLine
 from common import money
 from discount.errors import DiscountError
-from discount.models import Discount
+from discount.models import Discount, DiscountCode
 from discount.services import discount_reevaluate, discount_reserve
 from payments.models import Payment
 from payments.services import payment_pay
@@ -189,7 +189,8 @@ def _change_lines(cart: Cart, change: Callable[[Cart], CartLine]) -> LineChange:
         locked.check_can_change()
         if not locked.itemized:
             raise CartNotItemizedError()
-        code = locked.discount.code if locked.discount is not None else None
+        applied = locked.applied_discount
+        code = applied.code if applied is not None else None
         line = change(locked)
         locked.recount_lines()
         _check_subtotal(locked.subtotal)
@@ -215,8 +216,11 @@ def cart_delete(*, cart: Cart) -> None:
         locked.delete()
 
 
-def cart_apply_discount(*, cart: Cart, discount: Discount) -> Cart:
-    """Apply one discount code to the cart, once, and update `cart` in place.
+def cart_apply_discount(
+    *, cart: Cart, discount: Discount, code: DiscountCode | None = None
+) -> Cart:
+    """Apply one discount to the cart, once, and update `cart` in place; `code` is the
+    generated single-use code it was typed as, if it was one.
 
     Raises a `DiscountError` when the code is unusable or does not fit this cart,
     `CartDiscountAlreadyAppliedError` when the cart already has a discount, and
@@ -231,8 +235,9 @@ def cart_apply_discount(*, cart: Cart, discount: Discount) -> Cart:
         amount_off = discount.amount_off_cart(locked)
         # Reserving the use re-checks, under the code's row lock, that it is still
         # usable: it may have been switched off or used up since the request was validated.
-        discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now)
+        discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now, code=code)
 
+        locked.discount_code = code
         locked.set_discount(discount, amount_off)
         locked.save_discount()
 

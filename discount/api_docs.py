@@ -14,7 +14,11 @@ from drf_spectacular.utils import OpenApiExample
 from common import money
 from common.schema import documented, field_error
 from discount.errors import DiscountCodeTakenError
-from discount.serializers import DiscountSerializer
+from discount.serializers import (
+    DiscountSerializer,
+    GenerateCodesSerializer,
+    GeneratedCodesSerializer,
+)
 
 # Two years ahead, so the example never offers a code that is already expired.
 ENDS = f"{timezone.now().year + 2}-01-01T00:00:00Z"
@@ -184,4 +188,34 @@ PARTIAL_UPDATE = documented(
     request_example={"active": False},
     responses={200: (DiscountSerializer, {**DISCOUNT_EXAMPLE, "active": False})},
     errors=EDIT_ERRORS,
+)
+
+GENERATE_CODES = documented(
+    summary="Generate single-use codes for a discount",
+    description=(
+        "Makes `count` codes (1 to 100,000, all or none), each `prefix` (upper-cased) and "
+        "13 random symbols from a cryptographic source, in an alphabet with no look-alikes "
+        "(no 0/O, 1/I/L): about 2**64 possibilities each, so guessing one is hopeless "
+        "under the rate limits. Each code applies the discount's rules and is usable by "
+        "one cart: held while that cart's use is reserved, spent once it is paid "
+        "(`discount_code_used` otherwise). A discount that has generated codes is used "
+        "through them only, not by its own code. The admin lists them and exports them "
+        "as CSV. Needs a staff token in production."
+    ),
+    request=GenerateCodesSerializer,
+    request_example={"count": 3, "prefix": "XMAS-"},
+    responses={
+        201: (
+            GeneratedCodesSerializer,
+            {
+                "discount": 1,
+                "count": 3,
+                "codes": [
+                    "XMAS-7KQ4M-XW2P9-HD3",
+                    "XMAS-N8B3Z-2TRFE-Q6K",
+                    "XMAS-GJ5VA-M9C4W-7PX",
+                ],
+            },
+        )
+    },
 )

@@ -135,3 +135,8 @@ class DiscountCustomerLimitReachedError(DiscountError):
 class DiscountFirstOrderOnlyError(DiscountError):
     code = "discount_first_order_only"
     message = "This discount code is for a customer's first order only."
+
+
+class DiscountCodeUsedError(DiscountUnavailableError):
+    code = "discount_code_used"
+    message = "This single-use discount code has been used already."

@@ -23,6 +23,7 @@ consumed uses than the limit, and one live reservation per cart.
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
@@ -356,8 +357,11 @@ class Discount(models.Model):
             raise ValidationError(errors)
 
     def code_taken(self) -> bool:
-        """Whether another discount already has this code, in any case."""
-        return Discount.objects.with_code(self.code).exclude(pk=self.pk).exists()
+        """Whether another discount already has this code, in any case, or it is one of
+        the generated codes."""
+        if Discount.objects.with_code(self.code).exclude(pk=self.pk).exists():
+            return True
+        return DiscountCode.objects.filter(code=self.code.strip().upper()).exists()
 
     def kind_locked(self) -> bool:
         """Whether this edit changes the kind of a code that carts have used (or hold)."""
@@ -444,6 +448,41 @@ def _clean_sku_list(value) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+# Generated codes: 13 symbols from `secrets` over an alphabet without look-alikes (no
+# 0/O, 1/I/L): 31**13 > 2**64 codes, so even a million live codes leave a guess under the
+# rate limits one chance in 10**13.
+GENERATED_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+GENERATED_LENGTH = 13
+PREFIX_MAX_LENGTH = 32
+
+
+def generate_code(prefix: str) -> str:
+    """One fresh code: `prefix` and 13 random symbols, e.g. XMAS-7KQ4M-XW2P9-HD3."""
+    number = secrets.randbelow(len(GENERATED_ALPHABET) ** GENERATED_LENGTH)
+    symbols = []
+    for _ in range(GENERATED_LENGTH):
+        number, digit = divmod(number, len(GENERATED_ALPHABET))
+        symbols.append(GENERATED_ALPHABET[digit])
+    body = "".join(symbols)
+    return f"{prefix}{body[:5]}-{body[5:10]}-{body[10:]}"
+
+
+class DiscountCode(models.Model):
+    """A generated single-use code of a discount: one cart may hold it (its reservation
+    names it), and once that cart is paid nobody else can. Stored upper-case."""
+
+    discount = models.ForeignKey(Discount, on_delete=models.PROTECT, related_name="codes")
+    code = models.CharField(max_length=CODE_MAX_LENGTH, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["discount", "id"], name="discountcode_discount")]
+
+    def __str__(self) -> str:
+        return self.code
+
+
 class ReservationStatus(models.TextChoices):
     RESERVED = "reserved", "Reserved: applied to a cart not paid yet"
     CONSUMED = "consumed", "Consumed: the cart was paid"
@@ -470,6 +509,14 @@ class DiscountReservation(models.Model):
     status = models.CharField(
         max_length=10, choices=ReservationStatus, default=ReservationStatus.RESERVED
     )
+    code = models.ForeignKey(
+        "DiscountCode",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reservations",
+        help_text="The generated single-use code the cart used, if it used one.",
+    )
     amount = AmountField(help_text="What the code took off the cart, in `currency`.")
     currency = models.CharField(max_length=3)
     expires = models.DateTimeField(
@@ -492,6 +539,12 @@ class DiscountReservation(models.Model):
                 fields=["cart"],
                 condition=~Q(status="released"),
                 name="reservation_one_live_per_cart",
+            ),
+            # A generated code is single-use: one reservation holds it, or consumed it.
+            models.UniqueConstraint(
+                fields=["code"],
+                condition=~Q(status="released") & Q(code__isnull=False),
+                name="reservation_one_per_generated_code",
             ),
         ]
 

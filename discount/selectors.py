@@ -2,14 +2,16 @@
 
 discount = discount_get_by_code(code="dis20")   # DiscountNotFoundError if none
 discount.check_usable(at=now, reserved=discount.reserved_uses_now)
+discount, generated = discount_find_code(code="XMAS-7KQ4M-XW2P9-HD3")  # a generated one too
 """
 
 from datetime import datetime
 
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from discount.errors import DiscountNotFoundError
-from discount.models import Discount, normalize_code
+from discount.errors import DiscountCodeUsedError, DiscountNotFoundError
+from discount.models import Discount, DiscountCode, ReservationStatus, normalize_code
 
 
 def discount_get_by_code(*, code: str, at: datetime | None = None) -> Discount:
@@ -23,3 +25,33 @@ def discount_get_by_code(*, code: str, at: datetime | None = None) -> Discount:
     if discount is None:
         raise DiscountNotFoundError()
     return discount
+
+
+def discount_find_code(
+    *, code: str, at: datetime | None = None
+) -> tuple[Discount, DiscountCode | None]:
+    """The discount a code a customer typed names, and the generated single-use code it
+    is (or None for the discount's own code). A discount that owns generated codes is
+    used through them only: its own code names the campaign, it is not one of them.
+    Raises `DiscountNotFoundError`, or `DiscountCodeUsedError` for a generated code a
+    cart holds or used (re-checked under a lock when reserving)."""
+    normalized = normalize_code(code)
+    at = at or timezone.now()
+    owns_codes = Exists(DiscountCode.objects.filter(discount=OuterRef("pk")))
+    discount = (
+        Discount.objects.with_code(code)
+        .with_reserved_uses(at=at)
+        .annotate(owns_codes=owns_codes)
+        .first()
+    )
+    if discount is not None:
+        if discount.owns_codes:
+            raise DiscountNotFoundError()
+        return discount, None
+    generated = DiscountCode.objects.filter(code=normalized.upper()).first()
+    if generated is None:
+        raise DiscountNotFoundError()
+    discount = Discount.objects.with_reserved_uses(at=at).get(pk=generated.discount_id)
+    if generated.reservations.exclude(status=ReservationStatus.RELEASED).exists():
+        raise DiscountCodeUsedError()
+    return discount, generated

@@ -17,7 +17,7 @@ from common import money
 from common.fields import JSONAmountField
 from discount.errors import DiscountError, public_discount_error
 from discount.models import MAX_SCOPE_ENTRIES, SKU_PATTERN, Discount
-from discount.selectors import discount_get_by_code
+from discount.selectors import discount_find_code
 
 
 class DiscountSerializer(serializers.ModelSerializer):
@@ -117,7 +117,8 @@ def _display(amount, currency: str):
 
 
 class ApplyDiscountSerializer(serializers.Serializer):
-    """`{"code": …}` naming a usable code; `validated_data["discount"]` is that discount.
+    """`{"code": …}` naming a usable code; `validated_data["discount"]` is that discount
+    and `validated_data["generated_code"]` the single-use code typed, if it is one.
 
     With `context={"reveal_reasons": False}` every refusal that would say whether the
     code exists is `discount_invalid` (see `discount.errors.public_discount_error`).
@@ -134,10 +135,33 @@ class ApplyDiscountSerializer(serializers.Serializer):
             # Every reason a code is unusable, used up by reservations too, is found
             # here, in one query, before anything about the cart is checked: a code that
             # exists but is unusable takes the path (and the answer) of one that does not.
-            discount = discount_get_by_code(code=attrs["code"], at=now)
+            discount, generated = discount_find_code(code=attrs["code"], at=now)
             discount.check_usable(at=now, reserved=discount.reserved_uses_now)
         except DiscountError as exc:
             reveal = self.context.get("reveal_reasons", True)
             exc = public_discount_error(exc, reveal_reasons=reveal)
             raise serializers.ValidationError({"code": [exc.message]}, code=exc.code) from None
-        return {**attrs, "discount": discount}
+        return {**attrs, "discount": discount, "generated_code": generated}
+
+
+class GenerateCodesSerializer(serializers.Serializer):
+    """The body of POST /api/discount/{id}/codes/."""
+
+    count = serializers.IntegerField(
+        min_value=1, max_value=100_000, help_text="How many codes (1 to 100,000)."
+    )
+    prefix = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9_-]*\Z",
+        max_length=32,
+        required=False,
+        help_text="Put before each code, upper-cased (e.g. XMAS-): at most 32 letters, "
+        "digits, '-' and '_'.",
+    )
+
+
+class GeneratedCodesSerializer(serializers.Serializer):
+    """The answer: the codes made, each usable once."""
+
+    discount = serializers.IntegerField()
+    count = serializers.IntegerField()
+    codes = serializers.ListField(child=serializers.CharField())

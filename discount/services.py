@@ -4,6 +4,7 @@
     discount = discount_update(discount=discount, data={"active": False})
     discount_delete(discount=discount)        # DiscountInUseError once a cart used it
     discount_reserve(discount=discount, cart=locked_cart, amount=off, at=now)  # at apply
+    discount_generate_codes(discount=discount, count=1000, prefix="XMAS-")  # single-use
     discount_reevaluate(cart=locked_cart)       # its lines changed: keep, resize or release
     discount_hold_for_payment(cart=locked_cart)  # opening an attempt: False if it is lost
     discount_consume_reservation(cart=cart, charged=amount)  # recording the charge
@@ -35,12 +36,14 @@ would say whether a code exists (`discount_refusal_reasons`; rule in `discount.e
 """
 
 import logging
+import re
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
@@ -48,6 +51,7 @@ from django.utils import timezone
 from cart.models import PAID_STATUSES, Cart, PaymentStatus
 from discount.errors import (
     DiscountCodeTakenError,
+    DiscountCodeUsedError,
     DiscountCustomerLimitReachedError,
     DiscountCustomerRequiredError,
     DiscountError,
@@ -55,13 +59,24 @@ from discount.errors import (
     DiscountUsageLimitReachedError,
     public_discount_error,
 )
-from discount.models import Discount, DiscountKind, DiscountReservation, ReservationStatus
+from discount.models import (
+    PREFIX_MAX_LENGTH,
+    Discount,
+    DiscountCode,
+    DiscountKind,
+    DiscountReservation,
+    ReservationStatus,
+    generate_code,
+)
 
 logger = logging.getLogger(__name__)
 
 # Paying keeps a live reservation for at least this long, so it cannot expire (and be
 # released) between the check before the charge and the attempt that freezes the cart.
 RESERVATION_GRACE_AT_PAYMENT = timedelta(seconds=60)
+MAX_GENERATED_CODES = 100_000
+GENERATE_BATCH = 5_000
+_PREFIX = re.compile(r"[A-Z0-9][A-Z0-9_-]*", re.ASCII)
 
 
 def discount_create(
@@ -196,21 +211,77 @@ def _check_campaign(
 
 
 def discount_reserve(
-    *, discount: Discount, cart: Cart, amount: Decimal, at: datetime
+    *,
+    discount: Discount,
+    cart: Cart,
+    amount: Decimal,
+    at: datetime,
+    code: DiscountCode | None = None,
 ) -> DiscountReservation:
     """Reserve one use of the code for `cart` (whose row the caller has locked, inside
     its transaction), or raise the `DiscountError` why not. Re-checks, under the code's
     row lock, what may have changed since the request was validated, and the rules
-    counted across carts (`usage_limit`, per customer, `budget_amount`)."""
+    counted across carts (`usage_limit`, per customer, `budget_amount`). A generated
+    `code` is single-use: the reservation names it, and one that a cart holds (until
+    the sweep releases it) or used is `DiscountCodeUsedError`; a database constraint
+    backs that up."""
     locked = _check_room(discount=discount, at=at)
     _check_campaign(locked, cart=cart, amount=amount, at=at)
-    return DiscountReservation.objects.create(
+    reservation = DiscountReservation(
         discount=locked,
         cart=cart,
+        code=code,
         amount=amount,
         currency=cart.currency,
         expires=at + _reservation_ttl(),
     )
+    if code is None:
+        reservation.save()
+        return reservation
+    if code.reservations.exclude(status=ReservationStatus.RELEASED).exists():
+        raise DiscountCodeUsedError()
+    try:
+        with transaction.atomic():
+            reservation.save()
+    except IntegrityError:
+        raise DiscountCodeUsedError() from None
+    return reservation
+
+
+def discount_generate_codes(
+    *, discount: Discount, count: int, prefix: str = ""
+) -> list[DiscountCode]:
+    """Make `count` (1 to 100,000) single-use codes for `discount`, all or none, each
+    `prefix` (upper-cased) and 13 random symbols (`discount.models.generate_code`).
+    Raises `ValidationError` for a count or prefix out of bounds."""
+    prefix = prefix.strip().upper()
+    if not 1 <= count <= MAX_GENERATED_CODES:
+        raise ValidationError(
+            {"count": f"Generate 1 to {MAX_GENERATED_CODES} codes at a time."}, code="out_of_range"
+        )
+    if prefix and (len(prefix) > PREFIX_MAX_LENGTH or not _PREFIX.fullmatch(prefix)):
+        raise ValidationError(
+            {
+                "prefix": f"At most {PREFIX_MAX_LENGTH} letters, digits, '-' and '_', "
+                "starting with a letter or digit."
+            },
+            code="invalid_prefix",
+        )
+    made: list[DiscountCode] = []
+    with transaction.atomic():
+        while len(made) < count:
+            wanted = {generate_code(prefix) for _ in range(count - len(made))}
+            rows = [DiscountCode(discount=discount, code=code) for code in wanted]
+            try:
+                with transaction.atomic():
+                    DiscountCode.objects.bulk_create(rows, batch_size=GENERATE_BATCH)
+            except IntegrityError:
+                # One of them exists already (a chance below 10**-7 even for 10**6
+                # codes): draw the batch again.
+                continue
+            made.extend(rows)
+    logger.info("Generated %s codes for discount %s", count, discount.pk)
+    return made
 
 
 def discount_reevaluate(*, cart: Cart) -> DiscountError | None:
@@ -391,6 +462,7 @@ def _match_the_charge(cart: Cart, charged: Decimal) -> None:
         status=ReservationStatus.RESERVED, updated=timezone.now()
     )
     cart.discount_id = earlier.discount_id
+    cart.discount_code_id = earlier.code_id
     cart.amount_discounted = earlier.amount
     cart.total = charged
     cart.save_discount()

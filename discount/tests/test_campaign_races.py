@@ -53,3 +53,18 @@ def test_carts_racing_for_the_last_of_a_budget_never_pass_it():
         "discount_budget_exhausted"
     }
     assert sum(r.amount for r in discount.reservations.all()) == Decimal("10")
+
+
+def test_carts_racing_for_one_generated_code_one_wins():
+    from discount.services import discount_generate_codes
+
+    [code] = discount_generate_codes(discount=DiscountFactory(code="XMAS"), count=1)
+    carts = [CartFactory() for _ in range(THREADS)]
+
+    responses = race([apply_call(cart, code.code) for cart in carts])
+
+    assert sorted(r.status_code for r in responses) == [200] + [400] * (THREADS - 1)
+    assert {error_of(r)["code"] for r in responses if r.status_code == 400} == {
+        "discount_code_used"
+    }
+    assert DiscountReservation.objects.filter(code=code).count() == 1
