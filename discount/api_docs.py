@@ -218,4 +218,12 @@ GENERATE_CODES = documented(
             },
         )
     },
+    errors=[
+        field_error("count", "out_of_range", "Generate 1 to 100000 codes at a time."),
+        field_error(
+            "prefix",
+            "invalid_prefix",
+            "At most 32 letters, digits, '-' and '_', starting with a letter or digit.",
+        ),
+    ],
 )

@@ -172,8 +172,9 @@ def test_apply_discount_stays_within_budget(api_client):
     seed(60)
     large = apply()
     # 8, and one more: the use is reserved (the code's row locked, then a row inserted)
-    # where it used to be counted by one UPDATE.
-    assert small == large <= 9
+    # where it used to be counted by one UPDATE; and one more: the generated codes are
+    # looked up too, for every code (the same path whether a code exists or not).
+    assert small == large <= 10
 
 
 @pytest.mark.integration
