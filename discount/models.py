@@ -172,12 +172,20 @@ class Discount(models.Model):
     amount_consumed = AmountField(
         default=Decimal("0"), editable=False, help_text="Given away to paid carts."
     )
+    automatic = models.BooleanField(
+        default=False,
+        help_text="A promotion: applies by itself to every cart its rules fit (the best "
+        "one wins); its code is its name and cannot be typed.",
+    )
 
     objects = DiscountQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]
-        indexes = [models.Index(fields=["active", "-created"], name="discount_active_created")]
+        indexes = [
+            models.Index(fields=["active", "-created"], name="discount_active_created"),
+            models.Index(fields=["automatic", "active"], name="discount_automatic_active"),
+        ]
         constraints = [
             models.UniqueConstraint(Lower("code"), name="discount_code_unique_ignoring_case"),
             models.CheckConstraint(condition=Q(value__gt=0), name="discount_value_positive"),
