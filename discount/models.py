@@ -479,7 +479,8 @@ class DiscountCode(models.Model):
     """A generated single-use code of a discount: one cart may hold it (its reservation
     names it), and once that cart is paid nobody else can. Stored upper-case."""
 
-    discount = models.ForeignKey(Discount, on_delete=models.PROTECT, related_name="codes")
+    # A discount no cart used may be deleted (a typo), its unused codes with it.
+    discount = models.ForeignKey(Discount, on_delete=models.CASCADE, related_name="codes")
     code = models.CharField(max_length=CODE_MAX_LENGTH, unique=True)
     created = models.DateTimeField(auto_now_add=True)
 
