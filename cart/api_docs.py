@@ -48,6 +48,7 @@ from discount.errors import (
     DiscountMinimumNotMetError,
     DiscountNoEffectError,
     DiscountNoMatchingLinesError,
+    DiscountNotBetterError,
     DiscountNotFoundError,
     DiscountNotStartedError,
     DiscountReservationExpiredError,
@@ -66,6 +67,7 @@ from payments.errors import (
     ProviderUnavailableError,
     RefundDeclinedError,
     RefundExceedsCapturedError,
+    RefundExceedsLineError,
     RefundInProgressError,
     RefundOutcomeUnknownError,
     RefundProviderBadAnswerError,
@@ -265,6 +267,7 @@ APPLY_DISCOUNT = documented(
         DiscountMinimumNotMetError,
         DiscountNoEffectError,
         DiscountNoMatchingLinesError,
+        DiscountNotBetterError,
         DiscountCodeUsedError,
         DiscountCustomerRequiredError,
         DiscountCustomerLimitReachedError,
@@ -368,10 +371,19 @@ REFUND = documented(
         "`Idempotency-Key` to make retries safe: the same key returns the same refund (or "
         "resumes it while its outcome is unknown) and never refunds twice. On 502, 503 or "
         "504, `refund_made` says what is known: `false` only when it is proven that nothing "
-        "was refunded. Needs a staff token in production."
+        "was refunded. Needs a staff token in production.\n\n"
+        'For a cart with lines, send `lines` (`[{"line_id", "quantity"}]`) instead of '
+        "an amount: the refund is what those units were paid after their share of the "
+        "discount (a line's units together give back exactly its `total`), and units are "
+        "never given back twice (409 `refund_exceeds_line`)."
     ),
     request=RefundCartSerializer,
     request_example={"amount": Decimal("5.00")},
+    examples=[
+        OpenApiExample(
+            "By line", value={"lines": [{"line_id": 1, "quantity": 1}]}, request_only=True
+        )
+    ],
     parameters=[
         OpenApiParameter(
             "Idempotency-Key",
@@ -398,8 +410,12 @@ REFUND = documented(
                 "error": RefundDeclinedError.message,
             },
         ),
+        field_error("lines", "amount_and_lines", "Send an amount or lines, not both."),
+        field_error("lines", "cart_not_itemized", "This cart has no lines."),
+        field_error("lines.0.line_id", "not_found", "No such line."),
         CartNotPaidError,
         RefundExceedsCapturedError,
+        RefundExceedsLineError,
         RefundInProgressError,
         IdempotencyKeyReusedError,
         RefundProviderBadAnswerError,

@@ -50,7 +50,12 @@ from cart.models import DISCOUNT_FIELDS, Cart, CartLine
 from common import money
 from discount.errors import DiscountError
 from discount.models import Discount, DiscountCode
-from discount.services import discount_reevaluate, discount_reserve
+from discount.services import (
+    discount_apply_best_automatic,
+    discount_make_room_for_code,
+    discount_reevaluate,
+    discount_reserve,
+)
 from payments.models import Payment
 from payments.services import payment_pay
 
@@ -94,13 +99,17 @@ def cart_create(
     beside them must match (`CartTotalMismatchError`, `CartItemsNumberMismatchError`).
     """
     if lines is None:
-        return Cart.objects.create(
+        cart = Cart.objects.create(
             subtotal=total,
             total=total,
             currency=currency,
             items_number=items_number,
             customer_ref=customer_ref,
         )
+        # Nobody else knows the new cart yet: no lock needed; reserving a promotion
+        # takes its own transaction.
+        discount_apply_best_automatic(cart=cart)
+        return cart
     subtotal = sum((line.quantity * line.unit_price for line in lines), Decimal(0))
     count = sum(line.quantity for line in lines)
     _check_subtotal(subtotal)
@@ -126,6 +135,7 @@ def cart_create(
         CartLine.objects.bulk_create(
             CartLine(cart=cart, **dataclasses.asdict(line)) for line in lines
         )
+        discount_apply_best_automatic(cart=cart)
     return cart
 
 
@@ -196,6 +206,7 @@ def _change_lines(cart: Cart, change: Callable[[Cart], CartLine]) -> LineChange:
         _check_subtotal(locked.subtotal)
         locked.save(update_fields=["subtotal", "items_number", "updated"])
         reason = discount_reevaluate(cart=locked)
+        discount_apply_best_automatic(cart=locked)
     for name in (*_LINE_FIELDS, "payment_status"):
         setattr(cart, name, getattr(locked, name))
     return LineChange(
@@ -222,17 +233,21 @@ def cart_apply_discount(
     """Apply one discount to the cart, once, and update `cart` in place; `code` is the
     generated single-use code it was typed as, if it was one.
 
-    Raises a `DiscountError` when the code is unusable or does not fit this cart,
-    `CartDiscountAlreadyAppliedError` when the cart already has a discount, and
+    Raises a `DiscountError` when the code is unusable or does not fit this cart
+    (`DiscountNotBetterError` when the automatic promotion it holds gives as much),
+    `CartDiscountAlreadyAppliedError` when the cart already has a typed code, and
     `CartFrozenError` (409) when the cart is paid or being paid.
     """
     now = timezone.now()
     with transaction.atomic():
         locked = Cart.objects.select_for_update().get(pk=cart.pk)
         locked.check_can_change()
-        if locked.discount_id is not None:
+        if locked.discount_id is not None and not locked.discount.automatic:
             raise CartDiscountAlreadyAppliedError()
         amount_off = discount.amount_off_cart(locked)
+        if locked.discount_id is not None:
+            # An automatic promotion gives way to a code that takes off more.
+            discount_make_room_for_code(cart=locked, amount_off=amount_off)
         # Reserving the use re-checks, under the code's row lock, that it is still
         # usable: it may have been switched off or used up since the request was validated.
         discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now, code=code)

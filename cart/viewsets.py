@@ -101,7 +101,7 @@ class CartViewSet(
         # The cart's own refusals come first, whatever code is sent: they must not tell
         # a caller anything about the code.
         cart.check_can_change()
-        if cart.discount_id is not None:
+        if cart.discount_id is not None and not cart.discount.automatic:
             raise CartDiscountAlreadyAppliedError()
         reveal = discount_reveals_reasons(user=request.user)
         serializer = ApplyDiscountSerializer(data=request.data, context={"reveal_reasons": reveal})

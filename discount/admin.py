@@ -43,6 +43,7 @@ SETTINGS = (
     "limit_per_customer",
     "first_order_only",
     "budget_amount",
+    "automatic",
 )
 
 

@@ -48,6 +48,7 @@ DISCOUNT_EXAMPLE = {
     "first_order_only": False,
     "budget_amount": None,
     "amount_consumed": Decimal("0.00"),
+    "automatic": False,
 }
 
 # A campaign: 20 % off the tea lines, once per customer, 500.00 to give away in all.
@@ -153,7 +154,10 @@ CREATE = documented(
         "(a first-order code is once per customer, and not for a customer with a paid "
         "cart); `budget_amount` caps what the code gives away across all carts (reserved "
         "and consumed amounts count). Uses, customers and budget are counted under a lock "
-        "on the code, so racing carts never pass them."
+        "on the code, so racing carts never pass them. `automatic`: a promotion that "
+        "applies by itself to every cart it fits (created or changed), the one taking "
+        "the most off winning; a code the customer types replaces it when it takes off "
+        "more (else `discount_not_better`)."
     ),
     request_example=CREATE_EXAMPLE,
     examples=[OpenApiExample("Campaign", value=CAMPAIGN_EXAMPLE, request_only=True)],

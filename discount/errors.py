@@ -140,3 +140,13 @@ class DiscountFirstOrderOnlyError(DiscountError):
 class DiscountCodeUsedError(DiscountUnavailableError):
     code = "discount_code_used"
     message = "This single-use discount code has been used already."
+
+
+class DiscountNotBetterError(DiscountError):
+    """A code gives no more than the automatic promotion the cart already holds."""
+
+    code = "discount_not_better"
+    message = (
+        "This cart already has an automatic promotion that takes off as much or more than "
+        "this code would: it keeps the promotion."
+    )

@@ -172,12 +172,20 @@ class Discount(models.Model):
     amount_consumed = AmountField(
         default=Decimal("0"), editable=False, help_text="Given away to paid carts."
     )
+    automatic = models.BooleanField(
+        default=False,
+        help_text="A promotion: applies by itself to every cart its rules fit (the best "
+        "one wins); its code is its name and cannot be typed.",
+    )
 
     objects = DiscountQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]
-        indexes = [models.Index(fields=["active", "-created"], name="discount_active_created")]
+        indexes = [
+            models.Index(fields=["active", "-created"], name="discount_active_created"),
+            models.Index(fields=["automatic", "active"], name="discount_automatic_active"),
+        ]
         constraints = [
             models.UniqueConstraint(Lower("code"), name="discount_code_unique_ignoring_case"),
             models.CheckConstraint(condition=Q(value__gt=0), name="discount_value_positive"),
@@ -471,7 +479,8 @@ class DiscountCode(models.Model):
     """A generated single-use code of a discount: one cart may hold it (its reservation
     names it), and once that cart is paid nobody else can. Stored upper-case."""
 
-    discount = models.ForeignKey(Discount, on_delete=models.PROTECT, related_name="codes")
+    # A discount no cart used may be deleted (a typo), its unused codes with it.
+    discount = models.ForeignKey(Discount, on_delete=models.CASCADE, related_name="codes")
     code = models.CharField(max_length=CODE_MAX_LENGTH, unique=True)
     created = models.DateTimeField(auto_now_add=True)
 

@@ -64,7 +64,7 @@ def discount_find_code(
         .first()
     )
     if discount is not None:
-        if discount.owns_codes:
+        if discount.owns_codes or discount.automatic:
             raise DiscountNotFoundError()
         return discount, None
     if owner is None:

@@ -88,6 +88,7 @@ class DiscountSerializer(serializers.ModelSerializer):
             "first_order_only",
             "budget_amount",
             "amount_consumed",
+            "automatic",
         )
         read_only_fields = ("id", "created", "times_used", "amount_consumed")
         extra_kwargs = {"times_used": {"help_text": "Consumed uses: carts paid with the code."}}

@@ -5,6 +5,7 @@
     discount_delete(discount=discount)        # DiscountInUseError once a cart used it
     discount_reserve(discount=discount, cart=locked_cart, amount=off, at=now)  # at apply
     discount_generate_codes(discount=discount, count=1000, prefix="XMAS-")  # single-use
+    discount_apply_best_automatic(cart=locked_cart)  # automatic promotions, the best wins
     discount_reevaluate(cart=locked_cart)       # its lines changed: keep, resize or release
     discount_hold_for_payment(cart=locked_cart)  # opening an attempt: False if it is lost
     discount_consume_reservation(cart=cart, charged=amount)  # recording the charge
@@ -56,6 +57,7 @@ from discount.errors import (
     DiscountCustomerRequiredError,
     DiscountError,
     DiscountFirstOrderOnlyError,
+    DiscountNotBetterError,
     DiscountUsageLimitReachedError,
     public_discount_error,
 )
@@ -96,6 +98,7 @@ def discount_create(
     limit_per_customer: int | None = None,
     first_order_only: bool = False,
     budget_amount: Decimal | None = None,
+    automatic: bool = False,
 ) -> Discount:
     """Create a discount code. Raises `ValidationError` for a broken rule (`code_taken`
     when the code exists in any case, `already_expired`, …)."""
@@ -115,6 +118,7 @@ def discount_create(
         limit_per_customer=limit_per_customer,
         first_order_only=first_order_only,
         budget_amount=budget_amount,
+        automatic=automatic,
     )
     discount.full_clean(validate_unique=False, validate_constraints=False)
     with _code_unique(code):
@@ -246,6 +250,65 @@ def discount_reserve(
     except IntegrityError:
         raise DiscountCodeUsedError() from None
     return reservation
+
+
+def discount_apply_best_automatic(*, cart: Cart, at: datetime | None = None) -> Discount | None:
+    """Give `cart` (its row locked by the caller, in its transaction) the automatic
+    promotion that takes the most off it now, if it holds no typed code: its reservation
+    taken as for a code (limits, per customer, budget), the next best tried when one
+    cannot take the cart. A cart already holding the best keeps it (resized by
+    `discount_reevaluate`); one holding a worse promotion swaps. Returns what it holds.
+    """
+    at = at or timezone.now()
+    current = cart.discount
+    if current is not None and not current.automatic:
+        return current
+    offers = []
+    for candidate in Discount.objects.filter(automatic=True, active=True).order_by("pk"):
+        try:
+            candidate.check_usable(at=at)
+            offers.append((candidate.amount_off_cart(cart), candidate))
+        except DiscountError:
+            continue
+    offers.sort(key=lambda offer: offer[0], reverse=True)  # stable: the oldest on a tie
+    if current is not None:
+        if offers and offers[0][1].pk == current.pk:
+            return current
+        if offers and offers[0][0] <= cart.amount_discounted:
+            return current
+        live = cart.discount_reservations.filter(
+            discount_id=current.pk, status=ReservationStatus.RESERVED
+        ).first()
+        if live is not None:
+            _release(live, cart)
+        else:
+            cart.remove_discount()
+            cart.save_discount()
+    for amount_off, candidate in offers:
+        try:
+            with transaction.atomic():
+                discount_reserve(discount=candidate, cart=cart, amount=amount_off, at=at)
+        except DiscountError:
+            continue
+        cart.set_discount(candidate, amount_off)
+        cart.save_discount()
+        return candidate
+    return None
+
+
+def discount_make_room_for_code(*, cart: Cart, amount_off: Decimal) -> None:
+    """A customer typed a code on `cart` (locked) that holds an automatic promotion: the
+    code replaces it when it takes off more, else `DiscountNotBetterError`."""
+    if amount_off <= cart.amount_discounted:
+        raise DiscountNotBetterError()
+    live = cart.discount_reservations.filter(
+        discount_id=cart.discount_id, status=ReservationStatus.RESERVED
+    ).first()
+    if live is not None:
+        _release(live, cart)
+    else:
+        cart.remove_discount()
+        cart.save_discount()
 
 
 def discount_generate_codes(

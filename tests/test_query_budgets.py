@@ -77,10 +77,12 @@ BUDGETS = {
     # Carts, their payments, their refunds, their lines: one query each per page.
     "list carts": (4, lambda c: c.get("/api/cart/", {"page_size": 100})),
     "list carts filtered": (4, lambda c: c.get("/api/cart/?payment_status=failed&currency=USD")),
-    "create cart": (2, new_cart),
-    # The cart and all its lines in one insert each, in one transaction (4), then the
-    # answer reads its payments and lines (2).
-    "create itemized cart": (6, new_itemized_cart),
+    # The cart, the automatic promotions that might apply, its payments (for the answer).
+    "create cart": (3, new_cart),
+    # The cart and all its lines in one insert each, in one transaction (4), the
+    # automatic promotions that might apply (1), then the answer reads its payments and
+    # lines (2).
+    "create itemized cart": (7, new_itemized_cart),
     "list discounts": (1, lambda c: c.get("/api/discount/", {"page_size": 100})),
     "list discounts by code": (1, lambda c: c.get("/api/discount/", {"code": "seed3"})),
     # The code is checked against the codes and the generated codes (one query each).

@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('code', models.CharField(max_length=64, unique=True)),
                 ('created', models.DateTimeField(auto_now_add=True)),
-                ('discount', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='codes', to='discount.discount')),
+                ('discount', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='codes', to='discount.discount')),
             ],
             options={
                 'ordering': ['id'],

@@ -148,3 +148,26 @@ def test_the_admin_lists_codes_and_exports_them_as_csv(admin_client, api_client)
         codes[1].code: "available",
         codes[2].code: "available",
     }
+
+
+def test_a_discount_no_cart_used_is_deleted_with_its_codes():
+    from discount.services import discount_delete
+
+    discount = DiscountFactory(code="TYPO")
+    discount_generate_codes(discount=discount, count=3)
+
+    discount_delete(discount=discount)
+
+    assert not DiscountCode.objects.exists()
+
+
+def test_a_discount_whose_code_a_cart_used_stays(api_client):
+    from discount.errors import DiscountInUseError
+    from discount.services import discount_delete
+
+    discount = DiscountFactory(code="USED")
+    [code] = discount_generate_codes(discount=discount, count=1)
+    apply(api_client, CartFactory(), code.code)
+
+    with pytest.raises(DiscountInUseError):
+        discount_delete(discount=discount)
