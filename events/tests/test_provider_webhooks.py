@@ -5,6 +5,7 @@ once; a duplicate charge is given back by the task, through the real provider.""
 
 from __future__ import annotations
 
+import sys
 import time
 from decimal import Decimal
 
@@ -12,7 +13,8 @@ import pytest
 
 from cart.models import Cart, PaymentStatus
 from cart.tests.factories import CartFactory
-from common.testing import error_of
+from common.testing import FakeProvider, error_of
+from conftest import free_port, start_process, stop_process, wait_until_answers
 from events.models import Event, EventType, ProviderEvent
 from payments.models import Payment, PaymentAttemptStatus, RefundReason, RefundStatus
 from payments.provider import provider_api
@@ -21,11 +23,43 @@ from payments.tasks import give_back_duplicate
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.fixture(scope="module")
+def local_provider_url():
+    """A fake provider process of this test's own, on this machine, so that it can reach
+    the live server (Compose's provider, in another container, could not)."""
+    port = free_port()
+    process = start_process(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers=1",
+            "--threads=8",
+            "--no-control-socket",
+            f"--bind=127.0.0.1:{port}",
+            "fake_payment_server:app",
+        ],
+        env={"FAKE_PAYMENT_WEBHOOK_RETRY_SECONDS": "0.2"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(f"{url}/inspect", process)
+        yield url
+    finally:
+        stop_process(process)
+
+
 @pytest.fixture
-def webhooks(fake_provider, live_server, settings):
+def webhooks(local_provider_url, live_server, settings):
+    settings.PAYMENT_API_BASE_URL = local_provider_url
+    settings.PAYMENT_API_READ_TIMEOUT = 1.0
+    settings.PAYMENT_API_RETRY_BACKOFF = 0.01
     settings.PAYMENT_API_MAX_RETRIES = 0
-    fake_provider.send_webhooks_to(f"{live_server.url}/api/webhooks/payment-provider/")
-    return fake_provider
+    provider = FakeProvider(local_provider_url)
+    provider.reset()
+    provider.send_webhooks_to(f"{live_server.url}/api/webhooks/payment-provider/")
+    yield provider
+    provider.reset()
 
 
 def wait_for(condition, timeout=15.0):
