@@ -231,3 +231,25 @@ def test_env_example_and_readme_list_every_variable():
     assert {"SECRET_KEY", "GUNICORN_WORKERS", "API_PORT", "FAKE_PAYMENT_BALANCE"} <= variables
     assert {v for v in variables if not re.search(rf"^{v}=", example, re.M)} == set()
     assert {v for v in variables if f"`{v}`" not in readme} == set()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", "True"), ("", "False")])
+def test_server_side_cursors_can_be_turned_off_for_pgbouncer(value, expected):
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.DATABASES['default']['DISABLE_SERVER_SIDE_CURSORS'])"
+    )
+    result = manage(
+        "shell", "--no-imports", "-c", code, ENV="DEV", DB_DISABLE_SERVER_SIDE_CURSORS=value
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_prod_serves_health_and_metrics_over_plain_http_inside_the_cluster():
+    code = "from django.conf import settings as s;print(s.SECURE_REDIRECT_EXEMPT)"
+    result = manage("shell", "--no-imports", "-c", code, **PROD_ENV)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == r"['^health/', '^metrics$']"
