@@ -65,4 +65,4 @@ soak: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache htmlcov .coverage .coverage.* staticfiles
-	rm -f db.sqlite3 db.sqlite3-* test_db.sqlite3*
+	rm -f db.sqlite3 db.sqlite3-* test_db*.sqlite3*

@@ -33,6 +33,32 @@ def require_local_service(name: str, available: bool) -> None:
 REDIS_TEST_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
+def pytest_configure(config):
+    """The workers of one parallel run (`pytest -n 2`) share one Redis: each counts its
+    rate limits under its own key prefix, so a worker never sees, or clears, the counters
+    of another worker's test."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        from django.conf import settings
+
+        ratelimit = settings.CACHES["ratelimit"]
+        ratelimit["KEY_PREFIX"] = f"{ratelimit.get('KEY_PREFIX') or 'ratelimit'}-{worker}"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """One SQLite test database file per test process, named when its session starts:
+    two runs, the workers of `pytest -n 2` and processes forked from a running session
+    (mutmut's) each get their own file. PostgreSQL test databases keep pytest-django's
+    per-worker suffix (test_<name>_gw0)."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        folder = Path(database["TEST"]["NAME"]).parent
+        database["TEST"]["NAME"] = str(folder / f"test_db_{os.getpid()}.sqlite3")
+
+
 @pytest.fixture
 def redis_url() -> str:
     """A real Redis (REDIS_URL, else 127.0.0.1:6379/0), flushed of nothing: tests use

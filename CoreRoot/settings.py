@@ -3,8 +3,8 @@
 Every variable is listed in `.env.example` and in the README's configuration table.
 `python-dotenv` reads a `.env` file beside `manage.py` if there is one; real environment
 variables win over it. `ENV=DEV` (the default) is for local development and tests: open
-API, DEBUG on, SQLite, the fake payment provider. `ENV=PROD` locks the service down and
-refuses to start without the secrets a deployment must provide.
+API, SQLite, the fake payment provider, DEBUG off unless `DEBUG=true`. `ENV=PROD` locks
+the service down and refuses to start without the secrets a deployment must provide.
 """
 
 import ipaddress
@@ -215,8 +215,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         ),
     }
     # Tests use a file, not memory, so concurrency tests get one connection per thread
-    # and a gunicorn process can share it; one per test run, so two runs don't collide.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{os.getpid()}.sqlite3")}
+    # and a gunicorn process can share it. conftest.py names one per test process when its
+    # session starts (two runs, xdist workers and forked mutation runs never share one).
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -343,12 +344,14 @@ PAYMENT_MAX_IN_FLIGHT = env_number(
 )
 
 # --- The edge: proxies and request size ------------------------------------------------
-# The reverse proxies in front of the service: addresses, CIDRs or host names (Compose:
-# `nginx`, resolved again every 30 s).
+# The reverse proxies in front of the service: addresses, CIDRs, host names (Compose:
+# `nginx`, resolved again every 30 s) or `unix:` (a proxy on a unix socket).
 # Only a request whose TCP peer is in one of them has its X-Forwarded-For / -Proto read;
 # the client is then the right-most untrusted X-Forwarded-For entry (common.clientip).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 for _entry in TRUSTED_PROXIES:
+    if _entry == "unix:":  # the peer of a unix socket (nginx -> gunicorn over a socket)
+        continue
     try:
         ipaddress.ip_network(_entry, strict=False)
     except ValueError:

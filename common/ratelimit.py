@@ -9,7 +9,7 @@
         rate_limits = {"create": ["cart_create_per_ip"], "pay": ["pay_per_cart"]}
 
     class StaffTokenView(APIView):
-        throttle_classes = [rate_limit("token_per_ip"), rate_limit("token_per_username")]
+        throttle_classes = [rate_limit("token_per_ip", fail_closed=True)]
 
 They plug into DRF's throttling hook (checked after authentication and permissions,
 before the view runs), but DRF's own throttles keep a list of timestamps that
@@ -24,8 +24,12 @@ seconds until the window ends), in the error shape.
 The counters live in `caches["ratelimit"]`: Redis through django-redis when `REDIS_URL`
 is set (Compose, production: shared by every process), local memory otherwise (`make
 run`: one process, nothing to install). Keys are hashes: no address or username is
-stored in clear. If the store is unreachable the request is let through and a warning
-logged (`RATELIMIT_FAIL_OPEN`, default true), or refused with 503 when it is false.
+stored in clear. If the store is unreachable, a limit made with `fail_closed=True` (the
+token endpoint's: unlimited password guesses are worse than no tokens for a while)
+refuses the request with `503 rate_limit_unavailable`; the others let it through with a
+warning logged (`RATELIMIT_FAIL_OPEN`, default true: the shop keeps selling, and what
+they protect has other guards: codes give no oracle and reservations bound their use,
+a cart is paid once) or refuse it too when `RATELIMIT_FAIL_OPEN` is false.
 """
 
 from __future__ import annotations
@@ -157,6 +161,7 @@ class RateLimit(BaseThrottle):
     """One limit of `settings.RATE_LIMITS` as a DRF throttle (see `rate_limit`)."""
 
     name = ""
+    fail_closed = False
 
     def allow_request(self, request, view) -> bool:
         rate = Rate.parse(settings.RATE_LIMITS[self.name])
@@ -169,7 +174,7 @@ class RateLimit(BaseThrottle):
             self.usage = rate_limit_hit(name=self.name, key=key, rate=rate)
         except Exception as exc:  # the shared store is down: no limit can be known
             logger.warning("Rate limit %s not checked: %s: %s", self.name, type(exc).__name__, exc)
-            if settings.RATELIMIT_FAIL_OPEN:
+            if settings.RATELIMIT_FAIL_OPEN and not self.fail_closed:
                 return True
             raise RateLimitUnavailableError() from None
         return self.usage.allowed
@@ -178,10 +183,13 @@ class RateLimit(BaseThrottle):
         return self.usage.retry_after
 
 
-def rate_limit(name: str) -> type[RateLimit]:
-    """The throttle class applying `settings.RATE_LIMITS[name]`."""
+def rate_limit(name: str, *, fail_closed: bool = False) -> type[RateLimit]:
+    """The throttle class applying `settings.RATE_LIMITS[name]`; `fail_closed`: refuse
+    (503) rather than let through when the store is unreachable, whatever
+    `RATELIMIT_FAIL_OPEN` says."""
     key_kind(name)
-    return type(f"RateLimit_{name}", (RateLimit,), {"name": name})
+    attrs = {"name": name, "fail_closed": fail_closed}
+    return type(f"RateLimit_{name}", (RateLimit,), attrs)
 
 
 class RateLimitedMixin:

@@ -51,9 +51,19 @@ class ReadinessView(HealthView):
         return Response({"status": "ok", "database": "ok"})
 
 
+class StringField(serializers.CharField):
+    """A CharField that takes a JSON string only: DRF's would read `12345` as "12345",
+    and a username sent as a number would escape its rate limit (counted per string)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class CredentialsSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=128, trim_whitespace=False)
+    username = StringField(max_length=150)
+    password = StringField(max_length=128, trim_whitespace=False)
 
     def validate(self, attrs: dict) -> dict:
         user = authenticate(
@@ -88,7 +98,11 @@ class ObtainTokenView(ObtainAuthToken):
     renderer_classes = [DecimalJSONRenderer]
     serializer_class = CredentialsSerializer
     # Checked before any password is hashed: guesses cannot tie up the workers either.
-    throttle_classes = [rate_limit("token_per_ip"), rate_limit("token_per_username")]
+    # Without the shared store no guess is counted: refuse (503) rather than allow them.
+    throttle_classes = [
+        rate_limit("token_per_ip", fail_closed=True),
+        rate_limit("token_per_username", fail_closed=True),
+    ]
 
     @documented(
         summary="Get an API token",

@@ -169,15 +169,16 @@ class Discount(models.Model):
 
     # --- Rules -------------------------------------------------------------------------
 
-    def check_usable(self, *, at: datetime) -> None:
-        """Raise the `DiscountError` saying why the code cannot be used at `at`."""
+    def check_usable(self, *, at: datetime, reserved: int = 0) -> None:
+        """Raise the `DiscountError` saying why the code cannot be used at `at` by one
+        more cart, `reserved` uses being held by live reservations (see `uses_held`)."""
         if not self.active:
             raise DiscountInactiveError()
         if self.started is not None and at < self.started:
             raise DiscountNotStartedError()
         if self.ended is not None and at >= self.ended:
             raise DiscountExpiredError()
-        if self.usage_limit is not None and self.times_used >= self.usage_limit:
+        if self.usage_limit is not None and self.times_used + reserved >= self.usage_limit:
             raise DiscountUsageLimitReachedError()
 
     def uses_held(self, *, at: datetime) -> int:

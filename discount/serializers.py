@@ -98,9 +98,13 @@ class ApplyDiscountSerializer(serializers.Serializer):
     )
 
     def validate(self, attrs: dict) -> dict:
+        now = timezone.now()
         try:
-            discount = discount_get_by_code(code=attrs["code"])
-            discount.check_usable(at=timezone.now())
+            # Every reason a code is unusable, used up by reservations too, is found
+            # here, in one query, before anything about the cart is checked: a code that
+            # exists but is unusable takes the path (and the answer) of one that does not.
+            discount = discount_get_by_code(code=attrs["code"], at=now)
+            discount.check_usable(at=now, reserved=discount.reserved_uses_now)
         except DiscountError as exc:
             reveal = self.context.get("reveal_reasons", True)
             exc = public_discount_error(exc, reveal_reasons=reveal)

@@ -61,3 +61,25 @@ def test_the_token_endpoint_reads_json_only(api_client):
         URL, "username=boss&password=" + PASSWORD, content_type="application/x-www-form-urlencoded"
     )
     assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "username", [12345, 1.5, True, None, ["staff"], {"name": "staff"}], ids=repr
+)
+def test_a_username_that_is_not_a_string_is_a_400_naming_it(api_client, username):
+    user("12345", is_staff=True)
+
+    response = api_client.post(URL, {"username": username, "password": PASSWORD}, format="json")
+
+    assert response.status_code == 400, response.content
+    error = error_of(response)
+    assert error["field"] == "username"
+    assert not Token.objects.exists()
+
+
+@pytest.mark.parametrize("password", [12345, ["x"], {"a": 1}], ids=repr)
+def test_a_password_that_is_not_a_string_is_a_400_naming_it(api_client, password):
+    response = api_client.post(URL, {"username": "boss", "password": password}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert error_of(response)["field"] == "password"

@@ -327,3 +327,80 @@ def test_an_unreachable_store_is_a_503_when_failing_closed(api_client, settings)
 
     assert response.status_code == 503
     assert error_of(response)["code"] == "rate_limit_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded"),
+    [
+        ("", None),  # no peer address at all
+        ("not-an-address", None),
+        ("10.0.0.2", "garbage"),  # a proxy of ours forwarded something unreadable
+    ],
+)
+def test_a_caller_whose_address_cannot_be_read_is_limited_not_let_through(
+    api_client, settings, remote, forwarded
+):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    limits(settings, cart_create_per_ip="2/m")
+    body = {"total": 10, "currency": "USD", "items_number": 1}
+    extra = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {}
+
+    statuses = [
+        api_client.post("/api/cart/", body, REMOTE_ADDR=remote, **extra).status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [201, 201, 429]
+
+
+def test_a_client_port_does_not_make_a_new_budget(api_client, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    limits(settings, cart_create_per_ip="2/m")
+    body = {"total": 10, "currency": "USD", "items_number": 1}
+
+    statuses = [
+        api_client.post(
+            "/api/cart/", body, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=f"203.0.113.5:{port}"
+        ).status_code
+        for port in (40001, 40002, 40003)
+    ]
+
+    assert statuses == [201, 201, 429]
+
+
+def test_the_token_endpoint_fails_closed_when_the_store_is_down(api_client, settings):
+    settings.RATELIMIT_FAIL_OPEN = True  # the other limits let requests through
+    settings.CACHES = {
+        **settings.CACHES,
+        "ratelimit": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        },
+    }
+
+    response = token(api_client, "staff", "guess")
+
+    assert response.status_code == 503
+    assert error_of(response)["code"] == "rate_limit_unavailable"
+    assert (
+        api_client.post(
+            "/api/cart/", {"total": 10, "currency": "USD", "items_number": 1}
+        ).status_code
+        == 201
+    )
+
+
+def test_retry_after_never_exceeds_the_period_and_counts_down(monkeypatch):
+    from common import ratelimit
+
+    rate = ratelimit.Rate.parse("3/m")
+    clock = [1_000_000.0]
+    monkeypatch.setattr(ratelimit.time, "time", lambda: clock[0])
+    usages = []
+    for _ in range(5):
+        usages.append(ratelimit.rate_limit_hit(name="countdown_per_ip", key="k", rate=rate))
+        clock[0] += 1
+    waits = [usage.retry_after for usage in usages]
+
+    assert all(1 <= wait <= 60 for wait in waits)
+    assert waits[4] == waits[3] - 1

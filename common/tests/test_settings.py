@@ -253,3 +253,19 @@ def test_prod_serves_health_and_metrics_over_plain_http_inside_the_cluster():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == r"['^health/', '^metrics$']"
+
+
+def test_the_docs_say_what_debug_and_prod_do():
+    """DEBUG is off by default in DEV too (the code above); PROD forces it off and turns
+    the HTTPS hardening on. The README and .env.example say so, not the opposite."""
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / ".env.example").read_text()
+    settings_doc = (ROOT / "CoreRoot/settings.py").read_text().split('"""')[1]
+    env_row = next(line for line in readme.splitlines() if line.startswith("| `ENV` |"))
+
+    for text in (env_row, example, settings_doc):
+        assert "DEBUG on" not in text
+    assert "DEBUG off" in env_row
+    hardening = readme[readme.index("### Production mode") :]
+    for promise in ("`DEBUG=true` is ignored", "HSTS", "secure cookies", "`/health/`"):
+        assert promise in hardening

@@ -2,10 +2,12 @@
 production cannot tell which codes exist from the refusals."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
+from cart.models import Cart
 from cart.services import cart_apply_discount
 from cart.tests.factories import CartFactory
 from common.testing import error_of, response_json
@@ -122,6 +124,30 @@ class TestProductionRefusals:
         assert error_of(apply(api_client, CartFactory(), "POPULAR"))["code"] == "discount_invalid"
 
     @pytest.mark.parametrize(
+        "discount",
+        [
+            {"currency": "EUR"},  # a cart in another currency
+            {"currency": "USD", "min_cart_total": 100},  # a cart below the minimum
+            {},
+        ],
+        ids=["currency", "minimum", "fits"],
+    )
+    def test_a_code_used_up_by_reservations_answers_as_one_that_does_not_exist(
+        self, api_client, discount, django_assert_num_queries
+    ):
+        used_up = DiscountFactory(code="TAKEN", usage_limit=1, **discount)
+        holder = CartFactory(currency=used_up.currency or "USD", total=Decimal("500.00"))
+        cart_apply_discount(cart=holder, discount=used_up)
+        cart = CartFactory()
+        nothing_there = apply(api_client, cart, "NO-SUCH-CODE")
+
+        with django_assert_num_queries(len(_queries(api_client, cart, "NO-SUCH-CODE"))):
+            response = apply(api_client, cart, "TAKEN")  # the same path, query for query
+
+        assert (response.status_code, response.content) == (400, nothing_there.content)
+        assert Cart.objects.get(pk=cart.pk).discount_id is None
+
+    @pytest.mark.parametrize(
         ("discount", "code"),
         [
             ({"currency": "EUR"}, "discount_currency_mismatch"),
@@ -167,3 +193,12 @@ def test_dev_keeps_the_specific_reasons_of_the_tutorial(api_client):
     DiscountFactory(code="OFF", active=False)
     assert error_of(apply(api_client, CartFactory(), "OFF"))["code"] == "discount_inactive"
     assert error_of(apply(api_client, CartFactory(), "NOPE"))["code"] == "discount_not_found"
+
+
+def _queries(client, cart, code) -> list:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        apply(client, cart, code)
+    return captured.captured_queries

@@ -94,19 +94,30 @@ def test_only_a_hash_of_the_secret_is_stored():
     assert StorefrontKey.objects.verify(secret) == key
 
 
-def test_the_admin_issues_a_key_and_shows_its_secret_once(admin_client, api_client, settings):
+@pytest.mark.parametrize("button", ["_save", "_continue", "_addanother"])
+def test_the_admin_issues_a_key_and_shows_its_secret_once_on_the_page_only(
+    admin_client, api_client, settings, caplog, button
+):
     settings.REQUIRE_STOREFRONT_KEY = True
+    settings.MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
+
     response = admin_client.post(
-        "/admin/storefront/storefrontkey/add/", {"name": "web shop", "active": "on"}, follow=True
+        "/admin/storefront/storefrontkey/add/", {"name": "web shop", "active": "on", button: "1"}
     )
 
+    assert response.status_code == 200  # the page itself, not a redirect to a message
+    assert "no-store" in response["Cache-Control"]
     text = response.content.decode()
-    [secret] = re.findall(r"sfk_[A-Za-z0-9_-]{40,}", text)
+    [secret] = set(re.findall(r"sfk_[A-Za-z0-9_-]{40,}", text))
+    assert all(secret not in morsel.value for morsel in response.cookies.values())
+    assert secret not in caplog.text
     key = StorefrontKey.objects.get()
     assert key.name == "web shop"
     assert api_client.post(URL, BODY, HTTP_X_STOREFRONT_KEY=secret).status_code == 201
-    detail = admin_client.get(f"/admin/storefront/storefrontkey/{key.pk}/change/")
-    assert secret not in detail.content.decode()
+    # Nowhere to be read again: not on the key's page, not in a message on the next one.
+    for page in (f"/admin/storefront/storefrontkey/{key.pk}/change/", "/admin/"):
+        assert secret not in admin_client.get(page).content.decode()
+    assert all(secret not in morsel.value for morsel in admin_client.cookies.values())
 
 
 def test_the_command_issues_a_key():
