@@ -77,7 +77,7 @@ for pod in api worker support migrate reconcile; do
 done
 
 play "$work/play/support.yaml"
-wait_for 90 "PostgreSQL answering" podman exec support-postgres pg_isready -h 127.0.0.1 -p "$DB_PORT"
+wait_for 90 "PostgreSQL answering" podman exec support-postgres pg_isready -U shop -h 127.0.0.1 -p "$DB_PORT"
 wait_for 60 "the fake provider answering" curl -fsS "http://127.0.0.1:$PROVIDER_PORT/inspect"
 run_once "$work/play/migrate.yaml" migrate-migrate
 play "$work/play/services.yaml"
@@ -105,7 +105,7 @@ call() { # call METHOD PATH [BODY]: the answer's body; fails on a status >= 400
 json() { "$PYTHON" -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 cart=$(call POST /api/cart/ '{"total": "12.50", "currency": "USD", "items_number": 2}' | json "['id']") \
     || fail "creating a cart"
-status=$(call POST "/api/cart/$cart/pay/" '{}' | json "['payment_status']") || fail "paying the cart"
+status=$(call POST "/api/cart/$cart/pay/" '{}' | json "['cart']['payment_status']") || fail "paying the cart"
 [ "$status" = success ] || fail "the cart is $status after paying"
 echo "api: cart $cart paid (payment_status success)"
 outcomes=$(curl -fsS "$api/metrics" | grep -c '^payment_outcomes_total{.*status="success".*} 1.0$' || true)
