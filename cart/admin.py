@@ -13,12 +13,13 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
 
-from cart.models import Cart, PaymentAttemptStatus
+from cart.models import Cart, CartLine, PaymentAttemptStatus
 from cart.selectors import payments_summary
 from cart.services import cart_delete
 from common.admin import (
     Panel,
     PanelRow,
+    ReadOnlyInline,
     ServiceModelAdmin,
     format_money,
     money,
@@ -26,6 +27,25 @@ from common.admin import (
 )
 from discount.models import DiscountReservation
 from payments.admin import PaymentInline, RefundInline, refund_remaining
+
+
+class CartLineInline(ReadOnlyInline):
+    """What an itemized cart is made of, with each line's share of the discount."""
+
+    model = CartLine
+    fields = (
+        "sku",
+        "name",
+        "quantity",
+        money("unit_price"),
+        money("amount"),
+        money("amount_discounted"),
+        money("total"),
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("cart")
 
 
 @admin.register(Cart)
@@ -58,7 +78,7 @@ class CartAdmin(ServiceModelAdmin):
     )
     readonly_fields = fields
     ordering = ("-created",)
-    inlines = [PaymentInline, RefundInline]
+    inlines = [CartLineInline, PaymentInline, RefundInline]
     actions = [refund_remaining]
     delete_service = staticmethod(lambda cart: cart_delete(cart=cart))
 

@@ -8,19 +8,28 @@ the errors each operation can answer (see `common.schema.documented`).
 
 from decimal import Decimal
 
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 
 from cart.errors import (
     CartDiscountAlreadyAppliedError,
+    CartItemsNumberMismatchError,
+    CartLineNotFoundError,
+    CartNotItemizedError,
     CartPaidError,
     CartPaymentInProgressError,
+    CartSubtotalTooLargeError,
+    CartTooManyLinesError,
+    CartTotalMismatchError,
     InvalidPaymentTransitionError,
 )
 from cart.serializers import (
+    CartLineChangeSerializer,
+    CartLineSerializer,
     CartPaymentSerializer,
     CartRefundSerializer,
     CartSerializer,
     PayCartSerializer,
+    UpdateCartLineSerializer,
 )
 from common import money
 from common.schema import ErrorDoc, documented, field_error
@@ -73,11 +82,58 @@ CART_EXAMPLE = {
     "items_number": 5,
     "currency": "USD",
     "payment_status": "pending",
+    "itemized": False,
+    "lines": [],
     "discount": None,
     "payments": [],
     "refunds": [],
     "created": CREATED,
     "updated": CREATED,
+}
+
+LINES_REQUEST = {
+    "currency": "USD",
+    "lines": [
+        {"sku": "TEA-GREEN-100G", "name": "Green tea, 100 g", "quantity": 2, "unit_price": 4.5},
+        {"sku": "MUG-WHITE", "name": "White mug", "quantity": 1, "unit_price": 11},
+    ],
+}
+
+
+def _line(line_id, sku, name, quantity, unit_price, discounted):
+    amount = quantity * unit_price
+    return {
+        "id": line_id,
+        "sku": sku,
+        "name": name,
+        "quantity": quantity,
+        "unit_price": unit_price,
+        "amount": amount,
+        "amount_discounted": discounted,
+        "total": amount - discounted,
+    }
+
+
+TEA = _line(1, "TEA-GREEN-100G", "Green tea, 100 g", 2, Decimal("4.50"), Decimal("0.00"))
+MUG = _line(2, "MUG-WHITE", "White mug", 1, Decimal("11.00"), Decimal("0.00"))
+ITEMIZED_CART_EXAMPLE = {
+    **CART_EXAMPLE,
+    "items_number": 3,
+    "itemized": True,
+    "lines": [TEA, MUG],
+}
+# 5.00 off 20.00, allocated 9.00 : 11.00 -> 2.25 and 2.75.
+DISCOUNTED_ITEMIZED_EXAMPLE = {
+    **ITEMIZED_CART_EXAMPLE,
+    "total": Decimal("15.00"),
+    "amount_discounted": Decimal("5.00"),
+    "total_discounted": Decimal("15.00"),
+    "lines": [
+        _line(1, "TEA-GREEN-100G", "Green tea, 100 g", 2, Decimal("4.50"), Decimal("2.25")),
+        _line(2, "MUG-WHITE", "White mug", 1, Decimal("11.00"), Decimal("2.75")),
+    ],
+    "discount": {"id": 1, "code": "DIS20", "kind": "amount"},
+    "updated": "2026-05-04T09:30:40.000000Z",
 }
 
 DISCOUNTED_CART_EXAMPLE = {
@@ -142,11 +198,30 @@ CREATE = documented(
     description=(
         "Creates a pending cart for `total` in `currency` (ISO 4217, any case; the total "
         "may have no more decimals than the currency allows: 2 for USD, 0 for JPY). Keep "
-        "the returned `id`: it is the key to read, discount and pay the cart."
+        "the returned `id`: it is the key to read, discount and pay the cart.\n\n"
+        "Or send `lines` (`sku`, `name`, `quantity`, `unit_price`) instead of a total: "
+        "the cart is then `itemized`, its `subtotal` is the exact sum of quantity × "
+        "unit_price and `items_number` the sum of quantities. A `total` or "
+        "`items_number` sent beside lines must match them (400 `total_mismatch`, "
+        "`items_number_mismatch`). Lines then change with /lines/ while the cart is "
+        "pending, and a discount is shown allocated to them."
     ),
     request_example={"total": Decimal("20.00"), "currency": "USD", "items_number": 5},
+    examples=[
+        OpenApiExample("With lines", value=LINES_REQUEST, request_only=True),
+        OpenApiExample(
+            "Itemized cart", value=ITEMIZED_CART_EXAMPLE, response_only=True, status_codes=[201]
+        ),
+    ],
     responses={201: (CartSerializer, CART_EXAMPLE)},
-    errors=CART_ERRORS,
+    errors=[
+        *CART_ERRORS,
+        field_error("items_number", "required", "This field is required."),
+        field_error("lines.0.unit_price", "too_many_decimals", money.precision_message("USD")),
+        CartTotalMismatchError,
+        CartItemsNumberMismatchError,
+        CartSubtotalTooLargeError,
+    ],
 )
 
 RETRIEVE = documented(
@@ -319,4 +394,143 @@ REFUND = documented(
         RefundProviderBusyError,
         RefundOutcomeUnknownError,
     ],
+)
+
+
+LINE_CHANGE_ERRORS = [
+    CartNotItemizedError,
+    CartPaidError,
+    CartPaymentInProgressError,
+    CartSubtotalTooLargeError,
+]
+_REEVALUATED = (
+    "The cart's discount is re-evaluated in the same transaction: it then takes off what "
+    "it gives the new lines (and is allocated to them again), or, when the code no longer "
+    "fits the cart (below its minimum, no line it applies to, nothing left to take off), "
+    "it leaves the cart, its reserved use released, and `discount_removed` says which code "
+    "and why. A paid cart, or one being paid, answers 409."
+)
+
+ADD_LINE = documented(
+    summary="Add a line to an itemized cart",
+    description=(
+        "Adds `quantity` × `sku` at `unit_price` (in the cart's currency) to a cart "
+        "created with `lines`; `subtotal`, `items_number` and `total` follow. " + _REEVALUATED
+    ),
+    request=CartLineSerializer,
+    request_example={
+        "sku": "TEA-BLACK-100G",
+        "name": "Black tea, 100 g",
+        "quantity": 1,
+        "unit_price": Decimal("5.00"),
+    },
+    responses={
+        201: (
+            CartLineChangeSerializer,
+            {
+                "cart": {
+                    **ITEMIZED_CART_EXAMPLE,
+                    "total": Decimal("25.00"),
+                    "subtotal": Decimal("25.00"),
+                    "total_discounted": Decimal("25.00"),
+                    "items_number": 4,
+                    "lines": [
+                        TEA,
+                        MUG,
+                        _line(
+                            3,
+                            "TEA-BLACK-100G",
+                            "Black tea, 100 g",
+                            1,
+                            Decimal("5.00"),
+                            Decimal("0.00"),
+                        ),
+                    ],
+                },
+                "line": _line(
+                    3, "TEA-BLACK-100G", "Black tea, 100 g", 1, Decimal("5.00"), Decimal("0.00")
+                ),
+                "discount_removed": None,
+            },
+        )
+    },
+    errors=[
+        field_error("unit_price", "too_many_decimals", money.precision_message("USD")),
+        CartTooManyLinesError,
+        *LINE_CHANGE_ERRORS,
+    ],
+)
+
+UPDATE_LINE = documented(
+    summary="Change a line of a cart",
+    description=(
+        "Changes any of `quantity`, `unit_price` and `name` of one line (its `sku` stays: "
+        "remove the line and add another). " + _REEVALUATED
+    ),
+    request=UpdateCartLineSerializer,
+    request_example={"quantity": 3},
+    responses={
+        200: (
+            CartLineChangeSerializer,
+            {
+                "cart": {
+                    **DISCOUNTED_ITEMIZED_EXAMPLE,
+                    "total": Decimal("19.50"),
+                    "subtotal": Decimal("24.50"),
+                    "total_discounted": Decimal("19.50"),
+                    "items_number": 4,
+                    "lines": [
+                        _line(
+                            1,
+                            "TEA-GREEN-100G",
+                            "Green tea, 100 g",
+                            3,
+                            Decimal("4.50"),
+                            Decimal("2.76"),
+                        ),
+                        _line(2, "MUG-WHITE", "White mug", 1, Decimal("11.00"), Decimal("2.24")),
+                    ],
+                },
+                "line": _line(
+                    1, "TEA-GREEN-100G", "Green tea, 100 g", 3, Decimal("4.50"), Decimal("2.76")
+                ),
+                "discount_removed": None,
+            },
+        )
+    },
+    errors=[
+        field_error("quantity", "min_value", "Ensure this value is greater than or equal to 1."),
+        field_error("unit_price", "too_many_decimals", money.precision_message("USD")),
+        CartLineNotFoundError,
+        *LINE_CHANGE_ERRORS,
+    ],
+)
+
+REMOVE_LINE = documented(
+    summary="Remove a line from a cart",
+    description="Removes one line; `line` in the answer is the line removed. " + _REEVALUATED,
+    responses={
+        200: (
+            CartLineChangeSerializer,
+            {
+                "cart": {
+                    **ITEMIZED_CART_EXAMPLE,
+                    "total": Decimal("9.00"),
+                    "subtotal": Decimal("9.00"),
+                    "total_discounted": Decimal("9.00"),
+                    "items_number": 2,
+                    "lines": [TEA],
+                },
+                "line": MUG,
+                "discount_removed": {
+                    "code": "SPEND20",
+                    "error": {
+                        "code": DiscountMinimumNotMetError.code,
+                        "message": DiscountMinimumNotMetError.message,
+                    },
+                },
+            },
+        )
+    },
+    errors=[CartLineNotFoundError, *LINE_CHANGE_ERRORS],
 )

@@ -39,3 +39,45 @@ class CartNotDeletableError(ConflictError):
 class InvalidPaymentTransitionError(ConflictError):
     code = "invalid_payment_transition"
     message = "The cart's payment status cannot change that way."
+
+
+class CartTotalMismatchError(ApplicationError):
+    """A `total` sent beside lines must be what the lines add up to."""
+
+    code = "total_mismatch"
+    message = "The total is not the sum of the lines' quantity × unit_price."
+    field = "total"
+
+
+class CartItemsNumberMismatchError(ApplicationError):
+    """An `items_number` sent beside lines must be the sum of their quantities."""
+
+    code = "items_number_mismatch"
+    message = "items_number is not the sum of the lines' quantities."
+    field = "items_number"
+
+
+class CartSubtotalTooLargeError(ApplicationError):
+    code = "subtotal_too_large"
+    message = "The lines add up to more than a cart may hold."
+    field = "lines"
+
+
+class CartNotItemizedError(ConflictError):
+    """A cart created with a total alone stays a total: its lines are not known."""
+
+    code = "cart_not_itemized"
+    message = "This cart was created with a total and no lines: lines cannot be added to it."
+
+
+class CartLineNotFoundError(ApplicationError):
+    status_code = 404
+    code = "line_not_found"
+    message = "This cart has no line with that id."
+    field = "line_id"
+
+
+class CartTooManyLinesError(ApplicationError):
+    code = "too_many_lines"
+    message = "A cart holds at most 500 lines."
+    field = "lines"

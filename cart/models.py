@@ -7,11 +7,14 @@ state machine of their payment status.
     cart.pay()                       # payment_status "success" or "failed"
     cart.refund(amount=Decimal("5")) # "partially_refunded", then "refunded"
 
-`subtotal` is the amount before any discount and never changes; `total` is what will be
-charged. `total_discounted` is the tutorial's name for that same payable total. The
-tutorial's model methods stay as entry points; the flows they start live in
-`cart.services` and `payments.services`; the ledger of payment attempts is
-`payments.models`.
+`subtotal` is the amount before any discount; `total` is what will be charged. A cart
+is either a total the caller asserts (the tutorial's) or *itemized*: it has `CartLine`s,
+its `subtotal` is the sum of their amounts and `items_number` the sum of their
+quantities, both derived, and its discount is allocated to its lines
+(`Cart.save_discount`), so the line amounts after discount add up to `total`.
+`total_discounted` is the tutorial's name for that same payable total. The tutorial's
+model methods stay as entry points; the flows they start live in `cart.services` and
+`payments.services`; the ledger of payment attempts is `payments.models`.
 """
 
 from __future__ import annotations
@@ -74,6 +77,10 @@ PAID_STATUSES = frozenset(
 )
 
 
+# What applying, re-evaluating or removing a discount writes on the cart row.
+DISCOUNT_FIELDS = ("discount", "amount_discounted", "total", "updated")
+
+
 class Cart(models.Model):
     # A random UUID, not a counter: knowing a cart's id is what lets a storefront read,
     # discount and pay it, so ids must not be guessable.
@@ -85,6 +92,10 @@ class Cart(models.Model):
         default=Decimal("0"), help_text="Given back of what was charged (made refunds)."
     )
     items_number = models.PositiveIntegerField()
+    itemized = models.BooleanField(
+        default=False,
+        help_text="Made of lines: subtotal and items_number are derived from them.",
+    )
     currency = models.CharField(max_length=3, help_text="ISO-4217 code, e.g. USD.")
     payment_status = models.CharField(
         max_length=20, choices=PaymentStatus, default=PaymentStatus.PENDING
@@ -185,10 +196,51 @@ class Cart(models.Model):
 
     def remove_discount(self) -> None:
         """Take the discount off (its reserved use was released): the total is the
-        subtotal again. The caller saves."""
+        subtotal again. The caller saves (`save_discount`)."""
         self.discount = None
         self.amount_discounted = Decimal("0")
         self.total = self.subtotal
+
+    def set_discount(self, discount, amount_off: Decimal) -> None:
+        """Hold `discount`, taking `amount_off` off the subtotal. The caller saves
+        (`save_discount`)."""
+        self.discount = discount
+        self.amount_discounted = amount_off
+        self.total = self.subtotal - amount_off
+
+    def save_discount(self) -> None:
+        """Save the discount fields and give each line its share of `amount_discounted`:
+        in proportion to the line amounts the discount applies to (`Discount.applies_to`),
+        largest remainder, so the shares add up exactly to `amount_discounted`."""
+        self.save(update_fields=DISCOUNT_FIELDS)
+        if not self.itemized:
+            return
+        lines = list(self.lines.all())
+        shares = [Decimal(0)] * len(lines)
+        if self.discount is not None and self.amount_discounted:
+            eligible = [i for i, line in enumerate(lines) if self.discount.applies_to(line.sku)]
+            weights = [lines[i].amount for i in eligible]
+            for i, share in zip(
+                eligible,
+                money.allocate(self.amount_discounted, weights, self.currency),
+                strict=True,
+            ):
+                shares[i] = share
+        changed = [
+            line
+            for line, share in zip(lines, shares, strict=True)
+            if line.amount_discounted != share
+        ]
+        for line, share in zip(lines, shares, strict=True):
+            line.amount_discounted = share
+        if changed:
+            CartLine.objects.bulk_update(changed, ["amount_discounted"])
+
+    def recount_lines(self) -> None:
+        """Derive `subtotal` and `items_number` from the lines. The caller saves."""
+        lines = list(self.lines.all())
+        self.subtotal = sum((line.amount for line in lines), Decimal(0))
+        self.items_number = sum(line.quantity for line in lines)
 
     def apply_discount(self, discount) -> None:
         """Apply `discount` and update this instance (see `cart_apply_discount`)."""
@@ -212,3 +264,47 @@ class Cart(models.Model):
         from payments.services import refund_create
 
         return refund_create(cart=self, **options)
+
+
+class CartLine(models.Model):
+    """One thing being bought: `quantity` units of `sku` at `unit_price` each, in the
+    cart's currency. `amount_discounted` is its share of the cart's discount."""
+
+    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="lines")
+    sku = models.CharField(max_length=64, help_text="The shop's stock-keeping unit.")
+    name = models.CharField(max_length=200)
+    quantity = models.PositiveIntegerField()
+    unit_price = AmountField()
+    amount_discounted = AmountField(
+        default=Decimal("0"), help_text="This line's share of the cart's discount."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gte=1), name="cartline_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0) & Q(amount_discounted__gte=0),
+                name="cartline_amounts_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.sku}"
+
+    @property
+    def currency(self) -> str:
+        return self.cart.currency
+
+    @property
+    def amount(self) -> Decimal:
+        """Before discount: quantity × unit price, exact."""
+        return self.quantity * self.unit_price
+
+    @property
+    def total(self) -> Decimal:
+        """After this line's share of the discount."""
+        return self.amount - self.amount_discounted

@@ -7,11 +7,20 @@ Amounts are read as exact decimals and shown rounded to the cart's currency
 (15.00 USD, 15 JPY).
 """
 
+from decimal import Decimal
+
 from rest_framework import serializers
 
-from cart.models import Cart
+from cart.models import Cart, CartLine
+from cart.services import MAX_LINES, LineInput
 from common import money
-from common.fields import JSONAmountField, clean_currency, run_model_clean, run_validator
+from common.fields import (
+    JSONAmountField,
+    check_fits_currency,
+    clean_currency,
+    run_model_clean,
+    run_validator,
+)
 from discount.models import Discount
 from payments.serializers import (
     PaymentSerializer,
@@ -49,14 +58,99 @@ def validate_idempotency_key(value: str | None) -> str | None:
     return value
 
 
+def line_representation(line: CartLine, currency: str) -> dict:
+    def amount(value):
+        return money.quantize(value, currency)
+
+    return {
+        "id": line.id,
+        "sku": line.sku,
+        "name": line.name,
+        "quantity": line.quantity,
+        "unit_price": amount(line.unit_price),
+        "amount": amount(line.amount),
+        "amount_discounted": amount(line.amount_discounted),
+        "total": amount(line.total),
+    }
+
+
+class CartLineSerializer(serializers.ModelSerializer):
+    """One line: on write `sku`, `name`, `quantity`, `unit_price` (in the cart's
+    currency); shown with its amount, its share of the discount and its total."""
+
+    sku = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9._/-]*\Z",
+        max_length=64,
+        help_text="The shop's SKU: letters, digits, '.', '_', '/' and '-' (at most 64).",
+    )
+    name = serializers.CharField(max_length=200, help_text="What the customer sees.")
+    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+    unit_price = JSONAmountField(
+        min_value=0,
+        max_value=money.MAX_AMOUNT,
+        help_text="Price of one unit before discount, in the cart's currency.",
+    )
+    amount = JSONAmountField(read_only=True, help_text="quantity × unit_price.")
+    amount_discounted = JSONAmountField(
+        read_only=True,
+        help_text="This line's share of the cart's discount (the shares add up to the "
+        "cart's amount_discounted).",
+    )
+    total = JSONAmountField(read_only=True, help_text="amount - amount_discounted.")
+
+    class Meta:
+        model = CartLine
+        fields = (
+            "id",
+            "sku",
+            "name",
+            "quantity",
+            "unit_price",
+            "amount",
+            "amount_discounted",
+            "total",
+        )
+        read_only_fields = ("id",)
+
+    def validate(self, attrs: dict) -> dict:
+        currency = self.context.get("currency")
+        errors = {}
+        if currency and "unit_price" in attrs:
+            try:
+                run_validator(lambda v: check_fits_currency(v, currency), attrs["unit_price"])
+            except serializers.ValidationError as exc:
+                errors["unit_price"] = exc.detail
+        if attrs.get("quantity", 1) * attrs.get("unit_price", Decimal(0)) > money.MAX_AMOUNT:
+            errors["unit_price"] = [
+                serializers.ErrorDetail(
+                    f"quantity × unit_price exceeds {money.MAX_AMOUNT}.", code="max_value"
+                )
+            ]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+    def to_representation(self, instance: CartLine) -> dict:
+        return line_representation(instance, instance.cart.currency)
+
+
+class UpdateCartLineSerializer(CartLineSerializer):
+    """PATCH of a line: any of `quantity`, `unit_price`, `name` (its SKU stays)."""
+
+    sku = serializers.CharField(read_only=True)
+
+
 class CartSerializer(serializers.ModelSerializer):
-    """A cart as the API shows it (with its discount and payment attempts); on create,
-    only `total`, `currency` and `items_number` are read."""
+    """A cart as the API shows it (with its lines, discount and payment attempts); on
+    create, `total`, `currency` and `items_number` are read, or `currency` and `lines`."""
 
     total = JSONAmountField(
         min_value=0,
         max_value=money.MAX_AMOUNT,
-        help_text="On create: the cart's amount before discount. Afterwards: what to pay.",
+        required=False,
+        help_text="On create: the cart's amount before discount (required without "
+        "`lines`; with them, optional and checked against their sum). Afterwards: what "
+        "to pay.",
     )
     subtotal = JSONAmountField(read_only=True)
     amount_discounted = JSONAmountField(read_only=True)
@@ -69,7 +163,23 @@ class CartSerializer(serializers.ModelSerializer):
     currency = serializers.RegexField(
         r"^[A-Za-z]{3}$", max_length=3, help_text="ISO-4217 code, e.g. USD (any case)."
     )
-    items_number = serializers.IntegerField(min_value=0, max_value=1_000_000)
+    items_number = serializers.IntegerField(
+        min_value=0,
+        max_value=1_000_000,
+        required=False,
+        help_text="How many items (required without `lines`; with them, the sum of their "
+        "quantities, checked if sent).",
+    )
+    lines = CartLineSerializer(
+        many=True,
+        required=False,
+        max_length=MAX_LINES,
+        help_text="Optional: what is being bought. Then `subtotal` and `items_number` "
+        "are derived from them, and lines change with /lines/ while the cart is pending.",
+    )
+    itemized = serializers.BooleanField(
+        read_only=True, help_text="Made of `lines` (created with them)."
+    )
     discount = AppliedDiscountSerializer(read_only=True, allow_null=True)
     payments = PaymentSerializer(many=True, read_only=True)
     refunds = RefundSerializer(many=True, read_only=True)
@@ -94,6 +204,8 @@ class CartSerializer(serializers.ModelSerializer):
             "items_number",
             "currency",
             "payment_status",
+            "itemized",
+            "lines",
             "discount",
             "payments",
             "refunds",
@@ -102,15 +214,41 @@ class CartSerializer(serializers.ModelSerializer):
         )
         read_only_fields = ("id", "payment_status", "created", "updated")
 
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        data = getattr(self, "initial_data", None)
+        if data is not None and not (hasattr(data, "keys") and "lines" in data):
+            # The tutorial's cart: a total and a number of items, named when missing.
+            fields["total"].required = fields["items_number"].required = True
+        return fields
+
     def validate_currency(self, currency: str) -> str:
         # Checked per field too, so one response names every bad field at once.
         return run_validator(clean_currency, currency)
 
     def validate(self, attrs: dict) -> dict:
-        candidate = Cart(**attrs)
+        lines = attrs.pop("lines", None)
+        candidate = Cart(**{"total": Decimal(0), **attrs})
         run_model_clean(candidate)
         attrs["currency"] = candidate.currency  # normalized: "usd" -> "USD"
+        if lines is not None:
+            self._check_line_prices(lines, candidate.currency)
+            attrs["lines"] = [LineInput(**line) for line in lines]
         return attrs
+
+    def _check_line_prices(self, lines: list[dict], currency: str) -> None:
+        errors = [{} for _ in lines]
+        for index, line in enumerate(lines):
+            if not money.fits_currency(line["unit_price"], currency):
+                errors[index] = {
+                    "unit_price": [
+                        serializers.ErrorDetail(
+                            money.precision_message(currency), code="too_many_decimals"
+                        )
+                    ]
+                }
+        if any(errors):
+            raise serializers.ValidationError({"lines": errors})
 
     def to_representation(self, instance: Cart) -> dict:
         # Built directly: DRF would deep-copy and rebuild every declared field (and the
@@ -130,6 +268,13 @@ class CartSerializer(serializers.ModelSerializer):
             "items_number": instance.items_number,
             "currency": instance.currency,
             "payment_status": instance.payment_status,
+            "itemized": instance.itemized,
+            # Only an itemized cart has lines: others skip the query.
+            "lines": [
+                line_representation(line, instance.currency) for line in instance.lines.all()
+            ]
+            if instance.itemized
+            else [],
             "discount": discount
             and {"id": discount.id, "code": discount.code, "kind": discount.kind},
             "payments": [payment_representation(p) for p in instance.payments.all()],
@@ -149,6 +294,19 @@ class CartSerializer(serializers.ModelSerializer):
         return data
 
 
+class CartLineChangeSerializer(serializers.Serializer):
+    """The answer of a line change: the cart, the line, and the code that left the cart
+    (with why) when the change made it no longer fit."""
+
+    cart = CartSerializer()
+    line = CartLineSerializer()
+    discount_removed = serializers.DictField(
+        allow_null=True,
+        help_text="null, or {code, error: {code, message}}: the discount code that no "
+        "longer fits the cart and left it (its reserved use released).",
+    )
+
+
 class CartPaymentSerializer(serializers.Serializer):
     """The answer of /pay/: the cart and the attempt (plus `error` on a decline)."""
 
@@ -165,10 +323,13 @@ class CartRefundSerializer(serializers.Serializer):
 
 # PaymentSerializer stays importable from here, where the tutorial-era tests find it.
 __all__ = [
+    "CartLineChangeSerializer",
+    "CartLineSerializer",
     "CartPaymentSerializer",
     "CartRefundSerializer",
     "CartSerializer",
     "PayCartSerializer",
     "PaymentSerializer",
+    "UpdateCartLineSerializer",
     "validate_idempotency_key",
 ]

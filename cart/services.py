@@ -1,6 +1,10 @@
 """Flows that change carts: creating one, applying a discount code, paying it.
 
     cart = cart_create(total=Decimal("20"), currency="USD", items_number=5)
+    cart = cart_create(currency="USD", lines=[LineInput("TEA-1", "Tea", 2, Decimal("4.50"))])
+    change = cart_line_add(cart=cart, line=LineInput("MUG", "Mug", 1, Decimal("8")))
+    change = cart_line_update(cart=cart, line_id=7, quantity=3)
+    change = cart_line_remove(cart=cart, line_id=7)   # change.discount_removed: why it left
     cart_delete(cart=cart)   # only one nobody tried to pay; frees its reserved use
     cart_apply_discount(cart=cart, discount=discount)
     payment = cart_pay(cart=cart, payment_method="pm_card_visa", idempotency_key="order-42")
@@ -15,32 +19,176 @@ transaction that opens a payment attempt keeps the use, renewing an expired one,
 takes the discount off and refuses the payment (`discount_hold_for_payment`, in
 `payments.services`; see `discount.services`).
 
+Changing the lines of a cart locks its row too, and re-evaluates its discount in the same
+transaction (`discount_reevaluate`): the code then takes off what it gives the new lines,
+or leaves the cart with its reservation released, and the change says why.
+
 Paying and refunding are `payments.services` (`cart_pay` is the entry point the tutorial's
 `Cart.pay` and the API call); reconciling is `payments.reconcile`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
 import utils
-from cart.errors import CartDiscountAlreadyAppliedError
-from cart.models import Cart
+from cart.errors import (
+    CartDiscountAlreadyAppliedError,
+    CartItemsNumberMismatchError,
+    CartLineNotFoundError,
+    CartNotItemizedError,
+    CartSubtotalTooLargeError,
+    CartTooManyLinesError,
+    CartTotalMismatchError,
+)
+from cart.models import DISCOUNT_FIELDS, Cart, CartLine
+from common import money
+from discount.errors import DiscountError
 from discount.models import Discount
-from discount.services import discount_reserve
+from discount.services import discount_reevaluate, discount_reserve
 from payments.models import Payment
 from payments.services import payment_pay
 
-_DISCOUNT_FIELDS = ("discount", "amount_discounted", "total", "updated")
+_DISCOUNT_FIELDS = DISCOUNT_FIELDS
+_LINE_FIELDS = ("subtotal", "items_number", *DISCOUNT_FIELDS)
+MAX_LINES = 500
 
 
-def cart_create(*, total: Decimal, currency: str, items_number: int) -> Cart:
-    """A new, pending cart; `total` is its amount before any discount."""
-    return Cart.objects.create(
-        subtotal=total, total=total, currency=currency, items_number=items_number
+@dataclasses.dataclass(frozen=True)
+class LineInput:
+    """One line as a caller sends it (validated for shape by the serializer)."""
+
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclasses.dataclass(frozen=True)
+class LineChange:
+    """What a line change did: the cart after it, the line (as it was, once removed),
+    and why the cart's discount left it, if it did."""
+
+    cart: Cart
+    line: CartLine
+    discount_removed: DiscountError | None = None
+    discount_code: str | None = None
+
+
+def cart_create(
+    *,
+    currency: str,
+    total: Decimal | None = None,
+    items_number: int | None = None,
+    lines: Sequence[LineInput] | None = None,
+) -> Cart:
+    """A new, pending cart. Without lines, `total` is its amount before any discount (the
+    tutorial's cart). With lines, the cart is itemized: `subtotal` is the sum of their
+    amounts and `items_number` of their quantities; a `total` or `items_number` sent
+    beside them must match (`CartTotalMismatchError`, `CartItemsNumberMismatchError`).
+    """
+    if lines is None:
+        return Cart.objects.create(
+            subtotal=total, total=total, currency=currency, items_number=items_number
+        )
+    subtotal = sum((line.quantity * line.unit_price for line in lines), Decimal(0))
+    count = sum(line.quantity for line in lines)
+    _check_subtotal(subtotal)
+    if total is not None and total != subtotal:
+        shown = money.format_amount(subtotal, currency)
+        raise CartTotalMismatchError(
+            f"The total is {money.format_amount(total, currency)} but the lines add up "
+            f"to {shown}: send {shown.split()[0]} or leave the total out."
+        )
+    if items_number is not None and items_number != count:
+        raise CartItemsNumberMismatchError(
+            f"items_number is {items_number} but the lines hold {count} items."
+        )
+    with transaction.atomic():
+        cart = Cart.objects.create(
+            subtotal=subtotal, total=subtotal, currency=currency, items_number=count, itemized=True
+        )
+        CartLine.objects.bulk_create(
+            CartLine(cart=cart, **dataclasses.asdict(line)) for line in lines
+        )
+    return cart
+
+
+def _check_subtotal(subtotal: Decimal) -> None:
+    if subtotal > money.MAX_AMOUNT:
+        raise CartSubtotalTooLargeError(
+            f"The lines add up to {subtotal}; a cart holds at most {money.MAX_AMOUNT}."
+        )
+
+
+def cart_line_add(*, cart: Cart, line: LineInput) -> LineChange:
+    """Add a line to a pending (or declined) itemized cart; see `_change_lines`."""
+
+    def add(locked: Cart) -> CartLine:
+        if locked.lines.count() >= MAX_LINES:
+            raise CartTooManyLinesError()
+        return CartLine.objects.create(cart=locked, **dataclasses.asdict(line))
+
+    return _change_lines(cart, add)
+
+
+def cart_line_update(*, cart: Cart, line_id: int, **changes) -> LineChange:
+    """Change `quantity`, `unit_price` or `name` of one line; see `_change_lines`."""
+
+    def update(locked: Cart) -> CartLine:
+        found = _line_of(locked, line_id)
+        for name, value in changes.items():
+            setattr(found, name, value)
+        found.save(update_fields=list(changes))
+        return found
+
+    return _change_lines(cart, update)
+
+
+def cart_line_remove(*, cart: Cart, line_id: int) -> LineChange:
+    """Remove one line; see `_change_lines`."""
+
+    def remove(locked: Cart) -> CartLine:
+        found = _line_of(locked, line_id)
+        removed_id = found.pk
+        found.delete()
+        found.pk = removed_id
+        return found
+
+    return _change_lines(cart, remove)
+
+
+def _line_of(cart: Cart, line_id: int) -> CartLine:
+    try:
+        return cart.lines.select_for_update().get(pk=line_id)
+    except CartLine.DoesNotExist:
+        raise CartLineNotFoundError() from None
+
+
+def _change_lines(cart: Cart, change: Callable[[Cart], CartLine]) -> LineChange:
+    """Run `change` on the locked cart, recount it, and re-evaluate its discount, all in
+    one transaction; update `cart` in place. Raises `CartFrozenError` (409) for a paid
+    cart or one being paid, `CartNotItemizedError` (409) for a cart made of a total."""
+    with transaction.atomic():
+        locked = Cart.objects.select_for_update().get(pk=cart.pk)
+        locked.check_can_change()
+        if not locked.itemized:
+            raise CartNotItemizedError()
+        code = locked.discount.code if locked.discount is not None else None
+        line = change(locked)
+        locked.recount_lines()
+        _check_subtotal(locked.subtotal)
+        locked.save(update_fields=["subtotal", "items_number", "updated"])
+        reason = discount_reevaluate(cart=locked)
+    for name in (*_LINE_FIELDS, "payment_status"):
+        setattr(cart, name, getattr(locked, name))
+    return LineChange(
+        cart=cart, line=line, discount_removed=reason, discount_code=code if reason else None
     )
 
 
@@ -70,15 +218,13 @@ def cart_apply_discount(*, cart: Cart, discount: Discount) -> Cart:
         locked.check_can_change()
         if locked.discount_id is not None:
             raise CartDiscountAlreadyAppliedError()
-        amount_off = discount.amount_off(locked.subtotal, locked.currency)
+        amount_off = discount.amount_off_cart(locked)
         # Reserving the use re-checks, under the code's row lock, that it is still
         # usable: it may have been switched off or used up since the request was validated.
         discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now)
 
-        locked.discount = discount
-        locked.amount_discounted = amount_off
-        locked.total = locked.subtotal - amount_off
-        locked.save(update_fields=_DISCOUNT_FIELDS)
+        locked.set_discount(discount, amount_off)
+        locked.save_discount()
 
     for name in (*_DISCOUNT_FIELDS, "subtotal", "payment_status"):
         setattr(cart, name, getattr(locked, name))

@@ -1,4 +1,5 @@
-"""HTTP endpoints for carts: /api/cart/, /api/cart/{id}/apply_discount/, /pay/ and /refund/.
+"""HTTP endpoints for carts: /api/cart/, /api/cart/{id}/apply_discount/, /pay/, /refund/,
+/lines/ and /lines/{line_id}/.
 
 Thin by design: validate with a serializer, call `cart.services` or `payments.services`,
 serialize the cart. With ENV=PROD, listing every cart and refunding need a staff user;
@@ -17,12 +18,24 @@ from cart.errors import CartDiscountAlreadyAppliedError
 from cart.filters import CartFilter
 from cart.models import Cart
 from cart.serializers import (
+    CartLineSerializer,
     CartSerializer,
     PayCartSerializer,
     PaymentSerializer,
+    UpdateCartLineSerializer,
+    line_representation,
     validate_idempotency_key,
 )
-from cart.services import cart_apply_discount, cart_create, cart_pay
+from cart.services import (
+    LineChange,
+    LineInput,
+    cart_apply_discount,
+    cart_create,
+    cart_line_add,
+    cart_line_remove,
+    cart_line_update,
+    cart_pay,
+)
 from common.api import ListFiltersOnlyMixin
 from common.permissions import IsStaffForManagement
 from common.ratelimit import RateLimitedMixin
@@ -68,7 +81,7 @@ class CartViewSet(
         # A page of carts fetches their payments in one more query; one cart simply reads
         # its own (the same single query, without the prefetch machinery).
         if self.action == "list":
-            return self.queryset.prefetch_related("payments", "refunds")
+            return self.queryset.prefetch_related("payments", "refunds", "lines")
         return self.queryset
 
     def get_permissions(self):
@@ -126,3 +139,43 @@ class CartViewSet(
         if refund.status == RefundStatus.FAILED:
             raise RefundDeclinedError(**body)
         return Response(body)
+
+    @api_docs.ADD_LINE
+    @action(detail=True, methods=["post"], url_path="lines")
+    def add_line(self, request, pk=None):
+        cart = self.get_object()
+        serializer = CartLineSerializer(data=request.data, context={"currency": cart.currency})
+        serializer.is_valid(raise_exception=True)
+        change = cart_line_add(cart=cart, line=LineInput(**serializer.validated_data))
+        return Response(_line_change_body(change), status=201)
+
+    @api_docs.UPDATE_LINE
+    @action(detail=True, methods=["patch"], url_path=r"lines/(?P<line_id>[0-9]{1,18})")
+    def update_line(self, request, pk=None, line_id=None):
+        cart = self.get_object()
+        serializer = UpdateCartLineSerializer(
+            data=request.data, partial=True, context={"currency": cart.currency}
+        )
+        serializer.is_valid(raise_exception=True)
+        change = cart_line_update(cart=cart, line_id=int(line_id), **serializer.validated_data)
+        return Response(_line_change_body(change))
+
+    @api_docs.REMOVE_LINE
+    @update_line.mapping.delete
+    def remove_line(self, request, pk=None, line_id=None):
+        cart = self.get_object()
+        change = cart_line_remove(cart=cart, line_id=int(line_id))
+        return Response(_line_change_body(change))
+
+
+def _line_change_body(change: LineChange) -> dict:
+    removed = change.discount_removed
+    return {
+        "cart": CartSerializer(change.cart).data,
+        "line": line_representation(change.line, change.cart.currency),
+        "discount_removed": removed
+        and {
+            "code": change.discount_code,
+            "error": {"code": removed.code, "message": removed.message},
+        },
+    }

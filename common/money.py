@@ -15,6 +15,7 @@ This module imports nothing from Django, so the payment client can use it too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from functools import cache
 
@@ -95,3 +96,37 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
 def from_minor_units(units: int, currency: str) -> Decimal:
     """Inverse of `to_minor_units`: 1500 USD cents -> Decimal('15.00')."""
     return quantize(Decimal(units).scaleb(-currency_exponent(currency)), currency)
+
+
+def allocate(amount: Decimal, weights: Sequence[Decimal], currency: str) -> list[Decimal]:
+    """Split `amount` over `weights` in proportion, exactly in the currency's minor unit.
+
+    Largest remainder: each share is first rounded down to the minor unit, then the
+    minor units left over go, one each, to the shares that lost the most to rounding
+    (ties to the earlier one). So the shares always add up to `amount`, none is off its
+    exact proportion by a whole minor unit or more, and a zero weight gets nothing.
+
+        >>> allocate(Decimal("10.00"), [Decimal(1), Decimal(1), Decimal(1)], "USD")
+        [Decimal('3.34'), Decimal('3.33'), Decimal('3.33')]
+    """
+    units = to_minor_units(amount, currency)
+    if units < 0 or any(weight < 0 for weight in weights):
+        raise ValueError("Only a non-negative amount is split over non-negative weights.")
+    whole = sum(weights, Decimal(0))
+    if units and not whole:
+        raise ValueError("Nothing to split over: every weight is zero.")
+    if not units:
+        return [from_minor_units(0, currency) for _ in weights]
+    # Integer arithmetic on exact decimals: units * weight / whole as quotient and remainder.
+    exponent = min((w.as_tuple().exponent for w in (*weights, whole)), default=0)
+    scale = Decimal(1).scaleb(-exponent) if exponent < 0 else Decimal(1)
+    scaled = [int(weight * scale) for weight in weights]
+    total = int(whole * scale)
+    shares, remainders = [], []
+    for index, weight in enumerate(scaled):
+        share, remainder = divmod(units * weight, total)
+        shares.append(share)
+        remainders.append((-remainder, index))
+    for _, index in sorted(remainders)[: units - sum(shares)]:
+        shares[index] += 1
+    return [from_minor_units(share, currency) for share in shares]

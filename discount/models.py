@@ -185,6 +185,15 @@ class Discount(models.Model):
         """Uses the limit counts at `at`: consumed ones and live reservations."""
         return self.times_used + self.reservations.holding(at=at).count()
 
+    def applies_to(self, sku: str) -> bool:
+        """Whether the code discounts a cart line with this SKU (today: every line)."""
+        return True
+
+    def amount_off_cart(self, cart) -> Decimal:
+        """What the code takes off this cart (see `amount_off`), or the `DiscountError`
+        why it does not fit it."""
+        return self.amount_off(cart.subtotal, cart.currency)
+
     def amount_off(self, subtotal: Decimal, currency: str) -> Decimal:
         """What the code takes off a cart's subtotal, in the cart's currency.
 

@@ -4,6 +4,7 @@
     discount = discount_update(discount=discount, data={"active": False})
     discount_delete(discount=discount)        # DiscountInUseError once a cart used it
     discount_reserve(discount=discount, cart=locked_cart, amount=off, at=now)  # at apply
+    discount_reevaluate(cart=locked_cart)       # its lines changed: keep, resize or release
     discount_hold_for_payment(cart=locked_cart)  # opening an attempt: False if it is lost
     discount_consume_reservation(cart=cart, charged=amount)  # recording the charge
     discount_release_expired_reservations()     # from cron: `release_discount_reservations`
@@ -58,7 +59,6 @@ logger = logging.getLogger(__name__)
 # Paying keeps a live reservation for at least this long, so it cannot expire (and be
 # released) between the check before the charge and the attempt that freezes the cart.
 RESERVATION_GRACE_AT_PAYMENT = timedelta(seconds=60)
-_CART_DISCOUNT_FIELDS = ("discount", "amount_discounted", "total", "updated")
 
 
 def discount_create(
@@ -164,6 +164,40 @@ def discount_reserve(
     )
 
 
+def discount_reevaluate(*, cart: Cart) -> DiscountError | None:
+    """The lines of `cart` changed (its row locked by the caller, in its transaction,
+    `subtotal` already recounted): its discount takes off what it now gives, or, when
+    the code no longer fits the cart, leaves it with its reservation released. Returns
+    the `DiscountError` saying why it left, or None. Whether the code is still usable
+    (switched off, expired) is not asked again: the cart holds its use already, as it
+    would without the change.
+    """
+    discount = cart.discount
+    if discount is None:
+        cart.remove_discount()
+        cart.save_discount()
+        return None
+    reservation = cart.discount_reservations.filter(
+        discount_id=discount.pk, status=ReservationStatus.RESERVED
+    ).first()
+    try:
+        amount_off = discount.amount_off_cart(cart)
+    except DiscountError as reason:
+        logger.info("Cart %s: discount %s left after a line change: %s", cart.pk, discount, reason)
+        if reservation is not None:
+            _release(reservation, cart)
+        else:
+            cart.remove_discount()
+            cart.save_discount()
+        return reason
+    if reservation is not None and reservation.amount != amount_off:
+        reservation.amount = amount_off
+        reservation.save(update_fields=["amount", "updated"])
+    cart.set_discount(discount, amount_off)
+    cart.save_discount()
+    return None
+
+
 def discount_hold_for_payment(*, cart: Cart) -> bool:
     """Keep the use a cart's discount holds for the attempt about to charge its total.
 
@@ -202,7 +236,7 @@ def discount_hold_for_payment(*, cart: Cart) -> bool:
             _release(reservation, cart)
         else:
             cart.remove_discount()
-            cart.save(update_fields=_CART_DISCOUNT_FIELDS)
+            cart.save_discount()
         return False
     if reservation is None:  # applied before uses were reserved: reserve it now
         DiscountReservation.objects.create(
@@ -282,7 +316,7 @@ def _match_the_charge(cart: Cart, charged: Decimal) -> None:
     cart.discount_id = earlier.discount_id
     cart.amount_discounted = earlier.amount
     cart.total = charged
-    cart.save(update_fields=_CART_DISCOUNT_FIELDS)
+    cart.save_discount()
 
 
 def discount_release_expired_reservations(*, now: datetime | None = None, batch: int = 500) -> int:
@@ -319,7 +353,7 @@ def _release(reservation: DiscountReservation, cart: Cart) -> None:
     reservation.save(update_fields=["status", "updated"])
     if cart.discount_id == reservation.discount_id:
         cart.remove_discount()
-        cart.save(update_fields=_CART_DISCOUNT_FIELDS)
+        cart.save_discount()
 
 
 def discount_reveals_reasons(*, user) -> bool:

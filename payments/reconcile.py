@@ -106,7 +106,7 @@ def _settle_open_attempts(api, counts, untouched_since, now) -> None:
                 settled = payment  # a request of it may still land
             else:
                 settled = transitions.attempt_not_charged(
-                    payment=payment, code=ErrorCode.NOT_IN_LEDGER
+                    payment=payment, code=ErrorCode.NOT_IN_LEDGER, as_of=payment.updated
                 )
         except (utils.PaymentProviderError, ApplicationError) as exc:
             logger.warning("Reconcile: attempt %s still unknown: %s", payment.pk, exc)
@@ -209,7 +209,9 @@ def _settle_refunds(api, counts, untouched_since, since, now) -> None:
             elif refund.in_flight_until is not None and refund.in_flight_until > now:
                 settled = refund
             else:
-                settled = transitions.refund_not_made(refund=refund, code=ErrorCode.NOT_IN_LEDGER)
+                settled = transitions.refund_not_made(
+                    refund=refund, code=ErrorCode.NOT_IN_LEDGER, as_of=refund.updated
+                )
         except (utils.PaymentProviderError, ApplicationError) as exc:
             logger.warning("Reconcile: refund %s still unknown: %s", refund.pk, exc)
             counts["refunds_unknown"] += 1

@@ -265,7 +265,9 @@ def _settle_before_another_method(attempt: Payment, api: utils.PaymentAPI) -> No
     elif _may_land(attempt):
         raise EarlierPaymentOutcomeUnknownError()
     else:
-        transitions.attempt_not_charged(payment=attempt, code=ErrorCode.NOT_IN_LEDGER)
+        transitions.attempt_not_charged(
+            payment=attempt, code=ErrorCode.NOT_IN_LEDGER, as_of=attempt.updated
+        )
 
 
 def _being_sent(payment: Payment) -> bool:

@@ -16,12 +16,11 @@ them are logged by the caller, never stored.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 import utils
@@ -140,11 +139,17 @@ def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Paymen
         return current
 
 
-def attempt_not_charged(*, payment: Payment, code: ErrorCode) -> Payment:
-    """Proven: the attempt charged nothing. The cart goes back to where it was."""
+def attempt_not_charged(
+    *, payment: Payment, code: ErrorCode, as_of: datetime | None = None
+) -> Payment:
+    """Proven: the attempt charged nothing. The cart goes back to where it was.
+
+    `as_of`: the attempt's `updated` when the proof was gathered (an empty ledger read
+    after it). If anything touched it since, such as a pay resuming it and sending it
+    again, the proof is about a state that is gone: nothing changes."""
     with transaction.atomic():
         cart, current = _locked(payment.cart_id, Payment, payment.pk)
-        if not current.is_open:
+        if not current.is_open or (as_of is not None and current.updated != as_of):
             return current
         current.status = PaymentAttemptStatus.ERROR
         current.error_code = code
@@ -200,13 +205,9 @@ def refund_started(
     *, cart: Cart, payment: Payment, amount: Decimal, reason: str, request_key: str, key=None
 ) -> Refund | None:
     """Reserve `amount` of the charge and record the refund, or None when the charge has
-    less than that left. The conditional UPDATE is the rule that refunds never exceed
-    what was charged (the check constraint backs it up). Called inside the transaction
-    that locked the cart."""
-    reserved = Payment.objects.filter(
-        pk=payment.pk, amount_refunded__lte=F("amount") - amount
-    ).update(amount_refunded=F("amount_refunded") + amount)
-    if not reserved:
+    less than that left (`_change_hold` is the rule that refunds never exceed what was
+    charged). Called inside the transaction that locked the cart."""
+    if not _change_hold(payment, amount):
         return None
     refund = Refund(
         payment=payment,
@@ -280,11 +281,12 @@ def refund_made(*, refund: Refund, result: utils.RefundResult) -> Refund:
         return current
 
 
-def refund_not_made(*, refund: Refund, code: ErrorCode) -> Refund:
-    """Proven: nothing was refunded. Its reservation on the charge is released."""
+def refund_not_made(*, refund: Refund, code: ErrorCode, as_of: datetime | None = None) -> Refund:
+    """Proven: nothing was refunded. Its reservation on the charge is released.
+    `as_of`: as for `attempt_not_charged`."""
     with transaction.atomic():
         _, current = _locked(refund.cart_id, Refund, refund.pk)
-        if not current.is_open:
+        if not current.is_open or (as_of is not None and current.updated != as_of):
             return current
         current.status = (
             RefundStatus.FAILED
@@ -296,9 +298,8 @@ def refund_not_made(*, refund: Refund, code: ErrorCode) -> Refund:
         current.completed = timezone.now()
         current.in_flight_until = None
         current.save()
-        Payment.objects.filter(pk=current.payment_id).update(
-            amount_refunded=F("amount_refunded") - current.amount
-        )
+        if not _change_hold(current.payment, -current.amount):
+            logger.error("Refund %s: its hold could not be released", current.pk)
         return current
 
 
@@ -314,8 +315,24 @@ def refund_held_open(*, refund: Refund, code: ErrorCode, in_flight: bool) -> Ref
 
 
 def _reserve_again(refund: Refund) -> bool:
-    return bool(
-        Payment.objects.filter(
-            pk=refund.payment_id, amount_refunded__lte=F("amount") - refund.amount
-        ).update(amount_refunded=F("amount_refunded") + refund.amount)
-    )
+    return _change_hold(refund.payment, refund.amount)
+
+
+def _change_hold(charge: Payment, by: Decimal) -> bool:
+    """Change what refunds hold of `charge` (read with its cart locked) by `by`
+    (negative: a release), unless that would take it above the charge or below zero.
+    False, and nothing changes, then.
+
+    The cart's lock makes the refunds of one cart take their turns. The sum is made
+    here in `Decimal` (SQLite would add in binary floating point, where 0.10 + 0.20
+    exceeds 0.30), and written only if the hold is still what was read (a compare and
+    set, should anything change it without the cart's lock); the check constraint
+    `payment_refunds_within_amount` backs it up."""
+    held = charge.amount_refunded + by
+    if not 0 <= held <= charge.amount:
+        return False
+    changed = Payment.objects.filter(pk=charge.pk, amount_refunded=charge.amount_refunded)
+    if not changed.update(amount_refunded=held):
+        return False
+    charge.amount_refunded = held
+    return True

@@ -30,6 +30,25 @@ def fresh_discount(post: Post) -> dict:
     return {"id": post("/api/discount/", {"code": f"WALK{next(_numbers)}", "value": 1})["id"]}
 
 
+def itemized_cart(post: Post) -> dict:
+    line = {"sku": "TEA", "name": "Tea", "quantity": 2, "unit_price": 4.5}
+    return {"id": post("/api/cart/", {"currency": "USD", "lines": [line]})["id"]}
+
+
+def cart_line(post: Post) -> dict:
+    cart = post(
+        "/api/cart/",
+        {
+            "currency": "USD",
+            "lines": [
+                {"sku": "TEA", "name": "Tea", "quantity": 2, "unit_price": 4.5},
+                {"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": 11},
+            ],
+        },
+    )
+    return {"id": cart["id"], "line_id": cart["lines"][0]["id"]}
+
+
 def paid_cart(post: Post) -> dict:
     cart = fresh_cart(post)
     post(f"/api/cart/{cart['id']}/pay/", {"payment_method": "pm_card_visa"})
@@ -55,6 +74,9 @@ SETUP: dict[str, Callable[[Post], dict]] = {
     "cart_apply_discount_create": fresh_cart,
     "cart_pay_create": fresh_cart,
     "cart_refund_create": paid_cart,
+    "cart_lines_create": itemized_cart,
+    "cart_lines_partial_update": cart_line,
+    "cart_lines_destroy": cart_line,
 }
 
 

@@ -653,7 +653,9 @@ def raw(text: str) -> FakeResponse:
         raw(json.dumps(payment()).replace('"amount": 1500', '"amount": 1500.0')),
         raw(json.dumps(payment()).replace('"amount": 1500', '"amount": 1.5e3')),
         raw(json.dumps(payment()).replace('"amount": 1500', '"amount": NaN')),
-        raw(json.dumps(payment()).replace('"amount": 1500', '"amount": 1500, "amount": 1')),
+        raw(json.dumps(payment()).replace('"amount": 1500', '"amount": 1500, "fee": NaN')),
+        # The same value twice: only the duplicate key itself is wrong.
+        raw(json.dumps(payment()).replace('"amount": 1500', '"amount": 1500, "amount": 1500')),
         ok(currency="EUR"),
         ok(currency="usd"),
         ok(currency=None),
@@ -685,6 +687,7 @@ def raw(text: str) -> FakeResponse:
         "float-y-amount-1500.0",
         "float-y-amount-exponent",
         "amount-NaN",
+        "NaN-beside-the-amount",
         "duplicate-amount-key",
         "wrong-currency",
         "lower-case-currency",
@@ -919,14 +922,14 @@ def test_get_payment_accepts_integer_cart_id_of_other_clients():
 
 
 def test_inspect_returns_the_health_answer_without_floats():
-    health = '{"available": 1, "balance": "20.00", "payments": 0, "ratio": 0.5, "faults": []}'
+    health = '{"available": 1, "balance": "20.00", "payments": 0, "ratio": 0.1, "faults": []}'
     api, session, _ = make_api(raw(health))
 
     answer = api.inspect()
 
     assert answer["available"] == 1
     assert answer["balance"] == "20.00"
-    assert answer["ratio"] == Decimal("0.5")
+    assert answer["ratio"] == Decimal("0.1")  # as written: a float would be 0.1000000000000000055…
     assert session.calls[0].url == f"{BASE_URL}/inspect"
 
 

@@ -55,6 +55,13 @@ def new_cart(client):
     return client.post("/api/cart/", {"total": 20, "currency": "USD", "items_number": 1})
 
 
+def new_itemized_cart(client):
+    lines = [
+        {"sku": f"SKU-{n}", "name": "Thing", "quantity": 2, "unit_price": 3} for n in range(50)
+    ]
+    return client.post("/api/cart/", {"currency": "USD", "lines": lines}, format="json")
+
+
 def one_cart(client):
     cart = CartFactory()
     Payment.objects.create(
@@ -67,10 +74,13 @@ CODES = (f"NEW{n}" for n in itertools.count())
 
 BUDGETS = {
     # name: (budget, request)
-    # Carts, their payments, their refunds: one query each per page.
-    "list carts": (3, lambda c: c.get("/api/cart/", {"page_size": 100})),
-    "list carts filtered": (3, lambda c: c.get("/api/cart/?payment_status=failed&currency=USD")),
+    # Carts, their payments, their refunds, their lines: one query each per page.
+    "list carts": (4, lambda c: c.get("/api/cart/", {"page_size": 100})),
+    "list carts filtered": (4, lambda c: c.get("/api/cart/?payment_status=failed&currency=USD")),
     "create cart": (2, new_cart),
+    # The cart and all its lines in one insert each, in one transaction (4), then the
+    # answer reads its payments and lines (2).
+    "create itemized cart": (6, new_itemized_cart),
     "list discounts": (1, lambda c: c.get("/api/discount/", {"page_size": 100})),
     "list discounts by code": (1, lambda c: c.get("/api/discount/", {"code": "seed3"})),
     "create discount": (4, lambda c: c.post("/api/discount/", {"code": next(CODES), "value": 5})),

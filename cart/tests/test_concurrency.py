@@ -105,3 +105,26 @@ def test_racing_carts_reserve_no_more_than_the_limit_beside_expired_reservations
     discount.refresh_from_db()
     assert discount.uses_held(at=timezone.now()) == 3
     assert discount.reservations.filter(cart__in=carts).count() == 3
+
+
+def test_line_changes_racing_on_one_cart_are_all_counted_and_the_discount_follows():
+    from cart.tests.factories import itemized_cart
+    from discount.tests.factories import PercentDiscountFactory
+
+    cart = itemized_cart(("TEA", 1, "1.00"))
+    cart.apply_discount(PercentDiscountFactory(code="TEN", value=Decimal("10")))
+    line = {"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": "10.00"}
+
+    responses = race(
+        [
+            lambda: APIClient().post(f"/api/cart/{cart.pk}/lines/", line, format="json")
+            for _ in range(THREADS)
+        ]
+    )
+
+    assert [r.status_code for r in responses] == [201] * THREADS, [r.content for r in responses]
+    cart.refresh_from_db()
+    assert (cart.subtotal, cart.items_number) == (Decimal("81.00"), 1 + THREADS)
+    assert (cart.amount_discounted, cart.total) == (Decimal("8.10"), Decimal("72.90"))
+    assert sum(cart.lines.values_list("amount_discounted", flat=True)) == Decimal("8.10")
+    assert DiscountReservation.objects.get(cart=cart).amount == Decimal("8.10")

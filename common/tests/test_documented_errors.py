@@ -66,6 +66,17 @@ IMPOSSIBLE = {
     ("cart_pay_create", 400, "discount_inactive"),
     ("cart_pay_create", 400, "discount_not_started"),
     ("cart_pay_create", 400, "discount_usage_limit_reached"),
+    # Changing lines: a code that no longer fits the cart is caught by
+    # discount_reevaluate, which takes it off and says why in `discount_removed`.
+    *(
+        (operation, 400, code)
+        for operation in ("cart_lines_create", "cart_lines_partial_update", "cart_lines_destroy")
+        for code in (
+            "discount_currency_mismatch",
+            "discount_has_no_effect",
+            "discount_minimum_not_met",
+        )
+    ),
 }
 
 

@@ -1,6 +1,8 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from common import money
 
@@ -64,3 +66,76 @@ def test_minor_units_round_trip_exactly():
 def test_minor_units_refuse_amounts_finer_than_the_currency():
     with pytest.raises(ValueError, match="more decimals"):
         money.to_minor_units(Decimal("10.5"), "JPY")
+
+
+# -- allocation ------------------------------------------------------------------------
+
+CURRENCIES = st.sampled_from(["USD", "JPY", "BHD", "CLF"])
+
+
+@st.composite
+def allocations(draw):
+    currency = draw(CURRENCIES)
+    units = draw(st.integers(min_value=0, max_value=10**12))
+    weights = draw(
+        st.lists(
+            st.decimals(min_value=0, max_value=10**9, places=draw(st.integers(0, 4))),
+            min_size=1,
+            max_size=40,
+        ).filter(lambda ws: sum(ws) > 0)
+    )
+    return money.from_minor_units(units, currency), weights, currency
+
+
+@given(allocations())
+def test_allocated_shares_add_up_exactly_to_the_amount(case):
+    amount, weights, currency = case
+    shares = money.allocate(amount, weights, currency)
+    assert sum(shares) == amount
+    assert len(shares) == len(weights)
+    assert all(money.fits_currency(share, currency) for share in shares)
+
+
+@given(allocations())
+def test_each_share_is_within_one_minor_unit_of_its_exact_proportion(case):
+    amount, weights, currency = case
+    unit = Decimal(1).scaleb(-money.currency_exponent(currency))
+    whole = sum(weights)
+    for share, weight in zip(money.allocate(amount, weights, currency), weights, strict=True):
+        exact = amount * weight / whole
+        assert abs(share - exact) < unit
+        if weight == 0:
+            assert share == 0
+
+
+def test_largest_remainders_get_the_leftover_units_earliest_first_on_ties():
+    three = [Decimal(1), Decimal(1), Decimal(1)]
+    assert money.allocate(Decimal("10.00"), three, "USD") == [
+        Decimal("3.34"),
+        Decimal("3.33"),
+        Decimal("3.33"),
+    ]
+    # 1.00 over 1:2 is 0.333… and 0.666…: the second lost more to rounding.
+    assert money.allocate(Decimal("1.00"), [Decimal("5.00"), Decimal("10.00")], "USD") == [
+        Decimal("0.33"),
+        Decimal("0.67"),
+    ]
+    assert money.allocate(Decimal("7"), [Decimal("2"), Decimal("0")], "JPY") == [7, 0]
+
+
+def test_allocating_nothing_gives_zero_shares_even_over_zero_weights():
+    assert money.allocate(Decimal("0.00"), [Decimal(0), Decimal(0)], "USD") == [0, 0]
+
+
+@pytest.mark.parametrize(
+    ("amount", "weights"),
+    [
+        (Decimal("1.00"), [Decimal(0)]),
+        (Decimal("-1.00"), [Decimal(1)]),
+        (Decimal("1.00"), [Decimal(-1), Decimal(2)]),
+        (Decimal("1.001"), [Decimal(1)]),
+    ],
+)
+def test_allocation_refuses_what_cannot_be_split(amount, weights):
+    with pytest.raises(ValueError, match=r"split|decimals"):
+        money.allocate(amount, weights, "USD")

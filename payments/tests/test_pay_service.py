@@ -834,6 +834,27 @@ def test_another_card_is_charged_once_nothing_of_the_open_attempt_can_land():
     assert provider.requests[0]["payment_method"] == "pm_card_visa"
 
 
+def test_another_card_never_closes_an_attempt_the_same_card_resumed_during_the_lookup():
+    cart = CartFactory()
+    attempt = leave_unknown(cart)
+    expire_in_flight(attempt)
+
+    def resumed_meanwhile(request):
+        Payment.objects.filter(pk=attempt.pk).update(
+            status=PaymentAttemptStatus.PROCESSING, updated=timezone.now()
+        )
+        return None  # and the ledger has nothing yet
+
+    provider = ScriptedProvider(ledger={attempt.idempotency_key: resumed_meanwhile})
+
+    with pytest.raises((CartPaymentInProgressError, EarlierPaymentOutcomeUnknownError)):
+        cart_pay(cart=cart, payment_method="pm_card_visa", api=provider)
+
+    assert provider.requests == []  # the other card was never sent
+    assert Payment.objects.get().status == PaymentAttemptStatus.PROCESSING
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+
 def test_resuming_an_unknown_attempt_may_find_it_unknown_again():
     cart = CartFactory()
     attempt = leave_unknown(cart)

@@ -616,3 +616,54 @@ def test_the_command_gives_back_a_second_charge_once(fake_provider):
 
 def fake_provider_api(fake_provider) -> utils.PaymentAPI:
     return utils.PaymentAPI(fake_provider.url)
+
+
+# --- races with a live pay ----------------------------------------------------------------
+
+
+def resumed_meanwhile(payment: Payment):
+    """A ledger lookup during which a live pay resumes the attempt (as `attempt_started`
+    does: processing, touched now) and sends it; the ledger has nothing yet."""
+
+    def lookup(request):
+        Payment.objects.filter(pk=payment.pk).update(
+            status=PaymentAttemptStatus.PROCESSING, updated=timezone.now()
+        )
+        return None
+
+    return lookup
+
+
+@pytest.mark.parametrize("status", OPEN_STATUSES)
+def test_an_attempt_a_live_pay_resumes_during_the_lookup_is_not_closed(status):
+    cart, payment = open_attempt(status)
+    Payment.objects.filter(pk=payment.pk).update(in_flight_until=None)
+    provider = ScriptedProvider(find=[resumed_meanwhile(payment)])
+
+    result = payments_reconcile(older_than=OLDER_THAN, api=provider)
+
+    assert result == counts(still_unknown=1)
+    assert state(cart, payment) == (PaymentAttemptStatus.PROCESSING, PaymentStatus.PROCESSING)
+
+
+def test_a_refund_a_live_request_resumes_during_the_lookup_is_not_closed():
+    cart = CartFactory()
+    charged = cart_pay(cart=cart, api=ScriptedProvider(pay=[CHARGED]))
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund_create(
+            cart=cart,
+            amount=Decimal("5.00"),
+            api=ScriptedProvider(refund=[timeout()], find=[NOT_FOUND]),
+        )
+    Refund.objects.update(
+        updated=timezone.now() - timedelta(minutes=5), in_flight_until=timezone.now()
+    )
+
+    def resumed(key):
+        Refund.objects.update(status="processing", updated=timezone.now())
+
+    result = payments_reconcile(older_than=OLDER_THAN, api=ScriptedProvider(find=[resumed]))
+
+    assert result == counts(refunds_unknown=1)
+    assert Refund.objects.get().status == "processing"
+    assert Payment.objects.get(pk=charged.pk).amount_refunded == Decimal("5.00")

@@ -67,3 +67,24 @@ def test_full_and_partial_refunds_racing_give_back_exactly_the_charge(fake_provi
     assert (held.amount_refunded, held.payment_status) == (Decimal("10.00"), "refunded")
     charge = Payment.objects.get(cart=cart, status="success")
     assert sum(r["amount"] for r in fake_provider.refunds(charge.provider_payment_id)) == 1000
+
+
+def test_racing_refunds_of_a_tenth_give_back_exactly_the_charge(fake_provider, settings):
+    # 0.10 has no exact binary form: the holds must add up in Decimal, not in the
+    # database's floating point, for the fifteenth refund to fit and the sixteenth not to.
+    settings.PAYMENT_MAX_IN_FLIGHT = 0
+    cart = CartFactory(total=Decimal("1.50"))
+    assert APIClient().post(f"/api/cart/{cart.pk}/pay/", {}).status_code == 200
+
+    def refund_a_tenth():
+        return APIClient().post(f"/api/cart/{cart.pk}/refund/", {"amount": "0.10"})
+
+    responses = race([refund_a_tenth] * RACERS)
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 15 + [409] * (RACERS - 15), [r.content for r in responses]
+    held = Cart.objects.get(pk=cart.pk)
+    assert (held.amount_refunded, held.payment_status) == (Decimal("1.50"), "refunded")
+    charge = Payment.objects.get(cart=cart, status="success")
+    assert charge.amount_refunded == Decimal("1.50")
+    assert sum(r["amount"] for r in fake_provider.refunds(charge.provider_payment_id)) == 150

@@ -497,3 +497,42 @@ def test_a_busy_process_tries_a_refund_not_made_again_later_instead_of_replaying
 
     made, _ = refund(cart, "3.00", REFUNDED, key="r1")
     assert made.status == RefundStatus.SUCCESS
+
+
+# --- sums in Decimal ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("total", "parts"),
+    [
+        ("0.30", ["0.10", "0.20"]),
+        ("0.60", ["0.10", "0.20", "0.30"]),
+        ("1.10", ["0.70", "0.10", "0.30"]),
+    ],
+)
+def test_refunds_that_add_up_exactly_to_the_charge_are_all_made(total, parts):
+    # SQLite computes `amount_refunded + 0.10` in binary floating point: 0.10 + 0.20
+    # there is 0.30000000000000004, which is more than a charge of 0.30.
+    cart = paid_cart(total)
+
+    for part in parts:
+        made, _ = refund(cart, part, REFUNDED)
+        assert made.status == RefundStatus.SUCCESS
+
+    assert charge_of(cart).amount_refunded == Decimal(total)
+    assert (cart.amount_refunded, cart.payment_status) == (Decimal(total), "refunded")
+    with pytest.raises(RefundExceedsCapturedError):
+        refund(cart, "0.01")
+
+
+def test_a_hold_released_after_another_is_exact():
+    cart = paid_cart("0.30")
+    refund(cart, "0.10", REFUNDED)
+    with pytest.raises(ProviderUnavailableError):
+        refund(cart, "0.10", unavailable())  # held, then released
+
+    made, _ = refund(cart, None, REFUNDED)  # everything left
+
+    assert made.amount == Decimal("0.20")
+    assert charge_of(cart).amount_refunded == Decimal("0.30")
+    assert cart.payment_status == "refunded"
