@@ -7,11 +7,16 @@ surviving mutants by name (`mutmut show NAME` prints one as a diff).
                                     # test the survivors again, after adding tests
 
 Reads mutmut's result files (mutants/<file>.meta). The score counts killed and timed-out
-mutants (a mutant that makes the tests hang is caught) over all checked ones.
+mutants (a mutant that makes the tests hang is caught) over all checked ones. The second
+score leaves out the survivors that are equivalent by their kind, found from the
+mutant's diff: a changed log call (its message or arguments), or a changed message text
+of an error (only the words a person reads change, not what is raised or returned).
+The other survivors are listed by name, with their diff (`--diffs`).
 """
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from configparser import ConfigParser
@@ -19,6 +24,40 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CAUGHT = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+STRING = re.compile(r"""[rbuf]*("[^"\\]*(?:\\.[^"\\]*)*"|'[^'\\]*(?:\\.[^'\\]*)*')""")
+MESSAGE_CALL = re.compile(r"(\bbad\(|_protocol\(|Error\(|\braise\b|message)")
+
+
+def kind_of(diff: str) -> str | None:
+    """ "log" or "message" when the mutant only changes what a person reads, else None."""
+    lines = diff.splitlines()[2:]
+    changed = [n for n, line in enumerate(lines) if line[:1] in "+-" and not line.startswith("@@")]
+    if not changed:
+        return None
+    first = changed[0]
+    indent = len(lines[first]) - len(lines[first][1:].lstrip())
+    opener = ""
+    for line in reversed(lines[:first]):
+        if line[:1] == " " and len(line) - len(line[1:].lstrip()) < indent:
+            opener = line
+            break
+    removed = [lines[n][1:] for n in changed if lines[n][0] == "-"]
+    added = [lines[n][1:] for n in changed if lines[n][0] == "+"]
+    if any("logger." in line for line in removed) or (
+        "logger." in opener and not opener.rstrip().endswith(":")
+    ):
+        return "log"
+
+    def words_only(line: str) -> str:
+        return re.sub(r"\bNone\b", "S", STRING.sub("S", line)).replace(" ", "")
+
+    same_code = [words_only(line) for line in removed] == [words_only(line) for line in added]
+    context = " ".join([opener, *removed])
+    if same_code and MESSAGE_CALL.search(context):
+        return "message"
+    return None
 
 
 def status(exit_code: int | None) -> str:
@@ -37,44 +76,70 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fail-under", type=float, help="exit 1 if a file scores below this")
     parser.add_argument("--survivors", action="store_true", help="only the survivors' names")
+    parser.add_argument(
+        "--diffs", action="store_true", help="the diff of each unexplained survivor"
+    )
     args = parser.parse_args()
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
 
-    rows, survivors, low = [], [], []
-    totals = Counter()
+    rows, survivors, unexplained, low = [], [], [], []
+    totals, kinds = Counter(), Counter()
     for name in measured_files():
         meta = ROOT / "mutants" / f"{name}.meta"
         if not meta.exists():
-            rows.append(f"| `{name}` | not run | | | | |")
+            rows.append(f"| `{name}` | not run | | | | | |")
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         counts = Counter(status(code) for code in codes.values())
+        lived = sorted(key for key, code in codes.items() if status(code) == "survived")
+        survivors += lived
+        if args.survivors:
+            continue
+        left = []
+        for key in lived:
+            diff = get_diff_for_mutant(key, path=name)
+            kind = kind_of(diff)
+            if kind:
+                kinds[kind] += 1
+            else:
+                left.append((key, diff))
+        unexplained += left
         caught = sum(counts[s] for s in CAUGHT)
-        checked = caught + counts["survived"]
-        score = 100 * caught / checked if checked else 100.0
-        if args.fail_under is not None and score < args.fail_under:
+        score = 100 * caught / (caught + len(lived)) if caught + len(lived) else 100.0
+        real = 100 * caught / (caught + len(left)) if caught + len(left) else 100.0
+        if args.fail_under is not None and real < args.fail_under:
             low.append(name)
         totals.update(counts)
+        totals["left"] += len(left)
         rows.append(
-            f"| `{name}` | {score:.1f} % | {caught} | {counts['survived']} "
-            f"| {counts['no tests']} | {counts['not checked']} |"
+            f"| `{name}` | {score:.1f} % | {real:.1f} % | {caught} | {len(lived)} "
+            f"| {len(left)} | {counts['no tests'] + counts['not checked']} |"
         )
-        survivors += sorted(key for key, code in codes.items() if status(code) == "survived")
     if args.survivors:
         print(" ".join(survivors))
         return 0
     caught = sum(totals[s] for s in CAUGHT)
-    checked = caught + totals["survived"]
-    print("| file | score | caught | survived | no test runs it | not checked yet |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    lived = totals["survived"]
+    print(
+        "| file | score | without log and message mutants | caught | survived "
+        "| of which not log or message | not run |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
-    if checked:
+    if caught + lived:
         print(
-            f"| all | {100 * caught / checked:.1f} % | {caught} | {totals['survived']} "
-            f"| {totals['no tests']} | {totals['not checked']} |"
+            f"| all | {100 * caught / (caught + lived):.1f} % "
+            f"| {100 * caught / (caught + totals['left']):.1f} % | {caught} | {lived} "
+            f"| {totals['left']} | {totals['no tests'] + totals['not checked']} |"
         )
-    print("\nSurvivors:" if survivors else "\nNo survivors.")
-    for key in survivors:
+    print(
+        f"\nSurvivors that only change a log call: {kinds['log']}; only an error's "
+        f"message text: {kinds['message']}. The others ({len(unexplained)}):"
+    )
+    for key, diff in unexplained:
         print(f"- {key}")
+        if args.diffs:
+            print("\n".join(f"      {line}" for line in diff.splitlines()[2:] if line[:1] in "+-"))
     if low:
         print(f"\nBelow {args.fail_under} %: {', '.join(low)}", file=sys.stderr)
         return 1

@@ -1212,3 +1212,23 @@ def test_retry_after_follows_how_long_provider_calls_have_been_taking(settings):
     for _ in range(60):
         times.add(0.01)
     assert times.retry_after() == 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [
+        pytest.param(WorkerCrash, WorkerCrash, id="unexpected_exception"),
+        pytest.param(unavailable, ProviderUnavailableError, id="provider_never_reached"),
+        pytest.param(timeout, PaymentOutcomeUnknownError, id="outcome_unknown"),
+    ],
+)
+def test_a_slot_is_given_back_however_the_pay_ends(settings, failure, raised):
+    settings.PAYMENT_MAX_IN_FLIGHT = 1
+
+    for _ in range(3):  # more pays than slots: each must give its slot back
+        cart, provider = CartFactory(), ScriptedProvider(pay=[failure()], find=[unavailable()])
+        with pytest.raises(raised):
+            cart_pay(cart=cart, api=provider)
+
+    paid = cart_pay(cart=CartFactory(), api=ScriptedProvider(pay=[CHARGED]))
+    assert paid.status == "success"
