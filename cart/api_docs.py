@@ -35,13 +35,20 @@ from common import money
 from common.schema import ErrorDoc, documented, field_error
 from discount.api_docs import CREATE_EXAMPLE as DISCOUNT_EXAMPLE
 from discount.errors import (
+    DiscountBudgetExhaustedError,
     DiscountCodeMalformedError,
+    DiscountCodeUsedError,
     DiscountCurrencyMismatchError,
+    DiscountCustomerLimitReachedError,
+    DiscountCustomerRequiredError,
     DiscountExpiredError,
+    DiscountFirstOrderOnlyError,
     DiscountInactiveError,
     DiscountInvalidError,
     DiscountMinimumNotMetError,
     DiscountNoEffectError,
+    DiscountNoMatchingLinesError,
+    DiscountNotBetterError,
     DiscountNotFoundError,
     DiscountNotStartedError,
     DiscountReservationExpiredError,
@@ -60,6 +67,7 @@ from payments.errors import (
     ProviderUnavailableError,
     RefundDeclinedError,
     RefundExceedsCapturedError,
+    RefundExceedsLineError,
     RefundInProgressError,
     RefundOutcomeUnknownError,
     RefundProviderBadAnswerError,
@@ -82,6 +90,7 @@ CART_EXAMPLE = {
     "items_number": 5,
     "currency": "USD",
     "payment_status": "pending",
+    "customer_ref": "",
     "itemized": False,
     "lines": [],
     "discount": None,
@@ -257,6 +266,13 @@ APPLY_DISCOUNT = documented(
         DiscountCurrencyMismatchError,
         DiscountMinimumNotMetError,
         DiscountNoEffectError,
+        DiscountNoMatchingLinesError,
+        DiscountNotBetterError,
+        DiscountCodeUsedError,
+        DiscountCustomerRequiredError,
+        DiscountCustomerLimitReachedError,
+        DiscountFirstOrderOnlyError,
+        DiscountBudgetExhaustedError,
         CartDiscountAlreadyAppliedError,
         CartPaidError,
         CartPaymentInProgressError,
@@ -355,10 +371,19 @@ REFUND = documented(
         "`Idempotency-Key` to make retries safe: the same key returns the same refund (or "
         "resumes it while its outcome is unknown) and never refunds twice. On 502, 503 or "
         "504, `refund_made` says what is known: `false` only when it is proven that nothing "
-        "was refunded. Needs a staff token in production."
+        "was refunded. Needs a staff token in production.\n\n"
+        'For a cart with lines, send `lines` (`[{"line_id", "quantity"}]`) instead of '
+        "an amount: the refund is what those units were paid after their share of the "
+        "discount (a line's units together give back exactly its `total`), and units are "
+        "never given back twice (409 `refund_exceeds_line`)."
     ),
     request=RefundCartSerializer,
     request_example={"amount": Decimal("5.00")},
+    examples=[
+        OpenApiExample(
+            "By line", value={"lines": [{"line_id": 1, "quantity": 1}]}, request_only=True
+        )
+    ],
     parameters=[
         OpenApiParameter(
             "Idempotency-Key",
@@ -385,8 +410,12 @@ REFUND = documented(
                 "error": RefundDeclinedError.message,
             },
         ),
+        field_error("lines", "amount_and_lines", "Send an amount or lines, not both."),
+        field_error("lines", "cart_not_itemized", "This cart has no lines."),
+        field_error("lines.0.line_id", "not_found", "No such line."),
         CartNotPaidError,
         RefundExceedsCapturedError,
+        RefundExceedsLineError,
         RefundInProgressError,
         IdempotencyKeyReusedError,
         RefundProviderBadAnswerError,

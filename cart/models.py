@@ -19,6 +19,7 @@ model methods stay as entry points; the flows they start live in `cart.services`
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from decimal import Decimal
 
@@ -77,8 +78,21 @@ PAID_STATUSES = frozenset(
 )
 
 
+# A shop's stock-keeping unit, as lines carry it and discounts name it.
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*\Z"
+
 # What applying, re-evaluating or removing a discount writes on the cart row.
-DISCOUNT_FIELDS = ("discount", "amount_discounted", "total", "updated")
+DISCOUNT_FIELDS = ("discount", "discount_code", "amount_discounted", "total", "updated")
+
+
+@dataclasses.dataclass(frozen=True)
+class AppliedDiscount:
+    """The discount a cart holds, as the API shows it: `code` is the code the customer
+    typed (a generated single-use one, or the discount's own)."""
+
+    id: int
+    code: str
+    kind: str
 
 
 class Cart(models.Model):
@@ -92,6 +106,13 @@ class Cart(models.Model):
         default=Decimal("0"), help_text="Given back of what was charged (made refunds)."
     )
     items_number = models.PositiveIntegerField()
+    customer_ref = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_index=True,
+        help_text="The shop's opaque reference of the customer, for per-customer codes.",
+    )
     itemized = models.BooleanField(
         default=False,
         db_default=False,  # carts the previous release inserts, during a rollout
@@ -107,6 +128,14 @@ class Cart(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="carts",
+    )
+    discount_code = models.ForeignKey(
+        "discount.DiscountCode",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="carts",
+        help_text="The generated single-use code the discount was applied with, if any.",
     )
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     updated = models.DateTimeField(auto_now=True)
@@ -164,6 +193,14 @@ class Cart(models.Model):
         return self.total
 
     @property
+    def applied_discount(self) -> AppliedDiscount | None:
+        discount = self.discount
+        if discount is None:
+            return None
+        code = self.discount_code.code if self.discount_code_id else discount.code
+        return AppliedDiscount(id=discount.id, code=code, kind=discount.kind)
+
+    @property
     def is_paid(self) -> bool:
         return self.payment_status in PAID_STATUSES
 
@@ -199,6 +236,7 @@ class Cart(models.Model):
         """Take the discount off (its reserved use was released): the total is the
         subtotal again. The caller saves (`save_discount`)."""
         self.discount = None
+        self.discount_code = None
         self.amount_discounted = Decimal("0")
         self.total = self.subtotal
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from cart.models import Cart, CartLine
+from cart.models import SKU_PATTERN, Cart, CartLine
 from cart.services import MAX_LINES, LineInput
 from common import money
 from common.fields import (
@@ -21,7 +21,7 @@ from common.fields import (
     run_model_clean,
     run_validator,
 )
-from discount.models import Discount
+from discount.models import DiscountKind
 from payments.serializers import (
     PaymentSerializer,
     RefundSerializer,
@@ -31,11 +31,13 @@ from payments.serializers import (
 )
 
 
-class AppliedDiscountSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Discount
-        fields = ("id", "code", "kind")
-        read_only_fields = fields
+class AppliedDiscountSerializer(serializers.Serializer):
+    """The cart's discount: `code` is the one applied (a generated single-use code, or
+    the discount's own)."""
+
+    id = serializers.IntegerField(read_only=True)
+    code = serializers.CharField(read_only=True)
+    kind = serializers.ChoiceField(choices=DiscountKind.choices, read_only=True)
 
 
 class PayCartSerializer(serializers.Serializer):
@@ -79,7 +81,7 @@ class CartLineSerializer(serializers.ModelSerializer):
     currency); shown with its amount, its share of the discount and its total."""
 
     sku = serializers.RegexField(
-        r"^[A-Za-z0-9][A-Za-z0-9._/-]*\Z",
+        SKU_PATTERN,
         max_length=64,
         help_text="The shop's SKU: letters, digits, '.', '_', '/' and '-' (at most 64).",
     )
@@ -180,7 +182,16 @@ class CartSerializer(serializers.ModelSerializer):
     itemized = serializers.BooleanField(
         read_only=True, help_text="Made of `lines` (created with them)."
     )
-    discount = AppliedDiscountSerializer(read_only=True, allow_null=True)
+    customer_ref = serializers.RegexField(
+        r"^[!-~]{0,100}\Z",
+        required=False,
+        help_text="Optional, on create: the shop's opaque reference of the customer "
+        "(up to 100 printable ASCII characters, no spaces; empty: none). Codes limited per "
+        "customer or to a first order need it.",
+    )
+    discount = AppliedDiscountSerializer(
+        source="applied_discount", read_only=True, allow_null=True
+    )
     payments = PaymentSerializer(many=True, read_only=True)
     refunds = RefundSerializer(many=True, read_only=True)
 
@@ -204,6 +215,7 @@ class CartSerializer(serializers.ModelSerializer):
             "items_number",
             "currency",
             "payment_status",
+            "customer_ref",
             "itemized",
             "lines",
             "discount",
@@ -257,7 +269,7 @@ class CartSerializer(serializers.ModelSerializer):
         def amount(value):
             return money.quantize(value, instance.currency)
 
-        discount = instance.discount
+        discount = instance.applied_discount
         return {
             "id": str(instance.id),
             "total": amount(instance.total),
@@ -268,6 +280,7 @@ class CartSerializer(serializers.ModelSerializer):
             "items_number": instance.items_number,
             "currency": instance.currency,
             "payment_status": instance.payment_status,
+            "customer_ref": instance.customer_ref,
             "itemized": instance.itemized,
             # Only an itemized cart has lines: others skip the query.
             "lines": [

@@ -49,8 +49,13 @@ from cart.errors import (
 from cart.models import DISCOUNT_FIELDS, Cart, CartLine
 from common import money
 from discount.errors import DiscountError
-from discount.models import Discount
-from discount.services import discount_reevaluate, discount_reserve
+from discount.models import Discount, DiscountCode
+from discount.services import (
+    discount_apply_best_automatic,
+    discount_make_room_for_code,
+    discount_reevaluate,
+    discount_reserve,
+)
 from payments.models import Payment
 from payments.services import payment_pay
 
@@ -86,6 +91,7 @@ def cart_create(
     total: Decimal | None = None,
     items_number: int | None = None,
     lines: Sequence[LineInput] | None = None,
+    customer_ref: str = "",
 ) -> Cart:
     """A new, pending cart. Without lines, `total` is its amount before any discount (the
     tutorial's cart). With lines, the cart is itemized: `subtotal` is the sum of their
@@ -93,9 +99,17 @@ def cart_create(
     beside them must match (`CartTotalMismatchError`, `CartItemsNumberMismatchError`).
     """
     if lines is None:
-        return Cart.objects.create(
-            subtotal=total, total=total, currency=currency, items_number=items_number
+        cart = Cart.objects.create(
+            subtotal=total,
+            total=total,
+            currency=currency,
+            items_number=items_number,
+            customer_ref=customer_ref,
         )
+        # Nobody else knows the new cart yet: no lock needed; reserving a promotion
+        # takes its own transaction.
+        discount_apply_best_automatic(cart=cart)
+        return cart
     subtotal = sum((line.quantity * line.unit_price for line in lines), Decimal(0))
     count = sum(line.quantity for line in lines)
     _check_subtotal(subtotal)
@@ -111,11 +125,17 @@ def cart_create(
         )
     with transaction.atomic():
         cart = Cart.objects.create(
-            subtotal=subtotal, total=subtotal, currency=currency, items_number=count, itemized=True
+            subtotal=subtotal,
+            total=subtotal,
+            currency=currency,
+            items_number=count,
+            itemized=True,
+            customer_ref=customer_ref,
         )
         CartLine.objects.bulk_create(
             CartLine(cart=cart, **dataclasses.asdict(line)) for line in lines
         )
+        discount_apply_best_automatic(cart=cart)
     return cart
 
 
@@ -179,12 +199,14 @@ def _change_lines(cart: Cart, change: Callable[[Cart], CartLine]) -> LineChange:
         locked.check_can_change()
         if not locked.itemized:
             raise CartNotItemizedError()
-        code = locked.discount.code if locked.discount is not None else None
+        applied = locked.applied_discount
+        code = applied.code if applied is not None else None
         line = change(locked)
         locked.recount_lines()
         _check_subtotal(locked.subtotal)
         locked.save(update_fields=["subtotal", "items_number", "updated"])
         reason = discount_reevaluate(cart=locked)
+        discount_apply_best_automatic(cart=locked)
     for name in (*_LINE_FIELDS, "payment_status"):
         setattr(cart, name, getattr(locked, name))
     return LineChange(
@@ -205,24 +227,32 @@ def cart_delete(*, cart: Cart) -> None:
         locked.delete()
 
 
-def cart_apply_discount(*, cart: Cart, discount: Discount) -> Cart:
-    """Apply one discount code to the cart, once, and update `cart` in place.
+def cart_apply_discount(
+    *, cart: Cart, discount: Discount, code: DiscountCode | None = None
+) -> Cart:
+    """Apply one discount to the cart, once, and update `cart` in place; `code` is the
+    generated single-use code it was typed as, if it was one.
 
-    Raises a `DiscountError` when the code is unusable or does not fit this cart,
-    `CartDiscountAlreadyAppliedError` when the cart already has a discount, and
+    Raises a `DiscountError` when the code is unusable or does not fit this cart
+    (`DiscountNotBetterError` when the automatic promotion it holds gives as much),
+    `CartDiscountAlreadyAppliedError` when the cart already has a typed code, and
     `CartFrozenError` (409) when the cart is paid or being paid.
     """
     now = timezone.now()
     with transaction.atomic():
         locked = Cart.objects.select_for_update().get(pk=cart.pk)
         locked.check_can_change()
-        if locked.discount_id is not None:
+        if locked.discount_id is not None and not locked.discount.automatic:
             raise CartDiscountAlreadyAppliedError()
         amount_off = discount.amount_off_cart(locked)
+        if locked.discount_id is not None:
+            # An automatic promotion gives way to a code that takes off more.
+            discount_make_room_for_code(cart=locked, amount_off=amount_off)
         # Reserving the use re-checks, under the code's row lock, that it is still
         # usable: it may have been switched off or used up since the request was validated.
-        discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now)
+        discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now, code=code)
 
+        locked.discount_code = code
         locked.set_discount(discount, amount_off)
         locked.save_discount()
 

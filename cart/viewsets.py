@@ -62,7 +62,7 @@ class CartViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
-    queryset = Cart.objects.select_related("discount")
+    queryset = Cart.objects.select_related("discount", "discount_code")
     serializer_class = CartSerializer
     filterset_class = CartFilter
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
@@ -101,13 +101,17 @@ class CartViewSet(
         # The cart's own refusals come first, whatever code is sent: they must not tell
         # a caller anything about the code.
         cart.check_can_change()
-        if cart.discount_id is not None:
+        if cart.discount_id is not None and not cart.discount.automatic:
             raise CartDiscountAlreadyAppliedError()
         reveal = discount_reveals_reasons(user=request.user)
         serializer = ApplyDiscountSerializer(data=request.data, context={"reveal_reasons": reveal})
         serializer.is_valid(raise_exception=True)
         with discount_refusal_reasons(reveal=reveal):
-            cart_apply_discount(cart=cart, discount=serializer.validated_data["discount"])
+            cart_apply_discount(
+                cart=cart,
+                discount=serializer.validated_data["discount"],
+                code=serializer.validated_data["generated_code"],
+            )
         return Response(CartSerializer(cart).data)
 
     @api_docs.PAY

@@ -366,6 +366,21 @@ def _drf_field_errors(name: str, drf_field, *, partial: bool) -> Iterable[ErrorD
         if isinstance(drf_field, kind):
             codes.extend(kind_codes)
             break
+    if isinstance(drf_field, (serializers.ListField, serializers.ListSerializer)):
+        # A list, and what each of its items answers (`lines.0.sku`).
+        codes.extend(("not_a_list", "empty"))
+        if isinstance(drf_field, serializers.ListSerializer):
+            codes.extend(("min_length", "max_length"))
+        child = drf_field.child
+        if isinstance(child, serializers.BaseSerializer):
+            yield field_error(f"{name}.0", "invalid", "Invalid data. Expected a dictionary.")
+            for child_name, child_field in child.fields.items():
+                if not child_field.read_only:
+                    yield from _drf_field_errors(
+                        f"{name}.0.{child_name}", child_field, partial=False
+                    )
+        elif child is not None:
+            yield from _drf_field_errors(f"{name}.0", child, partial=False)
     for code in codes:
         yield field_error(name, code, _format(drf_field.error_messages.get(code, code), drf_field))
     yield from _validator_errors(name, drf_field.validators)

@@ -2,7 +2,11 @@
 the form shows the errors of `Discount.clean()` beside their fields: the admin refuses
 what the API refuses, with the same messages."""
 
+import csv
+
 from django.contrib import admin
+from django.db.models import OuterRef, Subquery
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from common.admin import (
@@ -13,7 +17,13 @@ from common.admin import (
     money,
     short_id,
 )
-from discount.models import Discount, DiscountKind, DiscountReservation
+from discount.models import (
+    Discount,
+    DiscountCode,
+    DiscountKind,
+    DiscountReservation,
+    ReservationStatus,
+)
 from discount.services import discount_create, discount_delete, discount_update
 
 # What staff set; `times_used` and `created` are the service's.
@@ -28,6 +38,12 @@ SETTINGS = (
     "active",
     "min_cart_total",
     "usage_limit",
+    "skus",
+    "sku_prefixes",
+    "limit_per_customer",
+    "first_order_only",
+    "budget_amount",
+    "automatic",
 )
 
 
@@ -37,8 +53,8 @@ class DiscountAdmin(ServiceModelAdmin):
     list_display = ("code", "value_display", "active", "ended", "uses", "created")
     list_filter = ("active", "kind", "currency", "created")
     search_fields = ("code", "description")
-    fields = (*SETTINGS, "times_used", "created")
-    readonly_fields = ("times_used", "created")
+    readonly_fields = ("times_used", money("amount_consumed"), "created")
+    fields = (*SETTINGS, *readonly_fields)
     ordering = ("-created",)
     delete_service = staticmethod(lambda discount: discount_delete(discount=discount))
 
@@ -86,3 +102,58 @@ class DiscountReservationAdmin(ReadOnlyModelAdmin):
     search_fields = ("discount__code", "cart__id")
     list_select_related = ("discount",)
     ordering = ("-created",)
+
+
+def with_use(codes):
+    """Each generated code with `use`: the status of the reservation that holds or
+    spent it (reserved, consumed), or None while it is free."""
+    holder = (
+        DiscountReservation.objects.filter(code=OuterRef("pk"))
+        .exclude(status=ReservationStatus.RELEASED)
+        .values("status")[:1]
+    )
+    return codes.annotate(use=Subquery(holder))
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@admin.action(description="Export the selected codes as CSV")
+def export_codes_csv(modeladmin, request, queryset):
+    """Stream the codes (all of them with "select all"), whatever their number."""
+    writer = csv.writer(_Echo())
+    rows = with_use(queryset.select_related("discount")).order_by("id")
+
+    def lines():
+        yield writer.writerow(["code", "discount", "status", "created"])
+        for code in rows.iterator(chunk_size=2000):
+            status = code.use or "available"
+            yield writer.writerow(
+                [code.code, code.discount.code, status, code.created.isoformat()]
+            )
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="discount-codes.csv"'
+    return response
+
+
+@admin.register(DiscountCode)
+class DiscountCodeAdmin(ReadOnlyModelAdmin):
+    """Generated single-use codes (made by `discount_generate_codes`): listed, searched,
+    filtered by discount and exported as CSV."""
+
+    list_display = ("code", "discount", "status", "created")
+    list_filter = ("discount", "created")
+    search_fields = ("code",)
+    list_select_related = ("discount",)
+    ordering = ("-id",)
+    actions = [export_codes_csv]
+
+    def get_queryset(self, request):
+        return with_use(super().get_queryset(request))
+
+    @admin.display(description="Status")
+    def status(self, code: DiscountCode) -> str:
+        return code.use or "available"

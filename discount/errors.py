@@ -110,3 +110,43 @@ class DiscountInUseError(ConflictError):
 
     code = "discount_in_use"
     message = "Carts used this code, so it cannot be deleted: switch it off instead."
+
+
+class DiscountBudgetExhaustedError(DiscountUnavailableError):
+    code = "discount_budget_exhausted"
+    message = "This discount code has given away as much as its budget allows."
+
+
+class DiscountNoMatchingLinesError(DiscountError):
+    code = "discount_no_matching_lines"
+    message = "This discount code applies to certain products only, and this cart has none."
+
+
+class DiscountCustomerRequiredError(DiscountError):
+    code = "discount_customer_required"
+    message = "This discount code counts its uses per customer: the cart needs a customer_ref."
+
+
+class DiscountCustomerLimitReachedError(DiscountError):
+    code = "discount_customer_limit_reached"
+    message = "This customer has used this discount code as many times as it allows."
+
+
+class DiscountFirstOrderOnlyError(DiscountError):
+    code = "discount_first_order_only"
+    message = "This discount code is for a customer's first order only."
+
+
+class DiscountCodeUsedError(DiscountUnavailableError):
+    code = "discount_code_used"
+    message = "This single-use discount code has been used already."
+
+
+class DiscountNotBetterError(DiscountError):
+    """A code gives no more than the automatic promotion the cart already holds."""
+
+    code = "discount_not_better"
+    message = (
+        "This cart already has an automatic promotion that takes off as much or more than "
+        "this code would: it keeps the promotion."
+    )

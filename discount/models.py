@@ -23,6 +23,7 @@ consumed uses than the limit, and one live reservation per cart.
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
@@ -34,10 +35,11 @@ from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from cart.models import PaymentStatus
+from cart.models import SKU_PATTERN, PaymentStatus
 from common import money
 from common.fields import AmountField, check_fits_currency, clean_currency
 from discount.errors import (
+    DiscountBudgetExhaustedError,
     DiscountCodeMalformedError,
     DiscountCodeTakenError,
     DiscountCurrencyMismatchError,
@@ -46,11 +48,13 @@ from discount.errors import (
     DiscountInUseError,
     DiscountMinimumNotMetError,
     DiscountNoEffectError,
+    DiscountNoMatchingLinesError,
     DiscountNotStartedError,
     DiscountUsageLimitReachedError,
 )
 
 HUNDRED = Decimal(100)
+MAX_SCOPE_ENTRIES = 200
 
 CODE_ALPHABET = "letters A-Z (any case), digits 0-9, '-' and '_', starting with a letter or digit"
 CODE_MAX_LENGTH = 64
@@ -139,12 +143,49 @@ class Discount(models.Model):
     times_used = models.PositiveIntegerField(
         default=0, editable=False, help_text="Consumed uses: carts paid with the code."
     )
+    skus = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="If set (or sku_prefixes), the code applies only to the cart lines with "
+        "one of these SKUs (exact, case-sensitive); empty: the whole cart.",
+    )
+    sku_prefixes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="…or to the lines whose SKU starts with one of these.",
+    )
+    limit_per_customer = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="How many carts of one customer (the cart's customer_ref) may use the code.",
+    )
+    first_order_only = models.BooleanField(
+        default=False,
+        help_text="Only for a customer with no paid cart yet (once per customer).",
+    )
+    budget_amount = AmountField(
+        null=True,
+        blank=True,
+        help_text="Most the code may give away across all carts, in `currency` (required "
+        "then): amounts reserved by carts not paid yet and consumed by paid ones count.",
+    )
+    amount_consumed = AmountField(
+        default=Decimal("0"), editable=False, help_text="Given away to paid carts."
+    )
+    automatic = models.BooleanField(
+        default=False,
+        help_text="A promotion: applies by itself to every cart its rules fit (the best "
+        "one wins); its code is its name and cannot be typed.",
+    )
 
     objects = DiscountQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created"]
-        indexes = [models.Index(fields=["active", "-created"], name="discount_active_created")]
+        indexes = [
+            models.Index(fields=["active", "-created"], name="discount_active_created"),
+            models.Index(fields=["automatic", "active"], name="discount_automatic_active"),
+        ]
         constraints = [
             models.UniqueConstraint(Lower("code"), name="discount_code_unique_ignoring_case"),
             models.CheckConstraint(condition=Q(value__gt=0), name="discount_value_positive"),
@@ -161,6 +202,9 @@ class Discount(models.Model):
             models.CheckConstraint(
                 condition=Q(usage_limit__isnull=True) | Q(times_used__lte=F("usage_limit")),
                 name="discount_used_within_limit",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_consumed__gte=0), name="discount_consumed_not_negative"
             ),
         ]
 
@@ -185,16 +229,58 @@ class Discount(models.Model):
         """Uses the limit counts at `at`: consumed ones and live reservations."""
         return self.times_used + self.reservations.holding(at=at).count()
 
+    @property
+    def scoped(self) -> bool:
+        """Whether the code applies to some lines only (`skus`, `sku_prefixes`)."""
+        return bool(self.skus or self.sku_prefixes)
+
+    @property
+    def per_customer(self) -> bool:
+        """Whether the code counts its uses per customer (a cart needs a customer_ref)."""
+        return self.limit_per_customer is not None or self.first_order_only
+
+    def customer_limit(self) -> int | None:
+        """Uses one customer may hold or have consumed: first-order codes count as one."""
+        if self.first_order_only:
+            return 1 if self.limit_per_customer is None else min(1, self.limit_per_customer)
+        return self.limit_per_customer
+
     def applies_to(self, sku: str) -> bool:
-        """Whether the code discounts a cart line with this SKU (today: every line)."""
-        return True
+        """Whether the code discounts a cart line with this SKU: any line when it is not
+        scoped, else one whose SKU is listed or starts with a listed prefix."""
+        if not self.scoped:
+            return True
+        return sku in self.skus or any(sku.startswith(prefix) for prefix in self.sku_prefixes)
 
     def amount_off_cart(self, cart) -> Decimal:
         """What the code takes off this cart (see `amount_off`), or the `DiscountError`
-        why it does not fit it."""
-        return self.amount_off(cart.subtotal, cart.currency)
+        why it does not fit it. A scoped code is computed on the lines it applies to (a
+        percentage of their amounts, a flat amount capped at them); the minimum is still
+        compared with the whole cart's subtotal."""
+        if not self.scoped:
+            return self.amount_off(cart.subtotal, cart.currency)
+        eligible = (
+            sum(
+                (line.amount for line in cart.lines.all() if self.applies_to(line.sku)), Decimal(0)
+            )
+            if cart.itemized
+            else Decimal(0)
+        )
+        if self.currency and self.currency != cart.currency:
+            raise DiscountCurrencyMismatchError()
+        if not eligible:
+            raise DiscountNoMatchingLinesError()
+        return self.amount_off(cart.subtotal, cart.currency, eligible=eligible)
 
-    def amount_off(self, subtotal: Decimal, currency: str) -> Decimal:
+    def check_budget(self, *, amount: Decimal, held: Decimal) -> None:
+        """Raise `DiscountBudgetExhaustedError` when giving `amount` more, beside the
+        `held` amounts (consumed and live reservations), would pass `budget_amount`."""
+        if self.budget_amount is not None and held + amount > self.budget_amount:
+            raise DiscountBudgetExhaustedError()
+
+    def amount_off(
+        self, subtotal: Decimal, currency: str, *, eligible: Decimal | None = None
+    ) -> Decimal:
         """What the code takes off a cart's subtotal, in the cart's currency.
 
         A percentage is rounded half-up to the currency's minor unit; a flat amount is
@@ -207,12 +293,13 @@ class Discount(models.Model):
             raise DiscountCurrencyMismatchError()
         if self.min_cart_total is not None and subtotal < self.min_cart_total:
             raise DiscountMinimumNotMetError()
+        base = subtotal if eligible is None else eligible
         value = Decimal(str(self.value))  # an unsaved instance may hold an int
         if self.kind == DiscountKind.PERCENT:
-            off = money.quantize(subtotal * value / HUNDRED, currency)
+            off = money.quantize(base * value / HUNDRED, currency)
         else:
             off = money.round_down(value, currency)
-        off = min(off, subtotal)
+        off = min(off, base)
         if off == 0:
             raise DiscountNoEffectError()
         return off
@@ -257,6 +344,16 @@ class Discount(models.Model):
                 "This end is in the past: the discount would be expired already.",
                 code="already_expired",
             )
+        for name in ("skus", "sku_prefixes"):
+            try:
+                setattr(self, name, _clean_sku_list(getattr(self, name)))
+            except ValidationError as exc:
+                errors[name] = exc
+        if self.budget_amount is not None:
+            try:
+                self._check_budget_amount(currency)
+            except ValidationError as exc:
+                errors["budget_amount"] = exc
         if self.usage_limit is not None:
             held = self.uses_held(at=timezone.now()) if self.pk else self.times_used
             if self.usage_limit < held:
@@ -268,8 +365,11 @@ class Discount(models.Model):
             raise ValidationError(errors)
 
     def code_taken(self) -> bool:
-        """Whether another discount already has this code, in any case."""
-        return Discount.objects.with_code(self.code).exclude(pk=self.pk).exists()
+        """Whether another discount already has this code, in any case, or it is one of
+        the generated codes."""
+        if Discount.objects.with_code(self.code).exclude(pk=self.pk).exists():
+            return True
+        return DiscountCode.objects.filter(code=self.code.strip().upper()).exists()
 
     def kind_locked(self) -> bool:
         """Whether this edit changes the kind of a code that carts have used (or hold)."""
@@ -301,6 +401,30 @@ class Discount(models.Model):
         if self.kind == DiscountKind.AMOUNT and currency:
             check_fits_currency(self.value, currency)
 
+    def amount_held(self, *, at: datetime) -> Decimal:
+        """What the budget counts at `at`: consumed amounts and live reservations'."""
+        reserved = self.reservations.holding(at=at).aggregate(total=models.Sum("amount"))
+        return self.amount_consumed + (reserved["total"] or Decimal(0))
+
+    def _check_budget_amount(self, currency: str) -> None:
+        if not 0 < self.budget_amount <= money.MAX_AMOUNT:
+            raise ValidationError(
+                f"The budget must be above 0 and at most {money.MAX_AMOUNT}.",
+                code="out_of_range",
+            )
+        if not self.currency:
+            raise ValidationError(
+                "A budget needs a currency: set currency too.", code="currency_required"
+            )
+        if currency:
+            check_fits_currency(self.budget_amount, currency)
+        if self.pk:
+            held = self.amount_held(at=timezone.now())
+            if self.budget_amount < held:
+                raise ValidationError(
+                    f"The code has given or reserved {held} already.", code="below_amount_held"
+                )
+
     def _check_min_cart_total(self, currency: str) -> None:
         if not 0 <= self.min_cart_total <= money.MAX_AMOUNT:
             raise ValidationError(
@@ -313,6 +437,59 @@ class Discount(models.Model):
             )
         if currency:
             check_fits_currency(self.min_cart_total, currency)
+
+
+def _clean_sku_list(value) -> list[str]:
+    """A list of distinct SKUs (or prefixes) in the SKU alphabet, at most 200."""
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Send a list of SKUs (strings).", code="invalid")
+    if len(value) > MAX_SCOPE_ENTRIES:
+        raise ValidationError(f"At most {MAX_SCOPE_ENTRIES} entries.", code="too_many_entries")
+    bad = [item for item in value if not re.match(SKU_PATTERN, item) or len(item) > 64]
+    if bad:
+        raise ValidationError(
+            f"Not a SKU: {bad[0]!r} (letters, digits, '.', '_', '/' and '-', at most 64).",
+            code="invalid_sku",
+        )
+    return list(dict.fromkeys(value))
+
+
+# Generated codes: 13 symbols from `secrets` over an alphabet without look-alikes (no
+# 0/O, 1/I/L): 31**13 > 2**64 codes, so even a million live codes leave a guess under the
+# rate limits one chance in 10**13.
+GENERATED_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+GENERATED_LENGTH = 13
+PREFIX_MAX_LENGTH = 32
+
+
+def generate_code(prefix: str) -> str:
+    """One fresh code: `prefix` and 13 random symbols, e.g. XMAS-7KQ4M-XW2P9-HD3."""
+    number = secrets.randbelow(len(GENERATED_ALPHABET) ** GENERATED_LENGTH)
+    symbols = []
+    for _ in range(GENERATED_LENGTH):
+        number, digit = divmod(number, len(GENERATED_ALPHABET))
+        symbols.append(GENERATED_ALPHABET[digit])
+    body = "".join(symbols)
+    return f"{prefix}{body[:5]}-{body[5:10]}-{body[10:]}"
+
+
+class DiscountCode(models.Model):
+    """A generated single-use code of a discount: one cart may hold it (its reservation
+    names it), and once that cart is paid nobody else can. Stored upper-case."""
+
+    # A discount no cart used may be deleted (a typo), its unused codes with it.
+    discount = models.ForeignKey(Discount, on_delete=models.CASCADE, related_name="codes")
+    code = models.CharField(max_length=CODE_MAX_LENGTH, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["discount", "id"], name="discountcode_discount")]
+
+    def __str__(self) -> str:
+        return self.code
 
 
 class ReservationStatus(models.TextChoices):
@@ -341,6 +518,14 @@ class DiscountReservation(models.Model):
     status = models.CharField(
         max_length=10, choices=ReservationStatus, default=ReservationStatus.RESERVED
     )
+    code = models.ForeignKey(
+        "DiscountCode",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reservations",
+        help_text="The generated single-use code the cart used, if it used one.",
+    )
     amount = AmountField(help_text="What the code took off the cart, in `currency`.")
     currency = models.CharField(max_length=3)
     expires = models.DateTimeField(
@@ -363,6 +548,12 @@ class DiscountReservation(models.Model):
                 fields=["cart"],
                 condition=~Q(status="released"),
                 name="reservation_one_live_per_cart",
+            ),
+            # A generated code is single-use: one reservation holds it, or consumed it.
+            models.UniqueConstraint(
+                fields=["code"],
+                condition=~Q(status="released") & Q(code__isnull=False),
+                name="reservation_one_per_generated_code",
             ),
         ]
 

@@ -2,14 +2,22 @@
 
 discount = discount_get_by_code(code="dis20")   # DiscountNotFoundError if none
 discount.check_usable(at=now, reserved=discount.reserved_uses_now)
+discount, generated = discount_find_code(code="XMAS-7KQ4M-XW2P9-HD3")  # a generated one too
 """
 
 from datetime import datetime
 
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from discount.errors import DiscountNotFoundError
-from discount.models import Discount, normalize_code
+from discount.errors import DiscountCodeUsedError, DiscountNotFoundError
+from discount.models import (
+    Discount,
+    DiscountCode,
+    DiscountReservation,
+    ReservationStatus,
+    normalize_code,
+)
 
 
 def discount_get_by_code(*, code: str, at: datetime | None = None) -> Discount:
@@ -23,3 +31,45 @@ def discount_get_by_code(*, code: str, at: datetime | None = None) -> Discount:
     if discount is None:
         raise DiscountNotFoundError()
     return discount
+
+
+def discount_find_code(
+    *, code: str, at: datetime | None = None
+) -> tuple[Discount, DiscountCode | None]:
+    """The discount a code a customer typed names, and the generated single-use code it
+    is (or None for the discount's own code). A discount that owns generated codes is
+    used through them only: its own code names the campaign, it is not one of them.
+    Raises `DiscountNotFoundError`, or `DiscountCodeUsedError` for a generated code a
+    cart holds or used (re-checked under a lock when reserving).
+
+    Two queries whatever the code (a discount's own, a generated one, none): the answer
+    takes the same path for a code that exists and one that does not."""
+    normalized = normalize_code(code)
+    at = at or timezone.now()
+    owns_codes = Exists(DiscountCode.objects.filter(discount=OuterRef("pk")))
+    discount = (
+        Discount.objects.with_code(code)
+        .with_reserved_uses(at=at)
+        .annotate(owns_codes=owns_codes)
+        .first()
+    )
+    held = DiscountReservation.objects.filter(code=OuterRef("codes__id")).exclude(
+        status=ReservationStatus.RELEASED
+    )
+    # One code row per discount matches, so the reservation count is not multiplied.
+    owner = (
+        Discount.objects.filter(codes__code=normalized.upper())
+        .with_reserved_uses(at=at)
+        .annotate(generated_id=F("codes__id"), generated_held=Exists(held))
+        .first()
+    )
+    if discount is not None:
+        if discount.owns_codes or discount.automatic:
+            raise DiscountNotFoundError()
+        return discount, None
+    if owner is None:
+        raise DiscountNotFoundError()
+    if owner.generated_held:
+        raise DiscountCodeUsedError()
+    generated = DiscountCode(pk=owner.generated_id, discount=owner, code=normalized.upper())
+    return owner, generated

@@ -16,8 +16,8 @@ from rest_framework import serializers
 from common import money
 from common.fields import JSONAmountField
 from discount.errors import DiscountError, public_discount_error
-from discount.models import Discount
-from discount.selectors import discount_get_by_code
+from discount.models import MAX_SCOPE_ENTRIES, SKU_PATTERN, Discount
+from discount.selectors import discount_find_code
 
 
 class DiscountSerializer(serializers.ModelSerializer):
@@ -40,6 +40,31 @@ class DiscountSerializer(serializers.ModelSerializer):
         help_text="ISO-4217 code. If set, the code only applies to carts in this currency.",
     )
 
+    skus = serializers.ListField(
+        child=serializers.RegexField(SKU_PATTERN, max_length=64),
+        required=False,
+        max_length=MAX_SCOPE_ENTRIES,
+        help_text="If set (or sku_prefixes), the code applies only to the cart lines with "
+        "one of these SKUs (case-sensitive): a percentage of their amounts, a flat amount "
+        "capped at them. Empty: the whole cart.",
+    )
+    sku_prefixes = serializers.ListField(
+        child=serializers.RegexField(SKU_PATTERN, max_length=64),
+        required=False,
+        max_length=MAX_SCOPE_ENTRIES,
+        help_text="…or to the lines whose SKU starts with one of these.",
+    )
+    budget_amount = JSONAmountField(
+        required=False,
+        allow_null=True,
+        help_text="Most the code gives away across all carts, in `currency` (required "
+        "then). Amounts reserved by unpaid carts and consumed by paid ones count; a cart "
+        "whose discount would pass it is refused (`discount_budget_exhausted`).",
+    )
+    amount_consumed = JSONAmountField(
+        read_only=True, help_text="Given away to paid carts (counts against the budget)."
+    )
+
     class Meta:
         model = Discount
         fields = (
@@ -57,8 +82,15 @@ class DiscountSerializer(serializers.ModelSerializer):
             "usage_limit",
             "times_used",
             "reserved_uses",
+            "skus",
+            "sku_prefixes",
+            "limit_per_customer",
+            "first_order_only",
+            "budget_amount",
+            "amount_consumed",
+            "automatic",
         )
-        read_only_fields = ("id", "created", "times_used")
+        read_only_fields = ("id", "created", "times_used", "amount_consumed")
         extra_kwargs = {"times_used": {"help_text": "Consumed uses: carts paid with the code."}}
 
     @extend_schema_field(OpenApiTypes.INT)
@@ -70,7 +102,7 @@ class DiscountSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: Discount) -> dict:
         data = super().to_representation(instance)
-        for name in ("value", "min_cart_total"):
+        for name in ("value", "min_cart_total", "budget_amount", "amount_consumed"):
             if data[name] is not None:
                 data[name] = _display(data[name], instance.currency)
         return data
@@ -86,7 +118,8 @@ def _display(amount, currency: str):
 
 
 class ApplyDiscountSerializer(serializers.Serializer):
-    """`{"code": …}` naming a usable code; `validated_data["discount"]` is that discount.
+    """`{"code": …}` naming a usable code; `validated_data["discount"]` is that discount
+    and `validated_data["generated_code"]` the single-use code typed, if it is one.
 
     With `context={"reveal_reasons": False}` every refusal that would say whether the
     code exists is `discount_invalid` (see `discount.errors.public_discount_error`).
@@ -103,10 +136,33 @@ class ApplyDiscountSerializer(serializers.Serializer):
             # Every reason a code is unusable, used up by reservations too, is found
             # here, in one query, before anything about the cart is checked: a code that
             # exists but is unusable takes the path (and the answer) of one that does not.
-            discount = discount_get_by_code(code=attrs["code"], at=now)
+            discount, generated = discount_find_code(code=attrs["code"], at=now)
             discount.check_usable(at=now, reserved=discount.reserved_uses_now)
         except DiscountError as exc:
             reveal = self.context.get("reveal_reasons", True)
             exc = public_discount_error(exc, reveal_reasons=reveal)
             raise serializers.ValidationError({"code": [exc.message]}, code=exc.code) from None
-        return {**attrs, "discount": discount}
+        return {**attrs, "discount": discount, "generated_code": generated}
+
+
+class GenerateCodesSerializer(serializers.Serializer):
+    """The body of POST /api/discount/{id}/codes/."""
+
+    count = serializers.IntegerField(
+        min_value=1, max_value=100_000, help_text="How many codes (1 to 100,000)."
+    )
+    prefix = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9_-]*\Z",
+        max_length=32,
+        required=False,
+        help_text="Put before each code, upper-cased (e.g. XMAS-): at most 32 letters, "
+        "digits, '-' and '_'.",
+    )
+
+
+class GeneratedCodesSerializer(serializers.Serializer):
+    """The answer: the codes made, each usable once."""
+
+    discount = serializers.IntegerField()
+    count = serializers.IntegerField()
+    codes = serializers.ListField(child=serializers.CharField())

@@ -4,6 +4,8 @@
     discount = discount_update(discount=discount, data={"active": False})
     discount_delete(discount=discount)        # DiscountInUseError once a cart used it
     discount_reserve(discount=discount, cart=locked_cart, amount=off, at=now)  # at apply
+    discount_generate_codes(discount=discount, count=1000, prefix="XMAS-")  # single-use
+    discount_apply_best_automatic(cart=locked_cart)  # automatic promotions, the best wins
     discount_reevaluate(cart=locked_cart)       # its lines changed: keep, resize or release
     discount_hold_for_payment(cart=locked_cart)  # opening an attempt: False if it is lost
     discount_consume_reservation(cart=cart, charged=amount)  # recording the charge
@@ -35,30 +37,48 @@ would say whether a code exists (`discount_refusal_reasons`; rule in `discount.e
 """
 
 import logging
+import re
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from cart.models import Cart, PaymentStatus
+from cart.models import PAID_STATUSES, Cart, PaymentStatus
 from discount.errors import (
     DiscountCodeTakenError,
+    DiscountCodeUsedError,
+    DiscountCustomerLimitReachedError,
+    DiscountCustomerRequiredError,
     DiscountError,
+    DiscountFirstOrderOnlyError,
+    DiscountNotBetterError,
     DiscountUsageLimitReachedError,
     public_discount_error,
 )
-from discount.models import Discount, DiscountKind, DiscountReservation, ReservationStatus
+from discount.models import (
+    PREFIX_MAX_LENGTH,
+    Discount,
+    DiscountCode,
+    DiscountKind,
+    DiscountReservation,
+    ReservationStatus,
+    generate_code,
+)
 
 logger = logging.getLogger(__name__)
 
 # Paying keeps a live reservation for at least this long, so it cannot expire (and be
 # released) between the check before the charge and the attempt that freezes the cart.
 RESERVATION_GRACE_AT_PAYMENT = timedelta(seconds=60)
+MAX_GENERATED_CODES = 100_000
+GENERATE_BATCH = 5_000
+_PREFIX = re.compile(r"[A-Z0-9][A-Z0-9_-]*", re.ASCII)
 
 
 def discount_create(
@@ -73,6 +93,12 @@ def discount_create(
     active: bool = True,
     min_cart_total: Decimal | None = None,
     usage_limit: int | None = None,
+    skus: list[str] | None = None,
+    sku_prefixes: list[str] | None = None,
+    limit_per_customer: int | None = None,
+    first_order_only: bool = False,
+    budget_amount: Decimal | None = None,
+    automatic: bool = False,
 ) -> Discount:
     """Create a discount code. Raises `ValidationError` for a broken rule (`code_taken`
     when the code exists in any case, `already_expired`, …)."""
@@ -87,6 +113,12 @@ def discount_create(
         active=active,
         min_cart_total=min_cart_total,
         usage_limit=usage_limit,
+        skus=skus or [],
+        sku_prefixes=sku_prefixes or [],
+        limit_per_customer=limit_per_customer,
+        first_order_only=first_order_only,
+        budget_amount=budget_amount,
+        automatic=automatic,
     )
     discount.full_clean(validate_unique=False, validate_constraints=False)
     with _code_unique(code):
@@ -148,20 +180,171 @@ def _check_room(*, discount: Discount, at: datetime, exclude: int | None = None)
     return locked
 
 
+def _check_campaign(
+    locked: Discount, *, cart: Cart, amount: Decimal, at: datetime, exclude: int | None = None
+) -> None:
+    """With the code's row locked: raise the `DiscountError` why `cart` cannot take it
+    for `amount` beside the other uses held at `at` (its customer's uses, first order,
+    the budget). The lock serializes every cart reserving this code, so two carts of one
+    customer, or two carts for the last of the budget, cannot both pass."""
+    if locked.per_customer:
+        customer = cart.customer_ref
+        if not customer:
+            raise DiscountCustomerRequiredError()
+        if (
+            locked.first_order_only
+            and Cart.objects.filter(customer_ref=customer, payment_status__in=PAID_STATUSES)
+            .exclude(pk=cart.pk)
+            .exists()
+        ):
+            raise DiscountFirstOrderOnlyError()
+        theirs = locked.reservations.filter(cart__customer_ref=customer)
+        used = (
+            theirs.filter(status=ReservationStatus.CONSUMED).count()
+            + theirs.holding(at=at).exclude(pk=exclude).count()
+        )
+        if used >= locked.customer_limit():
+            raise DiscountCustomerLimitReachedError()
+    if locked.budget_amount is not None:
+        reserved = (
+            locked.reservations.holding(at=at)
+            .exclude(pk=exclude)
+            .aggregate(total=Sum("amount"))["total"]
+        )
+        locked.check_budget(amount=amount, held=locked.amount_consumed + (reserved or 0))
+
+
 def discount_reserve(
-    *, discount: Discount, cart: Cart, amount: Decimal, at: datetime
+    *,
+    discount: Discount,
+    cart: Cart,
+    amount: Decimal,
+    at: datetime,
+    code: DiscountCode | None = None,
 ) -> DiscountReservation:
     """Reserve one use of the code for `cart` (whose row the caller has locked, inside
     its transaction), or raise the `DiscountError` why not. Re-checks, under the code's
-    row lock, what may have changed since the request was validated."""
+    row lock, what may have changed since the request was validated, and the rules
+    counted across carts (`usage_limit`, per customer, `budget_amount`). A generated
+    `code` is single-use: the reservation names it, and one that a cart holds (until
+    the sweep releases it) or used is `DiscountCodeUsedError`; a database constraint
+    backs that up."""
     locked = _check_room(discount=discount, at=at)
-    return DiscountReservation.objects.create(
+    _check_campaign(locked, cart=cart, amount=amount, at=at)
+    reservation = DiscountReservation(
         discount=locked,
         cart=cart,
+        code=code,
         amount=amount,
         currency=cart.currency,
         expires=at + _reservation_ttl(),
     )
+    if code is None:
+        reservation.save()
+        return reservation
+    if code.reservations.exclude(status=ReservationStatus.RELEASED).exists():
+        raise DiscountCodeUsedError()
+    try:
+        with transaction.atomic():
+            reservation.save()
+    except IntegrityError:
+        raise DiscountCodeUsedError() from None
+    return reservation
+
+
+def discount_apply_best_automatic(*, cart: Cart, at: datetime | None = None) -> Discount | None:
+    """Give `cart` (its row locked by the caller, in its transaction) the automatic
+    promotion that takes the most off it now, if it holds no typed code: its reservation
+    taken as for a code (limits, per customer, budget), the next best tried when one
+    cannot take the cart. A cart already holding the best keeps it (resized by
+    `discount_reevaluate`); one holding a worse promotion swaps. Returns what it holds.
+    """
+    at = at or timezone.now()
+    current = cart.discount
+    if current is not None and not current.automatic:
+        return current
+    offers = []
+    for candidate in Discount.objects.filter(automatic=True, active=True).order_by("pk"):
+        try:
+            candidate.check_usable(at=at)
+            offers.append((candidate.amount_off_cart(cart), candidate))
+        except DiscountError:
+            continue
+    offers.sort(key=lambda offer: offer[0], reverse=True)  # stable: the oldest on a tie
+    if current is not None:
+        if offers and offers[0][1].pk == current.pk:
+            return current
+        if offers and offers[0][0] <= cart.amount_discounted:
+            return current
+        live = cart.discount_reservations.filter(
+            discount_id=current.pk, status=ReservationStatus.RESERVED
+        ).first()
+        if live is not None:
+            _release(live, cart)
+        else:
+            cart.remove_discount()
+            cart.save_discount()
+    for amount_off, candidate in offers:
+        try:
+            with transaction.atomic():
+                discount_reserve(discount=candidate, cart=cart, amount=amount_off, at=at)
+        except DiscountError:
+            continue
+        cart.set_discount(candidate, amount_off)
+        cart.save_discount()
+        return candidate
+    return None
+
+
+def discount_make_room_for_code(*, cart: Cart, amount_off: Decimal) -> None:
+    """A customer typed a code on `cart` (locked) that holds an automatic promotion: the
+    code replaces it when it takes off more, else `DiscountNotBetterError`."""
+    if amount_off <= cart.amount_discounted:
+        raise DiscountNotBetterError()
+    live = cart.discount_reservations.filter(
+        discount_id=cart.discount_id, status=ReservationStatus.RESERVED
+    ).first()
+    if live is not None:
+        _release(live, cart)
+    else:
+        cart.remove_discount()
+        cart.save_discount()
+
+
+def discount_generate_codes(
+    *, discount: Discount, count: int, prefix: str = ""
+) -> list[DiscountCode]:
+    """Make `count` (1 to 100,000) single-use codes for `discount`, all or none, each
+    `prefix` (upper-cased) and 13 random symbols (`discount.models.generate_code`).
+    Raises `ValidationError` for a count or prefix out of bounds."""
+    prefix = prefix.strip().upper()
+    if not 1 <= count <= MAX_GENERATED_CODES:
+        raise ValidationError(
+            {"count": f"Generate 1 to {MAX_GENERATED_CODES} codes at a time."}, code="out_of_range"
+        )
+    if prefix and (len(prefix) > PREFIX_MAX_LENGTH or not _PREFIX.fullmatch(prefix)):
+        raise ValidationError(
+            {
+                "prefix": f"At most {PREFIX_MAX_LENGTH} letters, digits, '-' and '_', "
+                "starting with a letter or digit."
+            },
+            code="invalid_prefix",
+        )
+    made: list[DiscountCode] = []
+    with transaction.atomic():
+        while len(made) < count:
+            wanted = {generate_code(prefix) for _ in range(count - len(made))}
+            rows = [DiscountCode(discount=discount, code=code) for code in wanted]
+            try:
+                with transaction.atomic():
+                    DiscountCode.objects.bulk_create(rows, batch_size=GENERATE_BATCH)
+            except IntegrityError:
+                # One of them exists already (a chance below 10**-7 even for 10**6
+                # codes): draw the batch again.
+                continue
+            made.extend(rows)
+    logger.info("Generated %s codes for discount %s", count, discount.pk)
+    return made
 
 
 def discount_reevaluate(*, cart: Cart) -> DiscountError | None:
@@ -182,6 +365,19 @@ def discount_reevaluate(*, cart: Cart) -> DiscountError | None:
     ).first()
     try:
         amount_off = discount.amount_off_cart(cart)
+        if discount.budget_amount is not None and (
+            reservation is None or amount_off > reservation.amount
+        ):
+            # More than was reserved: the budget must still hold it (the code's row
+            # locked, as when reserving).
+            locked = Discount.objects.select_for_update().get(pk=discount.pk)
+            _check_campaign(
+                locked,
+                cart=cart,
+                amount=amount_off,
+                at=timezone.now(),
+                exclude=reservation.pk if reservation else None,
+            )
     except DiscountError as reason:
         logger.info("Cart %s: discount %s left after a line change: %s", cart.pk, discount, reason)
         if reservation is not None:
@@ -224,6 +420,16 @@ def discount_hold_for_payment(*, cart: Cart) -> bool:
     try:
         if reservation is None or reservation.expires <= now:
             discount.check_usable(at=now)  # a live reservation keeps what it was given
+            _check_campaign(
+                discount,
+                cart=cart,
+                amount=cart.amount_discounted,
+                at=now,
+                exclude=reservation.pk if reservation else None,
+            )
+        elif discount.first_order_only:
+            # Another cart of the customer may have been paid since this one applied it.
+            _check_campaign(discount, cart=cart, amount=Decimal(0), at=now, exclude=reservation.pk)
         if discount.usage_limit is not None:
             others = discount.reservations.holding(at=now)
             if reservation is not None:
@@ -268,15 +474,20 @@ def discount_consume_reservation(*, cart: Cart, charged: Decimal | None = None) 
         _match_the_charge(cart, charged)
     if cart.discount_id is None:
         return
-    consumed = cart.discount_reservations.filter(
+    reserved = cart.discount_reservations.filter(
         discount_id=cart.discount_id, status=ReservationStatus.RESERVED
-    ).update(status=ReservationStatus.CONSUMED, updated=timezone.now())
+    )
+    given = reserved.aggregate(total=Sum("amount"))["total"] or cart.amount_discounted
+    consumed = reserved.update(status=ReservationStatus.CONSUMED, updated=timezone.now())
     if not consumed:
         if cart.discount_reservations.filter(status=ReservationStatus.CONSUMED).exists():
             return  # already consumed (a late charge recorded twice)
         logger.error(
             "Cart %s paid with discount %s but held no reservation", cart.pk, cart.discount_id
         )
+    Discount.objects.filter(pk=cart.discount_id).update(
+        amount_consumed=F("amount_consumed") + given
+    )
     counted = (
         Discount.objects.filter(pk=cart.discount_id)
         .filter(Q(usage_limit__isnull=True) | Q(times_used__lt=F("usage_limit")))
@@ -314,6 +525,7 @@ def _match_the_charge(cart: Cart, charged: Decimal) -> None:
         status=ReservationStatus.RESERVED, updated=timezone.now()
     )
     cart.discount_id = earlier.discount_id
+    cart.discount_code_id = earlier.code_id
     cart.amount_discounted = earlier.amount
     cart.total = charged
     cart.save_discount()

@@ -8,14 +8,16 @@ keep referring to them): switch one off with `PATCH {"active": false}`.
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_view
 from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from common.api import ListFiltersOnlyMixin
 from common.permissions import IsStaffForManagement
 from discount import api_docs
 from discount.filters import DiscountFilter
 from discount.models import Discount
-from discount.serializers import DiscountSerializer
-from discount.services import discount_create, discount_update
+from discount.serializers import DiscountSerializer, GenerateCodesSerializer
+from discount.services import discount_create, discount_generate_codes, discount_update
 
 
 @extend_schema_view(
@@ -50,3 +52,13 @@ class DiscountViewSet(
         serializer.instance = discount_update(
             discount=serializer.instance, data=serializer.validated_data
         )
+
+    @api_docs.GENERATE_CODES
+    @action(detail=True, methods=["post"])
+    def codes(self, request, pk=None):
+        discount = self.get_object()
+        serializer = GenerateCodesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        made = discount_generate_codes(discount=discount, **serializer.validated_data)
+        body = {"discount": discount.pk, "count": len(made), "codes": [c.code for c in made]}
+        return Response(body, status=201)

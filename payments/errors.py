@@ -218,3 +218,11 @@ class RefundExceedsCapturedError(ConflictError):
 class RefundInProgressError(ConflictError):
     code = "refund_in_progress"
     message = "This refund is being sent to the payment provider right now; retry shortly."
+
+
+class RefundExceedsLineError(ConflictError):
+    """A refund by line asks for more units of a line than are left to give back."""
+
+    code = "refund_exceeds_line"
+    message = "More units of this line than are left to refund."
+    field = "lines"

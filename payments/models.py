@@ -259,3 +259,28 @@ class Refund(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_REFUND_STATUSES
+
+
+# Refunds whose line units count as given back: made, or possibly being made.
+LINE_COUNTING_REFUND_STATUSES = (*OPEN_REFUND_STATUSES, RefundStatus.SUCCESS)
+
+
+class RefundLine(models.Model):
+    """Units of one cart line that a refund gives back, and what they were paid (after
+    their share of the discount)."""
+
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, related_name="lines")
+    line = models.ForeignKey("cart.CartLine", on_delete=models.PROTECT, related_name="refunds")
+    quantity = models.PositiveIntegerField()
+    amount = AmountField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gte=1), name="refundline_quantity_positive"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} of line {self.line_id}"

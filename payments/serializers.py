@@ -137,8 +137,24 @@ def refund_representation(refund: Refund) -> dict:
     }
 
 
+class RefundLineRequestSerializer(serializers.Serializer):
+    line_id = serializers.IntegerField(min_value=1, help_text="A line of the cart.")
+    quantity = serializers.IntegerField(
+        min_value=1, max_value=10_000, help_text="How many of its units to give back."
+    )
+
+
 class RefundCartSerializer(serializers.Serializer):
     """The body of POST /api/cart/{id}/refund/."""
+
+    lines = RefundLineRequestSerializer(
+        many=True,
+        required=False,
+        min_length=1,
+        max_length=500,
+        help_text="Instead of an amount, for a cart with lines: units to give back; the "
+        "refund is what they were paid after their share of the discount.",
+    )
 
     amount = JSONAmountField(
         required=False,

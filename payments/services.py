@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from datetime import timedelta
 from decimal import Decimal
@@ -52,11 +53,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 import utils
 from cart.errors import CartPaidError, CartPaymentInProgressError
 from cart.models import Cart
+from common import money
 from common.fields import check_fits_currency
 from discount.errors import DiscountReservationExpiredError
 from discount.services import discount_hold_for_payment
@@ -72,18 +75,21 @@ from payments.errors import (
     ProviderTroubleError,
     ProviderUnavailableError,
     RefundExceedsCapturedError,
+    RefundExceedsLineError,
     RefundInProgressError,
     RefundOutcomeUnknownError,
     RefundProviderBadAnswerError,
     RefundProviderUnavailableError,
 )
 from payments.models import (
+    LINE_COUNTING_REFUND_STATUSES,
     OPEN_ATTEMPT_STATUSES,
     ErrorCode,
     Payment,
     PaymentAttemptStatus,
     PaymentRequest,
     Refund,
+    RefundLine,
     RefundReason,
     RefundStatus,
 )
@@ -363,11 +369,17 @@ def refund_create(
     *,
     cart: Cart,
     amount: Decimal | None = None,
+    lines: Sequence[Mapping] | None = None,
     idempotency_key: str | None = None,
     api: utils.PaymentAPI | None = None,
 ) -> Refund:
     """Give back `amount` (default: everything not yet refunded) of what the cart was
     charged, and update `cart` in place (`amount_refunded`, `payment_status`).
+
+    Or give back units of an itemized cart's lines: `lines` is `[{"line_id", "quantity"}]`
+    and the amount is what those units were paid after their share of the discount
+    (`refund_lines_amount`). Units of a line are never given back twice, however many
+    refunds race (`RefundExceedsLineError`, 409).
 
     Returns the refund: `success`, or `failed` when the provider declined to make it.
     Raises `CartNotPaidError` or `RefundExceedsCapturedError` (409),
@@ -377,6 +389,14 @@ def refund_create(
     """
     if amount is not None:
         _check_refund_amount(amount, cart.currency)
+    if lines is not None and amount is not None:
+        raise ValidationError(
+            {
+                "lines": ValidationError(
+                    "Send an amount or lines, not both.", code="amount_and_lines"
+                )
+            }
+        )
     with ExitStack() as stack:
         try:
             stack.enter_context(provider_slot(subject="refund"))
@@ -391,6 +411,7 @@ def refund_create(
             request_key=idempotency_key or "",
             reason=RefundReason.REQUESTED_BY_CUSTOMER,
             api=api or provider_api(),
+            lines=lines,
         )
 
 
@@ -403,11 +424,14 @@ def refund_give_back(
     api: utils.PaymentAPI,
     payment: Payment | None = None,
     provider_key: str | None = None,
+    lines: Sequence[Mapping] | None = None,
 ) -> Refund:
     """The refund flow itself (no provider slot): `refund_create` for the API and the
     admin, `payments.reconcile` for giving back a duplicate charge (`payment`, with a
     `provider_key` derived from that charge)."""
-    refund, earlier = _open_refund(cart, amount, request_key, reason, payment, provider_key)
+    refund, earlier = _open_refund(
+        cart, amount, request_key, reason, payment, provider_key, lines=lines
+    )
     if not refund.is_open:  # a repeated request for a refund that is already settled
         _copy_state(cart, Cart.objects.get(pk=cart.pk))
         return refund
@@ -466,6 +490,7 @@ def _open_refund(
     reason: str,
     payment: Payment | None,
     provider_key: str | None,
+    lines: Sequence[Mapping] | None = None,
 ) -> tuple[Refund, EarlierRequests]:
     """Reserve and record a refund (or find the one the key names). Returns it and what
     the requests it sent in earlier calls may have done."""
@@ -498,6 +523,9 @@ def _open_refund(
             payment = Payment.objects.get(pk=payment.pk)  # what it holds now, under the lock
         left = payment.amount - payment.amount_refunded
         wanted = left if amount is None else amount
+        given_back = []
+        if lines is not None:
+            wanted, given_back = refund_lines_amount(cart=locked, lines=lines)
         refund = None
         if wanted > 0 and payment.provider_payment_id:
             refund = transitions.refund_started(
@@ -510,8 +538,64 @@ def _open_refund(
             )
         if refund is None:
             raise RefundExceedsCapturedError(_only_left(left, payment.currency))
+        for row in given_back:
+            row.refund = refund
+        RefundLine.objects.bulk_create(given_back)
     refund.payment = payment
     return refund, FIRST_CALL
+
+
+def refund_lines_amount(*, cart: Cart, lines: Sequence[Mapping]) -> tuple[Decimal, list]:
+    """What giving back these units of `cart`'s lines (its row locked by the caller)
+    amounts to, and the unsaved `RefundLine`s recording them.
+
+    The units of a line were paid its `total` (its amount after its share of the
+    discount); the first n of its q units count for `total × n / q` rounded down to the
+    minor unit, the last ones for the rest, so a line refunded unit by unit gives back
+    exactly its total. Units given back or being given back (refunds made or open)
+    are not left; asking for more is `RefundExceedsLineError`.
+    """
+    if not cart.itemized:
+        raise ValidationError(
+            {"lines": ValidationError("This cart has no lines.", code="cart_not_itemized")}
+        )
+    by_id = {line.pk: line for line in cart.lines.all()}
+    asked: dict[int, int] = {}
+    for index, item in enumerate(lines):
+        if item["line_id"] not in by_id:
+            raise ValidationError(
+                {f"lines.{index}.line_id": ValidationError("No such line.", code="not_found")}
+            )
+        asked[item["line_id"]] = asked.get(item["line_id"], 0) + item["quantity"]
+    done = dict(
+        RefundLine.objects.filter(
+            line__cart=cart, refund__status__in=LINE_COUNTING_REFUND_STATUSES
+        )
+        .values_list("line_id")
+        .annotate(units=Sum("quantity"))
+        .order_by()
+    )
+    total, rows = Decimal(0), []
+    for line_id, quantity in asked.items():
+        line, before = by_id[line_id], done.get(line_id, 0)
+        if before + quantity > line.quantity:
+            left = line.quantity - before
+            raise RefundExceedsLineError(
+                f"Only {left} of the {line.quantity} units of line {line_id} ({line.sku}) "
+                "are left to refund."
+            )
+        amount = _paid_for(line, before + quantity, cart.currency) - _paid_for(
+            line, before, cart.currency
+        )
+        total += amount
+        rows.append(RefundLine(line=line, quantity=quantity, amount=amount))
+    return total, rows
+
+
+def _paid_for(line, units: int, currency: str) -> Decimal:
+    if units >= line.quantity:
+        return line.total
+    return money.round_down(line.total * units / line.quantity, currency)
 
 
 def _only_left(left: Decimal, currency: str) -> str:

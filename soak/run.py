@@ -29,8 +29,9 @@ What it does, in order (docs/soak.md explains the method and records a run):
    same refund twice with one key, and retry a refund after a 502/503/504.
    Every response is recorded (endpoint, status, error code, times) and checked on the
    spot. The provider runs in its seeded random fault mode for the whole load (a fifth
-   of all charges and refunds meet a fault drawn from every kind, `charge_then_reset`
-   and `charge_then_empty_reply` included), and, unless `--no-outages`, a fault thread
+   of all charges and refunds meet a fault drawn from every kind, `charge_then_reset`,
+   `charge_then_empty_reply` and `reset_then_charge` included), and, unless
+   `--no-outages`, a fault thread
    adds an outage every 6-12 s: one kind for every charge and refund during a 1-4 s
    window (a hang, then garbage; a brownout; charges whose answers are all dropped),
    which is what gets past the client's retries.
@@ -1529,10 +1530,11 @@ is listed before `amount_refunded` counts it, never the other way round.)
 
 The provider runs in its random fault mode for the whole load (`{"mode": "random",
 "rate": 0.2, "seed": <seed>, "delay_ms": [200, 3000]}`): every charge and refund request
-draws, and a fifth meet a fault of a kind drawn from all nine: latency and
+draws, and a fifth meet a fault of a kind drawn from all ten: latency and
 charge_then_delay (0.2-3 s, below and above the 1.5 s read timeout), http_500, http_503,
 reset, empty_reply, malformed, charge_then_reset and charge_then_empty_reply (the
-provider charges or refunds, then drops the answer). A random fault breaks one attempt
+provider charges or refunds, then drops the answer), and reset_then_charge (the
+connection is reset, the charge or refund is made 0.2-3 s later). A random fault breaks one attempt
 of one request and the API's retries mostly absorb it, so a fault thread also runs an
 outage every 6-12 s (left out with `--no-outages`): one kind with `count: null` for a
 window, then the queue is cleared (the random mode goes on). "latency 4 s, then
@@ -1621,8 +1623,10 @@ Each bug it found is fixed, with a regression test:
 
 The double charge of a lost answer (the provider charges, the connection drops before
 its answer) is what the random fault mode's `charge_then_reset` and
-`charge_then_empty_reply` would hit at once with the old rule; the integration test
-`payments/tests/test_pay_integration.py::TestLostAnswers` reproduces it directly.
+`charge_then_empty_reply` would hit at once with the old rule, and `reset_then_charge`
+(the charge is made after the lookup that follows the reset) with the rule that took an
+empty ledger for "nothing charged"; the integration test
+`payments/tests/test_pay_integration.py::TestLostAnswers` reproduces both directly.
 
 """
 

@@ -68,6 +68,7 @@ SETUP: dict[str, Callable[[Post], dict]] = {
     "discount_retrieve": fresh_discount,
     "discount_update": fresh_discount,
     "discount_partial_update": fresh_discount,
+    "discount_codes_create": fresh_discount,
     "cart_create": nothing,
     "cart_list": nothing,
     "cart_retrieve": fresh_cart,

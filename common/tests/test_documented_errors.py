@@ -66,15 +66,38 @@ IMPOSSIBLE = {
     ("cart_pay_create", 400, "discount_inactive"),
     ("cart_pay_create", 400, "discount_not_started"),
     ("cart_pay_create", 400, "discount_usage_limit_reached"),
-    # Changing lines: a code that no longer fits the cart is caught by
-    # discount_reevaluate, which takes it off and says why in `discount_removed`.
+    ("cart_pay_create", 400, "discount_budget_exhausted"),
+    ("cart_pay_create", 400, "discount_customer_limit_reached"),
+    ("cart_pay_create", 400, "discount_customer_required"),
+    ("cart_pay_create", 400, "discount_first_order_only"),
+    # Creating: nothing is held yet against a new code's budget.
+    ("discount_create", 400, "below_amount_held"),
+    # Creating a cart and changing lines: a code that no longer fits the cart is caught
+    # by discount_reevaluate, which takes it off and says why in `discount_removed`; an
+    # automatic promotion that cannot take the cart is skipped by
+    # discount_apply_best_automatic.
     *(
         (operation, 400, code)
-        for operation in ("cart_lines_create", "cart_lines_partial_update", "cart_lines_destroy")
+        for operation in (
+            "cart_create",
+            "cart_lines_create",
+            "cart_lines_partial_update",
+            "cart_lines_destroy",
+        )
         for code in (
             "discount_currency_mismatch",
             "discount_has_no_effect",
             "discount_minimum_not_met",
+            "discount_no_matching_lines",
+            "discount_budget_exhausted",
+            "discount_customer_required",
+            "discount_customer_limit_reached",
+            "discount_first_order_only",
+            "discount_code_used",
+            "discount_expired",
+            "discount_inactive",
+            "discount_not_started",
+            "discount_usage_limit_reached",
         )
     ),
 }

@@ -1,0 +1,100 @@
+"""Automatic promotions: applied by themselves, the best one wins, a better code
+replaces one."""
+
+from decimal import Decimal
+
+import pytest
+
+from cart.models import Cart
+from cart.tests.factories import itemized_cart
+from common.testing import error_of, response_json
+from discount.models import DiscountReservation
+from discount.tests.factories import DiscountFactory, PercentDiscountFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def create(client, **body):
+    return response_json(client.post("/api/cart/", body, format="json"))
+
+
+def apply(client, cart_id, code):
+    return client.post(f"/api/cart/{cart_id}/apply_discount/", {"code": code})
+
+
+def test_no_promotion_leaves_the_tutorials_cart_as_it_was(api_client):
+    data = create(api_client, total=20, currency="USD", items_number=5)
+
+    assert (data["discount"], data["total"]) == (None, Decimal("20.00"))
+
+
+def test_the_best_fitting_promotion_applies_by_itself_and_reserves_a_use(api_client):
+    DiscountFactory(code="AUTO-2", value=Decimal("2"), automatic=True)
+    best = PercentDiscountFactory(code="AUTO-10PC", value=Decimal("10"), automatic=True)
+    DiscountFactory(code="AUTO-BIG", value=Decimal("50"), automatic=True, currency="EUR")
+    DiscountFactory(code="AUTO-OFF", value=Decimal("9"), automatic=True, active=False)
+
+    data = create(api_client, total=30, currency="USD", items_number=5)
+
+    assert data["discount"]["code"] == "AUTO-10PC"
+    assert (data["amount_discounted"], data["total"]) == (Decimal("3.00"), Decimal("27.00"))
+    assert DiscountReservation.objects.get().discount == best
+
+
+def test_a_promotion_follows_the_lines_and_may_give_way_to_a_better_one(api_client):
+    DiscountFactory(code="AUTO-TEA", value=Decimal("4"), automatic=True, skus=["TEA"])
+    DiscountFactory(
+        code="AUTO-BIG",
+        value=Decimal("6"),
+        automatic=True,
+        currency="USD",
+        min_cart_total=Decimal("30"),
+    )
+    cart = itemized_cart(("TEA", 1, "5"))
+    assert Cart.objects.get(pk=cart.pk).discount.code == "AUTO-TEA"
+
+    response = api_client.post(
+        f"/api/cart/{cart.pk}/lines/",
+        {"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": 30},
+        format="json",
+    )
+
+    data = response_json(response)
+    assert data["cart"]["discount"]["code"] == "AUTO-BIG"
+    assert data["cart"]["amount_discounted"] == Decimal("6.00")
+    assert DiscountReservation.objects.filter(status="reserved").count() == 1
+
+
+def test_a_typed_code_replaces_the_promotion_when_it_gives_more(api_client):
+    DiscountFactory(code="AUTO-2", value=Decimal("2"), automatic=True)
+    DiscountFactory(code="FIVE", value=Decimal("5"))
+    DiscountFactory(code="ONE", value=Decimal("1"))
+    cart = create(api_client, total=20, currency="USD", items_number=1)
+
+    worse = apply(api_client, cart["id"], "ONE")
+    assert (worse.status_code, error_of(worse)["code"]) == (400, "discount_not_better")
+    assert Cart.objects.get(pk=cart["id"]).discount.code == "AUTO-2"
+
+    better = response_json(apply(api_client, cart["id"], "FIVE"))
+    assert (better["discount"]["code"], better["total"]) == ("FIVE", Decimal("15.00"))
+    statuses = dict(DiscountReservation.objects.values_list("discount__code", "status"))
+    assert statuses == {"AUTO-2": "released", "FIVE": "reserved"}
+    again = apply(api_client, cart["id"], "FIVE")
+    assert error_of(again)["code"] == "discount_already_applied"
+
+
+def test_a_promotions_code_cannot_be_typed(api_client):
+    DiscountFactory(code="AUTO-2", value=Decimal("2"), automatic=True, currency="EUR")
+    cart = create(api_client, total=20, currency="USD", items_number=1)
+
+    assert error_of(apply(api_client, cart["id"], "AUTO-2"))["code"] == "discount_not_found"
+
+
+def test_a_used_up_promotion_gives_way_to_the_next_best(api_client):
+    DiscountFactory(code="AUTO-5", value=Decimal("5"), automatic=True, usage_limit=1)
+    DiscountFactory(code="AUTO-1", value=Decimal("1"), automatic=True)
+
+    first = create(api_client, total=20, currency="USD", items_number=1)
+    second = create(api_client, total=20, currency="USD", items_number=1)
+
+    assert (first["discount"]["code"], second["discount"]["code"]) == ("AUTO-5", "AUTO-1")

@@ -1,0 +1,134 @@
+"""Refunds by line: units of an itemized cart's lines given back at what they were paid
+after their share of the discount, through the real fake provider."""
+
+from decimal import Decimal
+
+import pytest
+
+from cart.tests.factories import itemized_cart
+from common.testing import error_of, response_json
+from discount.tests.factories import DiscountFactory
+from payments.models import Refund, RefundLine
+
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
+
+
+def refund_lines(client, cart, *lines):
+    body = {"lines": [{"line_id": line_id, "quantity": qty} for line_id, qty in lines]}
+    return client.post(f"/api/cart/{cart.pk}/refund/", body, format="json")
+
+
+@pytest.fixture
+def paid_lines(api_client, fake_provider):
+    """Tea 3 × 3.00 and a mug 10.00 (19.00), 1.00 off: tea pays 8.53, the mug 9.47."""
+    cart = itemized_cart(("TEA", 3, "3.00"), ("MUG", 1, "10.00"))
+    cart.apply_discount(DiscountFactory(code="ONE", value=Decimal("1")))
+    response = api_client.post(f"/api/cart/{cart.pk}/pay/", {})
+    assert response.status_code == 200, response.content
+    tea, mug = cart.lines.order_by("id")
+    return cart, tea, mug
+
+
+def test_units_of_a_line_give_back_what_they_were_paid_after_the_discount(api_client, paid_lines):
+    cart, tea, mug = paid_lines
+    assert (tea.total, mug.total) == (Decimal("8.53"), Decimal("9.47"))
+
+    response = refund_lines(api_client, cart, (tea.pk, 1))
+
+    data = response_json(response)
+    assert response.status_code == 200, data
+    assert data["refund"]["amount"] == Decimal("2.84")  # 8.53 / 3, rounded down
+    assert data["cart"]["amount_refunded"] == Decimal("2.84")
+    assert RefundLine.objects.get().quantity == 1
+
+
+def test_a_line_refunded_unit_by_unit_gives_back_exactly_its_total(api_client, paid_lines):
+    cart, tea, mug = paid_lines
+
+    amounts = [
+        response_json(refund_lines(api_client, cart, (tea.pk, 1)))["refund"]["amount"]
+        for _ in range(3)
+    ]
+
+    assert amounts == [Decimal("2.84"), Decimal("2.84"), Decimal("2.85")]
+    assert sum(amounts) == tea.total
+    response = refund_lines(api_client, cart, (mug.pk, 1))
+    assert response_json(response)["cart"]["payment_status"] == "refunded"
+
+
+def test_units_are_never_given_back_twice(api_client, paid_lines):
+    cart, tea, _ = paid_lines
+    refund_lines(api_client, cart, (tea.pk, 2))
+
+    response = refund_lines(api_client, cart, (tea.pk, 2))
+
+    assert response.status_code == 409
+    error = error_of(response)
+    assert error["code"] == "refund_exceeds_line"
+    assert "Only 1 of the 3 units" in error["message"]
+    assert Refund.objects.count() == 1
+
+
+def test_units_of_a_declined_refund_are_left_to_give_back(api_client, paid_lines, monkeypatch):
+    from payments import services
+    from payments.tests.test_pay_service import REFUND_FAILED, ScriptedProvider
+
+    cart, tea, _ = paid_lines
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "provider_api", lambda: ScriptedProvider(refund=[REFUND_FAILED]))
+        declined = refund_lines(api_client, cart, (tea.pk, 3))
+    assert declined.status_code == 402, declined.content
+
+    assert refund_lines(api_client, cart, (tea.pk, 3)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        ({"lines": [{"line_id": 999999, "quantity": 1}]}, "lines.0.line_id", "not_found"),
+        ({"lines": [], "amount": 1}, "lines", "min_length"),
+        ({"lines": [{"line_id": 1, "quantity": 0}]}, "lines.0.quantity", "min_value"),
+    ],
+)
+def test_bad_line_refunds_are_named(api_client, paid_lines, body, field, code):
+    cart, *_ = paid_lines
+
+    response = api_client.post(f"/api/cart/{cart.pk}/refund/", body, format="json")
+
+    assert response.status_code == 400
+    assert (error_of(response)["field"], error_of(response)["code"]) == (field, code)
+    assert not Refund.objects.exists()
+
+
+def test_an_amount_and_lines_together_are_refused(api_client, paid_lines):
+    cart, tea, _ = paid_lines
+
+    response = api_client.post(
+        f"/api/cart/{cart.pk}/refund/",
+        {"amount": 1, "lines": [{"line_id": tea.pk, "quantity": 1}]},
+        format="json",
+    )
+
+    assert (response.status_code, error_of(response)["code"]) == (400, "amount_and_lines")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.concurrency
+def test_refunds_of_the_same_units_racing_give_them_back_once(fake_provider):
+    from rest_framework.test import APIClient
+
+    from cart.tests.test_concurrency import race
+
+    client = APIClient()
+    cart = itemized_cart(("TEA", 2, "3.00"), ("MUG", 1, "10.00"))
+    assert client.post(f"/api/cart/{cart.pk}/pay/", {}).status_code == 200
+    tea = cart.lines.get(sku="TEA")
+
+    responses = race([lambda: refund_lines(APIClient(), cart, (tea.pk, 2)) for _ in range(4)])
+
+    # The losers are refused under the cart's lock (409), or, when this process already
+    # waits on the provider for as many calls as it allows, before anything (503).
+    assert [r.status_code for r in responses].count(200) == 1
+    losers = {error_of(r)["code"] for r in responses if r.status_code != 200}
+    assert losers <= {"refund_exceeds_line", "payment_provider_busy"}
+    assert sum(RefundLine.objects.values_list("quantity", flat=True)) == 2
