@@ -233,7 +233,8 @@ CAMPAIGN = {
     "kind": "amount",
     "value": "3.00",
     "currency": "USD",
-    "budget_amount": "45.00",
+    "budget_amount": "30.00",
+    "min_cart_total": "25.00",  # line changes that go below it take the code off
     "limit_per_customer": 1,
     "description": "soak: budget-capped, once per customer",
 }
@@ -246,6 +247,7 @@ CAMPAIGN_400_OK = APPLY_400_ALWAYS_OK | {
     "discount_code_used",
     "discount_currency_mismatch",
     "discount_has_no_effect",
+    "discount_minimum_not_met",
     "discount_customer_required",  # a cart without customer_ref
 }
 SKUS = ("TEA-GREEN", "TEA-BLACK", "MUG-WHITE", "POT-CLAY", "CUP-BLUE")
