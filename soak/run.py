@@ -26,7 +26,10 @@ What it does, in order (docs/soak.md explains the method and records a run):
    `pm_card_visa` or `pm_card_chargeDeclined`, pay twice with one Idempotency-Key, pay
    one cart from two threads at once, retry a pay after a 502/503/504 with the same key;
    refund paid carts in part or in full, two to four refunds of one cart at once, the
-   same refund twice with one key, and retry a refund after a 502/503/504.
+   same refund twice with one key, and retry a refund after a 502/503/504; create
+   itemized carts (with a customer_ref), add, change and remove their lines while
+   pending, apply generated single-use codes and a budget-capped, once-per-customer
+   campaign code to them, and refund some of them by line.
    Every response is recorded (endpoint, status, error code, times) and checked on the
    spot. The provider runs in its seeded random fault mode for the whole load (a fifth
    of all charges and refunds meet a fault drawn from every kind, `charge_then_reset`,
@@ -1885,14 +1888,24 @@ once; pay a paid cart; after a 502/503/504, retry with the same key (mostly; som
 left to the end's reconcile); refund a paid cart by a tenth to a third of its subtotal
 or in full, two to four refunds of one cart at once (one of them sometimes "everything
 left"), the same refund twice with one key, and retry a refund after a 502/503/504.
-Every response is recorded and checked at once: statuses and error codes each endpoint
-documents, a 200 pay shows a paid cart and an attempt for its total, a 402 a declined
-one, a 200 refund a refund made of the amount asked and a partially refunded or refunded
-cart, an apply takes off what the code's rule says, every cart shown has total =
-subtotal - discount, at most one successful attempt, an `amount_refunded` within its
-total that its status agrees with, and a discount or a paid status once seen never goes
-away. (A cart is read row by row: a refund made between reading the cart and its refunds
-is listed before `amount_refunded` counts it, never the other way round.)
+Itemized carts too: create one with 1-4 lines (SKUs, quantities, unit prices in the
+currency's steps; most with a `customer_ref` out of 25 customers); add, change
+(quantity, sometimes price) or remove a line while it is pending (a paid or paying cart
+must answer 409); apply a generated single-use code of `SOAKGEN` (15 %, 40 codes made by
+`POST /api/discount/{id}/codes/` and tried again and again, so most tries meet
+`discount_code_used`) or `SOAKCAMP` (3.00 off USD carts from 25.00, once per customer,
+budget 30.00), sometimes one code on two carts at once; pay them like the others; refund
+some units of a line of a paid one, or all of a line twice at once. The lines an answer
+shows must add up to its subtotal and items_number, and their discount shares to its
+`amount_discounted`. Every response is recorded and checked at once: statuses and error
+codes each endpoint documents, a 200 pay shows a paid cart and an attempt for its total,
+a 402 a declined one, a 200 refund a refund made of the amount asked and a partially
+refunded or refunded cart, an apply takes off what the code's rule says, every cart
+shown has total = subtotal - discount, at most one successful attempt, an
+`amount_refunded` within its total that its status agrees with, and a discount or a paid
+status once seen never goes
+away. (The check allows a refund listed before `amount_refunded` counts it, never the
+other way round, though a cart is now read in one snapshot.)
 
 The provider runs in its random fault mode for the whole load (`{"mode": "random",
 "rate": 0.2, "seed": <seed>, "delay_ms": [200, 3000]}`): every charge and refund request
@@ -1947,6 +1960,14 @@ ledgers (`GET /payments`, `GET /refunds`) and journal are read, and:
    cart's status and amount refunded; no attempt or refund is left open and no cart is
    processing.
 
+4. Lines and campaigns: no generated code is held or consumed by two carts; each code's
+   `amount_consumed` equals its consumed reservations and the discounts of the paid
+   carts holding it, and with a budget, consumed plus reserved amounts stay within it;
+   no customer holds a per-customer-limited code more often than its limit; every live
+   reservation's amount is its cart's discount; every itemized cart's lines add up to
+   its subtotal and items_number and their shares to its `amount_discounted`; no line
+   had more units refunded than it has, nor more money than it was paid.
+
 The exit status is 1 when any check fails; each violation is printed with the cart's
 request sequence. With `--record` the summary below is rewritten from the run.
 """
@@ -1986,6 +2007,20 @@ Each bug it found is fixed, with a regression test:
    A refund that had ended 502/503 (proven not made) was "replayed" by its key with its
    `error` status. The same request now tries it again, with the same provider key, after
    reserving its amount again; only a refund made or declined is replayed.
+
+5. **A cart read showing lines that do not add up**
+   (`cart/tests/test_concurrency.py`:
+   `test_a_cart_read_while_a_line_is_added_shows_one_moment_of_it`). GET of a cart or a
+   page of carts read the cart row and its lines in separate queries; a line change
+   committed in between showed lines whose amounts did not add up to the subtotal (and
+   shares not to the discount). Reads now run in one snapshot (`common/snapshot.py`:
+   REPEATABLE READ on PostgreSQL, one transaction on SQLite).
+6. **An apply answer with a stale items_number**
+   (`cart/tests/test_lines.py`:
+   `test_the_apply_answer_shows_lines_added_while_the_request_began`). An apply that
+   read the cart before a concurrent line change discounted the new subtotal (read
+   under the lock) but answered the old `items_number`. It now answers every line field
+   as locked.
 
 The double charge of a lost answer (the provider charges, the connection drops before
 its answer) is what the random fault mode's `charge_then_reset` and
