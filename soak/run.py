@@ -241,7 +241,13 @@ CAMPAIGN = {
     "limit_per_customer": 1,
     "description": "soak: budget-capped, once per customer",
 }
-GENERATED = {"code": "SOAKGEN", "kind": "percent", "value": "15", "description": "soak: codes"}
+GENERATED = {
+    "code": "SOAKGEN",
+    "kind": "percent",
+    "value": "15",
+    "sku_prefixes": ["TEA-"],  # removing a cart's last TEA- line takes the code off
+    "description": "soak: generated codes, TEA- lines only",
+}
 GENERATED_COUNT = 40
 CUSTOMERS = 25
 CAMPAIGN_400_OK = APPLY_400_ALWAYS_OK | {
@@ -251,6 +257,7 @@ CAMPAIGN_400_OK = APPLY_400_ALWAYS_OK | {
     "discount_currency_mismatch",
     "discount_has_no_effect",
     "discount_minimum_not_met",
+    "discount_no_matching_lines",
     "discount_customer_required",  # a cart without customer_ref
 }
 SKUS = ("TEA-GREEN", "TEA-BLACK", "MUG-WHITE", "POT-CLAY", "CUP-BLUE")
@@ -1891,21 +1898,21 @@ left"), the same refund twice with one key, and retry a refund after a 502/503/5
 Itemized carts too: create one with 1-4 lines (SKUs, quantities, unit prices in the
 currency's steps; most with a `customer_ref` out of 25 customers); add, change
 (quantity, sometimes price) or remove a line while it is pending (a paid or paying cart
-must answer 409); apply a generated single-use code of `SOAKGEN` (15 %, 40 codes made by
-`POST /api/discount/{id}/codes/` and tried again and again, so most tries meet
-`discount_code_used`) or `SOAKCAMP` (3.00 off USD carts from 25.00, once per customer,
-budget 30.00), sometimes one code on two carts at once; pay them like the others; refund
-some units of a line of a paid one, or all of a line twice at once. The lines an answer
-shows must add up to its subtotal and items_number, and their discount shares to its
-`amount_discounted`. Every response is recorded and checked at once: statuses and error
-codes each endpoint documents, a 200 pay shows a paid cart and an attempt for its total,
-a 402 a declined one, a 200 refund a refund made of the amount asked and a partially
-refunded or refunded cart, an apply takes off what the code's rule says, every cart
-shown has total = subtotal - discount, at most one successful attempt, an
-`amount_refunded` within its total that its status agrees with, and a discount or a paid
-status once seen never goes
-away. (The check allows a refund listed before `amount_refunded` counts it, never the
-other way round, though a cart is now read in one snapshot.)
+must answer 409); apply a generated single-use code of `SOAKGEN` (15 % of `TEA-` lines,
+40 codes made by `POST /api/discount/{id}/codes/` and tried again and again, so most
+tries meet `discount_code_used`) or `SOAKCAMP` (3.00 off USD carts from 25.00, once per
+customer, budget 30.00), sometimes one code on two carts at once; pay them like the
+others; refund some units of a line of a paid one, or all of a line twice at once. The
+lines an answer shows must add up to its subtotal and items_number, and their discount
+shares to its `amount_discounted`. Every response is recorded and checked at once:
+statuses and error codes each endpoint documents, a 200 pay shows a paid cart and an
+attempt for its total, a 402 a declined one, a 200 refund a refund made of the amount
+asked and a partially refunded or refunded cart, an apply takes off what the code's rule
+says, every cart shown has total = subtotal - discount, at most one successful attempt,
+an `amount_refunded` within its total that its status agrees with, and a discount or a
+paid status once seen never goes away. (The check allows a refund listed before
+`amount_refunded` counts it, never the other way round, though a cart is now read in one
+snapshot.)
 
 The provider runs in its random fault mode for the whole load (`{"mode": "random",
 "rate": 0.2, "seed": <seed>, "delay_ms": [200, 3000]}`): every charge and refund request
