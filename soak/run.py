@@ -1071,11 +1071,19 @@ class Client(threading.Thread):
             soak.violate("lines", f"{rec.line()}: unexpected {str(body)[:300]}")
 
     def op_edit_lines(self) -> None:
-        """Add, change or remove a line of one of this client's pending itemized carts."""
-        info = self.soak.pick(self.rng, self.name, lambda c: c.itemized and not c.paid)
+        """Add, change or remove one to three lines of a pending itemized cart (any
+        client's, while it may be paid: then 409), mostly one holding a code."""
+        held = self.rng.random() < 0.6
+        info = self.soak.pick(
+            self.rng, None, lambda c: c.itemized and not c.paid and (c.discount or not held)
+        )
         if info is None:
             self.op_create_lines()
             return
+        for _ in range(self.rng.randint(1, 3)):
+            self.edit_line(info)
+
+    def edit_line(self, info: CartInfo) -> None:
         base = f"{CART}{info.id}/lines/"
         action = self.rng.choice(("add", "change", "change", "remove"))
         if action == "add" or not info.lines:
