@@ -21,8 +21,11 @@ Outcomes and errors:
 * Every error says what it proves, in two flags, so the caller can apply one rule:
   `maybe_processed` (False only when no request of the call can have been processed:
   each one provably never left, or the provider answered a refusal) and
-  `maybe_in_flight` (a request was sent and its answer never came: it may still be
-  processed later, so even an empty ledger proves nothing yet).
+  `maybe_in_flight` (a read timed out: the request may still be processed later). The
+  caller's rule (`payments.provider.outcome_after_failure`) is stricter still: any
+  request that may have been processed may also be committed after a ledger lookup
+  (a proxy resets the connection, or answers 502/504, while the provider works on), so
+  an empty ledger never closes it at once.
 * How a transport failure is classified: connection refused, DNS failure and connect
   timeout (urllib3 `NewConnectionError`, `NameResolutionError`, `ConnectTimeoutError`)
   mean the request never left. Anything after that (a reset or EOF, `RemoteDisconnected`,

@@ -196,6 +196,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Behind PgBouncer in transaction pooling mode a server-side cursor (QuerySet.iterator())
+# may meet another client's transaction: turn them off there. CONN_MAX_AGE then keeps the
+# connection to PgBouncer, which shares the server connections.
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool(
+    "DB_DISABLE_SERVER_SIDE_CURSORS", False
+)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Several gunicorn workers share one file: WAL lets readers run beside the
@@ -403,7 +409,7 @@ RATELIMIT_FAIL_OPEN = env_bool("RATELIMIT_FAIL_OPEN", True)
 if IS_PROD:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Health checks come from the orchestrator over plain HTTP inside the network.
-    SECURE_REDIRECT_EXEMPT = [r"^health/"]
+    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]  # and the metrics scrapes
     SECURE_HSTS_SECONDS = env_number("SECURE_HSTS_SECONDS", 31536000, int)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -1197,7 +1197,7 @@ class DatabaseRun:
         print(f"  pay check: {json.dumps(pay_check)}", flush=True)
 
     def start_production_api(self, limit: int | None) -> tuple[str, subprocess.Popen, Path]:
-        """The API as deployed: `CoreRoot/gunicorn.py` (2 workers x 4 threads), its access
+        """The API as deployed: `CoreRoot/gunicorn.py` (2 workers x 4 threads), its request
         log included; `limit` sets PAYMENT_MAX_IN_FLIGHT (None: the default)."""
         port = free_port()
         env = self.env(self.database_url_value, self.provider_port)

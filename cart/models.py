@@ -115,6 +115,7 @@ class Cart(models.Model):
     )
     itemized = models.BooleanField(
         default=False,
+        db_default=False,  # carts the previous release inserts, during a rollout
         help_text="Made of lines: subtotal and items_number are derived from them.",
     )
     currency = models.CharField(max_length=3, help_text="ISO-4217 code, e.g. USD.")

@@ -32,6 +32,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+# A management command or the worker started with the same environment as gunicorn (one
+# ConfigMap on Kubernetes) counts in multiprocess mode too: the directory must exist
+# before the first metric opens its file there.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 HTTP_REQUESTS = Counter(

@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='cart',
             name='itemized',
-            field=models.BooleanField(default=False, help_text='Made of lines: subtotal and items_number are derived from them.'),
+            field=models.BooleanField(db_default=False, default=False, help_text='Made of lines: subtotal and items_number are derived from them.'),
         ),
         migrations.CreateModel(
             name='CartLine',

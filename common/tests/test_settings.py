@@ -233,6 +233,28 @@ def test_env_example_and_readme_list_every_variable():
     assert {v for v in variables if f"`{v}`" not in readme} == set()
 
 
+@pytest.mark.parametrize(("value", "expected"), [("true", "True"), ("", "False")])
+def test_server_side_cursors_can_be_turned_off_for_pgbouncer(value, expected):
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.DATABASES['default']['DISABLE_SERVER_SIDE_CURSORS'])"
+    )
+    result = manage(
+        "shell", "--no-imports", "-c", code, ENV="DEV", DB_DISABLE_SERVER_SIDE_CURSORS=value
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+def test_prod_serves_health_and_metrics_over_plain_http_inside_the_cluster():
+    code = "from django.conf import settings as s;print(s.SECURE_REDIRECT_EXEMPT)"
+    result = manage("shell", "--no-imports", "-c", code, **PROD_ENV)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == r"['^health/', '^metrics$']"
+
+
 def test_the_docs_say_what_debug_and_prod_do():
     """DEBUG is off by default in DEV too (the code above); PROD forces it off and turns
     the HTTPS hardening on. The README and .env.example say so, not the opposite."""

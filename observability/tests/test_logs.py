@@ -157,3 +157,18 @@ def test_dev_writes_lines_for_a_person_with_the_request_id():
 
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().endswith("WARNING payments [job-9] provider slow")
+
+
+def test_a_command_run_with_gunicorns_metrics_directory_unmade_still_starts(tmp_path):
+    # migrate, reconcile_payments and the worker share the api's environment on
+    # Kubernetes, PROMETHEUS_MULTIPROC_DIR included, before gunicorn has made it.
+    directory = tmp_path / "not-made-yet"
+
+    result = run_python(
+        "import django; django.setup(); from observability import metrics; print('ok')",
+        ENV="DEV",
+        PROMETHEUS_MULTIPROC_DIR=str(directory),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert directory.is_dir()

@@ -1,6 +1,8 @@
 """GET /metrics: who may read it, and the counters moving as the shop works (in this
 process; test_metrics_gunicorn.py checks several gunicorn workers add up)."""
 
+import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -8,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
 from cart.tests.factories import CartFactory
+from conftest import ROOT
 from discount.tests.factories import DiscountFactory
 
 pytestmark = pytest.mark.django_db
@@ -147,3 +150,23 @@ def test_attempts_open_right_now_are_read_from_the_database(api_client, fake_pro
     assert value(samples, "payment_attempts_open", status="unknown") == 1
     assert value(samples, "payment_attempts_open", status="processing") == 0
     assert value(samples, "refunds_open", status="unknown") == 0
+
+
+def test_every_dashboard_query_names_a_metric_the_service_exports(api_client):
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "shop.json").read_text())
+    exported = {
+        family.name
+        for family in text_string_to_metric_families(api_client.get("/metrics").content.decode())
+    }
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    # Histograms and counters are queried by their series names (_bucket, _total).
+    named = set()
+    for query in queries:
+        # Leave the metric names: no label matchers, ranges, grouping labels or functions.
+        bare = re.sub(r"\{[^}]*\}|\[[^]]*\]|\bby\s*\([^)]*\)|[0-9.]+", " ", query)
+        for name in re.findall(r"\b([a-z_]+)\b(?!\s*\()", bare):
+            named.add(re.sub(r"_(bucket|total|count|sum)$", "", name))
+
+    assert len(dashboard["panels"]) >= 10
+    assert "payment_attempts_open" in named
+    assert named <= exported, named - exported

@@ -553,7 +553,9 @@ def test_a_duplicate_whose_refund_was_not_made_is_given_back_with_the_next_key()
     assert again.requests[0]["idempotency_key"] == "dup-pay_late-2"
 
 
-def test_an_open_refund_the_ledger_does_not_know_is_closed_and_its_hold_released():
+def refund_left_open_and_landed() -> Payment:
+    """A paid cart whose refund of 5.00 was left unknown, untouched for 5 minutes, and
+    can no longer land; returns the charge."""
     cart = CartFactory()
     charged = cart_pay(cart=cart, api=ScriptedProvider(pay=[CHARGED]))
     with pytest.raises(RefundOutcomeUnknownError):
@@ -565,6 +567,11 @@ def test_an_open_refund_the_ledger_does_not_know_is_closed_and_its_hold_released
     Refund.objects.update(
         updated=timezone.now() - timedelta(minutes=5), in_flight_until=timezone.now()
     )
+    return charged
+
+
+def test_an_open_refund_the_ledger_does_not_know_is_closed_and_its_hold_released():
+    charged = refund_left_open_and_landed()
 
     result = payments_reconcile(older_than=OLDER_THAN, api=ScriptedProvider(find=[NOT_FOUND]))
 
@@ -647,17 +654,7 @@ def test_an_attempt_a_live_pay_resumes_during_the_lookup_is_not_closed(status):
 
 
 def test_a_refund_a_live_request_resumes_during_the_lookup_is_not_closed():
-    cart = CartFactory()
-    charged = cart_pay(cart=cart, api=ScriptedProvider(pay=[CHARGED]))
-    with pytest.raises(RefundOutcomeUnknownError):
-        refund_create(
-            cart=cart,
-            amount=Decimal("5.00"),
-            api=ScriptedProvider(refund=[timeout()], find=[NOT_FOUND]),
-        )
-    Refund.objects.update(
-        updated=timezone.now() - timedelta(minutes=5), in_flight_until=timezone.now()
-    )
+    charged = refund_left_open_and_landed()
 
     def resumed(key):
         Refund.objects.update(status="processing", updated=timezone.now())

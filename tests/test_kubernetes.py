@@ -1,0 +1,156 @@
+"""deploy/kubernetes: the production overlay, rendered by kustomize (`kubectl kustomize`),
+is valid against the Kubernetes API schemas (kubernetes-validate, offline) and holds what
+the README promises: probes, non-root read-only pods, limits, a migration Job, the
+reconcile CronJob, a PodDisruptionBudget and an HPA for the api, selectors that select,
+and a NetworkPolicy that lets only the provider's clients reach the provider.
+`podman kube play` runs the api and the worker for real in `.ci/kubernetes-smoke.sh`."""
+
+import shutil
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import ROOT, require_local_service
+
+OVERLAY = ROOT / "deploy" / "kubernetes" / "overlays" / "production"
+KUBERNETES_VERSION = "1.32"
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    require_local_service("kubectl (kustomize)", kubectl is not None)
+    result = subprocess.run(
+        [kubectl, "kustomize", str(OVERLAY)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def find(resources, kind, name) -> dict:
+    [found] = [r for r in resources if r["kind"] == kind and r["metadata"]["name"] == name]
+    return found
+
+
+def pod_spec(resource) -> dict:
+    if resource["kind"] == "CronJob":
+        return resource["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return resource["spec"]["template"]["spec"]
+
+
+def pod_labels(resource) -> dict:
+    if resource["kind"] == "CronJob":
+        return resource["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    return resource["spec"]["template"]["metadata"]["labels"]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+WORKLOADS = [("Deployment", "api"), ("Deployment", "worker"), ("Job", "migrate"),
+             ("CronJob", "reconcile-payments")]  # fmt: skip
+
+
+def test_every_resource_is_valid_against_the_kubernetes_schemas(rendered):
+    for resource in rendered:
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_production_overlay_has_every_piece(rendered):
+    kinds = {(r["kind"], r["metadata"]["name"]) for r in rendered}
+
+    assert {
+        *WORKLOADS,
+        ("Service", "api"),
+        ("Ingress", "api"),
+        ("PodDisruptionBudget", "api"),
+        ("HorizontalPodAutoscaler", "api"),
+        ("ConfigMap", "shop-config"),
+        ("Secret", "shop-secrets"),
+        ("NetworkPolicy", "payment-provider-egress"),
+    } <= kinds
+    assert {r["metadata"].get("namespace") for r in rendered if r["kind"] != "Namespace"} == {
+        "shop"
+    }
+
+
+def test_the_api_runs_three_replicas_with_probes_on_the_health_endpoints(rendered):
+    api = find(rendered, "Deployment", "api")
+    [container] = pod_spec(api)["containers"]
+
+    assert api["spec"]["replicas"] == 3
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready/"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/"
+    assert container["image"] == "registry.example.com/shop/shop-api:1.0.0"
+    assert selects(api["spec"]["selector"], pod_labels(api))
+
+
+@pytest.mark.parametrize(("kind", "name"), WORKLOADS)
+def test_every_pod_is_non_root_read_only_and_limited(rendered, kind, name):
+    spec = pod_spec(find(rendered, kind, name))
+
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["automountServiceAccountToken"] is False
+    for container in spec["containers"]:
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_the_commands_are_the_ones_the_project_runs(rendered):
+    def command(kind, name):
+        return pod_spec(find(rendered, kind, name))["containers"][0]["command"]
+
+    procfile = ROOT / "Procfile"
+    if procfile.exists():  # the worker's command is the Procfile's
+        worker_line = next(
+            line for line in procfile.read_text().splitlines() if line.startswith("worker:")
+        )
+        assert " ".join(command("Deployment", "worker")) == worker_line.split(":", 1)[1].strip()
+    assert command("Job", "migrate") == ["python", "manage.py", "migrate", "--noinput"]
+    assert command("CronJob", "reconcile-payments")[-1] == "reconcile_payments"
+
+
+def test_the_budget_the_autoscaler_and_the_service_point_at_the_api(rendered):
+    api_labels = pod_labels(find(rendered, "Deployment", "api"))
+    worker_labels = pod_labels(find(rendered, "Deployment", "worker"))
+    pdb = find(rendered, "PodDisruptionBudget", "api")
+    hpa = find(rendered, "HorizontalPodAutoscaler", "api")
+    service = find(rendered, "Service", "api")
+
+    assert selects(pdb["spec"]["selector"], api_labels)
+    assert not selects(pdb["spec"]["selector"], worker_labels)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "api"}  # fmt: skip
+    assert hpa["spec"]["minReplicas"] >= pdb["spec"]["minAvailable"] + 1
+    assert all(api_labels.get(k) == v for k, v in service["spec"]["selector"].items())
+
+
+def test_only_the_providers_clients_may_reach_the_provider(rendered):
+    policy = find(rendered, "NetworkPolicy", "payment-provider-egress")
+    allowed = {
+        name
+        for kind, name in WORKLOADS
+        if selects(policy["spec"]["podSelector"], pod_labels(find(rendered, kind, name)))
+    }
+
+    assert allowed == {"api", "worker", "reconcile-payments"}
+    assert find(rendered, "NetworkPolicy", "default-deny")["spec"]["policyTypes"] == [
+        "Ingress",
+        "Egress",
+    ]
+
+
+def test_the_ingress_keeps_metrics_and_health_inside_the_cluster(rendered):
+    ingress = find(rendered, "Ingress", "api")
+    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+
+    assert "/" not in paths
+    assert not any(p.startswith(("/metrics", "/health")) for p in paths)
