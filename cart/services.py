@@ -256,7 +256,8 @@ def cart_apply_discount(
         locked.set_discount(discount, amount_off)
         locked.save_discount()
 
-    for name in (*_DISCOUNT_FIELDS, "subtotal", "payment_status"):
+    # The caller's copy may predate a concurrent line change: show the cart as locked.
+    for name in (*_LINE_FIELDS, "payment_status"):
         setattr(cart, name, getattr(locked, name))
     return cart
 

@@ -39,6 +39,7 @@ from cart.services import (
 from common.api import ListFiltersOnlyMixin
 from common.permissions import IsStaffForManagement
 from common.ratelimit import RateLimitedMixin
+from common.snapshot import one_snapshot
 from discount.errors import DiscountReservationExpiredError
 from discount.serializers import ApplyDiscountSerializer
 from discount.services import discount_refusal_reasons, discount_reveals_reasons
@@ -83,6 +84,16 @@ class CartViewSet(
         if self.action == "list":
             return self.queryset.prefetch_related("payments", "refunds", "lines")
         return self.queryset
+
+    # The cart row and its lines, payments and refunds are separate queries: they must
+    # all see one moment, or a concurrent line change shows lines off the subtotal.
+    def list(self, request, *args, **kwargs):
+        with one_snapshot():
+            return super().list(request, *args, **kwargs)
+
+    def retrieve(self, request, *args, **kwargs):
+        with one_snapshot():
+            return super().retrieve(request, *args, **kwargs)
 
     def get_permissions(self):
         if self.action in ("list", "refund"):

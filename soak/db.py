@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import defaultdict
+from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -54,8 +56,8 @@ def dump() -> dict:
     from django.db.models import Count, Q
 
     from cart.models import Cart
-    from discount.models import Discount
-    from payments.models import Payment, Refund
+    from discount.models import Discount, DiscountReservation
+    from payments.models import Payment, Refund, RefundLine
 
     carts = [
         {
@@ -67,8 +69,44 @@ def dump() -> dict:
             "currency": cart.currency,
             "payment_status": cart.payment_status,
             "discount": cart.discount.code if cart.discount_id else None,
+            "customer_ref": cart.customer_ref,
+            "itemized": cart.itemized,
+            "items_number": cart.items_number,
+            "lines": [
+                {
+                    "id": line.id,
+                    "quantity": line.quantity,
+                    "unit_price": str(line.unit_price),
+                    "amount_discounted": str(line.amount_discounted),
+                }
+                for line in cart.lines.all()
+            ],
         }
-        for cart in Cart.objects.select_related("discount").order_by("created")
+        for cart in Cart.objects.select_related("discount")
+        .prefetch_related("lines")
+        .order_by("created")
+    ]
+    # Units of each line given back by refunds made (or possibly being made), and the
+    # amounts those refunds record for them.
+    refund_lines = defaultdict(lambda: {"quantity": 0, "amount": "0", "statuses": []})
+    for part in RefundLine.objects.select_related("refund"):
+        item = refund_lines[str(part.line_id)]
+        item["quantity"] += part.quantity if part.refund.status == "success" else 0
+        item["amount"] = str(
+            Decimal(item["amount"]) + (part.amount if part.refund.status == "success" else 0)
+        )
+        item["statuses"].append(part.refund.status)
+    # Live (reserved or consumed) reservations: per generated code, per customer.
+    reservations = [
+        {
+            "discount": r.discount.code,
+            "status": r.status,
+            "amount": str(r.amount),
+            "code": r.code.code if r.code_id else None,
+            "customer_ref": r.cart.customer_ref,
+            "cart": str(r.cart_id),
+        }
+        for r in DiscountReservation.objects.select_related("discount", "code", "cart")
     ]
     payments = [
         {
@@ -114,6 +152,12 @@ def dump() -> dict:
             "paid_carts": discount.paid_count,
             "reserved": discount.reserved_count,
             "consumed": discount.consumed_count,
+            "budget_amount": (
+                None if discount.budget_amount is None else str(discount.budget_amount)
+            ),
+            "amount_consumed": str(discount.amount_consumed),
+            "limit_per_customer": discount.limit_per_customer,
+            "generated_codes": discount.codes.count(),
         }
         for discount in Discount.objects.annotate(
             cart_count=Count("carts", distinct=True),
@@ -126,7 +170,14 @@ def dump() -> dict:
             ),
         ).order_by("code")
     ]
-    return {"carts": carts, "payments": payments, "refunds": refunds, "discounts": discounts}
+    return {
+        "carts": carts,
+        "payments": payments,
+        "refunds": refunds,
+        "discounts": discounts,
+        "reservations": reservations,
+        "refund_lines": refund_lines,
+    }
 
 
 def main(argv: list[str]) -> int:

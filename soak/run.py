@@ -26,7 +26,10 @@ What it does, in order (docs/soak.md explains the method and records a run):
    `pm_card_visa` or `pm_card_chargeDeclined`, pay twice with one Idempotency-Key, pay
    one cart from two threads at once, retry a pay after a 502/503/504 with the same key;
    refund paid carts in part or in full, two to four refunds of one cart at once, the
-   same refund twice with one key, and retry a refund after a 502/503/504.
+   same refund twice with one key, and retry a refund after a 502/503/504; create
+   itemized carts (with a customer_ref), add, change and remove their lines while
+   pending, apply generated single-use codes and a budget-capped, once-per-customer
+   campaign code to them, and refund some of them by line.
    Every response is recorded (endpoint, status, error code, times) and checked on the
    spot. The provider runs in its seeded random fault mode for the whole load (a fifth
    of all charges and refunds meet a fault drawn from every kind, `charge_then_reset`,
@@ -157,7 +160,7 @@ PAY_409_CODES = {
     "idempotency_key_reused",
     "earlier_payment_outcome_unknown",
 }
-REFUND_409_CODES = {"refund_exceeds_captured", "refund_in_progress"}
+REFUND_409_CODES = {"refund_exceeds_captured", "refund_in_progress", "refund_exceeds_line"}
 FROZEN_CODES = {"cart_paid", "cart_payment_in_progress"}
 OPEN_ATTEMPT = {"processing", "unknown"}
 PAID = {"success", "partially_refunded", "refunded"}
@@ -180,6 +183,9 @@ E_LIST = "GET /api/cart/"
 E_APPLY = "POST /api/cart/{id}/apply_discount/"
 E_PAY = "POST /api/cart/{id}/pay/"
 E_REFUND = "POST /api/cart/{id}/refund/"
+E_ADD_LINE = "POST /api/cart/{id}/lines/"
+E_EDIT_LINE = "PATCH /api/cart/{id}/lines/{line_id}/"
+E_REMOVE_LINE = "DELETE /api/cart/{id}/lines/{line_id}/"
 
 
 @dataclass(frozen=True)
@@ -244,6 +250,42 @@ CODE_WEIGHTS = {
 }
 APPLY_400_ALWAYS_OK = {"discount_already_applied", "discount_usage_limit_reached"}
 
+# Campaigns, applied to itemized carts only (their line edits move the subtotal, so the
+# exact predictions above do not hold for them; the books check them instead):
+# a budget-capped, once-per-customer code in USD, and a percent discount used through
+# generated single-use codes, which clients try more than once on purpose.
+CAMPAIGN = {
+    "code": "SOAKCAMP",
+    "kind": "amount",
+    "value": "3.00",
+    "currency": "USD",
+    "budget_amount": "30.00",
+    "min_cart_total": "25.00",  # line changes that go below it take the code off
+    "limit_per_customer": 1,
+    "description": "soak: budget-capped, once per customer",
+}
+GENERATED = {
+    "code": "SOAKGEN",
+    "kind": "percent",
+    "value": "15",
+    "sku_prefixes": ["TEA-"],  # removing a cart's last TEA- line takes the code off
+    "description": "soak: generated codes, TEA- lines only",
+}
+GENERATED_COUNT = 40
+CUSTOMERS = 25
+CAMPAIGN_400_OK = APPLY_400_ALWAYS_OK | {
+    "discount_budget_exhausted",
+    "discount_customer_limit_reached",
+    "discount_code_used",
+    "discount_currency_mismatch",
+    "discount_has_no_effect",
+    "discount_minimum_not_met",
+    "discount_no_matching_lines",
+    "discount_customer_required",  # a cart without customer_ref
+}
+SKUS = ("TEA-GREEN", "TEA-BLACK", "MUG-WHITE", "POT-CLAY", "CUP-BLUE")
+LINE_409_CODES = FROZEN_CODES | {"cart_frozen"}
+
 # The fault kinds of the provider's random mode (docs/payment-provider.md).
 FAULT_KINDS = (
     "latency",
@@ -286,6 +328,10 @@ OPERATIONS = {
     "refund_full": 2,
     "refund_race": 2,
     "refund_same_key": 2,
+    "create_lines": 8,
+    "edit_lines": 8,
+    "apply_campaign": 6,
+    "refund_lines": 3,
 }
 
 
@@ -368,6 +414,8 @@ class CartInfo:
     seen_discount: str | None = None
     seen_discount_at: float | None = None  # t1 of the first answer showing the discount
     seen_paid_at: float | None = None  # t1 of the first answer showing it paid
+    itemized: bool = False
+    lines: tuple = ()  # (line id, quantity) as last shown
 
 
 @dataclass
@@ -397,6 +445,9 @@ class Soak:
         self.carts: dict[str, CartInfo] = {}
         self.cart_list: list[CartInfo] = []
         self.applied: dict[str, list[Rec]] = defaultdict(list)  # cart -> 200 applies
+        self.campaign_applied: dict[str, list[Rec]] = defaultdict(list)  # itemized carts
+        self.generated: list[str] = []  # SOAKGEN's single-use codes
+        self.removed = Counter()  # line changes that took a discount off, by code
         self.injected: list[Injected] = []
         self.violations: list[tuple[str, str]] = []
         self.journal: list[dict] = []  # the provider's, read at the end
@@ -538,15 +589,22 @@ class Soak:
             if wanted and cart["payment_status"] != wanted:
                 problems.append(f"{refunded} of {total} refunded, status {cart['payment_status']}")
             discount = (cart.get("discount") or {}).get("code")
+            problems.extend(line_problems(cart))
         except (KeyError, TypeError, ArithmeticError) as exc:
             problems.append(f"malformed cart: {exc!r}")
             discount = None
         if info is not None:
             with self.lock:
-                if discount and info.seen_discount and discount != info.seen_discount:
+                if (
+                    discount
+                    and info.seen_discount
+                    and discount != info.seen_discount
+                    and not info.itemized
+                ):
                     problems.append(f"discount changed {info.seen_discount} -> {discount}")
                 seen_at = info.seen_discount_at
-                if seen_at is not None and t0 > seen_at and not discount:
+                # A line change may take an itemized cart's discount off (and say so).
+                if seen_at is not None and t0 > seen_at and not discount and not info.itemized:
                     problems.append(f"discount {info.seen_discount} lost")
                 if discount and not info.seen_discount:
                     info.seen_discount, info.seen_discount_at = discount, t1
@@ -558,6 +616,31 @@ class Soak:
                     info.paid = True
         for problem in problems:
             self.violate("cart_state", f"{where}: cart {cart.get('id')}: {problem}")
+
+
+def line_problems(cart: dict) -> list[str]:
+    """An itemized cart's lines against its amounts: line amounts add up to the subtotal,
+    quantities to items_number, discount shares to amount_discounted."""
+    lines = cart.get("lines") or []
+    if not cart.get("itemized"):
+        return ["lines on a cart that is not itemized"] if lines else []
+    problems = []
+    amounts = sum((dec(line["amount"]) for line in lines), Decimal(0))
+    shares = sum((dec(line["amount_discounted"]) for line in lines), Decimal(0))
+    for line in lines:
+        if dec(line["amount"]) != line["quantity"] * dec(line["unit_price"]):
+            problems.append(f"line {line['id']}: amount != quantity x unit_price")
+        if dec(line["total"]) != dec(line["amount"]) - dec(line["amount_discounted"]):
+            problems.append(f"line {line['id']}: total != amount - its discount")
+        if not 0 <= dec(line["amount_discounted"]) <= dec(line["amount"]):
+            problems.append(f"line {line['id']}: discount share out of range")
+    if amounts != dec(cart["subtotal"]):
+        problems.append(f"lines add up to {amounts}, subtotal {cart['subtotal']}")
+    if shares != dec(cart["amount_discounted"]):
+        problems.append(f"line shares add up to {shares}, discount {cart['amount_discounted']}")
+    if sum(line["quantity"] for line in lines) != cart["items_number"]:
+        problems.append("line quantities do not add up to items_number")
+    return problems
 
 
 # --- Clients ------------------------------------------------------------------------
@@ -709,13 +792,18 @@ class Client(threading.Thread):
 
     def fresh_cart(self) -> CartInfo | None:
         info = self.soak.pick(
-            self.rng, self.name, lambda cart: cart.discount is None and not cart.paid
+            self.rng,
+            self.name,
+            lambda cart: cart.discount is None and not cart.paid and not cart.itemized,
         )
         return info or self.op_create()
 
     def op_apply(self) -> None:
         owner = self.name if self.rng.random() < 0.7 else None
-        info = self.soak.pick(self.rng, owner, lambda cart: not cart.paid) or self.op_create()
+        info = (
+            self.soak.pick(self.rng, owner, lambda cart: not cart.paid and not cart.itemized)
+            or self.op_create()
+        )
         if info is not None:
             self.apply(info, self.choose_code(), "apply")
 
@@ -840,7 +928,7 @@ class Client(threading.Thread):
         return rec
 
     def paid_cart(self) -> CartInfo | None:
-        return self.soak.pick(self.rng, None, lambda cart: cart.paid)
+        return self.soak.pick(self.rng, None, lambda cart: cart.paid and not cart.itemized)
 
     def part_of(self, info: CartInfo) -> Decimal:
         """A random tenth to a third of the cart's subtotal, in its currency's steps."""
@@ -941,6 +1029,189 @@ class Client(threading.Thread):
                 time.sleep(0.3)
                 self.pay_and_retry(info, "pay_retry", pms[n], keys[n])
                 break
+
+    # -- lines and campaigns --
+
+    def remember_lines(self, info: CartInfo, cart: dict) -> None:
+        with self.soak.lock:
+            info.lines = tuple((line["id"], line["quantity"]) for line in cart.get("lines", []))
+            info.subtotal = dec(cart["subtotal"])
+
+    def new_line(self, currency: str) -> dict:
+        if currency == "JPY":
+            price = Decimal(self.rng.randint(50, 9000))
+        else:
+            price = Decimal(self.rng.randint(50, 9000)).scaleb(-2)
+        sku = f"{self.rng.choice(SKUS)}-{self.rng.randint(1, 99)}"
+        return {
+            "sku": sku,
+            "name": sku.title(),
+            "quantity": self.rng.randint(1, 4),
+            "unit_price": str(price),
+        }
+
+    def op_create_lines(self) -> CartInfo | None:
+        currency = self.rng.choices(list(EXPONENTS), (6, 2, 2))[0]
+        lines = [self.new_line(currency) for _ in range(self.rng.randint(1, 4))]
+        body = {"currency": currency, "lines": lines}
+        if self.rng.random() < 0.9:
+            body["customer_ref"] = f"cust-{self.rng.randrange(CUSTOMERS)}"
+        rec = self.soak.call(self.name, "create_lines", E_CREATE, "POST", CART, body=body)
+        if rec.status != 201:
+            if rec.status:
+                self.soak.violate("create", f"{rec.line()}: {str(rec.body)[:300]}")
+            return None
+        cart = rec.body
+        subtotal = sum((line["quantity"] * dec(line["unit_price"]) for line in lines), Decimal(0))
+        info = CartInfo(cart["id"], currency, subtotal, self.name, itemized=True)
+        self.remember_lines(info, cart)
+        self.soak.add_cart(info)
+        if dec(cart["subtotal"]) != subtotal or dec(cart["total"]) != subtotal:
+            self.soak.violate("create", f"{rec.line()}: lines {lines}, created as {cart}")
+        self.soak.observe(cart, rec.t0, rec.t1, rec.line())
+        return info
+
+    def check_line_change(self, rec: Rec, info: CartInfo, wanted: int) -> None:
+        soak = self.soak
+        body = rec.body if isinstance(rec.body, dict) else {}
+        if rec.status == wanted:
+            cart = body.get("cart") or {}
+            removed = body.get("discount_removed")
+            if removed:
+                code = removed.get("code") if isinstance(removed, dict) else str(removed)
+                with soak.lock:
+                    soak.removed[code] += 1
+                if (cart.get("discount") or {}).get("code"):
+                    soak.violate("lines", f"{rec.line()}: discount removed but still held")
+            self.remember_lines(info, cart)
+            soak.observe(cart, rec.t0, rec.t1, rec.line())
+        elif rec.status == 409:
+            if rec.code not in LINE_409_CODES:
+                soak.violate("lines", f"{rec.line()}: unexpected 409 code")
+        elif rec.status == 400 and rec.code in ("too_many_lines", "subtotal_too_large"):
+            pass
+        elif rec.status:
+            soak.violate("lines", f"{rec.line()}: unexpected {str(body)[:300]}")
+
+    def op_edit_lines(self) -> None:
+        """Add, change or remove one to three lines of a pending itemized cart (any
+        client's, while it may be paid: then 409), mostly one holding a code."""
+        held = self.rng.random() < 0.6
+        info = self.soak.pick(
+            self.rng, None, lambda c: c.itemized and not c.paid and (c.discount or not held)
+        )
+        if info is None:
+            self.op_create_lines()
+            return
+        for _ in range(self.rng.randint(1, 3)):
+            self.edit_line(info)
+
+    def edit_line(self, info: CartInfo) -> None:
+        base = f"{CART}{info.id}/lines/"
+        action = self.rng.choice(("add", "change", "change", "remove"))
+        if action == "add" or not info.lines:
+            body = self.new_line(info.currency)
+            rec = self.soak.call(self.name, "add_line", E_ADD_LINE, "POST", base, info.id, body)
+            self.check_line_change(rec, info, 201)
+            return
+        line_id, _ = self.rng.choice(info.lines)
+        if action == "remove" and len(info.lines) > 1:
+            path = f"{base}{line_id}/"
+            rec = self.soak.call(self.name, "remove_line", E_REMOVE_LINE, "DELETE", path, info.id)
+        else:
+            body = {"quantity": self.rng.randint(1, 6)}
+            if self.rng.random() < 0.3:
+                body["unit_price"] = self.new_line(info.currency)["unit_price"]
+            path = f"{base}{line_id}/"
+            rec = self.soak.call(
+                self.name, "change_line", E_EDIT_LINE, "PATCH", path, info.id, body
+            )
+        self.check_line_change(rec, info, 200)
+
+    def op_apply_campaign(self) -> None:
+        """A generated single-use code (some already used) or the campaign code on a
+        pending itemized cart; sometimes the same code on two carts at once."""
+        with self.soak.lock:
+            generated = list(self.soak.generated)
+        code = (
+            self.rng.choice(generated)
+            if generated and self.rng.random() < 0.6
+            else CAMPAIGN["code"]
+        )
+        n = 2 if self.rng.random() < 0.25 else 1
+        carts = []
+        for _ in range(n):
+            info = (
+                self.soak.pick(
+                    self.rng, None, lambda c: c.itemized and not c.paid and c.discount is None
+                )
+                or self.op_create_lines()
+            )
+            if info is not None and info not in carts:
+                carts.append(info)
+        if carts:
+            run_together([lambda i=info: self.apply_campaign(i, code) for info in carts])
+
+    def apply_campaign(self, info: CartInfo, code: str) -> Rec:
+        soak = self.soak
+        path = f"{CART}{info.id}/apply_discount/"
+        rec = soak.call(
+            self.name, "apply_campaign", E_APPLY, "POST", path, info.id, body={"code": code}
+        )
+        if rec.status == 200:
+            with soak.lock:
+                soak.campaign_applied[info.id].append(rec)
+                info.discount = code
+            held = (rec.body.get("discount") or {}).get("code")
+            if held not in (CAMPAIGN["code"], GENERATED["code"], code.upper()):
+                soak.violate("apply", f"{rec.line()}: holds {held} after applying {code}")
+            self.remember_lines(info, rec.body)
+            soak.observe(rec.body, rec.t0, rec.t1, rec.line())
+        elif rec.status == 400:
+            if rec.code not in CAMPAIGN_400_OK:
+                soak.violate("apply", f"{rec.line()}: unexpected {str(rec.body)[:300]}")
+        elif rec.status == 409:
+            if rec.code not in FROZEN_CODES:
+                soak.violate("apply", f"{rec.line()}: unexpected 409 code")
+        elif rec.status:
+            soak.violate("apply", f"{rec.line()}: unexpected status")
+        return rec
+
+    def op_refund_lines(self) -> None:
+        """Give back some units of a line of a paid itemized cart; now and then all of a
+        line twice at once (one may pass)."""
+        info = self.soak.pick(self.rng, None, lambda c: c.itemized and c.paid)
+        if info is None or not info.lines:
+            return
+        line_id, quantity = self.rng.choice(info.lines)
+        units = self.rng.randint(1, quantity)
+        body = {"lines": [{"line_id": line_id, "quantity": units}]}
+        path = f"{CART}{info.id}/refund/"
+        if self.rng.random() < 0.3:
+            body = {"lines": [{"line_id": line_id, "quantity": quantity}]}
+            recs = run_together(
+                [
+                    lambda: self.soak.call(
+                        self.name, "refund_lines_race", E_REFUND, "POST", path, info.id, body
+                    )
+                ]
+                * 2
+            )
+            for rec in recs:
+                if rec is not None:
+                    self.check_refund(rec, None)
+            return
+        key = self.new_key()
+        rec = self.soak.call(self.name, "refund_lines", E_REFUND, "POST", path, info.id, body, key)
+        self.check_refund(rec, None)
+        retries = 0
+        while rec.status in REFUND_5XX_CODES and retries < 4 and self.soak.running():
+            retries += 1
+            time.sleep(0.2 * retries)
+            rec = self.soak.call(
+                self.name, "refund_lines_retry", E_REFUND, "POST", path, info.id, body, key
+            )
+            self.check_refund(rec, None)
 
     def op_pay_paid(self) -> None:
         info = self.soak.pick(self.rng, None, lambda cart: cart.paid)
@@ -1178,7 +1449,11 @@ def check_lost_updates(soak: Soak, db: dict) -> None:
                 + cart_history(soak, cart_id),
             )
     for cart in db["carts"]:
-        if cart["discount"] and cart["id"] not in soak.applied:
+        if (
+            cart["discount"]
+            and cart["id"] not in soak.applied
+            and cart["id"] not in soak.campaign_applied
+        ):
             soak.violate(
                 "lost_update",
                 f"cart {cart['id']} holds {cart['discount']} but no apply answered 200\n    "
@@ -1190,7 +1465,9 @@ def check_lost_updates(soak: Soak, db: dict) -> None:
         # times_used counts the consumed ones, one per paid cart holding the code.
         used, limit = discount["times_used"], discount["usage_limit"]
         held = discount["reserved"] + discount["consumed"]
-        if not (held == discount["carts"] == applies[discount["code"]]):
+        # Campaign codes go to itemized carts, whose line changes may take them off again.
+        campaign = discount["code"] not in CODE_BY_NAME
+        if held != discount["carts"] or (not campaign and held != applies[discount["code"]]):
             soak.violate(
                 "lost_update",
                 f"code {discount['code']}: {discount['reserved']} reserved + "
@@ -1205,6 +1482,111 @@ def check_lost_updates(soak: Soak, db: dict) -> None:
             )
         if limit is not None and held > limit:
             soak.violate("lost_update", f"code {discount['code']}: held {held} > limit {limit}")
+
+
+def check_campaigns(soak: Soak, db: dict) -> dict:
+    """Generated codes, budgets, per-customer limits, itemized carts and refunds by line,
+    as the database holds them after reconcile."""
+    paid_status = PAID
+    carts = {cart["id"]: cart for cart in db["carts"]}
+    live = [r for r in db["reservations"] if r["status"] != "released"]
+    # Every generated code held or consumed by one cart at most.
+    by_code = Counter(r["code"] for r in live if r["code"])
+    consumed_codes = Counter(r["code"] for r in live if r["code"] and r["status"] == "consumed")
+    for code, count in by_code.items():
+        if count > 1:
+            soak.violate("campaigns", f"generated code {code} held by {count} carts")
+    for discount in db["discounts"]:
+        name = discount["code"]
+        mine = [r for r in live if r["discount"] == name]
+        consumed = sum((dec(r["amount"]) for r in mine if r["status"] == "consumed"), Decimal(0))
+        reserved = sum((dec(r["amount"]) for r in mine if r["status"] == "reserved"), Decimal(0))
+        paid_off = sum(
+            (
+                dec(c["amount_discounted"])
+                for c in carts.values()
+                if c["discount"] == name and c["payment_status"] in paid_status
+            ),
+            Decimal(0),
+        )
+        if dec(discount["amount_consumed"]) != consumed or consumed != paid_off:
+            soak.violate(
+                "campaigns",
+                f"{name}: amount_consumed {discount['amount_consumed']}, consumed "
+                f"reservations {consumed}, paid carts' discounts {paid_off}",
+            )
+        budget = discount["budget_amount"]
+        if budget is not None and consumed + reserved > dec(budget):
+            soak.violate(
+                "campaigns", f"{name}: {consumed} consumed + {reserved} reserved > budget {budget}"
+            )
+        limit = discount["limit_per_customer"]
+        if limit is not None:
+            per_customer = Counter(r["customer_ref"] for r in mine)
+            for customer, count in per_customer.items():
+                if count > limit:
+                    soak.violate(
+                        "campaigns", f"{name}: customer {customer!r} holds {count} > {limit}"
+                    )
+        for r in mine:
+            cart = carts.get(r["cart"])
+            if (
+                cart is None
+                or cart["discount"] != name
+                or dec(r["amount"]) != dec(cart["amount_discounted"])
+            ):
+                soak.violate("campaigns", f"{name}: reservation {r} vs cart {cart}")
+    # Itemized carts: lines add up, shares add up; refunds by line within units paid.
+    itemized = [cart for cart in carts.values() if cart["itemized"]]
+    refund_lines = db["refund_lines"]
+    units_refunded = 0
+    for cart in itemized:
+        lines = cart["lines"]
+        amounts = sum((line["quantity"] * dec(line["unit_price"]) for line in lines), Decimal(0))
+        shares = sum((dec(line["amount_discounted"]) for line in lines), Decimal(0))
+        if amounts != dec(cart["subtotal"]) or shares != dec(cart["amount_discounted"]):
+            soak.violate(
+                "campaigns",
+                f"cart {cart['id']}: lines {amounts} vs subtotal {cart['subtotal']}, shares "
+                f"{shares} vs discount {cart['amount_discounted']}",
+            )
+        if sum(line["quantity"] for line in lines) != cart["items_number"]:
+            soak.violate("campaigns", f"cart {cart['id']}: quantities != items_number")
+        for line in lines:
+            given = refund_lines.get(str(line["id"]))
+            if given is None:
+                continue
+            units_refunded += given["quantity"]
+            paid_per_unit = line["quantity"] * dec(line["unit_price"]) - dec(
+                line["amount_discounted"]
+            )
+            if given["quantity"] > line["quantity"] or dec(given["amount"]) > paid_per_unit:
+                soak.violate(
+                    "campaigns",
+                    f"cart {cart['id']} line {line['id']}: {given} refunded of "
+                    f"{line['quantity']} units paid {paid_per_unit}",
+                )
+    return {
+        "generated codes": len(soak.generated),
+        "generated codes consumed": len(consumed_codes),
+        "generated codes held (not paid)": len(by_code) - len(consumed_codes),
+        "itemized carts": len(itemized),
+        "itemized carts paid": sum(1 for c in itemized if c["payment_status"] in paid_status),
+        "discounts taken off by a line change": sum(soak.removed.values()),
+        "line units refunded": units_refunded,
+        **{
+            f"{d['code']} consumed / budget": f"{d['amount_consumed']} / {d['budget_amount']}"
+            for d in db["discounts"]
+            if d["budget_amount"] is not None
+        },
+        **{
+            f"{d['code']} customers (limit {d['limit_per_customer']})": len(
+                {r["customer_ref"] for r in live if r["discount"] == d["code"]}
+            )
+            for d in db["discounts"]
+            if d["limit_per_customer"] is not None
+        },
+    }
 
 
 def check_books(
@@ -1564,6 +1946,8 @@ def report(soak: Soak, facts: dict) -> str:
         + ", ".join(
             f"{currency} {ours} = {theirs}" for currency, (ours, theirs) in books["books"].items()
         ),
+        "- lines and campaigns: "
+        + ", ".join(f"{name} {value}" for name, value in facts["campaigns"].items()),
         f"- attempts and refunds open when the load stopped: {len(open_before)}"
         + (
             " (" + ", ".join(f"{s} {n}" for s, n in sorted(Counter(open_before).items())) + ")"
@@ -1621,14 +2005,24 @@ once; pay a paid cart; after a 502/503/504, retry with the same key (mostly; som
 left to the end's reconcile); refund a paid cart by a tenth to a third of its subtotal
 or in full, two to four refunds of one cart at once (one of them sometimes "everything
 left"), the same refund twice with one key, and retry a refund after a 502/503/504.
-Every response is recorded and checked at once: statuses and error codes each endpoint
-documents, a 200 pay shows a paid cart and an attempt for its total, a 402 a declined
-one, a 200 refund a refund made of the amount asked and a partially refunded or refunded
-cart, an apply takes off what the code's rule says, every cart shown has total =
-subtotal - discount, at most one successful attempt, an `amount_refunded` within its
-total that its status agrees with, and a discount or a paid status once seen never goes
-away. (A cart is read row by row: a refund made between reading the cart and its refunds
-is listed before `amount_refunded` counts it, never the other way round.)
+Itemized carts too: create one with 1-4 lines (SKUs, quantities, unit prices in the
+currency's steps; most with a `customer_ref` out of 25 customers); add, change
+(quantity, sometimes price) or remove a line while it is pending (a paid or paying cart
+must answer 409); apply a generated single-use code of `SOAKGEN` (15 % of `TEA-` lines,
+40 codes made by `POST /api/discount/{id}/codes/` and tried again and again, so most
+tries meet `discount_code_used`) or `SOAKCAMP` (3.00 off USD carts from 25.00, once per
+customer, budget 30.00), sometimes one code on two carts at once; pay them like the
+others; refund some units of a line of a paid one, or all of a line twice at once. The
+lines an answer shows must add up to its subtotal and items_number, and their discount
+shares to its `amount_discounted`. Every response is recorded and checked at once:
+statuses and error codes each endpoint documents, a 200 pay shows a paid cart and an
+attempt for its total, a 402 a declined one, a 200 refund a refund made of the amount
+asked and a partially refunded or refunded cart, an apply takes off what the code's rule
+says, every cart shown has total = subtotal - discount, at most one successful attempt,
+an `amount_refunded` within its total that its status agrees with, and a discount or a
+paid status once seen never goes away. (The check allows a refund listed before
+`amount_refunded` counts it, never the other way round, though a cart is now read in one
+snapshot.)
 
 The provider runs in its random fault mode for the whole load (`{"mode": "random",
 "rate": 0.2, "seed": <seed>, "delay_ms": [200, 3000]}`): every charge and refund request
@@ -1683,6 +2077,14 @@ ledgers (`GET /payments`, `GET /refunds`) and journal are read, and:
    cart's status and amount refunded; no attempt or refund is left open and no cart is
    processing.
 
+4. Lines and campaigns: no generated code is held or consumed by two carts; each code's
+   `amount_consumed` equals its consumed reservations and the discounts of the paid
+   carts holding it, and with a budget, consumed plus reserved amounts stay within it;
+   no customer holds a per-customer-limited code more often than its limit; every live
+   reservation's amount is its cart's discount; every itemized cart's lines add up to
+   its subtotal and items_number and their shares to its `amount_discounted`; no line
+   had more units refunded than it has, nor more money than it was paid.
+
 The exit status is 1 when any check fails; each violation is printed with the cart's
 request sequence. With `--record` the summary below is rewritten from the run.
 """
@@ -1722,6 +2124,20 @@ Each bug it found is fixed, with a regression test:
    A refund that had ended 502/503 (proven not made) was "replayed" by its key with its
    `error` status. The same request now tries it again, with the same provider key, after
    reserving its amount again; only a refund made or declined is replayed.
+
+5. **A cart read showing lines that do not add up**
+   (`cart/tests/test_concurrency.py`:
+   `test_a_cart_read_while_a_line_is_added_shows_one_moment_of_it`). GET of a cart or a
+   page of carts read the cart row and its lines in separate queries; a line change
+   committed in between showed lines whose amounts did not add up to the subtotal (and
+   shares not to the discount). Reads now run in one snapshot (`common/snapshot.py`:
+   REPEATABLE READ on PostgreSQL, one transaction on SQLite).
+6. **An apply answer with a stale items_number**
+   (`cart/tests/test_lines.py`:
+   `test_the_apply_answer_shows_lines_added_while_the_request_began`). An apply that
+   read the cart before a concurrent line change discounted the new subtotal (read
+   under the lock) but answered the old `items_number`. It now answers every line field
+   as locked.
 
 The double charge of a lost answer (the provider charges, the connection drops before
 its answer) is what the random fault mode's `charge_then_reset` and
@@ -1907,6 +2323,19 @@ def soak(
         response = state.session().post(f"{api_url}/api/discount/", json=code.body(), timeout=30)
         if response.status_code != 201:
             raise SetupError(f"creating {code.code}: {response.status_code} {response.text}")
+    for body in (CAMPAIGN, GENERATED):
+        response = state.session().post(f"{api_url}/api/discount/", json=body, timeout=30)
+        if response.status_code != 201:
+            raise SetupError(f"creating {body['code']}: {response.status_code} {response.text}")
+    generated_id = response.json()["id"]
+    response = state.session().post(
+        f"{api_url}/api/discount/{generated_id}/codes/",
+        json={"count": GENERATED_COUNT, "prefix": "SOAK-"},
+        timeout=30,
+    )
+    if response.status_code != 201:
+        raise SetupError(f"generating codes: {response.status_code} {response.text}")
+    state.generated = list(response.json()["codes"])
 
     state.deadline = time.monotonic() + args.duration
     started = time.monotonic()
@@ -1963,6 +2392,7 @@ def soak(
     events = check_events(state, db, shop)
 
     check_lost_updates(state, db)
+    campaigns = check_campaigns(state, db)
     books = check_books(state, api_carts, db, ledger, provider_refunds)
     faults = attribute_faults(state, journal, ledger)
     facts = {
@@ -1970,6 +2400,7 @@ def soak(
         "commit": git("rev-parse", "--short", "HEAD"),
         "load_seconds": load_seconds,
         "books": books,
+        "campaigns": campaigns,
         "faults": faults,
         "faults_left": faults_left or "none",
         "open_before": open_before,

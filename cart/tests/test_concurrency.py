@@ -128,3 +128,49 @@ def test_line_changes_racing_on_one_cart_are_all_counted_and_the_discount_follow
     assert (cart.amount_discounted, cart.total) == (Decimal("8.10"), Decimal("72.90"))
     assert sum(cart.lines.values_list("amount_discounted", flat=True)) == Decimal("8.10")
     assert DiscountReservation.objects.get(cart=cart).amount == Decimal("8.10")
+
+
+@pytest.mark.parametrize("read", ["retrieve", "list"])
+def test_a_cart_read_while_a_line_is_added_shows_one_moment_of_it(read, staff_client):
+    """The cart row and its lines are separate queries: a line change committed between
+    them must not show lines that do not add up to the cart's subtotal."""
+    body = {
+        "currency": "USD",
+        "lines": [{"sku": "TEA", "name": "Tea", "quantity": 2, "unit_price": "4.50"}],
+    }
+    cart_id = staff_client.post("/api/cart/", body, format="json").json()["id"]
+    added = []
+
+    def add_line():
+        try:
+            added.append(
+                APIClient().post(
+                    f"/api/cart/{cart_id}/lines/",
+                    {"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": "11.00"},
+                    format="json",
+                )
+            )
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=add_line)
+
+    def change_lines_between_the_queries(execute, sql, params, many, context):
+        if not writer.is_alive() and not added and 'FROM "cart_cartline"' in sql:
+            writer.start()
+            writer.join(timeout=2)  # a read that locks the writer out times it out here
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(change_lines_between_the_queries):
+        if read == "retrieve":
+            response = staff_client.get(f"/api/cart/{cart_id}/")
+        else:
+            response = staff_client.get("/api/cart/")
+    writer.join(timeout=30)
+
+    assert [r.status_code for r in added] == [201]
+    assert response.status_code == 200
+    [cart] = [response.json()] if read == "retrieve" else response.json()["results"]
+    lines = cart["lines"]
+    assert sum(Decimal(line["amount"]) for line in lines) == Decimal(cart["subtotal"]), cart
+    assert sum(line["quantity"] for line in lines) == cart["items_number"], cart

@@ -356,3 +356,21 @@ def test_the_admin_shows_a_carts_lines_with_their_share_of_the_discount(admin_cl
     assert "9.00 USD" in html  # the tea's amount
     assert "2.25 USD" in html  # its share of 5.00 (9 : 11)
     assert "8.25 USD" in html  # the mug after its 2.75
+
+
+def test_the_apply_answer_shows_lines_added_while_the_request_began():
+    # Found by the soak: an apply that read the cart before a concurrent line change
+    # answered the new lines and subtotal (read under the lock) with the old items_number.
+    from cart.services import LineInput, cart_apply_discount, cart_line_add
+
+    cart = itemized_cart(("TEA", 2, "4.50"))
+    stale = Cart.objects.get(pk=cart.pk)
+    cart_line_add(cart=cart, line=LineInput("MUG", "Mug", 3, Decimal("11.00")))
+
+    cart_apply_discount(cart=stale, discount=DiscountFactory(value=Decimal("5")))
+
+    assert (stale.subtotal, stale.items_number, stale.total) == (
+        Decimal("42.00"),
+        5,
+        Decimal("37.00"),
+    )
