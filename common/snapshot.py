@@ -16,11 +16,14 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 def one_snapshot(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     """Run the block in one transaction whose every query sees the same snapshot:
     REPEATABLE READ on PostgreSQL (reads only, so it never fails to serialize), the
-    transaction itself on SQLite. Inside a transaction already, the block joins it."""
+    transaction itself on SQLite. Inside a transaction already, the block simply runs
+    in it (no savepoint: a read has nothing to roll back)."""
     connection = connections[using]
-    outermost = connection.get_autocommit()
+    if not connection.get_autocommit():
+        yield
+        return
     with transaction.atomic(using=using):
-        if outermost and connection.vendor == "postgresql":
+        if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         yield
