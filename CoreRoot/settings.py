@@ -459,11 +459,12 @@ if IS_PROD:
 # --- Logs and metrics (observability) ---------------------------------------------------
 # LOG_FORMAT: json (one JSON object per line, for a log collector; the default with
 # ENV=PROD) or text (for a person; the default in DEV). Every line has the request id.
-LOG_FORMAT = env_str("LOG_FORMAT", "json" if IS_PROD else "text").lower()
+# Empty (as Compose and .env.example pass them) means the default.
+LOG_FORMAT = (env_str("LOG_FORMAT") or ("json" if IS_PROD else "text")).lower()
 if LOG_FORMAT not in {"json", "text"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
 LOGGING = logging_config(
-    json_lines=LOG_FORMAT == "json", level=env_str("LOG_LEVEL", "INFO").upper()
+    json_lines=LOG_FORMAT == "json", level=(env_str("LOG_LEVEL") or "INFO").upper()
 )
 # GET /metrics (Prometheus): staff only with ENV=PROD, unless only the monitoring network
 # can reach the service's port.

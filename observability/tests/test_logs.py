@@ -172,3 +172,15 @@ def test_a_command_run_with_gunicorns_metrics_directory_unmade_still_starts(tmp_
 
     assert result.returncode == 0, result.stderr
     assert directory.is_dir()
+
+
+def test_empty_log_settings_mean_the_defaults_as_compose_and_env_example_pass_them():
+    # Compose passes `LOG_FORMAT: ${LOG_FORMAT:-}` and .env.example has `LOG_FORMAT=`:
+    # empty is "not set", so PROD still logs JSON and DEV text, at INFO.
+    prod = run_python(LOG_ONE_LINE, **PROD, LOG_FORMAT="", LOG_LEVEL="")
+    dev = run_python(LOG_ONE_LINE, ENV="DEV", LOG_FORMAT="", LOG_LEVEL="")
+
+    assert prod.returncode == 0, prod.stderr
+    assert json.loads(prod.stderr.strip().splitlines()[-1])["message"] == "provider slow"
+    assert dev.returncode == 0, dev.stderr
+    assert dev.stderr.strip().endswith("WARNING payments [job-9] provider slow")
