@@ -1231,6 +1231,10 @@ class FaultInjector(threading.Thread):
         self.outages = outages
         self.http = requests.Session()
         self.http.trust_env = False
+        # A fresh connection per control call: the injector waits 6-12 s between calls,
+        # longer than the provider keeps an idle connection, and a reused one it has just
+        # closed answers with a reset that would end the injector.
+        self.http.headers["Connection"] = "close"
         self.group = 0
 
     def queue(self, label: str, kind: str, count: int | None, delay_ms: int | None):
