@@ -105,6 +105,7 @@ def test_a_failed_try_queues_the_next_one_for_its_time(shop, django_capture_on_c
     task = DBTaskResult.objects.get()
     assert task.args_kwargs["args"] == [str(event.pk)]
     assert task.run_after == delivery.next_retry_at
+    assert Event.objects.get(pk=event.pk).next_attempt_at == delivery.next_retry_at  # the sweep's
 
 
 def test_the_jitter_takes_up_to_a_tenth_off_the_backoff_never_more(settings, monkeypatch):
@@ -227,6 +228,29 @@ def test_a_delivery_under_way_holds_a_lease_only_on_its_own_event(shop, settings
     assert started + timedelta(seconds=60) <= lease <= timezone.now() + timedelta(seconds=60)
     assert during[other.pk] == (other.next_attempt_at, 0)
     assert services.event_deliver(event_id=other.pk).status_code == 200
+
+
+def test_a_try_that_outlived_its_lease_leaves_the_result_of_the_worker_that_took_over(
+    settings, shop, monkeypatch
+):
+    settings.EVENTS_RETRY_FOR_SECONDS = 60
+    shop.answers = [500]  # this try fails, and the retry window is over
+    event = record_paid_event()
+    Event.objects.filter(pk=event.pk).update(created=timezone.now() - timedelta(seconds=55))
+    post = services._post
+
+    def post_while_another_worker_delivers_it(sent, url):
+        answered = post(sent, url)
+        Event.objects.filter(pk=sent.pk).update(
+            status=EventStatus.DELIVERED, delivered_at=timezone.now(), next_attempt_at=None
+        )
+        return answered
+
+    monkeypatch.setattr(services, "_post", post_while_another_worker_delivers_it)
+    delivery = services.event_deliver(event_id=event.pk)
+
+    assert delivery.status_code == 500  # logged as this try's answer
+    assert Event.objects.get(pk=event.pk).status == EventStatus.DELIVERED
 
 
 def test_a_delivery_under_way_elsewhere_is_not_sent_twice(shop):
