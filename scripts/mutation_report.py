@@ -45,6 +45,15 @@ OUTCOME_TEXT_FILES = ("payments.provider_events.",)
 REVIEWED = [
     # A cart holds at most one live reservation, that of its discount.
     ("discount.services.x_discount_make_room_for_code", "        status=Reservation", "invariant"),
+    # A charge another than the cart's total is matched only on an unpaid cart (a paid
+    # one records a duplicate), which holds no consumed use, and its live one is not it.
+    (
+        "discount.services.x__match_the_charge",
+        "            amount=cart.subtotal - ch",
+        "invariant",
+    ),
+    # The caller consumes the use brought back at once, which sets `updated`.
+    ("discount.services.x__match_the_charge", "status=ReservationStatus.RESERVED, )", "invariant"),
     # Only the events being delivered have a next_attempt_at: every other status clears it.
     ("events.services.x_event_deliver", "pk=event_id, next_attempt_at__lte", "invariant"),
     ("events.services.x_events_requeue_due", "filter(next_attempt_at__lte", "invariant"),

@@ -345,3 +345,21 @@ def test_a_charge_with_a_discount_released_since_brings_that_discount_back(api_c
     assert statuses == {"FIVE": "consumed", "TWO": "released", "ONE": "released"}
     used = dict(Discount.objects.values_list("code", "times_used"))
     assert used == {"FIVE": 1, "TWO": 0, "ONE": 0}
+
+
+def test_a_late_charge_brings_back_the_generated_code_it_was_made_with(api_client):
+    from discount.services import discount_consume_reservation, discount_generate_codes
+
+    discount = DiscountFactory(code="GEN", value=Decimal("5"))
+    [code] = discount_generate_codes(discount=discount, count=1)
+    cart = CartFactory()
+    assert apply(api_client, cart, code.code).status_code == 200
+    expire(cart)
+    discount_release_expired_reservations()
+    cart.refresh_from_db()
+
+    discount_consume_reservation(cart=cart, charged=Decimal("15.00"))
+
+    cart.refresh_from_db()
+    assert (cart.discount_code, cart.total) == (code, Decimal("15.00"))
+    assert DiscountReservation.objects.get(code=code).status == "consumed"
