@@ -1,6 +1,6 @@
 """Load benchmark of the API under gunicorn, with wrk, on SQLite and PostgreSQL.
 
-    python bench/run.py --db both                       # the whole run, 13-15 minutes
+    python bench/run.py --db both                       # the whole run, 11-12 minutes
     python bench/run.py --db sqlite --duration 5        # a quicker look
     python bench/run.py --db both --output docs/benchmarks.md   # record the results
     python bench/run.py --db postgres --profile list_10000,pay  # py-spy the workers
@@ -32,7 +32,7 @@ One command does everything, loopback only, every step bounded in time:
    read; each wrk thread takes its own slice of them.
 4. Each scenario is one Lua script of bench/lua/, run by wrk with --threads 2 (at most
    --connections) and --connections 8 (default): a warm-up of --warmup seconds (default
-   2) whose numbers are dropped, then --duration seconds (default 8) measured.
+   2) whose numbers are dropped, then --duration seconds (default 6) measured.
    Scenarios, in order:
        bare            GET /bench/bare/: a DRF APIView returning a constant, no database,
                        through the same middleware, authentication, permission and
@@ -68,7 +68,7 @@ One command does everything, loopback only, every step bounded in time:
    other processes took during the run ("others' CPU", from /proc). The machine is
    shared: a run during which others took more than --max-others % (15) is repeated up
    to --retries times (2) and the quietest kept, as long as the rest fits in --budget
-   seconds (900 for the whole command); a disturbed bare run is measured once more at
+   seconds (720 for the whole command); a disturbed bare run is measured once more at
    the end. After the pay runs the ledger of the provider and the database are compared.
    The markdown (one section per database, with the date in UTC, the commit of HEAD and
    whether the tree or bench/ differ from it, CPUs, CPU model, Python, database
@@ -1730,7 +1730,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Load benchmark of the API (see the module docstring)."
     )
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--duration", type=float, default=8, help="measured seconds")
+    parser.add_argument("--duration", type=float, default=6, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument(
@@ -1743,7 +1743,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--budget",
         type=float,
-        default=900,
+        default=720,
         help="seconds the whole run should take: repeats stop when they would not fit",
     )
     parser.add_argument(
