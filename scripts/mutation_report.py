@@ -54,6 +54,30 @@ REVIEWED = [
     ),
     # The caller consumes the use brought back at once, which sets `updated`.
     ("discount.services.x__match_the_charge", "status=ReservationStatus.RESERVED, )", "invariant"),
+    # None is as falsy as False for these flags.
+    ("discount.services.x_discount_update", "=None", "invariant"),
+    ("events.inbound.x__verify", "json_parse=None", "invariant"),
+    # Every caller passes a prefix (the API's default is "").
+    ("discount.services.x_discount_generate_codes", 'prefix: str = "XXXX"', "invariant"),
+    # The sweep's batch size, and its query's pre-filters, which the loop re-checks under
+    # the row lock: performance only. The re-checks themselves only matter when another
+    # process changed the row in between (the concurrency tests race them).
+    (
+        "discount.services.x_discount_release_expired_reservations",
+        "batch: int = 501",
+        "performance",
+    ),
+    ("discount.services.x_discount_release_expired_reservations", ").values_list(", "performance"),
+    (
+        "discount.services.x_discount_release_expired_reservations",
+        "-expires__lte=now,",
+        "performance",
+    ),
+    ("discount.services.x_discount_release_expired_reservations", "and cart.payment", "race"),
+    ("discount.services.x_discount_release_expired_reservations", "RESERVED and reser", "race"),
+    ("discount.services.x_discount_release_expired_reservations", "break", "race"),
+    # The unique webhook_id answers a duplicate the same way (IntegrityError).
+    ("events.inbound.x_provider_event_receive", "filter(webhook_id=None)", "invariant"),
     # Only the events being delivered have a next_attempt_at: every other status clears it.
     ("events.services.x_event_deliver", "pk=event_id, next_attempt_at__lte", "invariant"),
     ("events.services.x_events_requeue_due", "filter(next_attempt_at__lte", "invariant"),
@@ -84,9 +108,15 @@ REVIEWED = [
 ]
 
 
-def reviewed_kind(key: str, added: list[str]) -> str | None:
+def reviewed_kind(key: str, removed: list[str], added: list[str]) -> str | None:
+    """A fragment starting with "-" is looked for in a removed line, when no line is added."""
     for prefix, fragment, kind in REVIEWED:
-        if key.startswith(prefix) and any(fragment in line for line in added):
+        if not key.startswith(prefix):
+            continue
+        if fragment.startswith("-") and not added:
+            if any(fragment[1:] in line for line in removed):
+                return kind
+        elif any(fragment in line for line in added):
             return kind
     return None
 
@@ -135,7 +165,7 @@ def kind_of(diff: str, key: str = "") -> str | None:
             return "header case"
     if any("select_related(None)" in line or "update_fields=None" in line for line in added):
         return "performance"
-    return reviewed_kind(key, added)
+    return reviewed_kind(key, removed, added)
 
 
 def status(exit_code: int | None) -> str:

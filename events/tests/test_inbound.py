@@ -95,7 +95,9 @@ def test_a_signed_payment_succeeded_settles_an_unknown_attempt_and_the_shop_hear
     assert payment.provider_payment_id == "pay_1"
     assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
     assert Event.objects.get(cart=cart).type == EventType.CART_PAID
-    assert ProviderEvent.objects.get().webhook_id == "msg_1"
+    stored = ProviderEvent.objects.get()  # what operators read in the admin
+    assert (stored.webhook_id, stored.type) == ("msg_1", "payment.succeeded")
+    assert json.loads(stored.body)["data"]["idempotency_key"] == payment.idempotency_key
 
 
 def test_a_duplicate_delivery_is_a_200_that_changes_nothing(api_client):
