@@ -54,6 +54,14 @@ REVIEWED = [
     ),
     # The caller consumes the use brought back at once, which sets `updated`.
     ("discount.services.x__match_the_charge", "status=ReservationStatus.RESERVED, )", "invariant"),
+    # Discount.clean() refuses a code taken in any case first; the unique and constraint
+    # checks would repeat that rule, and _code_unique's arguments only matter when two
+    # requests race for one code (its IntegrityError path).
+    ("discount.services.x_discount_update", "validate_unique=True", "invariant"),
+    ("discount.services.x_discount_update", "validate_constraints=True", "invariant"),
+    ("discount.services.x_discount_update", "full_clean(validate_constraints=False)", "invariant"),
+    ("discount.services.x_discount_update", "_code_unique(None,", "race"),
+    ("discount.services.x_discount_update", "_code_unique(locked.code, )", "race"),
     # None is as falsy as False for these flags.
     ("discount.services.x_discount_update", "=None", "invariant"),
     ("events.inbound.x__verify", "json_parse=None", "invariant"),
