@@ -208,11 +208,15 @@ DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool(
     "DB_DISABLE_SERVER_SIDE_CURSORS", False
 )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Server-side prepared statements: a query run 5 times on a connection is parsed and
+    # planned once. They need server-side parameter binding (with Django's default,
+    # client-side binding, every query text carries its values and none repeats).
+    # PgBouncer in transaction pooling mode (before 1.21) mixes prepared statements up
+    # between clients: DB_PREPARED_STATEMENTS=false there.
+    prepared = env_bool("DB_PREPARED_STATEMENTS", True)
     DATABASES["default"]["OPTIONS"] = {
-        # Server-side prepared statements: a query run 5 times on a connection is parsed
-        # and planned once. PgBouncer in transaction pooling mode (before 1.21) mixes
-        # them up between clients: DB_PREPARED_STATEMENTS=false there.
-        "prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None,
+        "server_side_binding": prepared,
+        "prepare_threshold": 5 if prepared else None,
     }
     if env_bool("DB_POOL", False):
         # psycopg's pool, one per worker process (opened on the first query, so after

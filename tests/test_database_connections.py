@@ -66,3 +66,15 @@ def test_a_terminated_backend_costs_no_client_an_error(tmp_path, settings_env):
         stop_process(api.process)
 
     assert statuses == [200] * REQUESTS, api.log.read_text()
+
+
+def test_a_query_run_again_and_again_is_prepared_on_the_server():
+    """DB_PREPARED_STATEMENTS (the default): server-side binding, so the query text
+    repeats, and psycopg prepares it from its 5th run on the connection."""
+    for _ in range(6):
+        assert list(Cart.objects.filter(currency="PREPARE")) == []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [statement for (statement,) in cursor.fetchall()]
+
+    assert any('"cart_cart"."currency" = $1' in statement for statement in prepared), prepared

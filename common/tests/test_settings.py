@@ -287,7 +287,7 @@ def postgres_settings(**env: str) -> list[str]:
     code = (
         "from django.conf import settings as s; d = s.DATABASES['default'];"
         "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'], d['OPTIONS'].get('prepare_threshold'),"
-        " d['OPTIONS'].get('pool'))"
+        " d['OPTIONS']['server_side_binding'], d['OPTIONS'].get('pool'))"
     )
     result = manage(
         "shell",
@@ -299,16 +299,17 @@ def postgres_settings(**env: str) -> list[str]:
         **env,
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip().split(" ", 3)
+    return result.stdout.strip().split(" ", 4)
 
 
 def test_postgres_prepares_statements_and_sends_no_select_1_per_request():
-    assert postgres_settings() == ["600", "False", "5", "None"]
+    assert postgres_settings() == ["600", "False", "5", "True", "None"]
     # Behind PgBouncer in transaction pooling mode; Django's own check back.
     assert postgres_settings(DB_PREPARED_STATEMENTS="false", DB_CONN_HEALTH_CHECKS="true") == [
         "600",
         "True",
         "None",
+        "False",
         "None",
     ]
 
@@ -318,5 +319,6 @@ def test_postgres_pool_replaces_persistent_connections_and_checks_what_it_hands_
         "0",
         "True",
         "5",
+        "True",
         "{'min_size': 1, 'max_size': 8, 'timeout': 10}",
     ]
