@@ -28,10 +28,12 @@ REQUESTS = 8
 
 
 def terminate_api_backends() -> int:
-    """End every other backend of the test database (the API workers'); how many."""
+    """End every other backend of the test database (the API workers'), waiting up to
+    5 s for each to be gone (the next request comes after it, as after a restart); how
+    many."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         return cursor.fetchone()[0]
