@@ -91,6 +91,7 @@ class WebhookReceiver:
             settings.SHOP_WEBHOOK_URL = receiver.url
             ...
             receiver.accepted           # [(webhook-id, parsed body)] answered 2xx
+            receiver.headers            # [{header: value}] of every delivery, lower-case names
 
     `answers` are the statuses of the first deliveries, in order (200 afterwards); an
     answer "hang" holds that request until `release()` is called. A delivery whose
@@ -108,6 +109,7 @@ class WebhookReceiver:
         self.received: list[tuple[str, int]] = []  # (webhook-id, status answered)
         self.accepted: list[tuple[str, dict]] = []
         self.refused: list[dict] = []
+        self.headers: list[dict] = []  # every delivery's headers, names in lower case
         self.lock = threading.RLock()
         self.released = threading.Event()
         webhook = Webhook(secret)
@@ -116,6 +118,8 @@ class WebhookReceiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = dict(self.headers.items())
+                with receiver.lock:
+                    receiver.headers.append({k.lower(): v for k, v in headers.items()})
                 try:
                     webhook.verify(body, headers)
                 except (WebhookVerificationError, ValueError):
