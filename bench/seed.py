@@ -156,18 +156,24 @@ def cmd_verify_apply(code: str, pool_file: str, ok_file: str, max_unseen: int) -
 
     - every cart that got a 200 holds the code, with total == subtotal - amount_discounted
       and the code's amount off;
-    - the code's `times_used` equals the number of carts holding it (no lost increment);
+    - the uses counted for the code equal the number of carts holding it (no lost
+      increment): its reservations not released (the app reserves a use when a code is
+      applied) plus its `times_used` (what the limit view, bench/limits.py, counts);
     - only carts of the pool hold it, and at most `max_unseen` more than wrk saw answered:
       requests still in flight when wrk stopped were processed but not counted.
     """
     from django.db.models import F
 
     from cart.models import Cart
-    from discount.models import Discount
+    from discount.models import Discount, ReservationStatus
+
+    def uses(discount: Discount) -> int:
+        live = discount.reservations.exclude(status=ReservationStatus.RELEASED).count()
+        return discount.times_used + live
 
     _settled(
         lambda: (
-            Discount.objects.get(code=code).times_used,
+            uses(Discount.objects.get(code=code)),
             Cart.objects.filter(discount__code=code).count(),
         )
     )
@@ -185,7 +191,7 @@ def cmd_verify_apply(code: str, pool_file: str, ok_file: str, max_unseen: int) -
         "answered_200": len(ok),
         "duplicate_200": len(ok) - len(set(ok)),
         "carts_holding": len(holding_ids),
-        "times_used": discount.times_used,
+        "uses_counted": uses(discount),
         "ok_without_discount": ok_missing,
         "wrong_total": holding.exclude(total=F("subtotal") - F("amount_discounted")).count(),
         "wrong_amount": holding.exclude(amount_discounted=expected_off).count(),
@@ -198,7 +204,7 @@ def cmd_verify_apply(code: str, pool_file: str, ok_file: str, max_unseen: int) -
         and report["wrong_total"] == 0
         and report["wrong_amount"] == 0
         and report["outside_pool"] == 0
-        and report["times_used"] == report["carts_holding"]
+        and report["uses_counted"] == report["carts_holding"]
         and 0 <= report["unseen_in_flight"] <= max_unseen
     )
     return report

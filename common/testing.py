@@ -91,11 +91,12 @@ class WebhookReceiver:
             settings.SHOP_WEBHOOK_URL = receiver.url
             ...
             receiver.accepted           # [(webhook-id, parsed body)] answered 2xx
-            receiver.headers            # [{header: value}] of every delivery, lower-case names
 
     `answers` are the statuses of the first deliveries, in order (200 afterwards); an
     answer "hang" holds that request until `release()` is called. A delivery whose
-    signature does not verify is answered 401 and kept in `refused`.
+    signature does not verify is answered 401 and kept in `refused`. A 3xx answer points
+    to this endpoint's `/moved` (where a client that follows it would post again).
+    `headers` keeps the headers of every delivery that verified.
     """
 
     def __init__(self, secret: str, answers=(), port: int = 0):
@@ -109,7 +110,7 @@ class WebhookReceiver:
         self.received: list[tuple[str, int]] = []  # (webhook-id, status answered)
         self.accepted: list[tuple[str, dict]] = []
         self.refused: list[dict] = []
-        self.headers: list[dict] = []  # every delivery's headers, names in lower case
+        self.headers: list[dict] = []
         self.lock = threading.RLock()
         self.released = threading.Event()
         webhook = Webhook(secret)
@@ -118,8 +119,6 @@ class WebhookReceiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = dict(self.headers.items())
-                with receiver.lock:
-                    receiver.headers.append({k.lower(): v for k, v in headers.items()})
                 try:
                     webhook.verify(body, headers)
                 except (WebhookVerificationError, ValueError):
@@ -128,6 +127,7 @@ class WebhookReceiver:
                     return self._answer(401)
                 msg_id = self.headers["webhook-id"]
                 with receiver.lock:
+                    receiver.headers.append(headers)
                     answer = receiver.answers.pop(0) if receiver.answers else 200
                 if answer == "hang":
                     receiver.released.wait(30)
@@ -140,6 +140,8 @@ class WebhookReceiver:
 
             def _answer(self, status: int) -> None:
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", f"{receiver.url}/moved")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -131,9 +131,8 @@ def _queue_delivery(event_id, run_after: datetime | None = None) -> None:
     worker's sweep queues it."""
     from events.tasks import deliver_event
 
-    task = deliver_event.using(run_after=run_after) if run_after else deliver_event
     try:
-        task.enqueue(str(event_id))
+        deliver_event.using(run_after=run_after).enqueue(str(event_id))
     except Exception:
         logger.exception("Event %s: could not queue its delivery; the sweep will", event_id)
 
@@ -223,7 +222,7 @@ def _post(event: Event, url: str) -> tuple[int | None, str, int]:
 
 def signed_headers(*, secret: str, msg_id: str, body: str) -> dict[str, str]:
     """The Standard Webhooks headers for `body`: webhook-id, -timestamp, -signature."""
-    now = datetime.now(tz=UTC)
+    now = timezone.now()
     signature = Webhook(secret).sign(msg_id=msg_id, timestamp=now, data=body)
     return {
         "webhook-id": msg_id,

@@ -5,6 +5,6 @@ local c = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
 c.install()
 
 function request()
-   local path = "/api/cart/" .. c.fresh_id() .. "/apply_discount/"
+   local path = c.prefix .. "/api/cart/" .. c.fresh_id() .. "/apply_discount/"
    return wrk.format("POST", path, c.json_headers, '{"code": "' .. c.tag .. '"}')
 end

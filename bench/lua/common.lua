@@ -1,9 +1,10 @@
 -- Shared by every scenario script (loaded with dofile by each of them).
 --
--- Command line, after wrk's own options:  -- <threads> <id file or -> <tag>
+-- Command line, after wrk's own options:  -- <threads> <id file or -> <tag> [<prefix or ->]
 --   threads  the same number as wrk -t, so each thread can take its own slice of ids
 --   id file  one id per line (cart UUIDs); thread k takes lines k, k+T, k+2T, ...
 --   tag      a per-run string: a discount code, or a prefix making codes and keys unique
+--   prefix   put before every path: /bench/limit for the limit rows (bench/limits.py)
 -- Environment: BENCH_OK_FILE, if set, receives the ids (first "id" of the JSON body) of
 -- every 200 answer, one per line, so bench/run.py can check them in the database.
 --
@@ -33,6 +34,7 @@ ok_ids = {}
 function M.init(args)
    M.nthreads = tonumber(args[1]) or 1
    M.tag = args[3] or "run"
+   M.prefix = (args[4] and args[4] ~= "-") and args[4] or ""
    M.ids = {}
    M.next_index = 0
    M.counter = 0

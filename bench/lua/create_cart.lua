@@ -7,7 +7,7 @@ function request()
    req = req
       or wrk.format(
          "POST",
-         "/api/cart/",
+         c.prefix .. "/api/cart/",
          c.json_headers,
          '{"total": 20.00, "currency": "USD", "items_number": 3}'
       )

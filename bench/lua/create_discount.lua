@@ -7,5 +7,5 @@ function request()
       '{"code": "%s", "kind": "amount", "value": 5, "description": "benchmark"}',
       c.unique()
    )
-   return wrk.format("POST", "/api/discount/", c.json_headers, body)
+   return wrk.format("POST", c.prefix .. "/api/discount/", c.json_headers, body)
 end

@@ -3,5 +3,5 @@ local c = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
 c.install()
 
 function request()
-   return wrk.format("GET", "/api/cart/" .. c.cycle_id() .. "/", c.get_headers)
+   return wrk.format("GET", c.prefix .. "/api/cart/" .. c.cycle_id() .. "/", c.get_headers)
 end

@@ -4,6 +4,6 @@ c.install()
 
 local req
 function request()
-   req = req or wrk.format("GET", "/api/cart/", c.get_headers)
+   req = req or wrk.format("GET", c.prefix .. "/api/cart/", c.get_headers)
    return req
 end

@@ -11,5 +11,5 @@ function request()
       ["Accept"] = "application/json",
       ["Idempotency-Key"] = c.unique(),
    }
-   return wrk.format("POST", "/api/cart/" .. c.fresh_id() .. "/pay/", headers, body)
+   return wrk.format("POST", c.prefix .. "/api/cart/" .. c.fresh_id() .. "/pay/", headers, body)
 end

@@ -1,9 +1,11 @@
 """Automatic promotions: applied by themselves, the best one wins, a better code
 replaces one."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from cart.models import Cart
 from cart.tests.factories import itemized_cart
@@ -98,3 +100,35 @@ def test_a_used_up_promotion_gives_way_to_the_next_best(api_client):
     second = create(api_client, total=20, currency="USD", items_number=1)
 
     assert (first["discount"]["code"], second["discount"]["code"]) == ("AUTO-5", "AUTO-1")
+
+
+def test_a_typed_code_taking_off_only_as_much_as_the_promotion_does_not_replace_it(api_client):
+    DiscountFactory(code="AUTO-2", value=Decimal("2"), automatic=True)
+    DiscountFactory(code="TWO", value=Decimal("2"))
+    cart = create(api_client, total=20, currency="USD", items_number=1)
+
+    same = apply(api_client, cart["id"], "TWO")
+
+    assert (same.status_code, error_of(same)["code"]) == (400, "discount_not_better")
+    assert Cart.objects.get(pk=cart["id"]).discount.code == "AUTO-2"
+
+
+def test_a_code_replacing_a_promotion_applied_twice_gives_its_live_use_back(api_client):
+    """AUTO-2 was applied, expired and released, and applied again on a line change: the
+    code that replaces it releases that live use, not the one released before."""
+    from discount.services import discount_release_expired_reservations
+
+    promotion = DiscountFactory(code="AUTO-2", value=Decimal("2"), automatic=True)
+    DiscountFactory(code="FIVE", value=Decimal("5"))
+    cart = itemized_cart(("TEA", 1, "20"))
+    DiscountReservation.objects.update(expires=timezone.now() - timedelta(seconds=1))
+    assert discount_release_expired_reservations() == 1
+    line = {"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": 5}
+    assert api_client.post(f"/api/cart/{cart.pk}/lines/", line, format="json").status_code < 300
+    assert Cart.objects.get(pk=cart.pk).discount == promotion
+
+    applied = response_json(apply(api_client, cart.pk, "FIVE"))
+
+    assert (applied["discount"]["code"], applied["total"]) == ("FIVE", Decimal("20.00"))
+    live = DiscountReservation.objects.filter(status="reserved")
+    assert list(live.values_list("discount__code", flat=True)) == ["FIVE"]

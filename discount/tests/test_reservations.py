@@ -314,3 +314,52 @@ class TestConsume:
         discount.refresh_from_db()
         assert discount.times_used == 1
         assert DiscountReservation.objects.get().status == "consumed"
+
+
+def test_a_charge_with_a_discount_released_since_brings_that_discount_back(api_client):
+    """The provider charged 15.00 while FIVE was held; FIVE was released (expired), TWO
+    held and released, and ONE is held when the charge is recorded: the cart shows the
+    discount the charge had, and only that use is counted."""
+    from discount.services import discount_consume_reservation
+
+    five = DiscountFactory(code="FIVE", value=Decimal("5"))
+    DiscountFactory(code="TWO", value=Decimal("2"))
+    DiscountFactory(code="ONE", value=Decimal("1"))
+    cart = CartFactory()
+    for code in ("FIVE", "TWO"):
+        assert apply(api_client, cart, code).status_code == 200
+        expire(cart)
+        discount_release_expired_reservations()
+    apply(api_client, cart, "ONE")
+    cart.refresh_from_db()
+
+    discount_consume_reservation(cart=cart, charged=Decimal("15.00"))
+
+    cart.refresh_from_db()
+    assert (cart.discount, cart.amount_discounted, cart.total) == (
+        five,
+        Decimal("5.00"),
+        Decimal("15.00"),
+    )
+    statuses = dict(DiscountReservation.objects.values_list("discount__code", "status"))
+    assert statuses == {"FIVE": "consumed", "TWO": "released", "ONE": "released"}
+    used = dict(Discount.objects.values_list("code", "times_used"))
+    assert used == {"FIVE": 1, "TWO": 0, "ONE": 0}
+
+
+def test_a_late_charge_brings_back_the_generated_code_it_was_made_with(api_client):
+    from discount.services import discount_consume_reservation, discount_generate_codes
+
+    discount = DiscountFactory(code="GEN", value=Decimal("5"))
+    [code] = discount_generate_codes(discount=discount, count=1)
+    cart = CartFactory()
+    assert apply(api_client, cart, code.code).status_code == 200
+    expire(cart)
+    discount_release_expired_reservations()
+    cart.refresh_from_db()
+
+    discount_consume_reservation(cart=cart, charged=Decimal("15.00"))
+
+    cart.refresh_from_db()
+    assert (cart.discount_code, cart.total) == (code, Decimal("15.00"))
+    assert DiscountReservation.objects.get(code=code).status == "consumed"

@@ -50,8 +50,11 @@ def test_the_shop_receives_the_event_signed_and_it_is_logged(shop):
     assert body["type"] == "cart.paid"
     assert body["data"]["cart"]["total"] == Decimal("12.50")
     assert delivery.status_code == 200
+    assert delivery.error == ""
     assert delivery.attempt == 1
     assert delivery.next_retry_at is None
+    assert shop.headers[0]["Content-Type"] == "application/json"
+    assert shop.headers[0]["User-Agent"] == services.USER_AGENT
     event.refresh_from_db()
     assert event.status == EventStatus.DELIVERED
     assert event.delivered_at is not None
@@ -102,6 +105,32 @@ def test_a_failed_try_queues_the_next_one_for_its_time(shop, django_capture_on_c
     task = DBTaskResult.objects.get()
     assert task.args_kwargs["args"] == [str(event.pk)]
     assert task.run_after == delivery.next_retry_at
+    assert Event.objects.get(pk=event.pk).next_attempt_at == delivery.next_retry_at  # the sweep's
+
+
+def test_the_jitter_takes_up_to_a_tenth_off_the_backoff_never_more(settings, monkeypatch):
+    settings.EVENTS_RETRY_FIRST_SECONDS = 10
+    settings.EVENTS_RETRY_MAX_INTERVAL_SECONDS = 3600
+    monkeypatch.setattr(services.random, "random", lambda: 0.0)
+    assert [services.retry_delay(n) for n in (1, 2, 3)] == [10, 20, 40]
+    assert services.retry_delay(60) == 3600  # capped, however many tries
+    monkeypatch.setattr(services.random, "random", lambda: 0.999999)
+    assert services.retry_delay(1) == pytest.approx(9.0, abs=1e-4)
+    assert services.retry_delay(60) == pytest.approx(3240, abs=1e-2)
+
+
+def test_a_try_due_exactly_at_the_end_of_the_retry_window_is_still_made(settings, monkeypatch):
+    settings.EVENTS_RETRY_FIRST_SECONDS = 10
+    settings.EVENTS_RETRY_FOR_SECONDS = 60
+    monkeypatch.setattr(services.random, "random", lambda: 0.0)  # no jitter: exactly 10 s
+    event = record_paid_event()
+    Event.objects.filter(pk=event.pk).update(attempts=1)
+    event.refresh_from_db()
+    window_ends = event.created + timedelta(seconds=60)
+
+    last = window_ends - timedelta(seconds=10)
+    assert services._next_retry(event, last) == window_ends
+    assert services._next_retry(event, last + timedelta(microseconds=1)) is None
 
 
 def test_an_unreachable_shop_is_logged_with_the_error(settings, shop):
@@ -109,8 +138,36 @@ def test_an_unreachable_shop_is_logged_with_the_error(settings, shop):
     event = record_paid_event()
     delivery = services.event_deliver(event_id=event.pk)
     assert delivery.status_code is None
-    assert "ConnectionError" in delivery.error
+    assert delivery.error.startswith("ConnectionError: ")
     assert delivery.next_retry_at is not None
+
+
+def test_a_shop_that_does_not_answer_in_time_is_a_failed_try_with_its_wait_logged(settings, shop):
+    settings.EVENTS_DELIVERY_TIMEOUT = 0.3
+    shop.answers = ["hang"]
+    event = record_paid_event()
+
+    delivery = services.event_deliver(event_id=event.pk)
+    shop.released.set()
+
+    assert delivery.status_code is None
+    assert delivery.error.startswith("ReadTimeout: ")
+    assert 300 <= delivery.latency_ms < 3000
+    assert delivery.next_retry_at is not None
+
+
+@pytest.mark.parametrize("answer", [300, 307])
+def test_a_redirect_is_not_followed_the_body_goes_only_to_the_configured_url(shop, answer):
+    shop.answers = [answer]  # a client that follows a 307 would post the signed body again
+    event = record_paid_event()
+
+    delivery = services.event_deliver(event_id=event.pk)
+
+    assert delivery.status_code == answer
+    assert delivery.next_retry_at is not None
+    assert Event.objects.get(pk=event.pk).status == EventStatus.PENDING
+    assert shop.received == [(str(event.pk), answer)]
+    assert not shop.accepted
 
 
 def test_retries_stop_after_the_retry_window(settings, shop):
@@ -136,8 +193,8 @@ def test_redeliver_sends_a_delivered_event_again_with_the_same_id(
     with django_capture_on_commit_callbacks(execute=True):
         services.event_redeliver(event=event)
     assert event.status == EventStatus.PENDING
-    assert DBTaskResult.objects.count() == 1
-    services.event_deliver(event_id=event.pk)
+    queued = DBTaskResult.objects.get()
+    deliver_event.call(*queued.args_kwargs["args"])  # what the worker runs
 
     assert shop.accepted_ids() == [str(event.pk), str(event.pk)]
 
@@ -146,6 +203,54 @@ def test_redeliver_changes_nothing_without_a_shop_endpoint(settings):
     settings.SHOP_WEBHOOK_URL = ""
     event = record_paid_event()
     assert services.event_redeliver(event=event).status == EventStatus.NOT_SENT
+
+
+def test_a_delivery_under_way_holds_a_lease_only_on_its_own_event(shop, settings, monkeypatch):
+    """While one event is being sent it is leased for EVENTS_DELIVERY_LEASE_SECONDS (no
+    other worker sends it; the sweep takes it again if its worker dies); other due events
+    stay due, their tries uncounted."""
+    settings.EVENTS_DELIVERY_LEASE_SECONDS = 60
+    event, other = record_paid_event(), record_paid_event()
+    leases = []
+    post = services._post
+
+    def post_and_look(sent, url):
+        leases.append(list(Event.objects.values_list("pk", "next_attempt_at", "attempts")))
+        return post(sent, url)
+
+    monkeypatch.setattr(services, "_post", post_and_look)
+    started = timezone.now()
+    services.event_deliver(event_id=event.pk)
+
+    during = {pk: (due, attempts) for pk, due, attempts in leases[0]}
+    lease, attempts = during[event.pk]
+    assert attempts == 1
+    assert started + timedelta(seconds=60) <= lease <= timezone.now() + timedelta(seconds=60)
+    assert during[other.pk] == (other.next_attempt_at, 0)
+    assert services.event_deliver(event_id=other.pk).status_code == 200
+
+
+def test_a_try_that_outlived_its_lease_leaves_the_result_of_the_worker_that_took_over(
+    settings, shop, monkeypatch
+):
+    settings.EVENTS_RETRY_FOR_SECONDS = 60
+    shop.answers = [500]  # this try fails, and the retry window is over
+    event = record_paid_event()
+    Event.objects.filter(pk=event.pk).update(created=timezone.now() - timedelta(seconds=55))
+    post = services._post
+
+    def post_while_another_worker_delivers_it(sent, url):
+        answered = post(sent, url)
+        Event.objects.filter(pk=sent.pk).update(
+            status=EventStatus.DELIVERED, delivered_at=timezone.now(), next_attempt_at=None
+        )
+        return answered
+
+    monkeypatch.setattr(services, "_post", post_while_another_worker_delivers_it)
+    delivery = services.event_deliver(event_id=event.pk)
+
+    assert delivery.status_code == 500  # logged as this try's answer
+    assert Event.objects.get(pk=event.pk).status == EventStatus.DELIVERED
 
 
 def test_a_delivery_under_way_elsewhere_is_not_sent_twice(shop):

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django_tasks_db.models import DBTaskResult
 from standardwebhooks import Webhook
 
 from cart.models import Cart, PaymentStatus
@@ -16,6 +17,7 @@ from cart.tests.factories import CartFactory
 from common.testing import error_of, response_json
 from events.models import Event, EventType, ProviderEvent
 from payments.models import ErrorCode, Payment, PaymentAttemptStatus, Refund, RefundStatus
+from payments.tasks import give_back_duplicate
 
 pytestmark = pytest.mark.django_db
 
@@ -70,6 +72,14 @@ def payment_event(payment: Payment, kind="payment.succeeded", **changes) -> dict
         **changes,
     }
     return {"id": "msg_1", "type": kind, "data": data}
+
+
+def queued_give_backs() -> list[list]:
+    """The arguments of each give_back_duplicate task queued for the worker."""
+    return [
+        task.args_kwargs["args"]
+        for task in DBTaskResult.objects.filter(task_path=give_back_duplicate.module_path)
+    ]
 
 
 def test_a_signed_payment_succeeded_settles_an_unknown_attempt_and_the_shop_hears(api_client):
@@ -133,6 +143,22 @@ def test_a_charge_of_an_attempt_closed_as_not_charged_pays_the_cart_late(api_cli
 
     assert response_json(response)["outcome"] == "attempt error -> success"
     assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
+    # the charge it records is the provider's: refunds of the cart go against it
+    assert Payment.objects.get(pk=payment.pk).provider_payment_id == "pay_1"
+
+
+def test_a_decline_of_an_attempt_closed_as_not_charged_changes_nothing(api_client):
+    cart = CartFactory()
+    payment = attempt(cart, PaymentAttemptStatus.ERROR, error_code=ErrorCode.NOT_IN_LEDGER)
+    Cart.objects.filter(pk=cart.pk).update(payment_status=PaymentStatus.PENDING)
+
+    response = post(api_client, payment_event(payment, "payment.failed"))
+
+    assert response_json(response)["outcome"] == "attempt already error: unchanged"
+    payment.refresh_from_db()
+    assert (payment.status, payment.error_code) == ("error", ErrorCode.NOT_IN_LEDGER)
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.PENDING
+    assert not Event.objects.filter(cart=cart).exists()
 
 
 def test_a_late_charge_of_a_cart_paid_since_is_a_duplicate_given_back(
@@ -148,7 +174,8 @@ def test_a_late_charge_of_a_cart_paid_since_is_a_duplicate_given_back(
 
     assert response_json(response)["outcome"] == "attempt error -> duplicate"
     assert Payment.objects.get(pk=closed.pk).status == PaymentAttemptStatus.DUPLICATE
-    assert len(callbacks) == 1  # the give_back_duplicate task is queued
+    assert len(callbacks) == 1
+    assert queued_give_backs() == [[str(closed.pk)]]
     assert not Event.objects.filter(type=EventType.CART_PAID).exists()
 
 
@@ -298,11 +325,13 @@ def test_a_charge_of_a_paid_cart_no_attempt_sent_is_a_duplicate_to_give_back(
     cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
     attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
     stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = post(api_client, payment_event(stray, id="pay_stray"))
     assert response_json(response)["outcome"] == "duplicate charge recorded: to give back"
-    assert Payment.objects.get(provider_payment_id="pay_stray").status == "duplicate"
+    duplicate = Payment.objects.get(provider_payment_id="pay_stray")
+    assert duplicate.status == "duplicate"
     assert len(callbacks) == 1
+    assert queued_give_backs() == [[str(duplicate.pk)]]
     stray.idempotency_key = "another-stray"
     recorded = post(api_client, payment_event(stray, id="pay_1"), msg_id="msg_again")
     assert "already recorded" in response_json(recorded)["outcome"]

@@ -107,7 +107,7 @@ def test_the_worker_delivers_an_event_under_the_request_id_that_recorded_it(
 
     assert delivered, shop.received
     assert Event.objects.get(cart=cart).request_id == "checkout-77"
-    assert [headers.get("x-request-id") for headers in shop.headers] == ["checkout-77"] * 2
+    assert [headers.get("X-Request-ID") for headers in shop.headers] == ["checkout-77"] * 2
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     [failed_try] = [line for line in lines if "answered 500" in line["message"]]
     assert (failed_try["level"], failed_try["request_id"]) == ("WARNING", "checkout-77")
