@@ -1,4 +1,7 @@
-"""Reading carts and payments for people: the admin's dashboard.
+"""Reading carts and payments: a page of carts as the API shows it, and the admin's
+dashboard.
+
+    with_history(page)   # each cart's payments, refunds and lines, one query per kind
 
     summary = payments_summary(since=start_of_today)
     summary.paid         # [PaidInCurrency("USD", carts=2, total=Decimal("35.00")), …]
@@ -14,10 +17,21 @@ import dataclasses
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Sum, prefetch_related_objects
 
-from cart.models import OPEN_ATTEMPT_STATUSES, Payment, PaymentAttemptStatus
+from cart.models import OPEN_ATTEMPT_STATUSES, Cart, Payment, PaymentAttemptStatus
 from common import money
+
+
+def with_history(carts: list[Cart]) -> list[Cart]:
+    """Fetch what `CartSerializer` shows of each cart of a page, in one query per kind:
+    the payment attempts of every cart, the refunds of the paid ones, the lines of the
+    itemized ones. A kind no cart of the page can have costs no query (and no prefetch
+    work for each cart): only a paid cart has refunds, only an itemized one has lines."""
+    prefetch_related_objects(carts, "payments")
+    prefetch_related_objects([cart for cart in carts if cart.is_paid], "refunds")
+    prefetch_related_objects([cart for cart in carts if cart.itemized], "lines")
+    return carts
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from cart import api_docs
 from cart.errors import CartDiscountAlreadyAppliedError
 from cart.filters import CartFilter
 from cart.models import Cart
+from cart.selectors import with_history
 from cart.serializers import (
     CartLineSerializer,
     CartSerializer,
@@ -78,12 +79,10 @@ class CartViewSet(
         "pay": ["pay_per_cart"],
     }
 
-    def get_queryset(self):
-        # A page of carts fetches their payments in one more query; one cart simply reads
-        # its own (the same single query, without the prefetch machinery).
-        if self.action == "list":
-            return self.queryset.prefetch_related("payments", "refunds", "lines")
-        return self.queryset
+    def paginate_queryset(self, queryset):
+        # A page of carts fetches its payments, refunds and lines in one query per kind
+        # (only the kinds its carts can have); one cart simply reads its own.
+        return with_history(super().paginate_queryset(queryset))
 
     # The cart row and its lines, payments and refunds are separate queries: they must
     # all see one moment, or a concurrent line change shows lines off the subtotal.

@@ -9,6 +9,7 @@ between the queries would show lines that do not add up to the cart's subtotal.
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 
@@ -22,8 +23,23 @@ def one_snapshot(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     if not connection.get_autocommit():
         yield
         return
-    with transaction.atomic(using=using):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        yield
+    if connection.vendor != "postgresql":
+        with transaction.atomic(using=using):
+            yield
+        return
+    # psycopg then opens the transaction with `BEGIN ISOLATION LEVEL REPEATABLE READ`:
+    # the level rides on the BEGIN instead of costing a round trip of its own. It is put
+    # back at once, so no later transaction of this connection inherits it.
+    connection.ensure_connection()
+    driver = connection.connection
+    previous = driver.isolation_level
+    driver.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        with transaction.atomic(using=using):
+            yield
+    finally:
+        if connection.connection is driver:
+            try:
+                driver.isolation_level = previous
+            except psycopg.Error:
+                connection.close()  # cannot be put back: not to be reused

@@ -13,6 +13,7 @@ from common.testing import error_of, response_json
 from discount.errors import DiscountExpiredError, DiscountInactiveError
 from discount.models import Discount
 from discount.tests.factories import DiscountFactory, PercentDiscountFactory
+from payments.models import Payment, Refund
 
 pytestmark = pytest.mark.django_db
 
@@ -284,6 +285,46 @@ class TestList:
 
         ids = [c["id"] for c in first["results"] + second["results"]]
         assert ids == [str(c.pk) for c in reversed(carts)]
+
+    def test_a_page_shows_each_cart_as_reading_it_alone_does(self, api_client):
+        """Payments, refunds and lines are fetched per page only for the carts that can
+        have them: every kind of cart still shows all of its own."""
+        plain = CartFactory()
+        Payment.objects.create(
+            cart=plain, amount=plain.total, currency="USD", status="failed", idempotency_key="p"
+        )
+        refunded = CartFactory(payment_status="partially_refunded")
+        payment = Payment.objects.create(
+            cart=refunded,
+            amount=refunded.total,
+            currency="USD",
+            status="success",
+            idempotency_key="r",
+            amount_refunded=Decimal("1.50"),
+        )
+        Refund.objects.create(
+            payment=payment,
+            cart=refunded,
+            amount=Decimal("1.50"),
+            currency="USD",
+            status="success",
+            idempotency_key="r1",
+        )
+        lines = [{"sku": "A-1", "name": "Thing", "quantity": 3, "unit_price": "2.50"}]
+        itemized = api_client.post(URL, {"currency": "USD", "lines": lines}, format="json")
+        cart_apply_discount(
+            cart=Cart.objects.get(pk=response_json(itemized)["id"]),
+            discount=DiscountFactory(code="LIST5"),
+        )
+
+        page = response_json(api_client.get(URL))["results"]
+
+        alone = [response_json(api_client.get(f"{URL}{c['id']}/")) for c in page]
+        assert page == alone
+        assert [len(c["lines"]) for c in page] == [1, 0, 0]
+        assert [len(c["refunds"]) for c in page] == [0, 1, 0]
+        assert [len(c["payments"]) for c in page] == [0, 1, 1]
+        assert page[0]["discount"]["code"] == "LIST5"
 
     def test_filters_by_payment_status_and_currency(self, api_client):
         CartFactory(currency="EUR", total=Decimal("1"))

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from cart.tests.factories import CartFactory
@@ -174,3 +175,30 @@ def test_a_cart_read_while_a_line_is_added_shows_one_moment_of_it(read, staff_cl
     lines = cart["lines"]
     assert sum(Decimal(line["amount"]) for line in lines) == Decimal(cart["subtotal"]), cart
     assert sum(line["quantity"] for line in lines) == cart["items_number"], cart
+
+
+def test_a_cart_read_is_one_snapshot_without_a_statement_of_its_own(api_client):
+    """The snapshot is the read's own transaction (REPEATABLE READ on PostgreSQL, named on
+    its BEGIN): no SET statement, and the connection's next transaction is as before."""
+    cart = CartFactory()
+    levels = []
+
+    def note_the_level(execute, sql, params, many, context):
+        if connection.vendor == "postgresql" and "cart_payment" in sql:
+            with connection.connection.cursor() as cursor:
+                levels.append(cursor.execute("SHOW transaction_isolation").fetchone()[0])
+        return execute(sql, params, many, context)
+
+    with (
+        CaptureQueriesContext(connection) as context,
+        connection.execute_wrapper(note_the_level),
+    ):
+        assert api_client.get(f"/api/cart/{cart.pk}/").status_code == 200
+
+    statements = [query["sql"].split()[0] for query in context.captured_queries]
+    assert statements == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+    if connection.vendor == "postgresql":
+        assert levels == ["repeatable read"]
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW transaction_isolation")
+            assert cursor.fetchone()[0] == "read committed"
