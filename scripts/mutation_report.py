@@ -54,6 +54,38 @@ REVIEWED = [
     ),
     # The caller consumes the use brought back at once, which sets `updated`.
     ("discount.services.x__match_the_charge", "status=ReservationStatus.RESERVED, )", "invariant"),
+    # Discount.clean() refuses a code taken in any case first; the unique and constraint
+    # checks would repeat that rule, and _code_unique's arguments only matter when two
+    # requests race for one code (its IntegrityError path).
+    ("discount.services.x_discount_update", "validate_unique=True", "invariant"),
+    ("discount.services.x_discount_update", "validate_constraints=True", "invariant"),
+    ("discount.services.x_discount_update", "full_clean(validate_constraints=False)", "invariant"),
+    ("discount.services.x_discount_update", "_code_unique(None,", "race"),
+    ("discount.services.x_discount_update", "_code_unique(locked.code, )", "race"),
+    # None is as falsy as False for these flags.
+    ("discount.services.x_discount_update", "=None", "invariant"),
+    ("events.inbound.x__verify", "json_parse=None", "invariant"),
+    # Every caller passes a prefix (the API's default is "").
+    ("discount.services.x_discount_generate_codes", 'prefix: str = "XXXX"', "invariant"),
+    # The sweep's batch size, and its query's pre-filters, which the loop re-checks under
+    # the row lock: performance only. The re-checks themselves only matter when another
+    # process changed the row in between (the concurrency tests race them).
+    (
+        "discount.services.x_discount_release_expired_reservations",
+        "batch: int = 501",
+        "performance",
+    ),
+    ("discount.services.x_discount_release_expired_reservations", ").values_list(", "performance"),
+    (
+        "discount.services.x_discount_release_expired_reservations",
+        "-expires__lte=now,",
+        "performance",
+    ),
+    ("discount.services.x_discount_release_expired_reservations", "and cart.payment", "race"),
+    ("discount.services.x_discount_release_expired_reservations", "RESERVED and reser", "race"),
+    ("discount.services.x_discount_release_expired_reservations", "break", "race"),
+    # The unique webhook_id answers a duplicate the same way (IntegrityError).
+    ("events.inbound.x_provider_event_receive", "filter(webhook_id=None)", "invariant"),
     # Only the events being delivered have a next_attempt_at: every other status clears it.
     ("events.services.x_event_deliver", "pk=event_id, next_attempt_at__lte", "invariant"),
     ("events.services.x_events_requeue_due", "filter(next_attempt_at__lte", "invariant"),
@@ -61,6 +93,9 @@ REVIEWED = [
     ("events.services.x_events_requeue_due", "values_list(flat=True)", "invariant"),
     # The condition of a warning only.
     ("events.services.x_event_deliver", "    if succeeded:", "log"),
+    # Arguments of a warning whose call starts beyond the diff's context.
+    ("events.services.x_event_deliver", "status_code and error,", "log"),
+    ("events.services.x_event_deliver", "            None,", "log"),
     # 2 ** 40 times the first interval is beyond any maximum interval already.
     ("events.services.x_retry_delay", "min(attempt - 1, 41)", "invariant"),
     # The connect timeout to a shop is at most 3 or 4 s: no test can tell on a loopback.
@@ -71,14 +106,25 @@ REVIEWED = [
     ("events.services.x__post", "* 1001)", "unobservable"),
     # Refund and attempt keys are unique and never empty: "" and "XXXX" both match none.
     ("payments.provider_events.x__settle_", 'idempotency_key or "XXXX"', "invariant"),
-    # No code reads RefundResult.replayed (only PaymentResult.replayed is logged).
+    # No code reads `replayed` of a result read from an event (the pay flow logs its own).
     ("payments.provider_events.x__refund_result", "replayed=", "unobservable"),
+    ("payments.provider_events.x__payment_result", "replayed=", "unobservable"),
+    # _verify refuses a request without a webhook-id first.
+    ("events.inbound.x_provider_event_receive", 'or "XXXX"', "invariant"),
+    # Amounts are integers of minor units: a float and a Decimal are refused alike.
+    ("events.inbound.x_provider_event_receive", "simplejson.loads(body, ", "invariant"),
 ]
 
 
-def reviewed_kind(key: str, added: list[str]) -> str | None:
+def reviewed_kind(key: str, removed: list[str], added: list[str]) -> str | None:
+    """A fragment starting with "-" is looked for in a removed line, when no line is added."""
     for prefix, fragment, kind in REVIEWED:
-        if key.startswith(prefix) and any(fragment in line for line in added):
+        if not key.startswith(prefix):
+            continue
+        if fragment.startswith("-") and not added:
+            if any(fragment[1:] in line for line in removed):
+                return kind
+        elif any(fragment in line for line in added):
             return kind
     return None
 
@@ -127,7 +173,7 @@ def kind_of(diff: str, key: str = "") -> str | None:
             return "header case"
     if any("select_related(None)" in line or "update_fields=None" in line for line in added):
         return "performance"
-    return reviewed_kind(key, added)
+    return reviewed_kind(key, removed, added)
 
 
 def status(exit_code: int | None) -> str:

@@ -152,6 +152,18 @@ class TestReadAndEdit:
         discount.refresh_from_db()
         assert (discount.times_used, discount.description) == (1, "edited")
 
+    def test_renaming_to_a_code_taken_in_another_case_is_refused_as_taken(self):
+        DiscountFactory(code="SUMMER")
+        winter = DiscountFactory(code="WINTER")
+
+        with pytest.raises(ValidationError) as info:
+            discount_update(discount=winter, data={"code": "summer"})
+
+        assert info.value.error_dict["code"][0].code == "code_taken"
+
+        winter.refresh_from_db()
+        assert winter.code == "WINTER"
+
     def test_lowering_the_limit_below_uses_counted_meanwhile_is_a_400(self, api_client):
         discount = DiscountFactory(code="RACE", usage_limit=5)
         stale_copy = Discount.objects.get(pk=discount.pk)

@@ -43,6 +43,15 @@ def test_codes_are_made_in_bulk_distinct_and_in_the_unambiguous_alphabet():
     assert discount.codes.count() == 2000
 
 
+def test_as_many_codes_as_the_maximum_may_be_generated_at_once(monkeypatch):
+    from discount import services
+
+    monkeypatch.setattr(services, "MAX_GENERATED_CODES", 3)  # 100,000 rows take too long
+    assert len(discount_generate_codes(discount=DiscountFactory(), count=3)) == 3
+    with pytest.raises(ValidationError):
+        discount_generate_codes(discount=DiscountFactory(), count=4)
+
+
 @pytest.mark.parametrize(
     ("count", "prefix", "field"),
     [(0, "", "count"), (100_001, "", "count"), (1, "-X", "prefix"), (1, "A" * 33, "prefix")],

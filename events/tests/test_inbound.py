@@ -95,7 +95,9 @@ def test_a_signed_payment_succeeded_settles_an_unknown_attempt_and_the_shop_hear
     assert payment.provider_payment_id == "pay_1"
     assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
     assert Event.objects.get(cart=cart).type == EventType.CART_PAID
-    assert ProviderEvent.objects.get().webhook_id == "msg_1"
+    stored = ProviderEvent.objects.get()  # what operators read in the admin
+    assert (stored.webhook_id, stored.type) == ("msg_1", "payment.succeeded")
+    assert json.loads(stored.body)["data"]["idempotency_key"] == payment.idempotency_key
 
 
 def test_a_duplicate_delivery_is_a_200_that_changes_nothing(api_client):
@@ -277,6 +279,11 @@ def test_unsigned_and_garbled_signatures_are_refused(api_client):
         {"type": "payment.succeeded", "data": {"id": "pay_1", "amount": "1", "currency": "USD"}},
         {"type": "payment.succeeded", "data": {"id": "pay_1", "amount": 1, "currency": "XYZ"}},
         {"type": "refund.succeeded", "data": {"id": "re", "amount": 1, "currency": "USD"}},
+        {
+            "type": "payment.succeeded",
+            "data": {"id": 7, "amount": 1, "currency": "USD", "payment_status": "success"},
+        },
+        [{"type": "payment.succeeded"}],
     ],
 )
 def test_a_signed_event_this_service_cannot_read_is_a_400_storing_nothing(api_client, body):
@@ -325,13 +332,26 @@ def test_a_charge_of_a_paid_cart_no_attempt_sent_is_a_duplicate_to_give_back(
     cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
     attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
     stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
+    stray.payment_method = "pm_card_visa"
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = post(api_client, payment_event(stray, id="pay_stray"))
     assert response_json(response)["outcome"] == "duplicate charge recorded: to give back"
     duplicate = Payment.objects.get(provider_payment_id="pay_stray")
-    assert duplicate.status == "duplicate"
+    assert (duplicate.status, duplicate.amount) == ("duplicate", cart.total)
+    assert duplicate.payment_method == "pm_card_visa"  # the card charged twice, for the books
     assert len(callbacks) == 1
     assert queued_give_backs() == [[str(duplicate.pk)]]
     stray.idempotency_key = "another-stray"
     recorded = post(api_client, payment_event(stray, id="pay_1"), msg_id="msg_again")
     assert "already recorded" in response_json(recorded)["outcome"]
+
+
+def test_the_give_back_task_of_a_duplicate_already_given_back_refunds_nothing():
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    duplicate = attempt(
+        cart, PaymentAttemptStatus.DUPLICATE, key="dup", provider_payment_id="pay_dup"
+    )
+    Payment.objects.filter(pk=duplicate.pk).update(amount_refunded=duplicate.amount)
+
+    assert give_back_duplicate.call(str(duplicate.pk)) == "nothing owed"
+    assert not Refund.objects.exists()
