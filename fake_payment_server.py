@@ -108,13 +108,27 @@ def create_app(
     webhooks = WebhookSender(
         url=os.environ.get(WEBHOOK_URL_ENV_VAR, "") if webhook_url is None else webhook_url,
         secret=os.environ.get(WEBHOOK_SECRET_ENV_VAR) or DEV_WEBHOOK_SECRET,
-        retry_first=float(os.environ.get(WEBHOOK_RETRY_ENV_VAR) or 1.0),
+        retry_first=_seconds(WEBHOOK_RETRY_ENV_VAR, default="1"),
     )
     app.extensions[EXTENSION_KEY] = ProviderState(
         card_limit=limit, balance=start_balance, sleep=sleep, webhooks=webhooks
     )
     app.register_blueprint(provider)
     return app
+
+
+def _seconds(env_var: str, default: str) -> float:
+    """A duration from the environment ("0.05", "2"), to the millisecond. Read as a
+    Decimal, like every number here that a person writes; the sender's clock arithmetic
+    takes it as seconds."""
+    text = os.environ.get(env_var) or default
+    try:
+        milliseconds = int(Decimal(text) * 1000)
+    except (ArithmeticError, ValueError):  # not a number, NaN or infinite
+        milliseconds = -1
+    if milliseconds < 0:
+        raise ValueError(f"Invalid {env_var} {text!r}: seconds, e.g. 0.5")
+    return milliseconds / 1000
 
 
 def _money(value: Decimal | str | None, env_var: str, default: str, what: str) -> Decimal:

@@ -2,6 +2,7 @@
 one machine for the smoke test of .ci/kubernetes-smoke.sh, and writes it to a folder:
 
     python .ci/kube_smoke.py RENDERED.yaml OUT_DIR --image IMG --tmp DIR --port-base N
+    python .ci/kube_smoke.py ... --without-worker     # the api alone
 
 The api and worker Deployments and the migrate Job and reconcile CronJob keep their
 command, security context (non-root, read-only root filesystem, no capabilities),
@@ -13,7 +14,9 @@ resources and probes. What podman cannot do is replaced, and only that:
 - `emptyDir` volumes become host directories (podman 4.3 has no emptyDir);
 - a Job's or CronJob's pod template is played as a Pod that runs once;
 - a `support` pod runs PostgreSQL, Redis and the fake provider in place of the managed
-  services the manifests name by URL.
+  services the manifests name by URL, and a shop's webhook endpoint (`shop_receiver.py`:
+  it verifies each event's signature and prints what it got) for the
+  worker to deliver the events to.
 Ingress, HorizontalPodAutoscaler, PodDisruptionBudget and NetworkPolicy have no podman
 equivalent: tests/test_kubernetes.py checks them (schemas and selectors).
 """
@@ -25,6 +28,9 @@ import copy
 from pathlib import Path
 
 import yaml
+
+SHOP_WEBHOOK_SECRET = "whsec_a3ViZS1zbW9rZS1zaG9wLXdlYmhvb2stc2VjcmV0LTMy"
+SHOP_RECEIVER = Path(__file__).with_name("shop_receiver.py")
 
 
 def load(path: Path) -> dict[tuple[str, str], dict]:
@@ -50,6 +56,8 @@ def smoke_settings(config: dict, ports: dict[str, int]) -> dict[str, str]:
         SECRET_KEY="kube-smoke-" + "q7Zr4Lm9Xv2Tn8Wk3Pb6Yh1Jd5Gs0Fc-" * 2,
         DATABASE_URL=f"postgres://shop:shop@127.0.0.1:{ports['db']}/shop",
         REDIS_URL=f"redis://127.0.0.1:{ports['redis']}/0",
+        SHOP_WEBHOOK_URL=f"http://127.0.0.1:{ports['shop']}/webhooks",
+        SHOP_WEBHOOK_SECRET=SHOP_WEBHOOK_SECRET,
     )
     return values
 
@@ -144,6 +152,19 @@ def support_pod(image: str, ports: dict[str, int]) -> dict:
                     ],
                     "env": [{"name": "FAKE_PAYMENT_CARD_LIMIT", "value": "100.00"}],
                 },
+                {
+                    "name": "shop",
+                    "image": image,
+                    "command": ["python", "/shop/shop_receiver.py", str(ports["shop"])],
+                    "env": [{"name": "SHOP_WEBHOOK_SECRET", "value": SHOP_WEBHOOK_SECRET}],
+                    "volumeMounts": [{"name": "shop", "mountPath": "/shop", "readOnly": True}],
+                },
+            ],
+            "volumes": [
+                {
+                    "name": "shop",
+                    "hostPath": {"path": str(SHOP_RECEIVER.parent.resolve()), "type": "Directory"},
+                }
             ],
         },
     }
@@ -156,10 +177,16 @@ def main() -> None:
     parser.add_argument("--image", required=True)
     parser.add_argument("--tmp", type=Path, required=True)
     parser.add_argument("--port-base", type=int, required=True)
-    parser.add_argument("--with-worker", action="store_true")
+    parser.add_argument("--without-worker", action="store_true")
     args = parser.parse_args()
     base = args.port_base
-    ports = {"api": base, "db": base + 1, "redis": base + 2, "provider": base + 3}
+    ports = {
+        "api": base,
+        "db": base + 1,
+        "redis": base + 2,
+        "provider": base + 3,
+        "shop": base + 4,
+    }
     resources = load(args.rendered)
     [config_key] = [key for key in resources if key[0] == "ConfigMap"]
     settings = {
@@ -180,7 +207,7 @@ def main() -> None:
     (args.out / "support.yaml").write_text(yaml.safe_dump(support_pod(args.image, ports)))
     write("migrate.yaml", played("Job", "migrate", "migrate", once=True))
     services = [played("Deployment", "api", "api", once=False)]
-    if args.with_worker:
+    if not args.without_worker:
         services.append(played("Deployment", "worker", "worker", once=False))
     write("services.yaml", *services)
     write("reconcile.yaml", played("CronJob", "reconcile-payments", "reconcile", once=True))

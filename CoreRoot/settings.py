@@ -196,7 +196,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=env_number("DB_CONN_MAX_AGE", 600, int),
-        conn_health_checks=True,
+        # Django's `SELECT 1` before each request's first query: off, because
+        # `common.connections` notices a connection the server closed without a query.
+        conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", False),
     )
 }
 # Behind PgBouncer in transaction pooling mode a server-side cursor (QuerySet.iterator())
@@ -205,6 +207,30 @@ DATABASES = {
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool(
     "DB_DISABLE_SERVER_SIDE_CURSORS", False
 )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Server-side prepared statements: a query run 5 times on a connection is parsed and
+    # planned once. They need server-side parameter binding (with Django's default,
+    # client-side binding, every query text carries its values and none repeats).
+    # PgBouncer in transaction pooling mode (before 1.21) mixes prepared statements up
+    # between clients: DB_PREPARED_STATEMENTS=false there.
+    prepared = env_bool("DB_PREPARED_STATEMENTS", True)
+    DATABASES["default"]["OPTIONS"] = {
+        "server_side_binding": prepared,
+        "prepare_threshold": 5 if prepared else None,
+    }
+    if env_bool("DB_POOL", False):
+        # psycopg's pool, one per worker process (opened on the first query, so after
+        # gunicorn forks): each thread takes a connection for a request and gives it
+        # back. It replaces persistent connections (CONN_MAX_AGE must be 0). With
+        # health checks on, the pool checks a connection as it hands it out (an empty
+        # query: Django passes no other check to the pool).
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": env_number("DB_POOL_MAX_SIZE", 4, int),
+            "timeout": 10,
+        }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Several gunicorn workers share one file: WAL lets readers run beside the

@@ -8,6 +8,13 @@ class CommonConfig(AppConfig):
     name = "common"
     default = True
 
+    def ready(self) -> None:
+        from django.core.signals import request_started
+
+        from common.connections import drop_closed_connections
+
+        request_started.connect(drop_closed_connections, dispatch_uid="drop_closed_connections")
+
 
 class ServiceAdminConfig(admin_apps.AdminConfig):
     """Django's admin with this service's site (`common.admin.ServiceAdminSite`)."""

@@ -49,17 +49,16 @@ def discount_find_code(
     owns_codes = Exists(DiscountCode.objects.filter(discount=OuterRef("pk")))
     discount = (
         Discount.objects.with_code(code)
-        .with_reserved_uses(at=at)
+        .with_reserved_uses_against_limit(at=at)
         .annotate(owns_codes=owns_codes)
         .first()
     )
     held = DiscountReservation.objects.filter(code=OuterRef("codes__id")).exclude(
         status=ReservationStatus.RELEASED
     )
-    # One code row per discount matches, so the reservation count is not multiplied.
     owner = (
         Discount.objects.filter(codes__code=normalized.upper())
-        .with_reserved_uses(at=at)
+        .with_reserved_uses_against_limit(at=at)
         .annotate(generated_id=F("codes__id"), generated_held=Exists(held))
         .first()
     )

@@ -38,7 +38,7 @@ would say whether a code exists (`discount_refusal_reasons`; rule in `discount.e
 
 import logging
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -155,8 +155,12 @@ def discount_delete(*, discount: Discount) -> None:
 @contextmanager
 def _code_unique(code: str, exclude_pk: int | None = None):
     # The serializer already checked the code; this catches two requests racing for it.
+    # Outside a transaction the save is one statement, which fails whole: no BEGIN and
+    # COMMIT around it. Inside one, a savepoint keeps it usable for the lookup below.
     try:
-        with transaction.atomic():
+        with (
+            transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext()
+        ):
             yield
     except IntegrityError:
         if Discount.objects.with_code(code).exclude(pk=exclude_pk).exists():
@@ -485,15 +489,14 @@ def discount_consume_reservation(*, cart: Cart, charged: Decimal | None = None) 
         logger.error(
             "Cart %s paid with discount %s but held no reservation", cart.pk, cart.discount_id
         )
-    Discount.objects.filter(pk=cart.discount_id).update(
-        amount_consumed=F("amount_consumed") + given
-    )
-    counted = (
-        Discount.objects.filter(pk=cart.discount_id)
-        .filter(Q(usage_limit__isnull=True) | Q(times_used__lt=F("usage_limit")))
-        .update(times_used=F("times_used") + 1)
+    code = Discount.objects.filter(pk=cart.discount_id)
+    # One UPDATE counts the use and what it gave while the limit has room; past it, the
+    # amount is still added (the charge happened) and the overflow logged.
+    counted = code.filter(Q(usage_limit__isnull=True) | Q(times_used__lt=F("usage_limit"))).update(
+        times_used=F("times_used") + 1, amount_consumed=F("amount_consumed") + given
     )
     if not counted:
+        code.update(amount_consumed=F("amount_consumed") + given)
         logger.error(
             "Discount %s consumed past its usage limit by cart %s", cart.discount_id, cart.pk
         )

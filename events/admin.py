@@ -42,7 +42,7 @@ class EventAdmin(ReadOnlyModelAdmin):
         "created",
     )
     list_filter = ("status", "type", "created")
-    search_fields = ("id", "cart__id")
+    search_fields = ("id", "cart__id", "request_id")
     ordering = ("-created",)
     fields = (
         "id",
@@ -53,6 +53,7 @@ class EventAdmin(ReadOnlyModelAdmin):
         "next_attempt_at",
         "delivered_at",
         "created",
+        "request_id",
         "body",
     )
     readonly_fields = fields

@@ -19,6 +19,8 @@ import uuid
 import simplejson
 from django.db import models
 
+from observability.context import current_request_id
+
 
 class EventType(models.TextChoices):
     CART_PAID = "cart.paid", "cart.paid: the cart's payment succeeded"
@@ -51,6 +53,13 @@ class Event(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(db_index=True)
+    request_id = models.CharField(
+        max_length=64,
+        blank=True,
+        default=current_request_id,
+        db_default="",
+        help_text="X-Request-ID of the request that recorded it: its deliveries send and log it.",
+    )
 
     class Meta:
         ordering = ["-created"]

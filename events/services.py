@@ -34,6 +34,8 @@ from standardwebhooks import Webhook
 
 from common import money
 from events.models import Event, EventDelivery, EventStatus, EventType
+from observability.context import HEADER as REQUEST_ID_HEADER
+from observability.context import current_request_id, request_id_bound
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +151,12 @@ def event_deliver(*, event_id) -> EventDelivery | None:
     if not claimed:
         return None
     event = Event.objects.get(pk=event_id)
+    # The delivery's log lines carry the id of the request that made the event.
+    with request_id_bound(event.request_id or current_request_id()):
+        return _deliver_claimed(event, lease_until)
+
+
+def _deliver_claimed(event: Event, lease_until: datetime) -> EventDelivery:
     url = settings.SHOP_WEBHOOK_URL
     status_code, error, latency_ms = _post(event, url)
     succeeded = status_code is not None and 200 <= status_code < 300
@@ -194,6 +202,8 @@ def _post(event: Event, url: str) -> tuple[int | None, str, int]:
     )
     headers["Content-Type"] = "application/json"
     headers["User-Agent"] = USER_AGENT
+    if event.request_id:
+        headers[REQUEST_ID_HEADER] = event.request_id
     started = time.monotonic()
     try:
         response = requests.post(

@@ -7,8 +7,10 @@ Counters and histograms are `prometheus_client` metrics. Under gunicorn every wo
 process counts on its own; with `PROMETHEUS_MULTIPROC_DIR` set (CoreRoot/gunicorn.py sets
 it) each writes its values to files there and `render()` adds them up, so a scrape sees
 the whole instance whichever worker answers it. Gauges of what is open right now
-(attempts, refunds) are read from the database at scrape time instead: the database is
-the truth, and no process has to remember.
+(attempts, refunds, the outbox's backlog) are read from the database at scrape time
+instead: the database is the truth, no process has to remember, and the worker, which
+delivers the events but is not scraped, needs no metrics of its own. If the database
+does not answer, the scrape still answers, with the counters and without those gauges.
 
 Fed by:
 - `observability.middleware`: every request (count, latency, error codes; discount
@@ -20,6 +22,7 @@ Fed by:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -31,6 +34,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+
+logger = logging.getLogger(__name__)
 
 # A management command or the worker started with the same environment as gunicorn (one
 # ConfigMap on Kubernetes) counts in multiprocess mode too: the directory must exist
@@ -162,8 +167,58 @@ class OpenLedgerCollector:
             yield family
 
 
+class OutboxCollector:
+    """The events not delivered to the shop yet, in one query at scrape time.
+
+    Pending and failed events are found through the `event_status_next` index (status
+    first), so a scrape costs in proportion to the backlog, not to every event ever sent.
+    """
+
+    def collect(self):
+        from django.db.models import Count, Min, Q
+        from django.utils import timezone
+
+        from events.models import Event, EventStatus
+
+        undelivered = (EventStatus.PENDING, EventStatus.FAILED)
+        rows = {
+            row["status"]: row
+            for row in Event.objects.filter(status__in=undelivered)
+            .values("status")
+            .annotate(
+                n=Count("pk"), tried=Count("pk", filter=Q(attempts__gt=0)), oldest=Min("created")
+            )
+            .order_by()
+        }
+        backlog = GaugeMetricFamily(
+            "events_outbox_backlog",
+            "Events not delivered to the shop: pending (to be sent, or retried after a"
+            " failed try) or failed (retries ran out: redeliver from the admin).",
+            labels=["status"],
+        )
+        for status in undelivered:
+            backlog.add_metric([str(status)], rows.get(status, {}).get("n", 0))
+        yield backlog
+        pending = rows.get(EventStatus.PENDING, {})
+        yield GaugeMetricFamily(
+            "events_outbox_failing",
+            "Pending events tried at least once and not delivered yet: the shop's endpoint"
+            " answered no 2xx (or the first try is under way).",
+            value=pending.get("tried", 0),
+        )
+        oldest = pending.get("oldest")
+        yield GaugeMetricFamily(
+            "events_outbox_oldest_pending_age_seconds",
+            "Seconds since the oldest pending event happened (0: nothing pending).",
+            value=(timezone.now() - oldest).total_seconds() if oldest else 0,
+        )
+
+
 def render() -> tuple[bytes, str]:
-    """The exposition of this instance: every process's counters, and the open ledger."""
+    """The exposition of this instance: every process's counters, and the gauges read
+    from the database (left out, with a warning, when it does not answer)."""
+    from django.db import DatabaseError
+
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
@@ -171,6 +226,12 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(counted)
     else:
         from prometheus_client import REGISTRY as counted
-    ledger = CollectorRegistry()
-    ledger.register(OpenLedgerCollector())
-    return generate_latest(counted) + generate_latest(ledger), CONTENT_TYPE_LATEST
+    read = CollectorRegistry()
+    read.register(OpenLedgerCollector())
+    read.register(OutboxCollector())
+    try:
+        from_database = generate_latest(read)
+    except DatabaseError as exc:
+        logger.warning("/metrics: the database gauges are left out: %s", exc)
+        from_database = b""
+    return generate_latest(counted) + from_database, CONTENT_TYPE_LATEST

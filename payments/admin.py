@@ -61,7 +61,7 @@ class PaymentAdmin(ReadOnlyModelAdmin):
         "created",
     )
     list_filter = ("status", "currency", "decline_code", "error_code", "created", "completed")
-    search_fields = ("id", "cart__id", "provider_payment_id", "idempotency_key")
+    search_fields = ("id", "cart__id", "provider_payment_id", "idempotency_key", "request_id")
     ordering = ("-created",)
 
 
@@ -79,7 +79,14 @@ class RefundAdmin(ReadOnlyModelAdmin):
         "created",
     )
     list_filter = ("status", "reason", "currency", "error_code", "created", "completed")
-    search_fields = ("id", "cart__id", "payment__id", "provider_refund_id", "idempotency_key")
+    search_fields = (
+        "id",
+        "cart__id",
+        "payment__id",
+        "provider_refund_id",
+        "idempotency_key",
+        "request_id",
+    )
     ordering = ("-created",)
 
 

@@ -599,7 +599,7 @@ def _paid_for(line, units: int, currency: str) -> Decimal:
 
 
 def _only_left(left: Decimal, currency: str) -> str:
-    return f"Only {left.normalize():f} {currency} of what was charged is left to refund."
+    return f"Only {money.format_amount(left, currency)} of what was charged is left to refund."
 
 
 def _refund_despite(

@@ -67,7 +67,9 @@ def attempt_started(
     *, cart: Cart, payment: Payment, request_key: str | None, payment_method: str
 ) -> None:
     """The attempt is (re)opened and the cart moves to `processing`. Called inside the
-    transaction that locked the cart and chose the attempt."""
+    transaction that locked the cart and chose the attempt; `request_key` is a key that
+    transaction found unbound (under the cart's lock, so still unbound): it is bound
+    to the attempt."""
     if cart.payment_status != PaymentStatus.PROCESSING:
         cart.move_to(PaymentStatus.PROCESSING)
     payment.status = PaymentAttemptStatus.PROCESSING
@@ -75,7 +77,7 @@ def attempt_started(
     payment.error_code = payment.error = ""
     payment.save()
     cart.save(update_fields=_CART_STATE_FIELDS)
-    if request_key and not PaymentRequest.objects.filter(cart=cart, key=request_key).exists():
+    if request_key:
         PaymentRequest.objects.create(
             cart=cart,
             key=request_key,

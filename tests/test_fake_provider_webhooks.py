@@ -186,3 +186,20 @@ def test_amounts_in_events_are_integers_of_minor_units(client, receiver):
     amount = receiver.accepted[0][1]["data"]["amount"]
     assert amount == 1999
     assert not isinstance(amount, Decimal | float)
+
+
+def test_the_retry_interval_is_read_in_seconds_to_the_millisecond(monkeypatch):
+    from fake_payment_server import EXTENSION_KEY
+
+    monkeypatch.setenv("FAKE_PAYMENT_WEBHOOK_RETRY_SECONDS", "0.25")
+    assert create_app(webhook_url="").extensions[EXTENSION_KEY].webhooks.retry_first == 0.25
+    monkeypatch.delenv("FAKE_PAYMENT_WEBHOOK_RETRY_SECONDS")
+    assert create_app(webhook_url="").extensions[EXTENSION_KEY].webhooks.retry_first == 1
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "NaN", "Infinity"])
+def test_an_unusable_retry_interval_is_refused_at_start(monkeypatch, value):
+    monkeypatch.setenv("FAKE_PAYMENT_WEBHOOK_RETRY_SECONDS", value)
+
+    with pytest.raises(ValueError, match="Invalid FAKE_PAYMENT_WEBHOOK_RETRY_SECONDS"):
+        create_app(webhook_url="")

@@ -281,3 +281,44 @@ def test_the_docs_say_what_debug_and_prod_do():
     hardening = readme[readme.index("### Production mode") :]
     for promise in ("`DEBUG=true` is ignored", "HSTS", "secure cookies", "`/health/`"):
         assert promise in hardening
+
+
+def postgres_settings(**env: str) -> list[str]:
+    code = (
+        "from django.conf import settings as s; d = s.DATABASES['default'];"
+        "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'], d['OPTIONS'].get('prepare_threshold'),"
+        " d['OPTIONS']['server_side_binding'], d['OPTIONS'].get('pool'))"
+    )
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        code,
+        ENV="DEV",
+        DATABASE_URL="postgres://shop:pw@db:5432/shop",
+        **env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().split(" ", 4)
+
+
+def test_postgres_prepares_statements_and_sends_no_select_1_per_request():
+    assert postgres_settings() == ["600", "False", "5", "True", "None"]
+    # Behind PgBouncer in transaction pooling mode; Django's own check back.
+    assert postgres_settings(DB_PREPARED_STATEMENTS="false", DB_CONN_HEALTH_CHECKS="true") == [
+        "600",
+        "True",
+        "None",
+        "False",
+        "None",
+    ]
+
+
+def test_postgres_pool_replaces_persistent_connections_and_checks_what_it_hands_out():
+    assert postgres_settings(DB_POOL="true", DB_POOL_MAX_SIZE="8") == [
+        "0",
+        "True",
+        "5",
+        "True",
+        "{'min_size': 1, 'max_size': 8, 'timeout': 10}",
+    ]

@@ -363,3 +363,33 @@ def test_a_late_charge_brings_back_the_generated_code_it_was_made_with(api_clien
     cart.refresh_from_db()
     assert (cart.discount_code, cart.total) == (code, Decimal("15.00"))
     assert DiscountReservation.objects.get(code=code).status == "consumed"
+
+
+def test_the_uses_counted_against_a_limit_are_the_live_reservations(api_client):
+    """`with_reserved_uses_against_limit` (apply's lookup) counts what `with_reserved_uses`
+    counts for a code with a limit, and skips the count (0) for a code without one."""
+    limited = DiscountFactory(code="LIMITEDTEN", usage_limit=10)
+    unlimited = DiscountFactory(code="UNLIMITED")
+    for code in ("LIMITEDTEN", "UNLIMITED"):
+        for _ in range(3):
+            assert apply(api_client, CartFactory(), code).status_code == 200
+    stale, being_paid = CartFactory(), CartFactory()
+    for cart in (stale, being_paid):
+        assert apply(api_client, cart, "LIMITEDTEN").status_code == 200
+        expire(cart)  # expired: no longer counted, unless its cart is being paid
+    Cart.objects.filter(pk=being_paid.pk).update(payment_status=PaymentStatus.PROCESSING)
+
+    now = timezone.now()
+    counted = dict(
+        Discount.objects.filter(pk__in=[limited.pk, unlimited.pk])
+        .with_reserved_uses(at=now)
+        .values_list("code", "reserved_uses_now")
+    )
+    against_limit = dict(
+        Discount.objects.filter(pk__in=[limited.pk, unlimited.pk])
+        .with_reserved_uses_against_limit(at=now)
+        .values_list("code", "reserved_uses_now")
+    )
+
+    assert counted == {"LIMITEDTEN": 4, "UNLIMITED": 3}
+    assert against_limit == {"LIMITEDTEN": 4, "UNLIMITED": 0}

@@ -5,7 +5,10 @@ dies in the middle of a delivery and is started again."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
 import sys
 from decimal import Decimal
 
@@ -14,8 +17,9 @@ import pytest
 from cart.services import cart_pay
 from cart.tests.factories import CartFactory
 from common.testing import WebhookReceiver
-from conftest import start_process, stop_process
+from conftest import ROOT, start_process, stop_process
 from events.models import Event, EventDelivery, EventStatus
+from observability.context import request_id_bound
 from tests.test_e2e import subprocess_database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -70,3 +74,40 @@ def test_cart_paid_reaches_the_shop_once_through_500s_and_a_worker_restart(
     for msg_id, body in shop.accepted:
         assert body["id"] == msg_id
         assert body["type"] == "cart.paid"
+
+
+def test_the_worker_delivers_an_event_under_the_request_id_that_recorded_it(
+    fake_provider, settings, tmp_path
+):
+    log = tmp_path / "worker.log"
+    with WebhookReceiver(settings.SHOP_WEBHOOK_SECRET, answers=[500]) as shop:
+        settings.SHOP_WEBHOOK_URL = shop.url
+        cart = CartFactory(total=Decimal("10.00"))
+        with request_id_bound("checkout-77"):
+            cart_pay(cart=cart, payment_method="pm_card_visa")
+        env = {
+            "DATABASE_URL": subprocess_database_url(),
+            "ENV": "DEV",
+            "LOG_FORMAT": "json",
+            "SHOP_WEBHOOK_URL": shop.url,
+            "EVENTS_RETRY_FIRST_SECONDS": "0.2",
+        }
+        with log.open("w") as output:
+            worker = subprocess.Popen(
+                [sys.executable, "manage.py", "run_worker", "--interval", "0.1"],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=output,
+                stderr=output,
+            )
+        try:
+            delivered = shop.wait_for(lambda s: len(s.accepted) == 1, 20)
+        finally:
+            stop_process(worker)
+
+    assert delivered, shop.received
+    assert Event.objects.get(cart=cart).request_id == "checkout-77"
+    assert [headers.get("X-Request-ID") for headers in shop.headers] == ["checkout-77"] * 2
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    [failed_try] = [line for line in lines if "answered 500" in line["message"]]
+    assert (failed_try["level"], failed_try["request_id"]) == ("WARNING", "checkout-77")

@@ -3,6 +3,7 @@ process; test_metrics_gunicorn.py checks several gunicorn workers add up)."""
 
 import json
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
 from cart.tests.factories import CartFactory
+from common.testing import WebhookReceiver
 from conftest import ROOT
 from discount.tests.factories import DiscountFactory
 
@@ -170,3 +172,72 @@ def test_every_dashboard_query_names_a_metric_the_service_exports(api_client):
     assert len(dashboard["panels"]) >= 10
     assert "payment_attempts_open" in named
     assert named <= exported, named - exported
+
+
+def test_the_outbox_backlog_and_failing_deliveries_are_read_from_the_database(
+    api_client, settings
+):
+    from django.utils import timezone
+
+    from events import services
+    from events.models import Event, EventType
+
+    settings.EVENTS_RETRY_FIRST_SECONDS = 10
+    with WebhookReceiver(settings.SHOP_WEBHOOK_SECRET, answers=[500]) as shop:
+        settings.SHOP_WEBHOOK_URL = shop.url
+        cart = CartFactory(total="12.50")
+        event = services.event_record(type=EventType.CART_PAID, cart=cart, data={})
+        Event.objects.filter(pk=event.pk).update(created=timezone.now() - timedelta(seconds=90))
+        waiting = scrape(api_client)
+
+        failed_try = services.event_deliver(event_id=event.pk)
+        failing = scrape(api_client)
+
+        Event.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now())
+        delivered = services.event_deliver(event_id=event.pk)
+        after = scrape(api_client)
+
+    assert (failed_try.status_code, delivered.status_code) == (500, 200)
+    assert value(waiting, "events_outbox_backlog", status="pending") == 1
+    assert value(waiting, "events_outbox_failing") == 0
+    assert 90 <= value(waiting, "events_outbox_oldest_pending_age_seconds") < 120
+    assert value(failing, "events_outbox_backlog", status="pending") == 1
+    assert value(failing, "events_outbox_failing") == 1
+    assert value(after, "events_outbox_backlog", status="pending") == 0
+    assert value(after, "events_outbox_failing") == 0
+    assert value(after, "events_outbox_oldest_pending_age_seconds") == 0
+
+
+def test_events_whose_retries_ran_out_are_counted_until_redelivered(api_client, settings):
+    from events import services
+    from events.models import EventType
+
+    settings.EVENTS_RETRY_FOR_SECONDS = 0  # the first failed try is the last
+    with WebhookReceiver(settings.SHOP_WEBHOOK_SECRET, answers=[503]) as shop:
+        settings.SHOP_WEBHOOK_URL = shop.url
+        event = services.event_record(
+            type=EventType.CART_PAID, cart=CartFactory(total="5.00"), data={}
+        )
+        services.event_deliver(event_id=event.pk)
+        given_up = scrape(api_client)
+
+        services.event_redeliver(event=event)
+        services.event_deliver(event_id=event.pk)
+        after = scrape(api_client)
+
+    assert value(given_up, "events_outbox_backlog", status="failed") == 1
+    assert value(given_up, "events_outbox_backlog", status="pending") == 0
+    assert value(after, "events_outbox_backlog", status="failed") == 0
+
+
+def test_the_database_gauges_cost_one_query_each_scrape(api_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from observability import metrics
+
+    with CaptureQueriesContext(connection) as queries:
+        metrics.render()
+
+    outbox = [q["sql"] for q in queries if "events_event" in q["sql"]]
+    assert len(outbox) == 1, outbox

@@ -122,3 +122,31 @@ def test_metrics_add_up_every_worker_and_a_pay_request_is_followed_by_its_id(
     [charge] = [e for e in fake_provider.journal() if e["request_id"] == "p-3"]
     assert charge["body"]["cart_id"] == cart
     assert Payment.objects.get(cart_id=cart).request_id == "p-3"
+
+
+def test_metrics_still_answer_with_the_database_away(tmp_path):
+    port = free_port()
+    nothing_listens = free_port()
+    env = {
+        "DATABASE_URL": f"postgres://shop@127.0.0.1:{nothing_listens}/shop",
+        "ENV": "DEV",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    process = start_process(
+        [sys.executable, "-m", "gunicorn", "-c", "python:CoreRoot.gunicorn", "CoreRoot.wsgi"],
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(f"{url}/health/", process)  # liveness: no database
+        requests.get(f"{url}/health/", timeout=10)
+        samples = scrape(url)
+    finally:
+        stop_process(process)
+
+    route = {"method": "GET", "route": "/health/", "status": "200"}
+    assert value(samples, "http_requests_total", **route) >= 2
+    assert not any(name.startswith("events_outbox") for name, _ in samples)
+    assert not any(name == "payment_attempts_open" for name, _ in samples)

@@ -95,3 +95,37 @@ def test_rows_made_outside_a_request_have_no_id(db):
     )
 
     assert Payment.objects.get(pk=payment.pk).request_id == ""
+
+
+@pytest.mark.integration
+def test_the_events_of_a_payment_and_a_refund_keep_their_requests_ids(api_client, fake_provider):
+    from events.models import Event, EventType
+
+    cart = CartFactory(total="10.00")
+    api_client.post(f"/api/cart/{cart.pk}/pay/", {}, HTTP_X_REQUEST_ID="pay-3")
+    api_client.post(f"/api/cart/{cart.pk}/refund/", {"amount": "4.00"}, HTTP_X_REQUEST_ID="ref-3")
+
+    by_type = dict(Event.objects.filter(cart=cart).values_list("type", "request_id"))
+    assert by_type == {EventType.CART_PAID: "pay-3", EventType.CART_REFUNDED: "ref-3"}
+
+
+@pytest.mark.parametrize(
+    "changelist", ["/admin/payments/payment/", "/admin/payments/refund/", "/admin/events/event/"]
+)
+@pytest.mark.integration
+def test_the_admin_finds_ledger_rows_and_events_by_request_id(
+    admin_client, api_client, fake_provider, changelist
+):
+    paid, other = CartFactory(total="10.00"), CartFactory(total="10.00")
+    for cart in (paid, other):
+        api_client.post(f"/api/cart/{cart.pk}/pay/", {}, HTTP_X_REQUEST_ID=f"pay-{cart.pk}")
+        api_client.post(
+            f"/api/cart/{cart.pk}/refund/", {"amount": "1.00"}, HTTP_X_REQUEST_ID=f"pay-{cart.pk}"
+        )
+
+    page = admin_client.get(changelist, {"q": f"pay-{paid.pk}"})
+
+    assert page.status_code == 200
+    found = [row.cart_id for row in page.context["cl"].result_list]
+    assert found
+    assert set(found) == {paid.pk}  # events: its cart.paid and cart.refunded

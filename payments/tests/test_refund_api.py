@@ -106,8 +106,18 @@ class TestAnswers:
             "refund_exceeds_captured",
             "amount",
         )
-        assert "Only 5 USD" in error["message"]
+        assert "Only 5.00 USD" in error["message"]
         assert Refund.objects.count() == 1
+
+    def test_what_is_left_is_named_with_the_currencys_decimals(self, api_client, paid):
+        cart, _ = paid
+        refund(api_client, cart, "19.80")
+
+        response = refund(api_client, cart, "1.00")
+
+        assert error_of(response)["message"] == (
+            "Only 0.20 USD of what was charged is left to refund."
+        )
 
     @pytest.mark.parametrize(
         ("amount", "code"),
