@@ -49,6 +49,7 @@ from cart.models import Cart, PaymentStatus
 from common import money
 from discount.models import Discount, DiscountCode
 from payments.models import Payment, PaymentAttemptStatus
+from payments.serializers import PaymentSerializer
 
 PAGE_SIZE = 20
 CART_FIELDS = (
@@ -66,20 +67,8 @@ CART_FIELDS = (
     "created",
     "updated",
 )
-PAYMENT_FIELDS = (
-    "id",
-    "amount",
-    "currency",
-    "status",
-    "payment_method",
-    "provider_payment_id",
-    "decline_code",
-    "error_code",
-    "error",
-    "idempotency_key",
-    "created",
-    "completed",
-)
+# The answer shows a payment as the API does: the serializer's fields, not a copy of them.
+PAYMENT_FIELDS = PaymentSerializer.Meta.fields
 
 
 # --- Statements, built once from the models' own table and column names ----------------
