@@ -1,0 +1,117 @@
+"""`discount_find_code` runs its two queries compiled once (`common.compiled`): they must
+answer exactly what the ORM's querysets answer, whatever the code and its uses."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from cart.models import PaymentStatus
+from cart.tests.factories import CartFactory
+from discount.errors import DiscountCodeUsedError, DiscountNotFoundError
+from discount.models import Discount, DiscountReservation, ReservationStatus
+from discount.selectors import _BY_GENERATED_CODE, _BY_OWN_CODE, discount_find_code
+from discount.services import discount_generate_codes
+from discount.tests.factories import DiscountFactory
+
+pytestmark = pytest.mark.django_db
+
+SHOWN = (
+    *(field.attname for field in Discount._meta.concrete_fields),
+    "reserved_uses_now",
+)
+
+
+def _reserve(discount, *, expires, status=ReservationStatus.RESERVED, code=None, paying=False):
+    cart = CartFactory(
+        payment_status=PaymentStatus.PROCESSING if paying else PaymentStatus.PENDING
+    )
+    return DiscountReservation.objects.create(
+        discount=discount,
+        cart=cart,
+        code=code,
+        amount=Decimal("5"),
+        currency="USD",
+        expires=expires,
+        status=status,
+    )
+
+
+def _rows(discounts, extra):
+    return [
+        (
+            {name: getattr(d, name) for name in SHOWN},
+            {
+                name: bool(getattr(d, name))
+                if name.endswith(("_codes", "_held"))
+                else getattr(d, name)
+                for name in extra
+            },
+        )
+        for d in discounts
+    ]
+
+
+def _same_as_the_orm(query, extra, **values):
+    compiled = query.run(**values)
+    assert _rows(compiled, extra) == _rows(list(query.queryset(**values)), extra)
+    return compiled
+
+
+def test_the_compiled_queries_answer_what_the_orm_answers_for_every_kind_of_code():
+    now = timezone.now()
+    limited = DiscountFactory(code="Limited5", usage_limit=3)
+    _reserve(limited, expires=now + timedelta(minutes=5))  # live
+    _reserve(limited, expires=now - timedelta(minutes=5))  # expired
+    _reserve(limited, expires=now - timedelta(minutes=5), paying=True)  # held: being paid
+    _reserve(limited, expires=now + timedelta(minutes=5), status=ReservationStatus.RELEASED)
+    DiscountFactory(code="OPEN5")
+    campaign = DiscountFactory(code="XMAS")
+    free, held, released = discount_generate_codes(discount=campaign, count=3, prefix="X-")
+    _reserve(campaign, expires=now + timedelta(minutes=5), code=held)
+    _reserve(
+        campaign,
+        expires=now + timedelta(minutes=5),
+        code=released,
+        status=ReservationStatus.RELEASED,
+    )
+
+    own = ("owns_codes",)
+    found = _same_as_the_orm(_BY_OWN_CODE, own, code="limited5", at=now)
+    assert [(d.code, d.reserved_uses_now, bool(d.owns_codes)) for d in found] == [
+        ("Limited5", 2, False)
+    ]
+    assert _same_as_the_orm(_BY_OWN_CODE, own, code="xmas", at=now)[0].owns_codes
+    assert _same_as_the_orm(_BY_OWN_CODE, own, code="open5", at=now)[0].reserved_uses_now == 0
+    assert _same_as_the_orm(_BY_OWN_CODE, own, code="nothing", at=now) == []
+    # Another moment counts other reservations: the time is a parameter, not a constant.
+    later = now + timedelta(minutes=10)
+    assert _same_as_the_orm(_BY_OWN_CODE, own, code="limited5", at=later)[0].reserved_uses_now == 1
+
+    generated = ("generated_id", "generated_held")
+    for code, is_held in ((free, False), (held, True), (released, False)):
+        (owner,) = _same_as_the_orm(_BY_GENERATED_CODE, generated, code=code.code, at=now)
+        assert (owner.pk, owner.generated_id, bool(owner.generated_held)) == (
+            campaign.pk,
+            code.pk,
+            is_held,
+        )
+    assert _same_as_the_orm(_BY_GENERATED_CODE, generated, code="X-NOTHING", at=now) == []
+
+
+def test_find_code_answers_each_code_as_before():
+    DiscountFactory(code="SPRING5", usage_limit=10)
+    campaign = DiscountFactory(code="XMAS")
+    free, held = discount_generate_codes(discount=campaign, count=2, prefix="X-")
+    _reserve(campaign, expires=timezone.now() + timedelta(minutes=5), code=held)
+
+    discount, generated = discount_find_code(code="spring5")
+    assert (discount.code, discount.reserved_uses_now, generated) == ("SPRING5", 0, None)
+    discount, generated = discount_find_code(code=free.code.lower())
+    assert (discount.pk, generated.pk, generated.code) == (campaign.pk, free.pk, free.code)
+    with pytest.raises(DiscountCodeUsedError):
+        discount_find_code(code=held.code)
+    for unusable in ("xmas", "nothing"):  # a campaign's own code names no use
+        with pytest.raises(DiscountNotFoundError):
+            discount_find_code(code=unusable)
