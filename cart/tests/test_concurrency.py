@@ -178,6 +178,42 @@ def test_a_cart_read_while_a_line_is_added_shows_one_moment_of_it(read, staff_cl
 
 
 @pytest.mark.parametrize("read", ["retrieve", "list"])
+def test_a_cart_read_answers_while_a_writer_holds_the_cart(read, staff_client):
+    """A read takes no write lock: while another request's transaction holds the cart
+    (its row lock on PostgreSQL, the database's write lock on SQLite) a GET answers at
+    once instead of queueing behind every write."""
+    from django.db import transaction
+
+    from cart.models import Cart
+
+    cart = CartFactory()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_cart():
+        try:
+            with transaction.atomic():
+                Cart.objects.select_for_update().get(pk=cart.pk)
+                holding.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=hold_the_cart)
+    writer.start()
+    try:
+        assert holding.wait(timeout=10)
+        path = f"/api/cart/{cart.pk}/" if read == "retrieve" else "/api/cart/"
+        response = staff_client.get(path)
+        still_held = not release.is_set() and writer.is_alive()
+    finally:
+        release.set()
+        writer.join(timeout=30)
+
+    assert response.status_code == 200, response.content
+    assert still_held
+
+
+@pytest.mark.parametrize("read", ["retrieve", "list"])
 def test_a_cart_read_is_one_statement_without_a_transaction(read, api_client):
     """The cart, its discount, lines, payments and refunds are read by one SELECT, which
     sees one moment on its own: no BEGIN/COMMIT around it (on SQLite, no write lock)."""
