@@ -71,11 +71,19 @@ REVIEWED = [
     ("discount.services.x_discount_update", "validate_unique=True", "invariant"),
     ("discount.services.x_discount_update", "validate_constraints=True", "invariant"),
     ("discount.services.x_discount_update", "full_clean(validate_constraints=False)", "invariant"),
+    ("discount.services.x_discount_update", "full_clean(validate_unique=False, )", "invariant"),
     ("discount.services.x_discount_update", "_code_unique(None,", "race"),
     ("discount.services.x_discount_update", "_code_unique(locked.code, )", "race"),
     # None is as falsy as False for these flags.
     ("discount.services.x_discount_update", "=None", "invariant"),
     ("events.inbound.x__verify", "json_parse=None", "invariant"),
+    # The same rows in one INSERT or in batches (Django splits them for SQLite anyway).
+    (
+        "discount.services.x_discount_generate_codes",
+        "bulk_create(rows, batch_size=None)",
+        "performance",
+    ),
+    ("discount.services.x_discount_generate_codes", "bulk_create(rows, )", "performance"),
     # Every caller passes a prefix (the API's default is "").
     ("discount.services.x_discount_generate_codes", 'prefix: str = "XXXX"', "invariant"),
     # The sweep's batch size, and its query's pre-filters, which the loop re-checks under

@@ -199,3 +199,17 @@ def test_a_discount_whose_code_a_cart_used_stays(api_client):
 
     with pytest.raises(DiscountInUseError):
         discount_delete(discount=discount)
+
+
+def test_a_batch_that_draws_an_existing_code_is_drawn_again(monkeypatch):
+    from discount import services
+
+    discount = DiscountFactory()
+    DiscountCode.objects.create(discount=discount, code="X-TAKEN")
+    draws = iter(["X-TAKEN", "X-NEW1", "X-NEW2", "X-NEW3"])
+    monkeypatch.setattr(services, "generate_code", lambda prefix: next(draws))
+
+    made = discount_generate_codes(discount=discount, count=2)
+
+    assert sorted(code.code for code in made) == ["X-NEW2", "X-NEW3"]
+    assert discount.codes.count() == 3
