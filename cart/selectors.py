@@ -1,7 +1,7 @@
-"""Reading carts and payments: a page of carts as the API shows it, and the admin's
-dashboard.
+"""Reading carts and payments: carts as the API shows them, and the admin's dashboard.
 
-    with_history(page)   # each cart's payments, refunds and lines, one query per kind
+    carts = with_related_in_one_statement(Cart.objects.filter(...))
+    cart_related(carts[0]).payments   # no query: read by the cart's own statement
 
     summary = payments_summary(since=start_of_today)
     summary.paid         # [PaidInCurrency("USD", carts=2, total=Decimal("35.00")), …]
@@ -14,24 +14,222 @@ Two aggregate queries, whatever the table size: settled attempts are found throu
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
-from decimal import Decimal
+import functools
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Context, Decimal
 
-from django.db.models import Count, Sum, prefetch_related_objects
+from django.db import connections, models
+from django.db.models import Count, Sum
+from django.db.models.expressions import RawSQL
+from django.utils.dateparse import parse_datetime
 
-from cart.models import OPEN_ATTEMPT_STATUSES, Cart, Payment, PaymentAttemptStatus
+from cart.models import (
+    OPEN_ATTEMPT_STATUSES,
+    AppliedDiscount,
+    Cart,
+    CartLine,
+    Payment,
+    PaymentAttemptStatus,
+)
 from common import money
+from payments.models import Refund
+
+# What a cart's answer shows of each kind of history: the model, the fields read (the
+# serializers' representations use no others) and their order (the model's ordering, then
+# the key, so equal timestamps still come out in one order).
+_HISTORY_KINDS = {
+    "lines": (
+        CartLine,
+        ("id", "sku", "name", "quantity", "unit_price", "amount_discounted"),
+        ("id",),
+    ),
+    "payments": (
+        Payment,
+        (
+            "id",
+            "amount",
+            "currency",
+            "status",
+            "payment_method",
+            "provider_payment_id",
+            "decline_code",
+            "error_code",
+            "error",
+            "idempotency_key",
+            "created",
+            "completed",
+        ),
+        ("created", "id"),
+    ),
+    "refunds": (
+        Refund,
+        (
+            "id",
+            "payment_id",
+            "amount",
+            "currency",
+            "status",
+            "reason",
+            "provider_refund_id",
+            "idempotency_key",
+            "error_code",
+            "error",
+            "created",
+            "completed",
+        ),
+        ("created", "id"),
+    ),
+}
+# The annotations `with_related_in_one_statement` adds: a JSON array per kind, and the
+# applied discount's [id, code, kind] (or NULL).
+_COLUMN = "_shown_{}_json"
+# Amounts are read as text, so no float ever holds one; SQLite keeps an amount as a
+# REAL of 15 significant digits, which Django's own converter reads with this precision.
+_AMOUNT_CONTEXT = Context(prec=money.AMOUNT_MAX_DIGITS)
+_AMOUNT_STEP = Decimal(1).scaleb(-money.AMOUNT_DECIMAL_PLACES)
 
 
-def with_history(carts: list[Cart]) -> list[Cart]:
-    """Fetch what `CartSerializer` shows of each cart of a page, in one query per kind:
-    the payment attempts of every cart, the refunds of the paid ones, the lines of the
-    itemized ones. A kind no cart of the page can have costs no query (and no prefetch
-    work for each cart): only a paid cart has refunds, only an itemized one has lines."""
-    prefetch_related_objects(carts, "payments")
-    prefetch_related_objects([cart for cart in carts if cart.is_paid], "refunds")
-    prefetch_related_objects([cart for cart in carts if cart.itemized], "lines")
-    return carts
+@dataclasses.dataclass(frozen=True)
+class CartRelated:
+    """What a cart's answer shows besides the cart row, ordered as the models order it."""
+
+    discount: AppliedDiscount | None
+    lines: list[CartLine]
+    payments: list[Payment]
+    refunds: list[Refund]
+
+
+def _read_fields(kind: str) -> list[models.Field]:
+    # In the model's order: `Model.from_db` takes the values of a partial row so.
+    model, fields, _order = _HISTORY_KINDS[kind]
+    return [field for field in model._meta.concrete_fields if field.attname in fields]
+
+
+def _history_sql(kind: str, vendor: str) -> str:
+    """A subquery giving one cart's rows of `kind` as a JSON array of arrays (`[]` when
+    none), amounts as text."""
+    model, _fields, order = _HISTORY_KINDS[kind]
+    columns = []
+    for field in _read_fields(kind):
+        column = f'h."{field.column}"'
+        if isinstance(field, models.DecimalField):
+            column = f"CAST({column} AS TEXT)"
+        columns.append(column)
+    columns = ", ".join(columns)
+    ordering = ", ".join(f'h."{model._meta.get_field(name).column}"' for name in order)
+    source = f'"{model._meta.db_table}" h WHERE h."cart_id" = "cart_cart"."id"'
+    if vendor == "postgresql":
+        return (
+            f"SELECT COALESCE(json_agg(json_build_array({columns}) ORDER BY {ordering}), "
+            f"'[]')::text FROM {source}"
+        )
+    # SQLite (3.40) has no ORDER BY inside an aggregate: the rows are ordered by a
+    # subquery, which SQLite keeps as it is under an aggregate. json() keeps each row an
+    # array rather than a string (a JSON value's type does not survive a subquery).
+    return (
+        f"SELECT json_group_array(json(row)) FROM (SELECT json_array({columns}) AS row "
+        f"FROM {source} ORDER BY {ordering})"
+    )
+
+
+def _discount_sql(vendor: str) -> str:
+    """The applied discount as `[id, code, kind]`, NULL without one: the code is the
+    generated one the discount was applied with, else the discount's own."""
+    array = "json_build_array" if vendor == "postgresql" else "json_array"
+    cast = "::text" if vendor == "postgresql" else ""
+    return (
+        f'SELECT {array}(d."id", COALESCE(g."code", d."code"), d."kind"){cast} '
+        'FROM "discount_discount" d LEFT JOIN "discount_discountcode" g '
+        'ON g."id" = "cart_cart"."discount_code_id" WHERE d."id" = "cart_cart"."discount_id"'
+    )
+
+
+@functools.cache
+def _related_sql(vendor: str) -> dict[str, str]:
+    sql = {kind: _history_sql(kind, vendor) for kind in _HISTORY_KINDS}
+    sql["discount"] = _discount_sql(vendor)
+    return {_COLUMN.format(kind): f"({text})" for kind, text in sql.items()}
+
+
+def with_related_in_one_statement(queryset: models.QuerySet) -> models.QuerySet:
+    """`queryset` of carts whose statement also reads each cart's discount, lines,
+    payments and refunds (as JSON beside the row): one statement per cart or page. A
+    statement sees one moment of the database on its own, so no transaction is needed
+    around it. `cart_related(cart)` then reads them without a query.
+    `test_one_statement_reads_what_the_orm_reads` holds it to the ORM's reading."""
+    sql = _related_sql(connections[queryset.db].vendor)
+    return queryset.annotate(
+        **{name: RawSQL(text, (), output_field=models.TextField()) for name, text in sql.items()}
+    )
+
+
+def _converter(field: models.Field):
+    if field.is_relation:
+        field = field.target_field
+    if isinstance(field, models.DecimalField):
+        return lambda text: _AMOUNT_CONTEXT.create_decimal(text).quantize(_AMOUNT_STEP)
+    if isinstance(field, models.UUIDField):
+        return uuid.UUID
+    if isinstance(field, models.DateTimeField):
+        return _utc_datetime
+    return None
+
+
+def _utc_datetime(text: str) -> datetime:
+    # PostgreSQL writes the offset (+00:00, the connection's time zone); SQLite stores
+    # UTC without one.
+    value = parse_datetime(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+_READ = {
+    kind: (
+        [field.attname for field in _read_fields(kind)],
+        [_converter(field) for field in _read_fields(kind)],
+    )
+    for kind in _HISTORY_KINDS
+}
+
+
+def _read_rows(kind: str, text: str, db: str) -> list:
+    model = _HISTORY_KINDS[kind][0]
+    attnames, converters = _READ[kind]
+    return [
+        model.from_db(
+            db,
+            attnames,
+            [
+                value if convert is None or value is None else convert(value)
+                for convert, value in zip(converters, row, strict=True)
+            ],
+        )
+        for row in json.loads(text)
+    ]
+
+
+def cart_related(cart: Cart) -> CartRelated:
+    """The discount, lines, payments and refunds a cart's answer shows: from the cart's
+    own statement when it was read by `with_related_in_one_statement`, otherwise through
+    the ORM (only an itemized cart has lines and only a paid one refunds: the others
+    skip those queries)."""
+    discount = getattr(cart, _COLUMN.format("discount"), cart)
+    if discount is cart:  # not read in one statement
+        return CartRelated(
+            discount=cart.applied_discount,
+            lines=list(cart.lines.all()) if cart.itemized else [],
+            payments=list(cart.payments.all()),
+            refunds=list(cart.refunds.all()) if cart.is_paid else [],
+        )
+    db = cart._state.db
+    return CartRelated(
+        discount=discount and AppliedDiscount(*json.loads(discount)),
+        **{
+            kind: _read_rows(kind, getattr(cart, _COLUMN.format(kind)), db)
+            for kind in _HISTORY_KINDS
+        },
+    )
 
 
 @dataclasses.dataclass(frozen=True)

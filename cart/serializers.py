@@ -12,6 +12,7 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from cart.models import SKU_PATTERN, Cart, CartLine
+from cart.selectors import cart_related
 from cart.services import MAX_LINES, LineInput
 from common import money
 from common.fields import (
@@ -269,7 +270,8 @@ class CartSerializer(serializers.ModelSerializer):
         def amount(value):
             return money.quantize(value, instance.currency)
 
-        discount = instance.applied_discount
+        related = cart_related(instance)
+        discount = related.discount
         return {
             "id": str(instance.id),
             "total": amount(instance.total),
@@ -282,19 +284,11 @@ class CartSerializer(serializers.ModelSerializer):
             "payment_status": instance.payment_status,
             "customer_ref": instance.customer_ref,
             "itemized": instance.itemized,
-            # Only an itemized cart has lines: others skip the query.
-            "lines": [
-                line_representation(line, instance.currency) for line in instance.lines.all()
-            ]
-            if instance.itemized
-            else [],
+            "lines": [line_representation(line, instance.currency) for line in related.lines],
             "discount": discount
             and {"id": discount.id, "code": discount.code, "kind": discount.kind},
-            "payments": [payment_representation(p) for p in instance.payments.all()],
-            # Only a paid cart can have refunds: others skip the query.
-            "refunds": [refund_representation(r) for r in instance.refunds.all()]
-            if instance.is_paid
-            else [],
+            "payments": [payment_representation(p) for p in related.payments],
+            "refunds": [refund_representation(r) for r in related.refunds],
             "created": timestamp(instance.created),
             "updated": timestamp(instance.updated),
         }

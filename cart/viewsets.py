@@ -17,7 +17,7 @@ from cart import api_docs
 from cart.errors import CartDiscountAlreadyAppliedError
 from cart.filters import CartFilter
 from cart.models import Cart
-from cart.selectors import with_history
+from cart.selectors import with_related_in_one_statement
 from cart.serializers import (
     CartLineSerializer,
     CartSerializer,
@@ -40,7 +40,6 @@ from cart.services import (
 from common.api import ListFiltersOnlyMixin
 from common.permissions import IsStaffForManagement
 from common.ratelimit import RateLimitedMixin
-from common.snapshot import one_snapshot
 from discount.errors import DiscountReservationExpiredError
 from discount.serializers import ApplyDiscountSerializer
 from discount.services import discount_refusal_reasons, discount_reveals_reasons
@@ -79,20 +78,12 @@ class CartViewSet(
         "pay": ["pay_per_cart"],
     }
 
-    def paginate_queryset(self, queryset):
-        # A page of carts fetches its payments, refunds and lines in one query per kind
-        # (only the kinds its carts can have); one cart simply reads its own.
-        return with_history(super().paginate_queryset(queryset))
-
-    # The cart row and its lines, payments and refunds are separate queries: they must
-    # all see one moment, or a concurrent line change shows lines off the subtotal.
-    def list(self, request, *args, **kwargs):
-        with one_snapshot():
-            return super().list(request, *args, **kwargs)
-
-    def retrieve(self, request, *args, **kwargs):
-        with one_snapshot():
-            return super().retrieve(request, *args, **kwargs)
+    def get_queryset(self):
+        if self.action in ("list", "retrieve"):
+            # A cart or a page of carts is read with its discount, lines, payments and
+            # refunds in one statement, which sees one moment of them: no transaction.
+            return with_related_in_one_statement(Cart.objects.all())
+        return super().get_queryset()
 
     def get_permissions(self):
         if self.action in ("list", "refund"):

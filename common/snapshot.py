@@ -16,12 +16,28 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 @contextmanager
 def one_snapshot(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     """Run the block in one transaction whose every query sees the same snapshot:
-    REPEATABLE READ on PostgreSQL (reads only, so it never fails to serialize), the
-    transaction itself on SQLite. Inside a transaction already, the block simply runs
-    in it (no savepoint: a read has nothing to roll back)."""
+    REPEATABLE READ on PostgreSQL (reads only, so it never fails to serialize), a
+    DEFERRED transaction on SQLite (a WAL snapshot that does not wait for writers).
+    Inside a transaction already, the block simply runs in it (no savepoint: a read has
+    nothing to roll back)."""
     connection = connections[using]
     if not connection.get_autocommit():
         yield
+        return
+    if connection.vendor == "sqlite":
+        # The project opens SQLite transactions IMMEDIATE, taking the write lock at BEGIN
+        # so two writers queue instead of deadlocking. A read needs no write lock: under
+        # IMMEDIATE it would queue behind every writer (and each wait sleeps in SQLite's
+        # busy handler). A DEFERRED BEGIN takes a WAL read snapshot at the first SELECT
+        # and reads beside the writer. Nothing in the block writes, so the transaction
+        # never has to upgrade its lock.
+        mode = connection.transaction_mode
+        connection.transaction_mode = "DEFERRED"
+        try:
+            with transaction.atomic(using=using):
+                yield
+        finally:
+            connection.transaction_mode = mode
         return
     if connection.vendor != "postgresql":
         with transaction.atomic(using=using):

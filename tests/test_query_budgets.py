@@ -74,10 +74,10 @@ CODES = (f"NEW{n}" for n in itertools.count())
 
 BUDGETS = {
     # name: (budget, request)
-    # Carts, then their payments: one query each per page. Refunds and lines are read
-    # only for a page with paid or itemized carts (`test_list_of_every_kind_of_cart…`).
-    "list carts": (2, lambda c: c.get("/api/cart/", {"page_size": 100})),
-    "list carts filtered": (2, lambda c: c.get("/api/cart/?payment_status=failed&currency=USD")),
+    # A page of carts with their discounts, lines, payments and refunds: one statement
+    # (`cart.selectors.with_related_in_one_statement`).
+    "list carts": (1, lambda c: c.get("/api/cart/", {"page_size": 100})),
+    "list carts filtered": (1, lambda c: c.get("/api/cart/?payment_status=failed&currency=USD")),
     # The cart, the automatic promotions that might apply (a new cart has no payments:
     # the answer does not ask).
     "create cart": (2, new_cart),
@@ -104,8 +104,8 @@ def test_endpoint_stays_within_its_query_budget(api_client, name):
 
 
 def test_list_of_every_kind_of_cart_stays_within_budget(api_client):
-    """A page with paid (refunded) and itemized carts also reads their refunds and their
-    lines: one query per kind, whatever the page holds."""
+    """A page with paid (refunded) and itemized carts reads their refunds and their lines
+    in the page's one statement too, whatever the page holds."""
 
     def mixed_page(n: int):
         for k in range(n):
@@ -131,7 +131,7 @@ def test_list_of_every_kind_of_cart_stays_within_budget(api_client):
 
     few = count_queries(mixed_page(1))
     many = count_queries(mixed_page(20))
-    assert few == many <= 4
+    assert few == many == 1
 
 
 def test_get_cart_stays_within_budget(api_client):
@@ -139,11 +139,11 @@ def test_get_cart_stays_within_budget(api_client):
     small = count_queries(one_cart(api_client))
     seed(60)
     large = count_queries(one_cart(api_client))
-    assert small == large <= 2
+    assert small == large == 1
 
 
 def test_get_paid_cart_with_refunds_stays_within_budget(api_client):
-    """A paid cart also reads its refunds: one more query, whatever their number."""
+    """A paid cart's refunds are read by the cart's one statement, whatever their number."""
 
     def paid_cart(refunds: int):
         cart = CartFactory(payment_status="partially_refunded")
@@ -168,7 +168,7 @@ def test_get_paid_cart_with_refunds_stays_within_budget(api_client):
 
     few = count_queries(paid_cart(1))
     many = count_queries(paid_cart(15))
-    assert few == many <= 3
+    assert few == many == 1
 
 
 def test_get_and_patch_discount_stay_within_budget(api_client):

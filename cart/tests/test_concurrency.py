@@ -177,28 +177,50 @@ def test_a_cart_read_while_a_line_is_added_shows_one_moment_of_it(read, staff_cl
     assert sum(line["quantity"] for line in lines) == cart["items_number"], cart
 
 
-def test_a_cart_read_is_one_snapshot_without_a_statement_of_its_own(api_client):
-    """The snapshot is the read's own transaction (REPEATABLE READ on PostgreSQL, named on
-    its BEGIN): no SET statement, and the connection's next transaction is as before."""
+@pytest.mark.parametrize("read", ["retrieve", "list"])
+def test_a_cart_read_answers_while_a_writer_holds_the_cart(read, staff_client):
+    """A read takes no write lock: while another request's transaction holds the cart
+    (its row lock on PostgreSQL, the database's write lock on SQLite) a GET answers at
+    once instead of queueing behind every write."""
+    from django.db import transaction
+
+    from cart.models import Cart
+
     cart = CartFactory()
-    levels = []
+    holding, release = threading.Event(), threading.Event()
 
-    def note_the_level(execute, sql, params, many, context):
-        if connection.vendor == "postgresql" and "cart_payment" in sql:
-            with connection.connection.cursor() as cursor:
-                levels.append(cursor.execute("SHOW transaction_isolation").fetchone()[0])
-        return execute(sql, params, many, context)
+    def hold_the_cart():
+        try:
+            with transaction.atomic():
+                Cart.objects.select_for_update().get(pk=cart.pk)
+                holding.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
 
-    with (
-        CaptureQueriesContext(connection) as context,
-        connection.execute_wrapper(note_the_level),
-    ):
-        assert api_client.get(f"/api/cart/{cart.pk}/").status_code == 200
+    writer = threading.Thread(target=hold_the_cart)
+    writer.start()
+    try:
+        assert holding.wait(timeout=10)
+        path = f"/api/cart/{cart.pk}/" if read == "retrieve" else "/api/cart/"
+        response = staff_client.get(path)
+        still_held = not release.is_set() and writer.is_alive()
+    finally:
+        release.set()
+        writer.join(timeout=30)
 
-    statements = [query["sql"].split()[0] for query in context.captured_queries]
-    assert statements == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
-    if connection.vendor == "postgresql":
-        assert levels == ["repeatable read"]
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW transaction_isolation")
-            assert cursor.fetchone()[0] == "read committed"
+    assert response.status_code == 200, response.content
+    assert still_held
+
+
+@pytest.mark.parametrize("read", ["retrieve", "list"])
+def test_a_cart_read_is_one_statement_without_a_transaction(read, api_client):
+    """The cart, its discount, lines, payments and refunds are read by one SELECT, which
+    sees one moment on its own: no BEGIN/COMMIT around it (on SQLite, no write lock)."""
+    cart = CartFactory()
+    url = f"/api/cart/{cart.pk}/" if read == "retrieve" else "/api/cart/"
+
+    with CaptureQueriesContext(connection) as context:
+        assert api_client.get(url).status_code == 200
+
+    assert [query["sql"].split()[0] for query in context.captured_queries] == ["SELECT"]
