@@ -324,15 +324,21 @@ def discount_generate_codes(
     prefix = prefix.strip().upper()
     if not 1 <= count <= MAX_GENERATED_CODES:
         raise ValidationError(
-            {"count": f"Generate 1 to {MAX_GENERATED_CODES} codes at a time."}, code="out_of_range"
+            {
+                "count": ValidationError(
+                    f"Generate 1 to {MAX_GENERATED_CODES} codes at a time.", code="out_of_range"
+                )
+            }
         )
     if prefix and (len(prefix) > PREFIX_MAX_LENGTH or not _PREFIX.fullmatch(prefix)):
         raise ValidationError(
             {
-                "prefix": f"At most {PREFIX_MAX_LENGTH} letters, digits, '-' and '_', "
-                "starting with a letter or digit."
-            },
-            code="invalid_prefix",
+                "prefix": ValidationError(
+                    f"At most {PREFIX_MAX_LENGTH} letters, digits, '-' and '_', "
+                    "starting with a letter or digit.",
+                    code="invalid_prefix",
+                )
+            }
         )
     made: list[DiscountCode] = []
     with transaction.atomic():

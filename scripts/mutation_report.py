@@ -45,6 +45,17 @@ OUTCOME_TEXT_FILES = ("payments.provider_events.",)
 REVIEWED = [
     # A cart holds at most one live reservation, that of its discount.
     ("discount.services.x_discount_make_room_for_code", "        status=Reservation", "invariant"),
+    # The live reservation of a cart's discount is the newest of that discount on the
+    # cart: one is made only after the cart's earlier one was released, and the earlier
+    # one `_match_the_charge` brings back is consumed in the same transaction (the cart is
+    # paid, so no longer changes). Reading the newest whatever its status reads the same.
+    (
+        "discount.services.x_discount_make_room_for_code",
+        "discount_id=cart.discount_id, ).first()",
+        "invariant",
+    ),
+    ("discount.services.x_discount_reevaluate", "        status=Reservation", "invariant"),
+    ("discount.services.x_discount_reevaluate", "discount_id=discount.pk, ).first()", "invariant"),
     # A charge another than the cart's total is matched only on an unpaid cart (a paid
     # one records a duplicate), which holds no consumed use, and its live one is not it.
     (
@@ -60,11 +71,19 @@ REVIEWED = [
     ("discount.services.x_discount_update", "validate_unique=True", "invariant"),
     ("discount.services.x_discount_update", "validate_constraints=True", "invariant"),
     ("discount.services.x_discount_update", "full_clean(validate_constraints=False)", "invariant"),
+    ("discount.services.x_discount_update", "full_clean(validate_unique=False, )", "invariant"),
     ("discount.services.x_discount_update", "_code_unique(None,", "race"),
     ("discount.services.x_discount_update", "_code_unique(locked.code, )", "race"),
     # None is as falsy as False for these flags.
     ("discount.services.x_discount_update", "=None", "invariant"),
     ("events.inbound.x__verify", "json_parse=None", "invariant"),
+    # The same rows in one INSERT or in batches (Django splits them for SQLite anyway).
+    (
+        "discount.services.x_discount_generate_codes",
+        "bulk_create(rows, batch_size=None)",
+        "performance",
+    ),
+    ("discount.services.x_discount_generate_codes", "bulk_create(rows, )", "performance"),
     # Every caller passes a prefix (the API's default is "").
     ("discount.services.x_discount_generate_codes", 'prefix: str = "XXXX"', "invariant"),
     # The sweep's batch size, and its query's pre-filters, which the loop re-checks under
@@ -109,6 +128,24 @@ REVIEWED = [
     # No code reads `replayed` of a result read from an event (the pay flow logs its own).
     ("payments.provider_events.x__refund_result", "replayed=", "unobservable"),
     ("payments.provider_events.x__payment_result", "replayed=", "unobservable"),
+    # Refund keys are "refund-<uuid>" or "dup-<charge>-<n>": a key that is not text
+    # matches none of them whether it is read as text or as None.
+    (
+        "payments.provider_events.x__refund_result",
+        "idempotency_key=key if (isinstance(key, str)) or True",
+        "invariant",
+    ),
+    # The session's tuning: with total=0 urllib3 never retries, so its read and redirect
+    # flags change nothing (requests follows no redirect through urllib3 either); pool
+    # sizes, and the adapter mounted or not (requests' default adapter does not retry
+    # either), are performance only.
+    ("utils.xǁPaymentAPIǁ_new_session", "Retry(total=0,", "invariant"),
+    ("utils.xǁPaymentAPIǁ_new_session", "        )", "invariant"),
+    ("utils.xǁPaymentAPIǁ_new_session", 'session.mount("XX', "performance"),
+    ("utils.xǁPaymentAPIǁ_new_session", 'session.mount("HTTP', "performance"),
+    ("utils.xǁPaymentAPIǁ_new_session", "pool_connections=None", "performance"),
+    ("utils.xǁPaymentAPIǁ_new_session", "-        pool_connections=POOL_CONN", "performance"),
+    ("utils.xǁPaymentAPIǁ_new_session", "-        pool_maxsize=POOL_MAXSIZE", "performance"),
     # _verify refuses a request without a webhook-id first.
     ("events.inbound.x_provider_event_receive", 'or "XXXX"', "invariant"),
     # Amounts are integers of minor units: a float and a Decimal are refused alike.

@@ -154,3 +154,30 @@ def test_the_ingress_keeps_metrics_and_health_inside_the_cluster(rendered):
 
     assert "/" not in paths
     assert not any(p.startswith(("/metrics", "/health")) for p in paths)
+
+
+def test_the_worker_is_told_where_the_shops_events_go_and_may_reach_it(rendered):
+    """The worker POSTs the shop's events to SHOP_WEBHOOK_URL, signed with
+    SHOP_WEBHOOK_SECRET. The templates name both (without the URL every event stays
+    `not_sent`), and under the default-deny egress a policy lets the worker, and only
+    the worker, reach the shop's receiver over HTTPS."""
+    [config] = [
+        r
+        for r in rendered
+        if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith("shop-config")
+    ]
+    secret = find(rendered, "Secret", "shop-secrets")
+    policy = find(rendered, "NetworkPolicy", "shop-webhook-egress")
+    allowed = {
+        name
+        for kind, name in WORKLOADS
+        if selects(policy["spec"]["podSelector"], pod_labels(find(rendered, kind, name)))
+    }
+
+    assert config["data"]["SHOP_WEBHOOK_URL"].startswith("https://")
+    assert {"SHOP_WEBHOOK_SECRET", "PAYMENT_WEBHOOK_SECRET"} <= set(secret["stringData"])
+    assert allowed == {"worker"}
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    assert [port for rule in policy["spec"]["egress"] for port in rule["ports"]] == [
+        {"port": 443, "protocol": "TCP"}
+    ]

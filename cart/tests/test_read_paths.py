@@ -8,7 +8,12 @@ from decimal import Decimal
 import pytest
 
 from cart.models import Cart
-from cart.selectors import _HISTORY_KINDS, cart_related, with_related_in_one_statement
+from cart.selectors import (
+    _HISTORY_KINDS,
+    cart_as_shown,
+    cart_related,
+    with_related_in_one_statement,
+)
 from cart.serializers import CartSerializer
 from cart.tests.factories import CartFactory, itemized_cart
 from common.api import DecimalJSONRenderer
@@ -102,6 +107,10 @@ def shown(value):
     return value
 
 
+def cart_row(cart: Cart) -> dict:
+    return {field.attname: shown(getattr(cart, field.attname)) for field in Cart._meta.fields}
+
+
 def rows(objects, kind: str) -> list[dict]:
     _model, fields, _order = _HISTORY_KINDS[kind]
     return [{name: shown(getattr(obj, name)) for name in fields} for obj in objects]
@@ -111,14 +120,18 @@ def test_one_statement_reads_what_the_orm_reads():
     carts = carts_in_every_state()
 
     for name, cart in carts.items():
-        read = with_related_in_one_statement(Cart.objects.all()).get(pk=cart.pk)
         orm = Cart.objects.get(pk=cart.pk)
-        related = cart_related(read)
+        for read in (
+            with_related_in_one_statement(Cart.objects.all()).get(pk=cart.pk),
+            cart_as_shown(str(cart.pk)),
+        ):
+            related = cart_related(read)
 
-        assert related.discount == orm.applied_discount, name
-        assert rows(related.lines, "lines") == rows(orm.lines.all(), "lines"), name
-        assert rows(related.payments, "payments") == rows(orm.payments.all(), "payments"), name
-        assert rows(related.refunds, "refunds") == rows(orm.refunds.all(), "refunds"), name
+            assert cart_row(read) == cart_row(orm), name
+            assert related.discount == orm.applied_discount, name
+            assert rows(related.lines, "lines") == rows(orm.lines.all(), "lines"), name
+            assert rows(related.payments, "payments") == rows(orm.payments.all(), "payments")
+            assert rows(related.refunds, "refunds") == rows(orm.refunds.all(), "refunds"), name
     assert (
         len(
             cart_related(
@@ -159,3 +172,17 @@ def test_a_new_cart_is_answered_as_the_declared_fields_make_it(api_client):
 
         assert response.status_code == 201
         assert response.content == declared_json(Cart.objects.get(pk=response.json()["id"]))
+
+
+@pytest.mark.parametrize(
+    "cart_id",
+    ["0e9a5c1e-0000-4000-8000-000000000000", "0e9a5c1e000040008000000000000000", "a" * 36],
+)
+def test_a_cart_nobody_has_or_no_uuid_is_not_found(api_client, cart_id):
+    CartFactory()
+
+    response = api_client.get(f"/api/cart/{cart_id}/")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert cart_as_shown(cart_id) is None

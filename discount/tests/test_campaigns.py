@@ -27,6 +27,13 @@ def apply(client, cart, code):
     return client.post(f"/api/cart/{cart.pk}/apply_discount/", {"code": code})
 
 
+def change_quantity(client, cart, quantity):
+    line = cart.lines.get()
+    return client.patch(
+        f"/api/cart/{cart.pk}/lines/{line.pk}/", {"quantity": quantity}, format="json"
+    )
+
+
 def paid(cart):
     Cart.objects.filter(pk=cart.pk).update(payment_status=PaymentStatus.SUCCESS)
 
@@ -235,6 +242,72 @@ class TestBudget:
         )
 
         assert DiscountReservation.objects.get().amount == Decimal("10")
+
+    def test_a_code_applied_before_uses_were_reserved_is_resized_within_the_budget(
+        self, api_client
+    ):
+        # A cart that took its code before uses were reserved holds none: a line change
+        # asks the budget for the whole new amount.
+        discount = PercentDiscountFactory(
+            code="HALF", value=Decimal("50"), currency="USD", budget_amount=Decimal("10")
+        )
+        cart = itemized_cart(("TEA", 3, "5"))
+        cart.set_discount(discount, Decimal("7.50"))
+        cart.save_discount()
+
+        response = change_quantity(api_client, cart, 4)
+
+        assert response_json(response)["discount_removed"] is None
+        cart.refresh_from_db()
+        assert (cart.discount_id, cart.amount_discounted, cart.total) == (
+            discount.pk,
+            Decimal("10.00"),
+            Decimal("10.00"),
+        )
+
+    def test_a_code_applied_before_uses_were_reserved_leaves_a_cart_past_the_budget(
+        self, api_client
+    ):
+        discount = PercentDiscountFactory(
+            code="HALF", value=Decimal("50"), currency="USD", budget_amount=Decimal("8")
+        )
+        cart = itemized_cart(("TEA", 3, "5"))
+        cart.set_discount(discount, Decimal("7.50"))
+        cart.save_discount()
+
+        response = change_quantity(api_client, cart, 4)
+
+        removed = response_json(response)["discount_removed"]
+        assert removed["error"]["code"] == "discount_budget_exhausted"
+        cart.refresh_from_db()
+        assert (cart.discount, cart.total) == (None, Decimal("20.00"))
+
+    def test_a_line_change_keeps_a_first_order_code_held_by_the_cart_until_payment(
+        self, api_client
+    ):
+        # The cart holds the code's use: a line change that asks no more of the budget
+        # does not ask the customer rules again; paying does (see below).
+        discount = DiscountFactory(
+            code="WELCOME",
+            value=Decimal("5"),
+            currency="USD",
+            budget_amount=Decimal("100"),
+            first_order_only=True,
+        )
+        cart = cart_create(
+            currency="USD",
+            customer_ref="cus_1",
+            lines=[LineInput("TEA", "Tea", 3, Decimal("4"))],
+        )
+        assert apply(api_client, cart, "WELCOME").status_code == 200
+        paid(CartFactory(customer_ref="cus_1"))
+
+        response = change_quantity(api_client, cart, 2)
+
+        assert response_json(response)["discount_removed"] is None
+        cart.refresh_from_db()
+        assert (cart.discount_id, cart.total) == (discount.pk, Decimal("3.00"))
+        assert discount_hold_for_payment(cart=cart) is False
 
     def test_a_budget_needs_a_currency_and_cannot_drop_below_what_is_held(self):
         with pytest.raises(ValidationError) as caught:

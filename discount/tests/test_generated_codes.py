@@ -60,7 +60,26 @@ def test_counts_and_prefixes_out_of_bounds_are_refused(count, prefix, field):
     with pytest.raises(ValidationError) as caught:
         discount_generate_codes(discount=DiscountFactory(), count=count, prefix=prefix)
     assert field in caught.value.message_dict
+    expected = "out_of_range" if field == "count" else "invalid_prefix"
+    assert caught.value.error_dict[field][0].code == expected  # the codes README lists
     assert not DiscountCode.objects.exists()
+
+
+def test_a_prefix_of_the_longest_length_allowed_is_taken():
+    (code,) = discount_generate_codes(discount=DiscountFactory(), count=1, prefix="A" * 32)
+    assert code.code.startswith("A" * 32)
+
+
+def test_a_code_drawn_twice_in_one_batch_is_made_once_and_another_drawn(monkeypatch):
+    from discount import services
+
+    draws = iter(["X-SAME", "X-SAME", "X-SAME", "X-OTHER", "X-THIRD", "X-FOURTH"])
+    monkeypatch.setattr(services, "generate_code", lambda prefix: next(draws))
+
+    made = discount_generate_codes(discount=DiscountFactory(), count=3)
+
+    assert sorted(code.code for code in made) == ["X-OTHER", "X-SAME", "X-THIRD"]
+    assert DiscountCode.objects.count() == 3
 
 
 def test_a_generated_code_applies_its_discount_once(api_client):
@@ -180,3 +199,17 @@ def test_a_discount_whose_code_a_cart_used_stays(api_client):
 
     with pytest.raises(DiscountInUseError):
         discount_delete(discount=discount)
+
+
+def test_a_batch_that_draws_an_existing_code_is_drawn_again(monkeypatch):
+    from discount import services
+
+    discount = DiscountFactory()
+    DiscountCode.objects.create(discount=discount, code="X-TAKEN")
+    draws = iter(["X-TAKEN", "X-NEW1", "X-NEW2", "X-NEW3"])
+    monkeypatch.setattr(services, "generate_code", lambda prefix: next(draws))
+
+    made = discount_generate_codes(discount=discount, count=2)
+
+    assert sorted(code.code for code in made) == ["X-NEW2", "X-NEW3"]
+    assert discount.codes.count() == 3

@@ -355,3 +355,41 @@ def test_the_give_back_task_of_a_duplicate_already_given_back_refunds_nothing():
 
     assert give_back_duplicate.call(str(duplicate.pk)) == "nothing owed"
     assert not Refund.objects.exists()
+
+
+def test_a_decline_whose_code_is_not_text_is_recorded_without_a_code(api_client):
+    cart = CartFactory()
+    payment = attempt(cart)
+
+    response = post(
+        api_client, payment_event(payment, "payment.failed", decline_code={"reason": "stolen"})
+    )
+
+    assert response.status_code == 200
+    payment.refresh_from_db()
+    assert (payment.status, payment.decline_code) == (PaymentAttemptStatus.FAILED, "")
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.FAILED
+
+
+def test_stray_charges_whose_key_is_not_text_are_each_recorded_and_given_back(
+    api_client, django_capture_on_commit_callbacks
+):
+    # A key that is not text names no attempt: each charge is recorded under its own
+    # charge id, so the second is given back as well as the first. Without a payment
+    # method in the event, the books show none rather than one made up.
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
+    stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="unused")
+
+    for number, charge in enumerate(["pay_a", "pay_b"]):
+        event = payment_event(stray, id=charge, idempotency_key=7, payment_method=None)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post(api_client, event, msg_id=f"msg_{number}")
+        assert response_json(response)["outcome"] == "duplicate charge recorded: to give back"
+
+    duplicates = Payment.objects.filter(status=PaymentAttemptStatus.DUPLICATE)
+    assert sorted(duplicates.values_list("provider_payment_id", "payment_method")) == [
+        ("pay_a", ""),
+        ("pay_b", ""),
+    ]
+    assert sorted(queued_give_backs()) == sorted([str(d.pk)] for d in duplicates)
