@@ -36,6 +36,7 @@ from cart.models import (
 )
 from common import money
 from payments.models import Refund
+from payments.serializers import PaymentSerializer
 
 # What a cart's answer shows of each kind of history: the model, the fields read (the
 # serializers' representations use no others) and their order (the model's ordering, then
@@ -46,24 +47,8 @@ _HISTORY_KINDS = {
         ("id", "sku", "name", "quantity", "unit_price", "amount_discounted"),
         ("id",),
     ),
-    "payments": (
-        Payment,
-        (
-            "id",
-            "amount",
-            "currency",
-            "status",
-            "payment_method",
-            "provider_payment_id",
-            "decline_code",
-            "error_code",
-            "error",
-            "idempotency_key",
-            "created",
-            "completed",
-        ),
-        ("created", "id"),
-    ),
+    # A payment shows its model fields by their own names: the serializer's list is it.
+    "payments": (Payment, PaymentSerializer.Meta.fields, ("created", "id")),
     "refunds": (
         Refund,
         (
