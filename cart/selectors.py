@@ -36,7 +36,7 @@ from cart.models import (
 )
 from common import money
 from payments.models import Refund
-from payments.serializers import PaymentSerializer
+from payments.serializers import PaymentSerializer, RefundSerializer
 
 # What a cart's answer shows of each kind of history: the model, the fields read (the
 # serializers' representations use no others) and their order (the model's ordering, then
@@ -49,22 +49,10 @@ _HISTORY_KINDS = {
     ),
     # A payment shows its model fields by their own names: the serializer's list is it.
     "payments": (Payment, PaymentSerializer.Meta.fields, ("created", "id")),
+    # A refund's serializer names its payment `payment`: the column read is `payment_id`.
     "refunds": (
         Refund,
-        (
-            "id",
-            "payment_id",
-            "amount",
-            "currency",
-            "status",
-            "reason",
-            "provider_refund_id",
-            "idempotency_key",
-            "error_code",
-            "error",
-            "created",
-            "completed",
-        ),
+        tuple("payment_id" if f == "payment" else f for f in RefundSerializer.Meta.fields),
         ("created", "id"),
     ),
 }
