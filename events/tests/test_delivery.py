@@ -58,6 +58,19 @@ def test_the_shop_receives_the_event_signed_and_it_is_logged(shop):
     event.refresh_from_db()
     assert event.status == EventStatus.DELIVERED
     assert event.delivered_at is not None
+    assert event.next_attempt_at is None  # nothing more to send: no sweep takes it again
+
+
+def test_a_shop_url_longer_than_the_log_column_is_logged_cut_to_it(settings, shop):
+    # The delivery still goes to the whole URL; only its log entry is cut (500 characters).
+    settings.SHOP_WEBHOOK_URL = f"{shop.url}?token={'t' * 600}"
+    event = record_paid_event()
+
+    delivery = services.event_deliver(event_id=event.pk)
+
+    assert shop.accepted_ids() == [str(event.pk)]
+    assert delivery.url == settings.SHOP_WEBHOOK_URL[:500]
+    assert EventDelivery.objects.get(pk=delivery.pk).url == settings.SHOP_WEBHOOK_URL[:500]
 
 
 def test_a_shop_with_another_secret_refuses_it_and_it_is_retried(settings, shop):
@@ -228,6 +241,28 @@ def test_a_delivery_under_way_holds_a_lease_only_on_its_own_event(shop, settings
     assert started + timedelta(seconds=60) <= lease <= timezone.now() + timedelta(seconds=60)
     assert during[other.pk] == (other.next_attempt_at, 0)
     assert services.event_deliver(event_id=other.pk).status_code == 200
+
+
+def test_a_delivery_settles_only_its_own_event_even_when_another_holds_the_same_lease(
+    settings, shop, monkeypatch
+):
+    # Two workers that claim two events in the same microsecond hold equal leases: the
+    # result of one try must not settle the other event, still being sent elsewhere.
+    now = timezone.now()
+    monkeypatch.setattr(services.timezone, "now", lambda: now)
+    event, other = record_paid_event(), record_paid_event()
+    lease = now + timedelta(seconds=settings.EVENTS_DELIVERY_LEASE_SECONDS)
+    Event.objects.filter(pk=other.pk).update(next_attempt_at=lease, attempts=1)
+
+    services.event_deliver(event_id=event.pk)
+
+    other.refresh_from_db()
+    assert (other.status, other.next_attempt_at, other.delivered_at) == (
+        EventStatus.PENDING,
+        lease,
+        None,
+    )
+    assert Event.objects.get(pk=event.pk).status == EventStatus.DELIVERED
 
 
 def test_a_try_that_outlived_its_lease_leaves_the_result_of_the_worker_that_took_over(

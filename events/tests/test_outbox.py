@@ -3,6 +3,7 @@ same transaction, with the payload the shop receives; delivery is queued on comm
 
 from __future__ import annotations
 
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
@@ -16,7 +17,14 @@ from cart.services import cart_pay
 from cart.tests.factories import CartFactory
 from events.models import Event, EventStatus, EventType
 from payments import transitions
-from payments.models import ErrorCode, Payment, PaymentAttemptStatus
+from payments.models import (
+    ErrorCode,
+    Payment,
+    PaymentAttemptStatus,
+    Refund,
+    RefundReason,
+    RefundStatus,
+)
 from payments.services import refund_create
 
 pytestmark = pytest.mark.django_db
@@ -108,6 +116,74 @@ def test_a_decline_and_a_proven_no_charge_write_cart_payment_failed(shop_endpoin
     assert closed.data["payment"]["status"] == "error"
     assert closed.data["payment"]["error_code"] == "not_in_ledger"
     assert closed.data["cart"]["payment_status"] == "pending"
+
+
+def made_refund(cart: Cart, amount: Decimal, reason=RefundReason.REQUESTED_BY_CUSTOMER):
+    """A refund of the cart's paid charge, sent, then made by the provider."""
+    charge = Payment.objects.create(
+        cart=cart,
+        amount=cart.total,
+        currency=cart.currency,
+        payment_method="pm_card_visa",
+        idempotency_key=f"cart-{cart.pk}-paid",
+        status=PaymentAttemptStatus.SUCCESS,
+        provider_payment_id="pay_abc",
+        amount_refunded=amount,  # what the open refund holds
+    )
+    refund = Refund.objects.create(
+        payment=charge,
+        cart=cart,
+        amount=amount,
+        currency=cart.currency,
+        reason=reason,
+        status=RefundStatus.UNKNOWN,
+        idempotency_key=f"refund-{cart.pk}",
+    )
+    result = utils.RefundResult(
+        refund_id="re_xyz",
+        payment_id="pay_abc",
+        amount=amount,
+        currency=cart.currency,
+        status=utils.RefundOutcome.SUCCEEDED,
+        idempotency_key=refund.idempotency_key,
+        replayed=False,
+    )
+    return transitions.refund_made(refund=refund, result=result)
+
+
+def test_a_refund_made_writes_cart_refunded_with_the_refund_the_shop_books(shop_endpoint):
+    cart = CartFactory(total=Decimal(1500), currency="JPY", payment_status=PaymentStatus.SUCCESS)
+
+    refund = made_refund(cart, Decimal(500))
+
+    event = Event.objects.get()
+    assert event.type == EventType.CART_REFUNDED
+    assert event.cart_id == cart.pk
+    assert event.status == EventStatus.PENDING
+    body = simplejson.loads(event.body, use_decimal=True)
+    assert body["type"] == "cart.refunded"
+    assert body["data"]["refund"] == {
+        "id": str(refund.pk),
+        "payment_id": str(refund.payment_id),  # the charge as the shop knows it (cart.paid)
+        "status": "success",
+        "amount": Decimal(500),
+        "currency": "JPY",
+        "reason": "requested_by_customer",
+        "provider_refund_id": "re_xyz",
+        "completed": refund.completed.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    assert body["data"]["refund"]["completed"].endswith("Z")
+    assert '"amount":500,' in event.body  # whole yen, as the shop books them
+    assert body["data"]["cart"]["id"] == str(cart.pk)
+    assert body["data"]["cart"]["amount_refunded"] == Decimal(500)
+    assert body["data"]["cart"]["payment_status"] == "partially_refunded"
+
+
+def test_a_duplicate_charge_given_back_writes_no_cart_refunded(shop_endpoint):
+    # The shop never asked for it, and the cart's refunded amount does not change.
+    cart = CartFactory(total=Decimal("20.00"), payment_status=PaymentStatus.SUCCESS)
+    made_refund(cart, Decimal("20.00"), reason=RefundReason.DUPLICATE_CHARGE)
+    assert not Event.objects.exists()
 
 
 def test_the_event_and_the_change_commit_together_or_not_at_all(shop_endpoint):
