@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass
 from decimal import Decimal
 from http.client import RemoteDisconnected
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
+from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import (
     ConnectTimeoutError,
     MaxRetryError,
@@ -23,6 +25,9 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+import utils
+from observability.context import HEADER as REQUEST_ID_HEADER
+from observability.context import request_id_bound
 from utils import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     PaymentAPI,
@@ -292,6 +297,19 @@ def test_connect_and_read_timeout_tuple_is_passed_on_every_call():
     assert all(call.timeout == TIMEOUT for call in session.calls)
 
 
+def test_every_request_asks_for_json_and_carries_the_request_id_the_provider_journals():
+    api, session, _ = make_api(requests.ConnectionError("refused"), ok(), ok())
+
+    with request_id_bound("req-7f3a9c"):
+        charge(api)
+    charge(api)  # outside a request: no id to pass on
+
+    # Header names, and media types, are case-insensitive in HTTP.
+    sent = [CaseInsensitiveDict(call.headers) for call in session.calls]
+    assert [headers["Accept"].lower() for headers in sent] == ["application/json"] * 3
+    assert [headers.get(REQUEST_ID_HEADER) for headers in sent] == ["req-7f3a9c"] * 2 + [None]
+
+
 def test_trailing_slash_of_base_url_is_dropped():
     session = FakeSession(ok())
     api = PaymentAPI(
@@ -473,6 +491,38 @@ def test_exhausted_read_timeouts_raise_timeout_error_meaning_maybe_charged():
     assert len(session.calls) == 3
 
 
+def test_a_timed_out_charge_names_the_key_to_reconcile_with_and_the_last_answer():
+    api, _, _ = make_api(
+        requests.ReadTimeout("read timed out"),
+        error(503, "service_unavailable"),
+        error(503, "service_unavailable"),
+    )
+
+    with pytest.raises(PaymentProviderTimeoutError) as caught:
+        charge(api)
+
+    assert str(caught.value) == (
+        "payment provider gave no complete answer after 3 attempts (last: 503 "
+        "service_unavailable); the request may still be processed, reconcile by "
+        f"idempotency key {KEY!r}"
+    )
+    assert caught.value.status_code == 503
+
+
+def test_a_timed_out_read_without_a_key_says_so_without_a_key_to_reconcile_with():
+    api, _, _ = make_api(requests.ReadTimeout("read timed out"), max_retries=0)
+
+    with pytest.raises(PaymentProviderTimeoutError) as caught:
+        api.get_payment("pay_1")
+
+    assert str(caught.value) == (
+        "payment provider gave no complete answer after 1 attempts "
+        "(last: read timeout: read timed out); the request may still be processed"
+    )
+    assert caught.value.status_code is None
+    assert caught.value.idempotency_key is None
+
+
 def test_an_earlier_read_timeout_still_means_maybe_charged_when_later_attempts_fail():
     api, _, _ = make_api(
         requests.ReadTimeout("read timed out"),
@@ -550,9 +600,10 @@ def test_5xx_without_an_error_body_is_still_retried_and_reported():
 
 def test_redirect_is_a_protocol_error_and_not_followed():
     api, session, _ = make_api(requests.TooManyRedirects("Exceeded 0 redirects."))
-    with pytest.raises(PaymentProviderProtocolError, match="redirected"):
+    with pytest.raises(PaymentProviderProtocolError, match="redirected") as caught:
         charge(api)
     assert len(session.calls) == 1
+    assert caught.value.idempotency_key == KEY  # what the caller reconciles with
 
 
 def test_a_read_timeout_retry_answered_from_the_idempotency_store_is_a_replayed_success():
@@ -601,8 +652,19 @@ def test_a_4xx_without_the_providers_error_shape_may_hide_a_charge():
     assert caught.value.maybe_processed is True
 
 
-def test_a_refusal_after_a_lost_answer_may_still_hide_a_charge():
-    api, _, _ = make_api(reset(), error(400, "invalid_field", "nope", field="amount"))
+@pytest.mark.parametrize(
+    "lost",
+    [
+        reset,
+        lambda: requests.exceptions.ChunkedEncodingError("Response ended prematurely"),
+        lambda: error(503, "service_unavailable"),
+    ],
+    ids=["reset", "answer-broke-off", "http-503"],
+)
+def test_a_refusal_after_a_lost_answer_may_still_hide_a_charge(lost):
+    # The first attempt may have charged (an answer that broke off even proves it): the
+    # retry's refusal only refuses the retry.
+    api, _, _ = make_api(lost(), error(400, "invalid_field", "nope", field="amount"))
 
     with pytest.raises(PaymentProviderRefusedError) as caught:
         charge(api)
@@ -624,7 +686,100 @@ def test_non_request_errors_of_requests_are_wrapped_and_not_retried():
     with pytest.raises(PaymentProviderError) as caught:
         charge(api)
     assert caught.value.maybe_processed is True  # nothing proves it never left
+    assert caught.value.idempotency_key == KEY
     assert len(session.calls) == 1
+
+
+def test_a_request_error_whose_cause_proves_it_never_left_means_not_charged():
+    failure = requests.RequestException(refused().args[0])  # the refused connection's cause
+    api, session, _ = make_api(failure)
+
+    with pytest.raises(PaymentProviderError) as caught:
+        charge(api)
+
+    assert caught.value.maybe_processed is False
+    assert caught.value.idempotency_key == KEY
+    assert len(session.calls) == 1
+
+
+# -- what each attempt reports to the metrics ---------------------------------------------
+
+
+@pytest.fixture
+def reported(monkeypatch):
+    """What every attempt tells ATTEMPT_OBSERVERS (the provider metrics), timed by a clock
+    that moves only when read: attempt n (from 0) starts at 100 * (n + 1) and lasts
+    (n + 1) / 4 seconds."""
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(utils, "ATTEMPT_OBSERVERS", [lambda **attempt: seen.append(attempt)])
+    ticks = iter([100.0, 100.25, 200.0, 200.5, 300.0, 300.75])
+    monkeypatch.setattr(utils, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
+    return seen
+
+
+# requests' own message for a read timeout: it has colons of its own.
+READ_TIMEOUT = (
+    "HTTPConnectionPool(host='provider.test', port=80): Read timed out. (read timeout=5.0)"
+)
+
+
+def test_each_attempt_reports_its_outcome_its_duration_and_whether_it_was_a_retry(reported):
+    api, _, _ = make_api(
+        requests.ReadTimeout(READ_TIMEOUT), error(503, "service_unavailable"), ok()
+    )
+
+    charge(api)
+
+    assert reported == [
+        {
+            "method": "POST",
+            "path": "/request_payment",
+            "outcome": outcome,
+            "seconds": s,
+            "retry": n,
+        }
+        for n, (outcome, s) in enumerate([("read_timeout", 0.25), ("503", 0.5), ("200", 0.75)])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("failure", "outcome"),
+    [
+        (refused, "not_connected"),
+        (unresolved, "not_connected"),
+        (connect_timeout, "connect_timeout"),
+        (reset, "connection_lost"),
+        (remote_disconnected, "connection_lost"),
+        (
+            lambda: requests.ConnectionError(ReadTimeoutError(None, "/x", "Read timed out.")),
+            "read_timeout",
+        ),
+        (lambda: requests.ReadTimeout(READ_TIMEOUT), "read_timeout"),
+        (lambda: requests.exceptions.ChunkedEncodingError("ended"), "answer_broke_off"),
+        (lambda: requests.TooManyRedirects("Exceeded 0 redirects."), "error"),
+    ],
+    ids=[
+        "refused",
+        "dns-failure",
+        "connect-timeout",
+        "reset",
+        "eof",
+        "timeout-reading-the-body",
+        "read-timeout",
+        "broken-body",
+        "redirect",
+    ],
+)
+def test_an_attempt_without_an_answer_reports_why_as_its_outcome(reported, failure, outcome):
+    # The operator's graph of provider errors by outcome: a timed-out body is a timeout
+    # (the charge may still happen), not a lost connection.
+    api, _, _ = make_api(failure(), max_retries=0)
+
+    with pytest.raises(PaymentProviderError):
+        charge(api)
+
+    assert [attempt["outcome"] for attempt in reported] == [outcome]
+    assert reported[0]["seconds"] == 0.25
 
 
 # -- protocol errors ----------------------------------------------------------------------
@@ -1212,6 +1367,7 @@ def test_a_nonsense_refund_answer_is_a_protocol_error(body):
         give_back(api)
 
     assert caught.value.maybe_processed is True
+    assert caught.value.idempotency_key == REFUND_KEY  # the caller looks the refund up by it
 
 
 @pytest.mark.parametrize(
@@ -1240,8 +1396,16 @@ def test_find_refund_returns_the_refund_stored_under_the_key_or_none():
     found = api.find_refund(idempotency_key=REFUND_KEY)
     missing = api.find_refund(idempotency_key=REFUND_KEY)
 
-    assert found is not None
-    assert (found.refund_id, found.amount) == ("re_0c1d2e3f4a5b6c7d8e9f0a1b", Decimal("5.00"))
+    # Found in the ledger, not an answer replayed by the key.
+    assert found == RefundResult(
+        refund_id="re_0c1d2e3f4a5b6c7d8e9f0a1b",
+        payment_id=PAYMENT_ID,
+        amount=Decimal("5.00"),
+        currency="USD",
+        status=RefundOutcome.SUCCEEDED,
+        idempotency_key=REFUND_KEY,
+        replayed=False,
+    )
     assert missing is None
     assert session.calls[0].params == {"idempotency_key": REFUND_KEY}
     assert session.calls[0].url == f"{BASE_URL}/refunds"
@@ -1249,13 +1413,44 @@ def test_find_refund_returns_the_refund_stored_under_the_key_or_none():
 
 @pytest.mark.parametrize(
     "body",
-    [{"data": [refund_body(), refund_body(id="re_2")]}, {"data": "x"}],
-    ids=["two-refunds-one-key", "data-not-a-list"],
+    [
+        {"data": [refund_body(), refund_body(id="re_2")]},
+        {"data": "x"},
+        # A ledger lookup knows no amount or currency to compare with: the refund must
+        # still be one the books can hold.
+        {"data": [refund_body(amount=0)]},
+        {"data": [refund_body(amount=-500)]},
+        {"data": [refund_body(currency="usd")]},
+        {"data": [refund_body(currency="XYZ")]},
+        {"data": [refund_body(currency=840)]},
+    ],
+    ids=[
+        "two-refunds-one-key",
+        "data-not-a-list",
+        "zero-amount",
+        "negative-amount",
+        "lower-case-currency",
+        "unknown-currency",
+        "numeric-currency",
+    ],
 )
 def test_find_refund_nonsense_is_a_protocol_error(body):
     api, _, _ = make_api(FakeResponse(200, body))
-    with pytest.raises(PaymentProviderProtocolError):
+    with pytest.raises(PaymentProviderProtocolError) as caught:
         api.find_refund(idempotency_key=REFUND_KEY)
+    assert caught.value.idempotency_key == REFUND_KEY
+
+
+def test_a_refund_of_one_minor_unit_is_read_back():
+    api, _, _ = make_api(
+        FakeResponse(200, refund_body(amount=1)),
+        FakeResponse(200, {"data": [refund_body(amount=1)]}),
+    )
+
+    made = give_back(api, amount=Decimal("0.01"))
+    found = api.find_refund(idempotency_key=REFUND_KEY)
+
+    assert made.amount == found.amount == Decimal("0.01")
 
 
 def test_list_payments_returns_the_carts_payments_oldest_first():
