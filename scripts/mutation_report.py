@@ -111,10 +111,12 @@ REVIEWED = [
     # values_list(flat=True) without a field name lists the primary keys too.
     ("events.services.x_events_requeue_due", "values_list(flat=True)", "invariant"),
     # The condition of a warning only.
-    ("events.services.x_event_deliver", "    if succeeded:", "log"),
+    ("events.services.x__deliver_claimed", "    if succeeded:", "log"),
     # Arguments of a warning whose call starts beyond the diff's context.
-    ("events.services.x_event_deliver", "status_code and error,", "log"),
-    ("events.services.x_event_deliver", "            None,", "log"),
+    ("events.services.x__deliver_claimed", "status_code and error,", "log"),
+    ("events.services.x__deliver_claimed", "            None,", "log"),
+    # cart.refunded is written only for a refund made, which always has its completion time.
+    ("events.services.x__refund_data", "if (refund.completed) or True", "invariant"),
     # 2 ** 40 times the first interval is beyond any maximum interval already.
     ("events.services.x_retry_delay", "min(attempt - 1, 41)", "invariant"),
     # The connect timeout to a shop is at most 3 or 4 s: no test can tell on a loopback.
@@ -146,6 +148,28 @@ REVIEWED = [
     ("utils.xǁPaymentAPIǁ_new_session", "pool_connections=None", "performance"),
     ("utils.xǁPaymentAPIǁ_new_session", "-        pool_connections=POOL_CONN", "performance"),
     ("utils.xǁPaymentAPIǁ_new_session", "-        pool_maxsize=POOL_MAXSIZE", "performance"),
+    # Header names and media types are case-insensitive in HTTP.
+    ("utils.xǁPaymentAPIǁ_exchange", '{"accept": "application/json"', "header case"),
+    ("utils.xǁPaymentAPIǁ_exchange", '{"ACCEPT": "application/json"', "header case"),
+    ("utils.xǁPaymentAPIǁ_exchange", '{"Accept": "APPLICATION/JSON"', "header case"),
+    # The failure before any attempt: max_retries >= 0, so the loop makes an attempt, and
+    # sets `failure` before anything reads it; it is never added to the history.
+    ("utils.xǁPaymentAPIǁ_exchange", "# max_retries >= 0", "invariant"),
+    # Arguments of the retry warning whose call starts beyond the diff's context.
+    ("utils.xǁPaymentAPIǁ_exchange", "                None,", "log"),
+    # A read timeout is in flight, and every reader of a call's history asks `in_flight`
+    # first (a timeout error is maybe processed whatever it is told): its
+    # `maybe_processed` is never read.
+    ("utils.xǁPaymentAPIǁ_attempt", "maybe_processed=None, in_flight=True", "invariant"),
+    ("utils.xǁPaymentAPIǁ_attempt", "maybe_processed=False, in_flight=True", "invariant"),
+    # The outcome label is the reason's first part, whatever the split's limit.
+    ("utils.xǁPaymentAPIǁ_observed_attempt", 'exc.reason.split(":", )[0]', "invariant"),
+    ("utils.xǁPaymentAPIǁ_observed_attempt", 'exc.reason.split(":", 2)[0]', "invariant"),
+    # None is as falsy as False.
+    ("utils.xǁPaymentAPIǁ_parse_refund", "valid_currency = None", "invariant"),
+    # Every caller passes the key it sent (text): a stored key that is None or not text
+    # differs from it, and the next check refuses it.
+    ("utils.xǁPaymentAPIǁ_parse_refund", "if stored_key is None and not isinstance", "invariant"),
     # _verify refuses a request without a webhook-id first.
     ("events.inbound.x_provider_event_receive", 'or "XXXX"', "invariant"),
     # Amounts are integers of minor units: a float and a Decimal are refused alike.
