@@ -41,12 +41,14 @@ migrate: install
 run: migrate
 	$(BIN)/python scripts/dev.py --host $(HOST) --port $(PORT) --fake-port $(FAKE_PORT)
 
+# Branch coverage, reported and held at 95 % (.coveragerc). A bare `pytest` (as in
+# `docker compose exec api pytest`) runs the same tests without tracing, about a third faster.
 test: install
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest --cov $(ARGS)
 
 # The browser suite alone; it fails (rather than being left out) when Chromium is missing.
 test-browser: install
-	CI=true $(BIN)/python -m pytest -m browser --no-cov $(ARGS)
+	CI=true $(BIN)/python -m pytest -m browser $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -28,7 +28,11 @@ def receiver():
 def client(receiver, monkeypatch):
     monkeypatch.setenv("FAKE_PAYMENT_WEBHOOK_RETRY_SECONDS", "0.05")
     app = create_app(webhook_url=receiver.url)
-    return app.test_client()
+    client = app.test_client()
+    yield client
+    # Empties the sender's queue: its thread would otherwise keep retrying, after the
+    # receiver has stopped, events a test left undelivered on purpose.
+    client.post("/control/reset")
 
 
 def charge(client, key: str, amount: int = 1000, method: str = "pm_card_visa"):
