@@ -448,6 +448,9 @@ class Soak:
         self.campaign_applied: dict[str, list[Rec]] = defaultdict(list)  # itemized carts
         self.generated: list[str] = []  # SOAKGEN's single-use codes
         self.removed = Counter()  # line changes that took a discount off, by code
+        # Lines some client has sent a DELETE for (answered or still in flight): another
+        # client's change to one of them may fairly find it gone (404 line_not_found).
+        self.lines_removed = Counter()
         self.injected: list[Injected] = []
         self.violations: list[tuple[str, str]] = []
         self.journal: list[dict] = []  # the provider's, read at the end
@@ -1071,7 +1074,14 @@ class Client(threading.Thread):
         self.soak.observe(cart, rec.t0, rec.t1, rec.line())
         return info
 
-    def check_line_change(self, rec: Rec, info: CartInfo, wanted: int) -> None:
+    def check_line_change(
+        self,
+        rec: Rec,
+        info: CartInfo,
+        wanted: int,
+        line_id: str | None = None,
+        removing: bool = False,
+    ) -> None:
         soak = self.soak
         body = rec.body if isinstance(rec.body, dict) else {}
         if rec.status == wanted:
@@ -1090,6 +1100,13 @@ class Client(threading.Thread):
                 soak.violate("lines", f"{rec.line()}: unexpected 409 code")
         elif rec.status == 400 and rec.code in ("too_many_lines", "subtotal_too_large"):
             pass
+        elif rec.status == 404 and rec.code == "line_not_found":
+            # Clients edit each other's carts: a line another client removed meanwhile is
+            # gone. A line nobody asked to remove must still be there.
+            with soak.lock:
+                removals = soak.lines_removed[str(line_id)] - (1 if removing else 0)
+            if removals < 1:
+                soak.violate("lines", f"{rec.line()}: line {line_id} was never removed")
         elif rec.status:
             soak.violate("lines", f"{rec.line()}: unexpected {str(body)[:300]}")
 
@@ -1117,6 +1134,8 @@ class Client(threading.Thread):
         line_id, _ = self.rng.choice(info.lines)
         if action == "remove" and len(info.lines) > 1:
             path = f"{base}{line_id}/"
+            with self.soak.lock:
+                self.soak.lines_removed[str(line_id)] += 1
             rec = self.soak.call(self.name, "remove_line", E_REMOVE_LINE, "DELETE", path, info.id)
         else:
             body = {"quantity": self.rng.randint(1, 6)}
@@ -1126,7 +1145,7 @@ class Client(threading.Thread):
             rec = self.soak.call(
                 self.name, "change_line", E_EDIT_LINE, "PATCH", path, info.id, body
             )
-        self.check_line_change(rec, info, 200)
+        self.check_line_change(rec, info, 200, line_id, removing=rec.scenario == "remove_line")
 
     def op_apply_campaign(self) -> None:
         """A generated single-use code (some already used) or the campaign code on a
