@@ -195,10 +195,12 @@ def fake_provider_url():
 
     Uses the one FAKE_PAYMENT_API names in the environment when it answers (Compose
     starts one); otherwise starts `fake_payment_server` under gunicorn on a free port
-    for the session, exactly as Compose runs it.
+    for the session, exactly as Compose runs it. The workers of a parallel run
+    (`pytest -n 2`) each start their own: the provider keeps one ledger and one fault
+    queue, which every test resets, so two workers sharing it would undo each other.
     """
     configured = os.environ.get("FAKE_PAYMENT_API")
-    if configured:
+    if configured and not os.environ.get("PYTEST_XDIST_WORKER"):
         url = configured if "://" in configured else f"http://{configured}"
         try:
             wait_until_answers(f"{url}/inspect", timeout=3)

@@ -35,7 +35,14 @@ from conftest import (
 )
 from tests.test_e2e import subprocess_database_url
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+# In Compose every worker of a parallel run (`pytest -n 2 --dist loadgroup`) would meet the
+# stack's one nginx and gunicorn, whose threads the slow-client tests hold on purpose and
+# whose rate limits count by the container's address: these tests run on one worker.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.xdist_group("edge"),
+]
 
 TEMPLATE = ROOT / "deploy/nginx/templates/default.conf.template"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
