@@ -235,6 +235,20 @@ class TestWindowInstants:
             discount_create(code="GONE", value=Decimal("5"), ended=timezone.now())
         assert codes_of(info.value) == {"ended": ["already_expired"]}
 
+    def test_a_new_code_ending_at_the_instant_it_is_created_is_already_expired(self, monkeypatch):
+        # No cart could ever use it: a code is expired from its end on (check_usable).
+        instant = timezone.now()
+        monkeypatch.setattr(timezone, "now", lambda: instant)
+
+        with pytest.raises(ValidationError) as info:
+            discount_create(code="BLINK", value=Decimal("5"), ended=instant)
+        assert codes_of(info.value) == {"ended": ["already_expired"]}
+
+        last = discount_create(
+            code="LAST", value=Decimal("5"), ended=instant + timedelta(microseconds=1)
+        )
+        last.check_usable(at=instant)
+
 
 class TestReservationInstants:
     def reserve(self, discount, *, at):
