@@ -114,6 +114,25 @@ class TestScope:
             discount_create(code="SCOPE", value=Decimal("1"), skus=skus)
         assert caught.value.error_dict["skus"][0].code == code
 
+    def test_a_scope_may_list_200_skus_and_no_more(self):
+        skus = [f"SKU-{n}" for n in range(200)]
+
+        created = discount_create(code="MANY", value=Decimal("1"), skus=skus)
+
+        assert created.skus == skus
+        with pytest.raises(ValidationError) as caught:
+            discount_create(code="TOOMANY", value=Decimal("1"), skus=[*skus, "SKU-200"])
+        assert caught.value.error_dict["skus"][0].code == "too_many_entries"
+
+    @pytest.mark.parametrize("nothing", [None, "", []])
+    def test_a_scope_cleared_with_nothing_makes_the_code_apply_to_the_whole_cart(self, nothing):
+        discount = discount_create(code="SCOPED", value=Decimal("1"), skus=["MUG"])
+
+        edited = discount_update(discount=discount, data={"skus": nothing})
+
+        assert edited.skus == []
+        assert edited.applies_to("TEA")
+
     def test_the_api_takes_and_shows_the_scope(self, staff_client):
         response = staff_client.post(
             "/api/discount/",
