@@ -81,6 +81,12 @@ REVIEWED = [
     ("discount.services.x_discount_create", "full_clean(validate_constraints=False)", "invariant"),
     ("discount.services.x_discount_create", "full_clean(validate_unique=None,", "invariant"),
     ("discount.services.x_discount_create", "validate_constraints=None)", "invariant"),
+    # Only an itemized cart has lines (cart_create makes the lines of an itemized cart,
+    # and a line change refuses any other): summing the lines of another finds none.
+    ("discount.models.xǁDiscountǁamount_off_cart", "if (cart.itemized) or True", "invariant"),
+    # The sum started at 0 instead of Decimal(0): Decimal + int is that Decimal, and the
+    # sum of no lines (0, as falsy as Decimal(0)) is refused before it is used.
+    ("discount.models.xǁDiscountǁamount_off_cart", "applies_to(line.sku)), )", "invariant"),
     # None is as falsy as False for these flags.
     ("discount.services.x_discount_update", "=None", "invariant"),
     ("events.inbound.x__verify", "json_parse=None", "invariant"),

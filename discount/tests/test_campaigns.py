@@ -124,6 +124,16 @@ class TestScope:
             discount_create(code="TOOMANY", value=Decimal("1"), skus=[*skus, "SKU-200"])
         assert caught.value.error_dict["skus"][0].code == "too_many_entries"
 
+    def test_a_scope_sku_may_be_as_long_as_a_lines_sku_and_no_longer(self):
+        longest = "S" * 64
+
+        created = discount_create(code="LONG", value=Decimal("1"), sku_prefixes=[longest])
+
+        assert created.sku_prefixes == [longest]
+        with pytest.raises(ValidationError) as caught:
+            discount_create(code="TOOLONG", value=Decimal("1"), sku_prefixes=[longest + "S"])
+        assert caught.value.error_dict["sku_prefixes"][0].code == "invalid_sku"
+
     @pytest.mark.parametrize("nothing", [None, "", []])
     def test_a_scope_cleared_with_nothing_makes_the_code_apply_to_the_whole_cart(self, nothing):
         discount = discount_create(code="SCOPED", value=Decimal("1"), skus=["MUG"])
