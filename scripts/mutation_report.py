@@ -87,6 +87,10 @@ REVIEWED = [
     # The sum started at 0 instead of Decimal(0): Decimal + int is that Decimal, and the
     # sum of no lines (0, as falsy as Decimal(0)) is refused before it is used.
     ("discount.models.xǁDiscountǁamount_off_cart", "applies_to(line.sku)), )", "invariant"),
+    # A code longer than 64 characters let through: every door reading a typed code caps
+    # it at 64 first (the apply serializer's max_length), and no stored code is longer,
+    # so the look-ups (with_code, the list's filter) find nothing either way.
+    ("discount.models.x_normalize_code", "CODE_MAX_LENGTH and unicodedata", "invariant"),
     # None is as falsy as False for these flags.
     ("discount.services.x_discount_update", "=None", "invariant"),
     ("events.inbound.x__verify", "json_parse=None", "invariant"),
