@@ -12,9 +12,9 @@ from django.utils import timezone
 
 import utils
 from cart.errors import CartPaidError
-from cart.models import Cart, PaymentStatus
+from cart.models import Cart, CartLine, PaymentStatus
 from cart.services import cart_apply_discount, cart_pay
-from cart.tests.factories import CartFactory
+from cart.tests.factories import CartFactory, itemized_cart
 from discount.tests.factories import DiscountFactory
 from payments.errors import (
     CartNotPaidError,
@@ -22,6 +22,7 @@ from payments.errors import (
     ProviderBusyError,
     ProviderUnavailableError,
     RefundExceedsCapturedError,
+    RefundExceedsLineError,
     RefundInProgressError,
     RefundOutcomeUnknownError,
 )
@@ -536,3 +537,159 @@ def test_a_hold_released_after_another_is_exact():
     assert made.amount == Decimal("0.20")
     assert charge_of(cart).amount_refunded == Decimal("0.30")
     assert cart.payment_status == "refunded"
+
+
+# --- refunds by line (payments/tests/test_refund_lines.py: the same through the API) ------
+
+
+def paid_lines() -> tuple[Cart, CartLine, CartLine]:
+    """Tea 3 × 3.00 and a mug 10.00 (19.00), 1.00 off: tea pays 8.53, the mug 9.47."""
+    cart = itemized_cart(("TEA", 3, "3.00"), ("MUG", 1, "10.00"))
+    cart_apply_discount(cart=cart, discount=DiscountFactory(value=Decimal("1")))
+    cart_pay(cart=cart, api=ScriptedProvider(pay=[CHARGED]))
+    tea, mug = cart.lines.order_by("id")
+    return cart, tea, mug
+
+
+def refund_lines(cart: Cart, *lines: tuple[int, int], steps=(REFUNDED,), **script):
+    provider = ScriptedProvider(refund=steps, **script)
+    made = refund_create(
+        cart=cart,
+        lines=[{"line_id": line_id, "quantity": quantity} for line_id, quantity in lines],
+        api=provider,
+    )
+    return made, provider
+
+
+def given_back(refund: Refund) -> list[tuple[int, int, Decimal]]:
+    return [(row.line_id, row.quantity, row.amount) for row in refund.lines.all()]
+
+
+def test_units_of_a_line_give_back_what_they_were_paid_after_the_discount():
+    cart, tea, mug = paid_lines()
+    assert (tea.total, mug.total) == (Decimal("8.53"), Decimal("9.47"))
+
+    made, provider = refund_lines(cart, (tea.pk, 1))
+
+    assert made.amount == Decimal("2.84")  # 8.53 / 3, rounded down
+    assert provider.requests[0]["amount"] == Decimal("2.84")
+    assert given_back(made) == [(tea.pk, 1, Decimal("2.84"))]
+    assert (cart.payment_status, cart.amount_refunded) == ("partially_refunded", Decimal("2.84"))
+
+
+def test_a_line_refunded_unit_by_unit_gives_back_exactly_its_total():
+    cart, tea, mug = paid_lines()
+
+    amounts = [refund_lines(cart, (tea.pk, 1))[0].amount for _ in range(3)]
+
+    assert amounts == [Decimal("2.84"), Decimal("2.84"), Decimal("2.85")]
+    assert sum(amounts) == tea.total
+    refund_lines(cart, (mug.pk, 1))
+    assert (cart.payment_status, cart.amount_refunded) == ("refunded", Decimal("18.00"))
+
+
+def test_units_of_several_lines_in_one_refund_add_up():
+    cart, tea, mug = paid_lines()
+
+    made, _ = refund_lines(cart, (tea.pk, 2), (mug.pk, 1))
+
+    assert made.amount == Decimal("15.15")  # 5.68 + 9.47
+    assert given_back(made) == [
+        (tea.pk, 2, Decimal("5.68")),
+        (mug.pk, 1, Decimal("9.47")),
+    ]
+
+
+def test_a_line_named_twice_in_one_refund_gives_back_the_units_of_both():
+    cart, tea, _ = paid_lines()
+
+    made, _ = refund_lines(cart, (tea.pk, 1), (tea.pk, 1))
+
+    assert given_back(made) == [(tea.pk, 2, Decimal("5.68"))]
+    with pytest.raises(RefundExceedsLineError):
+        refund_lines(cart, (tea.pk, 2))
+
+
+def test_units_are_never_given_back_twice():
+    cart, tea, _ = paid_lines()
+    refund_lines(cart, (tea.pk, 2))
+
+    with pytest.raises(RefundExceedsLineError) as raised:
+        refund_lines(cart, (tea.pk, 2), steps=())
+
+    assert raised.value.status_code == 409
+    assert raised.value.message == (
+        f"Only 1 of the 3 units of line {tea.pk} (TEA) are left to refund."
+    )
+    assert Refund.objects.count() == 1
+    assert charge_of(cart).amount_refunded == Decimal("5.68")
+    last, _ = refund_lines(cart, (tea.pk, 1))
+    assert last.amount == Decimal("2.85")
+
+
+def test_units_given_back_on_another_cart_do_not_count_on_this_one():
+    cart, tea, _ = paid_lines()
+    other, other_tea, _ = paid_lines()
+    refund_lines(other, (other_tea.pk, 3))
+
+    made, _ = refund_lines(cart, (tea.pk, 3))
+
+    assert made.amount == Decimal("8.53")
+
+
+def test_units_of_a_refund_whose_outcome_is_not_known_are_not_left_to_give_back():
+    cart, tea, _ = paid_lines()
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund_lines(cart, (tea.pk, 3), steps=[timeout()], find=[NOT_FOUND])
+
+    with pytest.raises(RefundExceedsLineError, match="Only 0 of the 3 units"):
+        refund_lines(cart, (tea.pk, 1), steps=())
+
+
+@pytest.mark.parametrize("outcome", [REFUND_FAILED, unavailable()], ids=["declined", "never_sent"])
+def test_units_of_a_refund_that_gave_nothing_back_are_left_to_give_back(outcome):
+    cart, tea, _ = paid_lines()
+    try:
+        refund_lines(cart, (tea.pk, 3), steps=[outcome])
+    except ProviderUnavailableError:
+        pass
+
+    made, _ = refund_lines(cart, (tea.pk, 3))
+
+    assert (made.status, made.amount) == (RefundStatus.SUCCESS, Decimal("8.53"))
+
+
+def test_lines_of_a_cart_without_lines_are_refused():
+    cart = paid_cart()
+
+    with pytest.raises(ValidationError) as raised:
+        refund_lines(cart, (1, 1), steps=())
+
+    assert raised.value.error_dict["lines"][0].code == "cart_not_itemized"
+    assert Refund.objects.count() == 0
+
+
+def test_a_line_of_another_cart_is_refused_naming_where_it_was_asked():
+    cart, tea, _ = paid_lines()
+    _, other_tea, _ = paid_lines()
+
+    with pytest.raises(ValidationError) as raised:
+        refund_lines(cart, (tea.pk, 1), (other_tea.pk, 1), steps=())
+
+    assert raised.value.error_dict["lines.1.line_id"][0].code == "not_found"
+    assert Refund.objects.count() == 0
+
+
+def test_an_amount_and_lines_together_are_refused():
+    cart, tea, _ = paid_lines()
+
+    with pytest.raises(ValidationError) as raised:
+        refund_create(
+            cart=cart,
+            amount=Decimal("1.00"),
+            lines=[{"line_id": tea.pk, "quantity": 1}],
+            api=ScriptedProvider(),
+        )
+
+    assert raised.value.error_dict["lines"][0].code == "amount_and_lines"
+    assert Refund.objects.count() == 0
