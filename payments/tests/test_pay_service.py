@@ -582,10 +582,24 @@ def expire_in_flight(payment: Payment) -> None:
     Payment.objects.filter(pk=payment.pk).update(in_flight_until=timezone.now())
 
 
-def test_a_resumed_attempt_is_closed_on_a_ledger_miss_once_nothing_can_land():
-    cart = CartFactory()
+def resumable(cart: Cart, how: str) -> Payment:
+    """An open attempt whose earlier request may have charged, and can no longer land."""
+    if how == "abandoned":
+        attempt = leave_processing(cart)
+        make_stale(attempt)
+        return attempt
     attempt = leave_unknown(cart)
     expire_in_flight(attempt)
+    return attempt
+
+
+RESUMABLE = ["abandoned", "unknown"]
+
+
+@pytest.mark.parametrize("how", RESUMABLE)
+def test_a_resumed_attempt_is_closed_on_a_ledger_miss_once_nothing_can_land(how):
+    cart = CartFactory()
+    attempt = resumable(cart, how)
     provider = ScriptedProvider(pay=[unavailable()], find=[NOT_FOUND])
 
     with pytest.raises(ProviderUnavailableError) as raised:
@@ -613,18 +627,6 @@ def test_a_resend_that_may_have_reached_the_provider_holds_a_resumed_attempt_ope
     assert status_in_db(cart) == PaymentStatus.PROCESSING
 
 
-def resumable(cart: Cart, how: str) -> Payment:
-    """An open attempt whose earlier request may have charged, and can no longer land."""
-    if how == "abandoned":
-        attempt = leave_processing(cart)
-        make_stale(attempt)
-        return attempt
-    attempt = leave_unknown(cart)
-    expire_in_flight(attempt)
-    return attempt
-
-
-RESUMABLE = ["abandoned", "unknown"]
 NEVER_SENT_OR_REFUSED = [
     pytest.param(unavailable, id="never_sent"),
     pytest.param(refused_method, id="refused"),
@@ -820,10 +822,12 @@ def test_another_card_finds_the_open_attempt_declined_and_is_charged():
     assert [p.status for p in cart.payments.all()] == ["failed", "success"]
 
 
-def test_another_card_is_charged_once_nothing_of_the_open_attempt_can_land():
+@pytest.mark.parametrize("how", RESUMABLE)
+def test_another_card_is_charged_once_nothing_of_the_open_attempt_can_land(how):
+    # "abandoned": its worker crashed while sending it, long enough ago that the request
+    # can no longer be processed.
     cart = CartFactory()
-    attempt = leave_unknown(cart)
-    Payment.objects.filter(pk=attempt.pk).update(in_flight_until=timezone.now())
+    attempt = resumable(cart, how)
     provider = ScriptedProvider(ledger={attempt.idempotency_key: NOT_FOUND}, pay=[CHARGED])
 
     payment = cart_pay(cart=cart, payment_method="pm_card_visa", api=provider)
@@ -1163,6 +1167,18 @@ def test_a_busy_process_still_answers_what_needs_no_provider(settings):
             cart_pay(cart=cart, idempotency_key="k", payment_method="pm_card_visa")
 
     assert again == first
+
+
+def test_a_busy_process_does_not_answer_a_key_with_another_carts_payment(settings):
+    settings.PAYMENT_MAX_IN_FLIGHT = 1
+    paid, other = CartFactory(), CartFactory()
+    cart_pay(cart=paid, idempotency_key="same", api=ScriptedProvider(pay=[CHARGED]))
+
+    with provider_slot(), pytest.raises(ProviderBusyError):
+        cart_pay(cart=other, idempotency_key="same", api=ScriptedProvider())
+
+    assert other.payment_status == PaymentStatus.PENDING
+    assert status_in_db(other) == PaymentStatus.PENDING
 
 
 def test_slots_are_given_back_and_no_limit_means_none(settings):
