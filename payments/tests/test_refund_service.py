@@ -19,6 +19,7 @@ from discount.tests.factories import DiscountFactory
 from payments.errors import (
     CartNotPaidError,
     IdempotencyKeyReusedError,
+    ProviderBadAnswerError,
     ProviderBusyError,
     ProviderUnavailableError,
     RefundExceedsCapturedError,
@@ -160,6 +161,8 @@ def test_a_fully_discounted_paid_cart_has_nothing_to_refund():
         ("-1.00", "USD", "min_value"),
         ("1.001", "USD", "too_many_decimals"),
         ("1.5", "JPY", "too_many_decimals"),
+        ("NaN", "USD", "min_value"),
+        ("Infinity", "USD", "min_value"),
     ],
 )
 def test_a_bad_amount_is_refused_before_anything_changes(amount, currency, code):
@@ -254,6 +257,24 @@ def test_a_refund_the_provider_refuses_as_too_large_is_a_409_and_releases_its_ho
     assert held.error == REFUND_MESSAGES[ErrorCode.REFUND_REFUSED]
     assert charge_of(cart).amount_refunded == 0
     assert cart.payment_status == PaymentStatus.SUCCESS
+
+
+def test_a_refund_the_provider_refuses_for_another_reason_is_a_502_saying_nothing_was_refunded():
+    cart = paid_cart()
+    refused = utils.RefundRefusedError(
+        "refused", status_code=400, code="payment_not_refundable"
+    )
+
+    with pytest.raises(ProviderBadAnswerError) as raised:
+        refund(cart, "3.00", refused)
+
+    assert (raised.value.status_code, raised.value.code) == (502, "payment_provider_error")
+    assert raised.value.extra == {"refund_made": False, "retryable": True}
+    assert "Nothing was refunded" in raised.value.message
+    assert raised.value.__cause__ is refused
+    held = Refund.objects.get()
+    assert (held.status, held.error_code) == (RefundStatus.FAILED, ErrorCode.REFUND_REFUSED)
+    assert charge_of(cart).amount_refunded == 0
 
 
 def test_a_refund_the_provider_declines_is_returned_failed_and_released():
