@@ -394,6 +394,21 @@ def test_a_resumed_refund_whose_resend_never_left_stays_open_if_the_ledger_is_un
     assert charge_of(cart).amount_refunded == Decimal("3.00")
 
 
+def test_a_resumed_refund_whose_earlier_request_may_still_land_is_not_closed_on_a_ledger_miss():
+    # The resend never left, the ledger has nothing yet, but the timed-out request of the
+    # first call may still be processed: releasing the hold could refund twice.
+    cart = paid_cart()
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund(cart, "3.00", timeout(), key="r1", find=[NOT_FOUND])
+
+    with pytest.raises(RefundOutcomeUnknownError) as raised:
+        refund(cart, "3.00", unavailable(), key="r1", find=[NOT_FOUND])
+
+    assert refund_made_back(raised) is None
+    assert Refund.objects.get().status == RefundStatus.UNKNOWN
+    assert charge_of(cart).amount_refunded == Decimal("3.00")
+
+
 @pytest.mark.parametrize(
     ("error", "ledger"),
     [(timeout, NOT_FOUND), (connection_lost, unavailable()), (timeout, unavailable())],
@@ -433,6 +448,26 @@ def test_a_ledger_refund_that_does_not_match_leaves_the_refund_open():
         refund(cart, "3.00", connection_lost(), find=[other])
 
     assert Refund.objects.get().error_code == ErrorCode.ANSWER_MISMATCH
+
+
+def test_a_refund_answered_about_another_refund_is_held_open_but_nothing_is_in_flight():
+    # The provider answered the request (about something else): nothing of it is still on
+    # its way, so the same request later, never sent and not in the ledger, is closed.
+    cart = paid_cart()
+    other = made_in_ledger(cart, amount="9.99")
+
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund(cart, "3.00", lambda request: other(request["idempotency_key"]), key="r1")
+    held = Refund.objects.get()
+    assert (held.status, held.error_code) == (RefundStatus.UNKNOWN, ErrorCode.ANSWER_MISMATCH)
+    assert held.in_flight_until is None
+
+    with pytest.raises(ProviderUnavailableError) as raised:
+        refund(cart, "3.00", unavailable(), key="r1", find=[NOT_FOUND])
+
+    assert refund_made_back(raised) is False
+    assert Refund.objects.get().status == RefundStatus.ERROR
+    assert charge_of(cart).amount_refunded == 0
 
 
 # --- provider slots -----------------------------------------------------------------------
