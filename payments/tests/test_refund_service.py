@@ -110,6 +110,9 @@ def test_refunds_add_up_to_refunded_then_nothing_is_left():
     assert (cart.payment_status, cart.amount_refunded) == ("refunded", Decimal("20.00"))
     with pytest.raises(RefundExceedsCapturedError, match=r"Only 0\.00 USD"):
         refund(cart, "0.01")
+    with pytest.raises(RefundExceedsCapturedError, match=r"Only 0\.00 USD"):
+        refund(cart)  # everything not yet refunded: nothing, and no refund of 0 is sent
+    assert Refund.objects.count() == 3
 
 
 def test_a_full_refund_by_default_refunds_the_cart():
