@@ -733,6 +733,25 @@ def test_a_charge_answer_that_does_not_match_the_attempt_leaves_it_unknown(answe
     assert status_in_db(cart) == PaymentStatus.PROCESSING
 
 
+def test_a_charge_answered_about_another_payment_is_held_open_but_nothing_is_in_flight():
+    # The provider answered the request (about something else): nothing of it is still on
+    # its way, so the same card later, never sent and not in the ledger, closes it.
+    cart = CartFactory(total=Decimal("20.00"), currency="USD")
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(cart=cart, api=ScriptedProvider(pay=[Answer(amount=Decimal("19.99"))]))
+    held = Payment.objects.get()
+    assert (held.status, held.error_code) == ("unknown", ErrorCode.ANSWER_MISMATCH)
+    assert held.in_flight_until is None
+
+    provider = ScriptedProvider(pay=[unavailable()], find=[NOT_FOUND])
+    with pytest.raises(ProviderUnavailableError) as raised:
+        cart_pay(cart=cart, api=provider)
+
+    assert taken(raised) is False
+    assert Payment.objects.get().status == PaymentAttemptStatus.ERROR
+    assert status_in_db(cart) == PaymentStatus.PENDING
+
+
 # --- resuming an open attempt -----------------------------------------------------------------
 
 
@@ -820,6 +839,22 @@ def test_another_card_finds_the_open_attempt_declined_and_is_charged():
     assert sent["idempotency_key"] != attempt.idempotency_key
     assert payment.status == PaymentAttemptStatus.SUCCESS
     assert [p.status for p in cart.payments.all()] == ["failed", "success"]
+
+
+def test_another_card_charged_after_the_open_attempt_was_declined_is_replayed_for_its_key():
+    cart = CartFactory()
+    attempt = leave_unknown(cart, payment_method="pm_card_chargeDeclined")
+    provider = ScriptedProvider(ledger={attempt.idempotency_key: declined()}, pay=[CHARGED])
+    payment = cart_pay(
+        cart=cart, payment_method="pm_card_visa", idempotency_key="k2", api=provider
+    )
+
+    again = cart_pay(
+        cart=cart, payment_method="pm_card_visa", idempotency_key="k2", api=ScriptedProvider()
+    )
+
+    assert again.pk == payment.pk
+    assert again.status == PaymentAttemptStatus.SUCCESS
 
 
 @pytest.mark.parametrize("how", RESUMABLE)
