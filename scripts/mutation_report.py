@@ -186,6 +186,16 @@ REVIEWED = [
     # A caller's key is never empty when stored (attempt_started skips "" and None) and the
     # column is NOT NULL: looking up a missing key finds nothing, as not looking it up.
     ("payments.services.x__try_open", "            if (request_key) or True", "invariant"),
+    # All the units of a line: total × q / q is the total exactly (Decimal, 28 digits),
+    # already at the minor unit, so rounding it down changes nothing.
+    ("payments.services.x__paid_for", "    if units > line.quantity:", "invariant"),
+    # Units given back are looked up only for the cart's own lines (line ids are unique),
+    # so refunds of other carts' lines are read for nothing without the cart filter.
+    (
+        "payments.services.x_refund_lines_amount",
+        "            refund__status__in=LINE_COUNTING_REFUND_STATUSES",
+        "performance",
+    ),
     # _verify refuses a request without a webhook-id first.
     ("events.inbound.x_provider_event_receive", 'or "XXXX"', "invariant"),
     # Amounts are integers of minor units: a float and a Decimal are refused alike.
