@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,27 @@ def pytest_configure(config):
 
         ratelimit = settings.CACHES["ratelimit"]
         ratelimit["KEY_PREFIX"] = f"{ratelimit.get('KEY_PREFIX') or 'ratelimit'}-{worker}"
+
+
+# pytest-xdist's scope schedulers queue each scope's tests by node id, and Schemathesis
+# gives every API operation's item of `test_operation` the same one: under them all but
+# one operation would be left out without a word (the run still passes).
+SCOPE_SCHEDULERS = ("loadscope", "loadfile", "loadgroup")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Refuse a parallel run that would silently skip tests: a scope scheduler
+    (`--dist loadgroup`, …) with tests sharing a node id. `-n 2` (`--dist load`) queues
+    tests by their place in the collection and runs every one."""
+    dist = node.config.getoption("dist")
+    shared = sorted(nodeid for nodeid, count in Counter(ids).items() if count > 1)
+    if dist in SCOPE_SCHEDULERS and shared:
+        pytest.exit(
+            f"--dist {dist} would run only one of the tests sharing each of these node ids: "
+            f"{', '.join(shared)}. Use -n 2 alone (--dist load).",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -74,6 +74,13 @@ REVIEWED = [
     ("discount.services.x_discount_update", "full_clean(validate_unique=False, )", "invariant"),
     ("discount.services.x_discount_update", "_code_unique(None,", "race"),
     ("discount.services.x_discount_update", "_code_unique(locked.code, )", "race"),
+    # The same for a new code: Discount.clean() refuses a code taken in any case, and the
+    # only unique field is the primary key, which a new code does not have yet; None is as
+    # falsy as False for these flags.
+    ("discount.services.x_discount_create", "full_clean(validate_unique=True,", "invariant"),
+    ("discount.services.x_discount_create", "full_clean(validate_constraints=False)", "invariant"),
+    ("discount.services.x_discount_create", "full_clean(validate_unique=None,", "invariant"),
+    ("discount.services.x_discount_create", "validate_constraints=None)", "invariant"),
     # None is as falsy as False for these flags.
     ("discount.services.x_discount_update", "=None", "invariant"),
     ("events.inbound.x__verify", "json_parse=None", "invariant"),

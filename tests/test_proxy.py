@@ -8,6 +8,7 @@ Each attack on the edge, and what the pair answers: slow clients, chunked bodies
 URLs and headers over the limits, forged X-Forwarded-For, the API being down.
 """
 
+import fcntl
 import http.client
 import json
 import os
@@ -35,14 +36,7 @@ from conftest import (
 )
 from tests.test_e2e import subprocess_database_url
 
-# In Compose every worker of a parallel run (`pytest -n 2 --dist loadgroup`) would meet the
-# stack's one nginx and gunicorn, whose threads the slow-client tests hold on purpose and
-# whose rate limits count by the container's address: these tests run on one worker.
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.xdist_group("edge"),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 TEMPLATE = ROOT / "deploy/nginx/templates/default.conf.template"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -103,6 +97,25 @@ http {{
     url = f"http://127.0.0.1:{port}"
     wait_until_answers(f"{url}/nginx-health", process)
     return url, process
+
+
+@pytest.fixture(autouse=True)
+def one_edge_test_at_a_time(tmp_path_factory):
+    """In Compose every worker of a parallel run (`pytest -n 2`) meets the stack's one
+    nginx and gunicorn, whose threads the slow-client tests hold on purpose and whose rate
+    limits count by the container's address: one worker's edge test waits for the
+    other's, as in a serial run. (Outside Compose each worker starts its own pair.)"""
+    if not os.environ.get("EDGE_PROXY_URL"):
+        yield
+        return
+    # The folder above each worker's temporary folder is the run's, shared by its workers.
+    lock_path = tmp_path_factory.getbasetemp().parent / "edge-tests.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")

@@ -173,6 +173,26 @@ class TestPerCustomer:
 
         assert error_of(response)["code"] == "discount_customer_limit_reached"
 
+    def test_a_first_order_code_is_once_per_customer_whatever_its_per_customer_limit(
+        self, api_client
+    ):
+        DiscountFactory(code="WELCOME", first_order_only=True, limit_per_customer=3)
+        first, second = (CartFactory(customer_ref="cus_1") for _ in range(2))
+
+        assert apply(api_client, first, "WELCOME").status_code == 200
+        response = apply(api_client, second, "WELCOME")
+
+        assert error_of(response)["code"] == "discount_customer_limit_reached"
+
+    def test_a_first_order_code_with_a_per_customer_limit_of_zero_is_refused_to_everyone(
+        self, api_client
+    ):
+        DiscountFactory(code="WELCOME", first_order_only=True, limit_per_customer=0)
+
+        response = apply(api_client, CartFactory(customer_ref="cus_1"), "WELCOME")
+
+        assert error_of(response)["code"] == "discount_customer_limit_reached"
+
     def test_paying_after_another_first_order_leaves_the_code_off(self):
         discount = DiscountFactory(code="WELCOME", first_order_only=True)
         cart = CartFactory(customer_ref="cus_1")
@@ -321,6 +341,19 @@ class TestBudget:
         with pytest.raises(ValidationError) as caught:
             discount_update(discount=discount, data={"budget_amount": Decimal("4")})
         assert caught.value.error_dict["budget_amount"][0].code == "below_amount_held"
+
+    def test_a_budget_may_be_lowered_to_exactly_what_the_code_has_given(self):
+        discount = discount_create(
+            code="B", value=Decimal("5"), currency="USD", budget_amount=Decimal("10")
+        )
+        cart = CartFactory()
+        cart.apply_discount(discount)
+        discount_consume_reservation(cart=cart)
+
+        lowered = discount_update(discount=discount, data={"budget_amount": Decimal("5")})
+
+        assert lowered.budget_amount == Decimal("5")
+        assert lowered.amount_held(at=timezone.now()) == Decimal("5")
 
 
 def test_a_cart_created_with_a_customer_keeps_it():

@@ -91,6 +91,36 @@ class TestDiscountCreateStoresWhatItIsGiven:
             None,
         )
 
+    def test_every_campaign_setting_is_stored_as_given(self):
+        created = discount_create(
+            code="CAMPAIGN",
+            value=Decimal("5"),
+            currency="USD",
+            skus=["MUG"],
+            sku_prefixes=["TEA-"],
+            limit_per_customer=2,
+            first_order_only=True,
+            budget_amount=Decimal("500"),
+            automatic=True,
+        )
+
+        stored = Discount.objects.get(pk=created.pk)
+        assert (stored.skus, stored.sku_prefixes) == (["MUG"], ["TEA-"])
+        assert (stored.limit_per_customer, stored.first_order_only) == (2, True)
+        assert (stored.budget_amount, stored.automatic) == (Decimal("500.00"), True)
+
+    def test_the_defaults_make_a_typed_code_for_the_whole_cart_and_every_customer(self):
+        created = discount_create(code="PLAIN", value=Decimal("5"))
+
+        stored = Discount.objects.get(pk=created.pk)
+        assert (stored.description, stored.automatic) == ("", False)
+        assert (stored.skus, stored.sku_prefixes) == ([], [])
+        assert (stored.limit_per_customer, stored.first_order_only, stored.budget_amount) == (
+            None,
+            False,
+            None,
+        )
+
     def test_a_refused_code_is_not_stored(self):
         with pytest.raises(ValidationError) as info:
             discount_create(code="TOOMUCH", value=Decimal("100.01"), kind=DiscountKind.PERCENT)
@@ -150,6 +180,17 @@ class TestLargestAndSmallestValues:
                 min_cart_total=money.MAX_AMOUNT + Decimal("0.01"),
             )
         assert codes_of(info.value) == {"min_cart_total": ["out_of_range"]}
+
+    def test_a_budget_of_one_cent_and_one_of_the_largest_amount_are_accepted(self):
+        cent = discount_create(
+            code="CENT", value=Decimal("5"), currency="USD", budget_amount=Decimal("0.01")
+        )
+        largest = discount_create(
+            code="HUGE", value=Decimal("5"), currency="USD", budget_amount=money.MAX_AMOUNT
+        )
+
+        assert Discount.objects.get(pk=cent.pk).budget_amount == Decimal("0.01")
+        assert Discount.objects.get(pk=largest.pk).budget_amount == money.MAX_AMOUNT
 
     def test_the_database_keeps_a_100_percent_code_and_refuses_zero(self):
         # Rows written without the model's rules, as a bulk import or a migration might.

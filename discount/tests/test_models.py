@@ -123,6 +123,22 @@ class TestClean:
                 "min_cart_total",
                 "too_many_decimals",
             ),
+            (
+                {"budget_amount": Decimal("0"), "currency": "USD"},
+                "budget_amount",
+                "out_of_range",
+            ),
+            (
+                {"budget_amount": Decimal("10000000000.01"), "currency": "USD"},
+                "budget_amount",
+                "out_of_range",
+            ),
+            ({"budget_amount": Decimal("10")}, "budget_amount", "currency_required"),
+            (
+                {"budget_amount": Decimal("10.5"), "currency": "JPY"},
+                "budget_amount",
+                "too_many_decimals",
+            ),
             ({"ended": NOW - timedelta(seconds=1)}, "ended", "already_expired"),
             (
                 {"started": NOW + timedelta(days=2), "ended": NOW + timedelta(days=1)},

@@ -370,6 +370,7 @@ def test_the_uses_counted_against_a_limit_are_the_live_reservations(api_client):
     counts for a code with a limit, and skips the count (0) for a code without one."""
     limited = DiscountFactory(code="LIMITEDTEN", usage_limit=10)
     unlimited = DiscountFactory(code="UNLIMITED")
+    idle = DiscountFactory(code="IDLE", usage_limit=10)  # a limited code no cart holds
     for code in ("LIMITEDTEN", "UNLIMITED"):
         for _ in range(3):
             assert apply(api_client, CartFactory(), code).status_code == 200
@@ -381,15 +382,15 @@ def test_the_uses_counted_against_a_limit_are_the_live_reservations(api_client):
 
     now = timezone.now()
     counted = dict(
-        Discount.objects.filter(pk__in=[limited.pk, unlimited.pk])
+        Discount.objects.filter(pk__in=[limited.pk, unlimited.pk, idle.pk])
         .with_reserved_uses(at=now)
         .values_list("code", "reserved_uses_now")
     )
     against_limit = dict(
-        Discount.objects.filter(pk__in=[limited.pk, unlimited.pk])
+        Discount.objects.filter(pk__in=[limited.pk, unlimited.pk, idle.pk])
         .with_reserved_uses_against_limit(at=now)
         .values_list("code", "reserved_uses_now")
     )
 
-    assert counted == {"LIMITEDTEN": 4, "UNLIMITED": 3}
-    assert against_limit == {"LIMITEDTEN": 4, "UNLIMITED": 0}
+    assert counted == {"LIMITEDTEN": 4, "UNLIMITED": 3, "IDLE": 0}
+    assert against_limit == {"LIMITEDTEN": 4, "UNLIMITED": 0, "IDLE": 0}
