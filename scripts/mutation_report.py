@@ -187,6 +187,32 @@ REVIEWED = [
     # Every caller passes the key it sent (text): a stored key that is None or not text
     # differs from it, and the next check refuses it.
     ("utils.xǁPaymentAPIǁ_parse_refund", "if stored_key is None and not isinstance", "invariant"),
+    # A microsecond's boundary: an in-flight window or an attempt's age equal to
+    # `timezone.now()` to the microsecond cannot be arranged, and nobody could tell.
+    ("payments.services.x__may_land", "row.in_flight_until >= timezone.now()", "unobservable"),
+    ("payments.services.x__stale", "row.updated < timezone.now() - stale_after", "unobservable"),
+    # The default subject is only ever compared with "refund".
+    ("payments.services.x__not_done_error", 'subject: str = "XXpaymentXX"', "invariant"),
+    ("payments.services.x__not_done_error", 'subject: str = "PAYMENT"', "invariant"),
+    # The cause is always a utils.PaymentProviderError, which always has a `code`.
+    ("payments.services.x__not_done_error", 'getattr(cause, "code", )', "invariant"),
+    # None is as falsy as False: an answer about another payment or refund leaves nothing
+    # in flight.
+    ("payments.services.x_payment_record_result", "ANSWER_MISMATCH, in_flight=None", "invariant"),
+    ("payments.services.x_refund_record_result", "ANSWER_MISMATCH, in_flight=None", "invariant"),
+    # A caller's key is never empty when stored (attempt_started skips "" and None) and the
+    # column is NOT NULL: looking up a missing key finds nothing, as not looking it up.
+    ("payments.services.x__try_open", "            if (request_key) or True", "invariant"),
+    # All the units of a line: total × q / q is the total exactly (Decimal, 28 digits),
+    # already at the minor unit, so rounding it down changes nothing.
+    ("payments.services.x__paid_for", "    if units > line.quantity:", "invariant"),
+    # Units given back are looked up only for the cart's own lines (line ids are unique),
+    # so refunds of other carts' lines are read for nothing without the cart filter.
+    (
+        "payments.services.x_refund_lines_amount",
+        "            refund__status__in=LINE_COUNTING_REFUND_STATUSES",
+        "performance",
+    ),
     # _verify refuses a request without a webhook-id first.
     ("events.inbound.x_provider_event_receive", 'or "XXXX"', "invariant"),
     # Amounts are integers of minor units: a float and a Decimal are refused alike.

@@ -582,10 +582,24 @@ def expire_in_flight(payment: Payment) -> None:
     Payment.objects.filter(pk=payment.pk).update(in_flight_until=timezone.now())
 
 
-def test_a_resumed_attempt_is_closed_on_a_ledger_miss_once_nothing_can_land():
-    cart = CartFactory()
+def resumable(cart: Cart, how: str) -> Payment:
+    """An open attempt whose earlier request may have charged, and can no longer land."""
+    if how == "abandoned":
+        attempt = leave_processing(cart)
+        make_stale(attempt)
+        return attempt
     attempt = leave_unknown(cart)
     expire_in_flight(attempt)
+    return attempt
+
+
+RESUMABLE = ["abandoned", "unknown"]
+
+
+@pytest.mark.parametrize("how", RESUMABLE)
+def test_a_resumed_attempt_is_closed_on_a_ledger_miss_once_nothing_can_land(how):
+    cart = CartFactory()
+    attempt = resumable(cart, how)
     provider = ScriptedProvider(pay=[unavailable()], find=[NOT_FOUND])
 
     with pytest.raises(ProviderUnavailableError) as raised:
@@ -613,18 +627,6 @@ def test_a_resend_that_may_have_reached_the_provider_holds_a_resumed_attempt_ope
     assert status_in_db(cart) == PaymentStatus.PROCESSING
 
 
-def resumable(cart: Cart, how: str) -> Payment:
-    """An open attempt whose earlier request may have charged, and can no longer land."""
-    if how == "abandoned":
-        attempt = leave_processing(cart)
-        make_stale(attempt)
-        return attempt
-    attempt = leave_unknown(cart)
-    expire_in_flight(attempt)
-    return attempt
-
-
-RESUMABLE = ["abandoned", "unknown"]
 NEVER_SENT_OR_REFUSED = [
     pytest.param(unavailable, id="never_sent"),
     pytest.param(refused_method, id="refused"),
@@ -731,6 +733,25 @@ def test_a_charge_answer_that_does_not_match_the_attempt_leaves_it_unknown(answe
     assert status_in_db(cart) == PaymentStatus.PROCESSING
 
 
+def test_a_charge_answered_about_another_payment_is_held_open_but_nothing_is_in_flight():
+    # The provider answered the request (about something else): nothing of it is still on
+    # its way, so the same card later, never sent and not in the ledger, closes it.
+    cart = CartFactory(total=Decimal("20.00"), currency="USD")
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(cart=cart, api=ScriptedProvider(pay=[Answer(amount=Decimal("19.99"))]))
+    held = Payment.objects.get()
+    assert (held.status, held.error_code) == ("unknown", ErrorCode.ANSWER_MISMATCH)
+    assert held.in_flight_until is None
+
+    provider = ScriptedProvider(pay=[unavailable()], find=[NOT_FOUND])
+    with pytest.raises(ProviderUnavailableError) as raised:
+        cart_pay(cart=cart, api=provider)
+
+    assert taken(raised) is False
+    assert Payment.objects.get().status == PaymentAttemptStatus.ERROR
+    assert status_in_db(cart) == PaymentStatus.PENDING
+
+
 # --- resuming an open attempt -----------------------------------------------------------------
 
 
@@ -820,10 +841,28 @@ def test_another_card_finds_the_open_attempt_declined_and_is_charged():
     assert [p.status for p in cart.payments.all()] == ["failed", "success"]
 
 
-def test_another_card_is_charged_once_nothing_of_the_open_attempt_can_land():
+def test_another_card_charged_after_the_open_attempt_was_declined_is_replayed_for_its_key():
     cart = CartFactory()
-    attempt = leave_unknown(cart)
-    Payment.objects.filter(pk=attempt.pk).update(in_flight_until=timezone.now())
+    attempt = leave_unknown(cart, payment_method="pm_card_chargeDeclined")
+    provider = ScriptedProvider(ledger={attempt.idempotency_key: declined()}, pay=[CHARGED])
+    payment = cart_pay(
+        cart=cart, payment_method="pm_card_visa", idempotency_key="k2", api=provider
+    )
+
+    again = cart_pay(
+        cart=cart, payment_method="pm_card_visa", idempotency_key="k2", api=ScriptedProvider()
+    )
+
+    assert again.pk == payment.pk
+    assert again.status == PaymentAttemptStatus.SUCCESS
+
+
+@pytest.mark.parametrize("how", RESUMABLE)
+def test_another_card_is_charged_once_nothing_of_the_open_attempt_can_land(how):
+    # "abandoned": its worker crashed while sending it, long enough ago that the request
+    # can no longer be processed.
+    cart = CartFactory()
+    attempt = resumable(cart, how)
     provider = ScriptedProvider(ledger={attempt.idempotency_key: NOT_FOUND}, pay=[CHARGED])
 
     payment = cart_pay(cart=cart, payment_method="pm_card_visa", api=provider)
@@ -1163,6 +1202,18 @@ def test_a_busy_process_still_answers_what_needs_no_provider(settings):
             cart_pay(cart=cart, idempotency_key="k", payment_method="pm_card_visa")
 
     assert again == first
+
+
+def test_a_busy_process_does_not_answer_a_key_with_another_carts_payment(settings):
+    settings.PAYMENT_MAX_IN_FLIGHT = 1
+    paid, other = CartFactory(), CartFactory()
+    cart_pay(cart=paid, idempotency_key="same", api=ScriptedProvider(pay=[CHARGED]))
+
+    with provider_slot(), pytest.raises(ProviderBusyError):
+        cart_pay(cart=other, idempotency_key="same", api=ScriptedProvider())
+
+    assert other.payment_status == PaymentStatus.PENDING
+    assert status_in_db(other) == PaymentStatus.PENDING
 
 
 def test_slots_are_given_back_and_no_limit_means_none(settings):

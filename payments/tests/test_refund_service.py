@@ -4,6 +4,7 @@ rule as paying for what a failed provider call proves."""
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 
 import pytest
@@ -12,16 +13,18 @@ from django.utils import timezone
 
 import utils
 from cart.errors import CartPaidError
-from cart.models import Cart, PaymentStatus
+from cart.models import Cart, CartLine, PaymentStatus
 from cart.services import cart_apply_discount, cart_pay
-from cart.tests.factories import CartFactory
+from cart.tests.factories import CartFactory, itemized_cart
 from discount.tests.factories import DiscountFactory
 from payments.errors import (
     CartNotPaidError,
     IdempotencyKeyReusedError,
+    ProviderBadAnswerError,
     ProviderBusyError,
     ProviderUnavailableError,
     RefundExceedsCapturedError,
+    RefundExceedsLineError,
     RefundInProgressError,
     RefundOutcomeUnknownError,
 )
@@ -107,6 +110,9 @@ def test_refunds_add_up_to_refunded_then_nothing_is_left():
     assert (cart.payment_status, cart.amount_refunded) == ("refunded", Decimal("20.00"))
     with pytest.raises(RefundExceedsCapturedError, match=r"Only 0\.00 USD"):
         refund(cart, "0.01")
+    with pytest.raises(RefundExceedsCapturedError, match=r"Only 0\.00 USD"):
+        refund(cart)  # everything not yet refunded: nothing, and no refund of 0 is sent
+    assert Refund.objects.count() == 3
 
 
 def test_a_full_refund_by_default_refunds_the_cart():
@@ -159,6 +165,8 @@ def test_a_fully_discounted_paid_cart_has_nothing_to_refund():
         ("-1.00", "USD", "min_value"),
         ("1.001", "USD", "too_many_decimals"),
         ("1.5", "JPY", "too_many_decimals"),
+        ("NaN", "USD", "min_value"),
+        ("Infinity", "USD", "min_value"),
     ],
 )
 def test_a_bad_amount_is_refused_before_anything_changes(amount, currency, code):
@@ -253,6 +261,22 @@ def test_a_refund_the_provider_refuses_as_too_large_is_a_409_and_releases_its_ho
     assert held.error == REFUND_MESSAGES[ErrorCode.REFUND_REFUSED]
     assert charge_of(cart).amount_refunded == 0
     assert cart.payment_status == PaymentStatus.SUCCESS
+
+
+def test_a_refund_the_provider_refuses_for_another_reason_is_a_502_saying_nothing_was_refunded():
+    cart = paid_cart()
+    refused = utils.RefundRefusedError("refused", status_code=400, code="payment_not_refundable")
+
+    with pytest.raises(ProviderBadAnswerError) as raised:
+        refund(cart, "3.00", refused)
+
+    assert (raised.value.status_code, raised.value.code) == (502, "payment_provider_error")
+    assert raised.value.extra == {"refund_made": False, "retryable": True}
+    assert "Nothing was refunded" in raised.value.message
+    assert raised.value.__cause__ is refused
+    held = Refund.objects.get()
+    assert (held.status, held.error_code) == (RefundStatus.FAILED, ErrorCode.REFUND_REFUSED)
+    assert charge_of(cart).amount_refunded == 0
 
 
 def test_a_refund_the_provider_declines_is_returned_failed_and_released():
@@ -373,6 +397,21 @@ def test_a_resumed_refund_whose_resend_never_left_stays_open_if_the_ledger_is_un
     assert charge_of(cart).amount_refunded == Decimal("3.00")
 
 
+def test_a_resumed_refund_whose_earlier_request_may_still_land_is_not_closed_on_a_ledger_miss():
+    # The resend never left, the ledger has nothing yet, but the timed-out request of the
+    # first call may still be processed: releasing the hold could refund twice.
+    cart = paid_cart()
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund(cart, "3.00", timeout(), key="r1", find=[NOT_FOUND])
+
+    with pytest.raises(RefundOutcomeUnknownError) as raised:
+        refund(cart, "3.00", unavailable(), key="r1", find=[NOT_FOUND])
+
+    assert refund_made_back(raised) is None
+    assert Refund.objects.get().status == RefundStatus.UNKNOWN
+    assert charge_of(cart).amount_refunded == Decimal("3.00")
+
+
 @pytest.mark.parametrize(
     ("error", "ledger"),
     [(timeout, NOT_FOUND), (connection_lost, unavailable()), (timeout, unavailable())],
@@ -412,6 +451,26 @@ def test_a_ledger_refund_that_does_not_match_leaves_the_refund_open():
         refund(cart, "3.00", connection_lost(), find=[other])
 
     assert Refund.objects.get().error_code == ErrorCode.ANSWER_MISMATCH
+
+
+def test_a_refund_answered_about_another_refund_is_held_open_but_nothing_is_in_flight():
+    # The provider answered the request (about something else): nothing of it is still on
+    # its way, so the same request later, never sent and not in the ledger, is closed.
+    cart = paid_cart()
+    other = made_in_ledger(cart, amount="9.99")
+
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund(cart, "3.00", lambda request: other(request["idempotency_key"]), key="r1")
+    held = Refund.objects.get()
+    assert (held.status, held.error_code) == (RefundStatus.UNKNOWN, ErrorCode.ANSWER_MISMATCH)
+    assert held.in_flight_until is None
+
+    with pytest.raises(ProviderUnavailableError) as raised:
+        refund(cart, "3.00", unavailable(), key="r1", find=[NOT_FOUND])
+
+    assert refund_made_back(raised) is False
+    assert Refund.objects.get().status == RefundStatus.ERROR
+    assert charge_of(cart).amount_refunded == 0
 
 
 # --- provider slots -----------------------------------------------------------------------
@@ -536,3 +595,162 @@ def test_a_hold_released_after_another_is_exact():
     assert made.amount == Decimal("0.20")
     assert charge_of(cart).amount_refunded == Decimal("0.30")
     assert cart.payment_status == "refunded"
+
+
+# --- refunds by line (payments/tests/test_refund_lines.py: the same through the API) ------
+
+
+def paid_lines() -> tuple[Cart, CartLine, CartLine]:
+    """Tea 3 × 3.00 and a mug 10.00 (19.00), 1.00 off: tea pays 8.53, the mug 9.47."""
+    cart = itemized_cart(("TEA", 3, "3.00"), ("MUG", 1, "10.00"))
+    cart_apply_discount(cart=cart, discount=DiscountFactory(value=Decimal("1")))
+    cart_pay(cart=cart, api=ScriptedProvider(pay=[CHARGED]))
+    tea, mug = cart.lines.order_by("id")
+    return cart, tea, mug
+
+
+def refund_lines(cart: Cart, *lines: tuple[int, int], steps=(REFUNDED,), **script):
+    provider = ScriptedProvider(refund=steps, **script)
+    made = refund_create(
+        cart=cart,
+        lines=[{"line_id": line_id, "quantity": quantity} for line_id, quantity in lines],
+        api=provider,
+    )
+    return made, provider
+
+
+def given_back(refund: Refund) -> list[tuple[int, int, Decimal]]:
+    return [(row.line_id, row.quantity, row.amount) for row in refund.lines.all()]
+
+
+def test_units_of_a_line_give_back_what_they_were_paid_after_the_discount():
+    cart, tea, mug = paid_lines()
+    assert (tea.total, mug.total) == (Decimal("8.53"), Decimal("9.47"))
+
+    made, provider = refund_lines(cart, (tea.pk, 1))
+
+    assert made.amount == Decimal("2.84")  # 8.53 / 3, rounded down
+    assert provider.requests[0]["amount"] == Decimal("2.84")
+    assert given_back(made) == [(tea.pk, 1, Decimal("2.84"))]
+    assert (cart.payment_status, cart.amount_refunded) == ("partially_refunded", Decimal("2.84"))
+
+
+def test_a_line_refunded_unit_by_unit_gives_back_exactly_its_total():
+    cart, tea, mug = paid_lines()
+
+    amounts = [refund_lines(cart, (tea.pk, 1))[0].amount for _ in range(3)]
+
+    assert amounts == [Decimal("2.84"), Decimal("2.84"), Decimal("2.85")]
+    assert sum(amounts) == tea.total
+    refund_lines(cart, (mug.pk, 1))
+    assert (cart.payment_status, cart.amount_refunded) == ("refunded", Decimal("18.00"))
+
+
+def test_units_of_several_lines_in_one_refund_add_up():
+    cart, tea, mug = paid_lines()
+
+    made, _ = refund_lines(cart, (tea.pk, 2), (mug.pk, 1))
+
+    assert made.amount == Decimal("15.15")  # 5.68 + 9.47
+    assert given_back(made) == [
+        (tea.pk, 2, Decimal("5.68")),
+        (mug.pk, 1, Decimal("9.47")),
+    ]
+
+
+def test_a_line_named_twice_in_one_refund_gives_back_the_units_of_both():
+    cart, tea, _ = paid_lines()
+
+    made, _ = refund_lines(cart, (tea.pk, 1), (tea.pk, 1))
+
+    assert given_back(made) == [(tea.pk, 2, Decimal("5.68"))]
+    with pytest.raises(RefundExceedsLineError):
+        refund_lines(cart, (tea.pk, 2))
+
+
+def test_units_are_never_given_back_twice():
+    cart, tea, _ = paid_lines()
+    refund_lines(cart, (tea.pk, 2))
+
+    with pytest.raises(RefundExceedsLineError) as raised:
+        refund_lines(cart, (tea.pk, 2), steps=())
+
+    assert raised.value.status_code == 409
+    assert raised.value.message == (
+        f"Only 1 of the 3 units of line {tea.pk} (TEA) are left to refund."
+    )
+    assert Refund.objects.count() == 1
+    assert charge_of(cart).amount_refunded == Decimal("5.68")
+    last, _ = refund_lines(cart, (tea.pk, 1))
+    assert last.amount == Decimal("2.85")
+
+
+def test_units_given_back_on_another_cart_do_not_count_on_this_one():
+    cart, tea, _ = paid_lines()
+    other, other_tea, _ = paid_lines()
+    refund_lines(other, (other_tea.pk, 3))
+
+    made, _ = refund_lines(cart, (tea.pk, 3))
+
+    assert made.amount == Decimal("8.53")
+
+
+def test_units_of_a_refund_whose_outcome_is_not_known_are_not_left_to_give_back():
+    cart, tea, _ = paid_lines()
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund_lines(cart, (tea.pk, 3), steps=[timeout()], find=[NOT_FOUND])
+
+    with pytest.raises(RefundExceedsLineError, match="Only 0 of the 3 units"):
+        refund_lines(cart, (tea.pk, 1), steps=())
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [(REFUND_FAILED, RefundStatus.FAILED), (unavailable(), RefundStatus.ERROR)],
+    ids=["declined", "never_sent"],
+)
+def test_units_of_a_refund_that_gave_nothing_back_are_left_to_give_back(outcome, status):
+    cart, tea, _ = paid_lines()
+    with contextlib.suppress(ProviderUnavailableError):  # never sent: a 503
+        refund_lines(cart, (tea.pk, 3), steps=[outcome])
+    assert Refund.objects.get().status == status
+
+    made, _ = refund_lines(cart, (tea.pk, 3))
+
+    assert (made.status, made.amount) == (RefundStatus.SUCCESS, Decimal("8.53"))
+
+
+def test_lines_of_a_cart_without_lines_are_refused():
+    cart = paid_cart()
+
+    with pytest.raises(ValidationError) as raised:
+        refund_lines(cart, (1, 1), steps=())
+
+    assert raised.value.error_dict["lines"][0].code == "cart_not_itemized"
+    assert Refund.objects.count() == 0
+
+
+def test_a_line_of_another_cart_is_refused_naming_where_it_was_asked():
+    cart, tea, _ = paid_lines()
+    _, other_tea, _ = paid_lines()
+
+    with pytest.raises(ValidationError) as raised:
+        refund_lines(cart, (tea.pk, 1), (other_tea.pk, 1), steps=())
+
+    assert raised.value.error_dict["lines.1.line_id"][0].code == "not_found"
+    assert Refund.objects.count() == 0
+
+
+def test_an_amount_and_lines_together_are_refused():
+    cart, tea, _ = paid_lines()
+
+    with pytest.raises(ValidationError) as raised:
+        refund_create(
+            cart=cart,
+            amount=Decimal("1.00"),
+            lines=[{"line_id": tea.pk, "quantity": 1}],
+            api=ScriptedProvider(),
+        )
+
+    assert raised.value.error_dict["lines"][0].code == "amount_and_lines"
+    assert Refund.objects.count() == 0
