@@ -192,6 +192,11 @@ class TestLargestAndSmallestValues:
         assert Discount.objects.get(pk=cent.pk).budget_amount == Decimal("0.01")
         assert Discount.objects.get(pk=largest.pk).budget_amount == money.MAX_AMOUNT
 
+    def test_a_code_of_the_longest_length_is_found_in_any_case(self):
+        created = discount_create(code="L" * 64, value=Decimal("5"))
+
+        assert Discount.objects.with_code("l" * 64).get() == created
+
     def test_the_database_keeps_a_100_percent_code_and_refuses_zero(self):
         # Rows written without the model's rules, as a bulk import or a migration might.
         DiscountFactory(code="ALL", kind=DiscountKind.PERCENT, value=Decimal("100"))
