@@ -33,6 +33,11 @@ CAUGHT = {"killed", "timeout", "caught by type check", "segfault"}
 
 STRING = re.compile(r"""[rbuf]*("[^"\\]*(?:\\.[^"\\]*)*"|'[^'\\]*(?:\\.[^'\\]*)*')""")
 MESSAGE_CALL = re.compile(r"(\bbad\(|_protocol\(|Error\(|\braise\b|message)")
+# An error's code (`code="out_of_range"`, `"code": "…"`) is what API callers read in
+# `error.code`: a changed code is never message text, whatever call it is in.
+ERROR_CODE = re.compile(
+    r"""(?:\bcode\s*=\s*|["']code["']\s*:\s*)([rbuf]*(?:"[^"\\]*(?:\\.[^"\\]*)*"|'[^'\\]*(?:\\.[^'\\]*)*')|None)"""
+)
 
 
 HEADER_NAME = re.compile(r"""^[rbuf]*["'][A-Za-z]+(-[A-Za-z]+)+["']$""")
@@ -235,7 +240,8 @@ def reviewed_kind(key: str, removed: list[str], added: list[str]) -> str | None:
 
 def kind_of(diff: str, key: str = "") -> str | None:
     """The kind of equivalent change the mutant makes ("log", "message", "header case",
-    "outcome text", "performance", or a reviewed kind), else None."""
+    "outcome text", "performance", or a reviewed kind), else None. A changed error code is
+    none of these kinds: only a hand review can call it equivalent."""
     lines = diff.splitlines()[2:]
     changed = [n for n, line in enumerate(lines) if line[:1] in "+-" and not line.startswith("@@")]
     if not changed:
@@ -258,6 +264,11 @@ def kind_of(diff: str, key: str = "") -> str | None:
         return re.sub(r"\bNone\b", "S", STRING.sub("S", line)).replace(" ", "")
 
     same_code = [words_only(line) for line in removed] == [words_only(line) for line in added]
+    codes_changed = [ERROR_CODE.findall(line) for line in removed] != [
+        ERROR_CODE.findall(line) for line in added
+    ]
+    if codes_changed:
+        return reviewed_kind(key, removed, added)
     context = " ".join([opener, *removed])
     if same_code and MESSAGE_CALL.search(context):
         return "message"
