@@ -13,8 +13,11 @@ from conftest import ROOT
 
 
 def run_pytest(*args: str) -> subprocess.CompletedProcess:
+    """pytest in a child process, on its own SQLite files: never the test databases (or the
+    fake provider) of the run this test is part of."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
-    env.pop("FAKE_PAYMENT_API", None)
+    for name in ("FAKE_PAYMENT_API", "DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "--no-cov", "-p", "no:randomly", *args],
         cwd=ROOT,
