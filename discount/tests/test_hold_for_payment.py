@@ -139,6 +139,18 @@ class TestALiveReservation:
         assert provider.requests[0]["amount"] == Decimal("15.00")
         assert Discount.objects.get(pk=discount.pk).times_used == 1
 
+    def test_of_a_first_order_code_with_a_budget_is_paid_from_what_it_reserved(self):
+        discount = DiscountFactory(
+            code="FIRSTBUDGET", first_order_only=True, budget_amount=Decimal("5.00")
+        )
+        cart = CartFactory(customer_ref="cus_1")
+        cart_apply_discount(cart=cart, discount=discount)
+        provider = ScriptedProvider(pay=[CHARGED])
+
+        cart_pay(cart=cart, api=provider)
+
+        assert provider.requests[0]["amount"] == Decimal("15.00")
+
     def test_of_a_first_order_code_is_refused_once_another_order_of_the_customer_was_paid(
         self,
     ):
@@ -178,15 +190,17 @@ class TestAnExpiredReservation:
 
         assert window["from"] <= reservation_of(cart, discount).expires <= window["to"]
 
-    def test_whose_last_use_another_cart_took_is_refused_and_released(self):
+    def test_whose_last_use_another_cart_took_is_refused_released_and_logged(self, caplog):
         discount = DiscountFactory(code="GONE", usage_limit=1)
         slow, quick = CartFactory(), CartFactory()
         cart_apply_discount(cart=slow, discount=discount)
         set_expiry(slow, delta=-timedelta(minutes=5))
         cart_apply_discount(cart=quick, discount=discount)
 
-        assert_refused_and_nothing_charged(slow, discount)
+        with caplog.at_level("INFO", logger="discount.services"):
+            assert_refused_and_nothing_charged(slow, discount)
         assert DiscountReservation.objects.get(cart=slow).status == "released"
+        assert f"Cart {slow.pk}: its discount's use cannot be kept: " in caplog.text
         assert held_by(quick, discount) == 1
 
     def test_of_a_code_that_ended_since_is_refused(self):
