@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common import money
@@ -87,6 +87,9 @@ def allocations(draw):
     return money.from_minor_units(units, currency), weights, currency
 
 
+# Generating the cases is slow on a loaded machine (mutation runs, parallel CI): how fast
+# examples come is no property of the money code.
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(allocations())
 def test_allocated_shares_add_up_exactly_to_the_amount(case):
     amount, weights, currency = case
