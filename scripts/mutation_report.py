@@ -36,7 +36,7 @@ MESSAGE_CALL = re.compile(r"(\bbad\(|_protocol\(|Error\(|\braise\b|message)")
 # An error's code (`code="out_of_range"`, `"code": "…"`) is what API callers read in
 # `error.code`: a changed code is never message text, whatever call it is in.
 ERROR_CODE = re.compile(
-    r"""(?:\bcode\s*=\s*|["']code["']\s*:\s*)([rbuf]*(?:"[^"\\]*(?:\\.[^"\\]*)*"|'[^'\\]*(?:\\.[^'\\]*)*')|None)"""
+    r"""(?:\bcode\s*=\s*|["']code["']\s*:\s*)(?:""" + STRING.pattern + "|None)"
 )
 
 
