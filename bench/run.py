@@ -413,12 +413,15 @@ class CpuMeter:
         self.hz = os.sysconf("SC_CLK_TCK")
 
     @staticmethod
-    def _ticks(pid: int) -> int:
+    def _ticks(pid: int, *, reaped: bool = False) -> int:
+        """utime + stime of `pid`; with `reaped`, plus those of its children it has
+        waited for (cutime + cstime): a gunicorn master's workers that exited."""
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             return 0
-        return int(fields[11]) + int(fields[12])  # utime + stime
+        ticks = int(fields[11]) + int(fields[12])
+        return ticks + int(fields[13]) + int(fields[14]) if reaped else ticks
 
     def _our_pids(self) -> dict[int, str]:
         pids = {}
@@ -441,13 +444,23 @@ class CpuMeter:
         own = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         mine = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-        ticks = {pid: (group, self._ticks(pid)) for pid, group in self._our_pids().items()}
+        masters = set(self.masters.values())
+        ticks = {
+            pid: (group, self._ticks(pid, reaped=pid in masters))
+            for pid, group in self._our_pids().items()
+        }
         return CpuSnapshot(busy, busy + idle + iowait, ticks, mine)
 
     def use(self, before: CpuSnapshot, after: CpuSnapshot) -> CpuUse:
         seconds: Counter = Counter()
         for pid, (group, ticks) in after.ticks.items():
             seconds[group] += (ticks - before.ticks.get(pid, (group, 0))[1]) / self.hz
+        for pid, (group, ticks) in before.ticks.items():
+            if pid not in after.ticks and group != "pg":
+                # A worker that exited meanwhile (gunicorn's max_requests): its whole
+                # life is now in its master's reaped ticks, counted above; what the
+                # first snapshot had already seen of it was before this run.
+                seconds[group] -= ticks / self.hz
         seconds["wrk"] += after.mine - before.mine
         busy = after.busy - before.busy
         total = max(1, after.total - before.total)
