@@ -60,6 +60,30 @@ def _locked(cart_id, model, pk):
     return cart, row
 
 
+def _locked_with_attempts(cart_id, pk) -> tuple[Cart, Payment, list[Payment]]:
+    """`_locked` for an attempt, locking (and reading) every attempt of the cart with it:
+    the cart's lock is held by whatever adds one, so these are all it has, in the order
+    its answer shows them."""
+    cart = Cart.objects.select_for_update().get(pk=cart_id)
+    attempts = list(cart.payments.select_for_update().order_by("created", "id"))
+    current = next((attempt for attempt in attempts if attempt.pk == pk), None)
+    if current is None:
+        raise Payment.DoesNotExist(f"No attempt {pk} of cart {cart_id}.")
+    return cart, current, attempts
+
+
+def _known_history(cart: Cart, *, payments: list[Payment], refunds: list[Refund]) -> None:
+    """Leave on `cart` its attempts and refunds as this transaction commits them, the way
+    `prefetch_related` leaves related rows: `cart.payments.all()` then sends no query.
+    `payments.services._copy_state` carries them to the caller's cart (or drops them)."""
+    cache = {}
+    for name, rows in (("payments", payments), ("refunds", refunds)):
+        queryset = getattr(cart, name).all()
+        queryset._result_cache, queryset._prefetch_done = rows, True
+        cache[name] = queryset
+    cart._prefetched_objects_cache = cache
+
+
 # -- attempts ------------------------------------------------------------------------------
 
 
@@ -95,7 +119,7 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
     another attempt paid it first; then it is a duplicate, which reconcile gives back.
     """
     with transaction.atomic():
-        cart, current = _locked(payment.cart_id, Payment, payment.pk)
+        cart, current, attempts = _locked_with_attempts(payment.cart_id, payment.pk)
         closed = current.status == PaymentAttemptStatus.ERROR
         if not (current.is_open or closed):
             return current
@@ -122,13 +146,16 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
         # The code's reserved use now counts (the cart shows what was charged first).
         discount_consume_reservation(cart=cart, charged=current.amount)
         event_cart_paid(cart=cart, payment=current)
+        # The cart was not paid before: no attempt of it was a duplicate, so it has no
+        # refund (only a paid cart's charges are given back).
+        _known_history(cart, payments=attempts, refunds=[])
         return current
 
 
 def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Payment:
     """The provider declined the card: the attempt and the cart end `failed`."""
     with transaction.atomic():
-        cart, current = _locked(payment.cart_id, Payment, payment.pk)
+        cart, current, attempts = _locked_with_attempts(payment.cart_id, payment.pk)
         if not current.is_open:
             return current
         current.status = PaymentAttemptStatus.FAILED
@@ -141,6 +168,8 @@ def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Paymen
         cart.move_to(PaymentStatus.FAILED)
         cart.save(update_fields=_CART_STATE_FIELDS)
         event_cart_payment_failed(cart=cart, payment=current)
+        # An open attempt's cart was never paid: it has no refund.
+        _known_history(cart, payments=attempts, refunds=[])
         return current
 
 

@@ -28,6 +28,7 @@ from cart.models import Cart, PaymentStatus
 from cart.services import cart_apply_discount, cart_pay
 from cart.tests.factories import CartFactory
 from discount.tests.factories import DiscountFactory
+from payments import transitions
 from payments.errors import (
     EarlierPaymentOutcomeUnknownError,
     IdempotencyKeyReusedError,
@@ -37,8 +38,16 @@ from payments.errors import (
     ProviderBusyError,
     ProviderUnavailableError,
 )
-from payments.models import ATTEMPT_MESSAGES, ErrorCode, Payment, PaymentAttemptStatus
+from payments.models import (
+    ATTEMPT_MESSAGES,
+    ErrorCode,
+    Payment,
+    PaymentAttemptStatus,
+    Refund,
+)
 from payments.provider import provider_slot
+from payments.serializers import PaymentSerializer
+from payments.services import refund_create
 
 pytestmark = pytest.mark.django_db
 
@@ -363,6 +372,78 @@ def test_a_decline_fails_the_attempt_and_the_cart_without_raising():
     assert payment.completed is not None
     assert cart.payment_status == PaymentStatus.FAILED
     assert status_in_db(cart) == PaymentStatus.FAILED
+
+
+def shown(payments) -> list[dict]:
+    return [PaymentSerializer(payment).data for payment in payments]
+
+
+@pytest.mark.parametrize("answer", [CHARGED, declined()], ids=["charged", "declined"])
+def test_the_settled_cart_knows_every_attempt_and_refund_as_committed(
+    answer, django_assert_num_queries
+):
+    # The transaction that settles the attempt read every attempt of the cart under its
+    # lock: the answer shows them without reading them again.
+    cart = CartFactory(total=Decimal("25.00"))
+    cart_pay(cart=cart, api=ScriptedProvider(pay=[declined("expired_card")]))
+    with pytest.raises(ProviderUnavailableError):
+        cart_pay(cart=cart, api=ScriptedProvider(pay=[unavailable()]), payment_method="pm_x")
+
+    cart_pay(cart=cart, api=ScriptedProvider(pay=[answer]))
+
+    with django_assert_num_queries(0):
+        payments, refunds = list(cart.payments.all()), list(cart.refunds.all())
+    assert shown(payments) == shown(Payment.objects.filter(cart=cart).order_by("created", "id"))
+    assert [p.status for p in payments][:2] == [
+        PaymentAttemptStatus.FAILED,
+        PaymentAttemptStatus.ERROR,
+    ]
+    assert len(payments) == 3
+    assert refunds == [] == list(Refund.objects.filter(cart=cart))
+
+
+def test_a_cart_refunded_after_being_paid_shows_the_refund_not_what_the_pay_knew():
+    cart = CartFactory(total=Decimal("25.00"))
+    provider = ScriptedProvider(pay=[CHARGED], refund=[REFUNDED])
+    cart_pay(cart=cart, api=provider)
+
+    refund = refund_create(cart=cart, amount=Decimal("5.00"), api=provider)
+
+    assert list(cart.refunds.all()) == [refund]
+    [payment] = cart.payments.all()
+    assert payment.amount_refunded == Decimal("5.00")
+
+
+def test_a_duplicate_charge_leaves_its_cart_reading_its_attempts_and_refunds():
+    cart = CartFactory(total=Decimal("25.00"))
+    provider = ScriptedProvider(pay=[CHARGED])
+    first = cart_pay(cart=cart, api=provider)
+    late = Payment.objects.create(
+        cart=cart,
+        amount=cart.total,
+        currency=cart.currency,
+        status=PaymentAttemptStatus.ERROR,
+        idempotency_key="late",
+    )
+
+    result = ScriptedProvider()._result(CHARGED, _request_of(late))
+    duplicate = transitions.attempt_charged(payment=late, result=result)
+
+    assert duplicate.status == PaymentAttemptStatus.DUPLICATE
+    # A paid cart may have refunds: what the transaction did not read is read again.
+    assert [p.pk for p in duplicate.cart.payments.all()] == [first.pk, late.pk]
+    cart.refresh_from_db()  # the instance the pay left is as of that pay, as any copy
+    assert [p.pk for p in cart.payments.all()] == [first.pk, late.pk]
+
+
+def _request_of(payment: Payment) -> dict:
+    return {
+        "cart_id": str(payment.cart_id),
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "idempotency_key": payment.idempotency_key,
+        "payment_method": payment.payment_method or None,
+    }
 
 
 def test_a_declined_cart_can_be_paid_again_with_a_new_attempt():
