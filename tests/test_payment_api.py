@@ -1188,6 +1188,44 @@ def test_default_session_is_pooled_and_urllib3_retries_are_disabled():
         api.close()
 
 
+def _environment(monkeypatch, **values: str) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_default_session_reads_the_environment_once_when_it_is_created(monkeypatch):
+    _environment(
+        monkeypatch, http_proxy="http://proxy.test:3128", REQUESTS_CA_BUNDLE="/etc/provider.pem"
+    )
+    api = PaymentAPI(BASE_URL, connect_timeout=1, read_timeout=1, max_retries=0, backoff=0)
+    try:
+        session = api._session
+        monkeypatch.setenv("http_proxy", "http://elsewhere.test:1")
+        sent = session.merge_environment_settings(
+            f"{BASE_URL}/request_payment", {}, None, None, None
+        )
+        assert sent["proxies"]["http"] == "http://proxy.test:3128"
+        assert sent["verify"] == "/etc/provider.pem"
+        assert session.trust_env is False  # not read again for every request
+    finally:
+        api.close()
+
+
+def test_default_session_sends_directly_to_a_provider_no_proxy_names(monkeypatch):
+    _environment(monkeypatch, http_proxy="http://proxy.test:3128", no_proxy="provider.test")
+    api = PaymentAPI(BASE_URL, connect_timeout=1, read_timeout=1, max_retries=0, backoff=0)
+    try:
+        assert api._session.proxies == {}
+        assert api._session.verify is True
+    finally:
+        api.close()
+
+
 def test_close_leaves_an_injected_session_alone():
     class ClosableSession(FakeSession):
         closed = False
