@@ -15,13 +15,14 @@ and builds the model instances as `QuerySet.raw` does. A query whose compiled pa
 do not contain every marker (the builder changed a value: upper-cased it, say) is refused
 on its first run: the builder must use its arguments as given.
 
-Parameters are `str` or `datetime` (aware). A test per query checks it answers what the
-ORM's queryset answers.
+Parameters are `str`, `datetime` (aware) or `uuid.UUID` (a key). A test per query checks
+it answers what the ORM's queryset answers.
 """
 
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -33,8 +34,8 @@ from django.db.models import Model, QuerySet
 class CompiledQuery:
     def __init__(self, build: Callable[..., QuerySet], **params: type) -> None:
         for name, kind in params.items():
-            if kind not in (str, datetime):
-                raise ImproperlyConfigured(f"{name}: only str and datetime parameters.")
+            if kind not in (str, datetime, uuid.UUID):
+                raise ImproperlyConfigured(f"{name}: only str, datetime and UUID parameters.")
         self._build = build
         self._params = params
         self._compiled: dict[str, tuple[type[Model], str, list]] = {}
@@ -48,10 +49,16 @@ class CompiledQuery:
         model, sql, slots = self._compiled.get(using) or self._compile(using)
         connection = connections[using]
         params = [
-            _adapt(connection, values[slot.name]) if isinstance(slot, _Slot) else slot
+            _adapt(connection, self._value(slot.name, values)) if isinstance(slot, _Slot) else slot
             for slot in slots
         ]
         return list(model._default_manager.db_manager(using).raw(sql, params))
+
+    def _value(self, name: str, values: dict):
+        value = values[name]
+        if self._params[name] is uuid.UUID and not isinstance(value, uuid.UUID):
+            value = uuid.UUID(str(value))  # a key given as text, as the ORM takes one
+        return value
 
     def _compile(self, using: str) -> tuple[type[Model], str, list]:
         connection = connections[using]
@@ -89,6 +96,8 @@ def _marker(kind: type):
         # Lower-case letters and digits: valid wherever a code or a key is, and unchanged
         # by the normalisations the builders may apply (strip, lower).
         return f"zq{secrets.token_hex(12)}"
+    if kind is uuid.UUID:
+        return uuid.uuid4()  # a key no row has
     # A moment no data holds, unique to this compilation.
     return datetime(1901, 2, 3, 4, 5, 6, secrets.randbelow(10**6), tzinfo=UTC)
 
@@ -96,6 +105,8 @@ def _marker(kind: type):
 def _adapt(connection, value):
     if isinstance(value, datetime):
         return connection.ops.adapt_datetimefield_value(value)
+    if isinstance(value, uuid.UUID) and not connection.features.has_native_uuid_field:
+        return value.hex  # as UUIDField sends it
     return value
 
 

@@ -1,10 +1,13 @@
 """`CompiledQuery`: an ORM query compiled once, run with new values."""
 
+import uuid
 from datetime import datetime
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from cart.models import Cart
+from cart.tests.factories import CartFactory
 from common.compiled import CompiledQuery
 from discount.models import Discount
 from discount.tests.factories import DiscountFactory
@@ -28,7 +31,18 @@ def test_a_builder_that_changes_its_argument_is_refused_rather_than_run_wrong():
         upper.run(code="first")
 
 
-def test_only_text_and_moments_are_parameters():
+def test_a_uuid_is_a_parameter_as_the_orm_sends_it():
+    first, second = CartFactory(), CartFactory()
+    by_id = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=uuid.UUID)
+
+    assert [c.pk for c in by_id.run(pk=first.pk)] == [first.pk]
+    assert [c.pk for c in by_id.run(pk=second.pk)] == [second.pk]
+    assert by_id.run(pk=uuid.uuid4()) == []
+    assert [c.pk for c in by_id.run(pk=str(first.pk))] == [first.pk]
+
+
+def test_only_text_moments_and_uuids_are_parameters():
     with pytest.raises(ImproperlyConfigured, match="limit"):
         CompiledQuery(lambda limit: Discount.objects.filter(usage_limit=limit), limit=int)
     assert CompiledQuery(lambda at: Discount.objects.filter(created__lt=at), at=datetime)
+    assert CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=uuid.UUID)
