@@ -83,7 +83,6 @@ from payments.errors import (
 )
 from payments.models import (
     LINE_COUNTING_REFUND_STATUSES,
-    OPEN_ATTEMPT_STATUSES,
     ErrorCode,
     Payment,
     PaymentAttemptStatus,
@@ -204,7 +203,7 @@ def _try_open(
     cart: Cart, method: str, request_key: str | None
 ) -> tuple[Payment, EarlierRequests] | Payment:
     with transaction.atomic():
-        locked = Cart.objects.select_for_update().get(pk=cart.pk)
+        locked = transitions.locked_cart(cart.pk)
         request = (
             locked.payment_requests.select_related("payment").filter(key=request_key).first()
             if request_key
@@ -219,7 +218,7 @@ def _try_open(
             raise CartPaidError()
 
         sent_before = FIRST_CALL
-        open_attempt = locked.payments.filter(status__in=OPEN_ATTEMPT_STATUSES).first()
+        open_attempt = transitions.open_attempt_of(locked)
         # A new charge of the total keeps the discount's use in this transaction, which
         # also makes the cart `processing` (an open attempt's cart is so already).
         discount_lost = open_attempt is None and not discount_hold_for_payment(cart=locked)

@@ -16,6 +16,7 @@ them are logged by the caller, never stored.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 import utils
 from cart.models import Cart, PaymentStatus
+from common.compiled import CompiledQuery
 from discount.services import discount_consume_reservation
 from events.services import event_cart_paid, event_cart_payment_failed, event_cart_refunded
 from payments.models import (
@@ -51,10 +53,44 @@ def in_flight_deadline():
     return timezone.now() + timedelta(seconds=settings.PAYMENT_ATTEMPT_STALE_SECONDS)
 
 
+# The reads every pay sends under its locks, compiled once (`common.compiled`): compiling
+# them through the ORM on each request cost more CPU than their round trips.
+CART_LOCKED = CompiledQuery(
+    lambda pk: Cart.objects.select_for_update().filter(pk=pk), pk=uuid.UUID
+)
+ATTEMPTS_LOCKED = CompiledQuery(
+    lambda cart_id: (
+        Payment.objects.select_for_update().filter(cart_id=cart_id).order_by("created", "id")
+    ),
+    cart_id=uuid.UUID,
+)
+OPEN_ATTEMPT = CompiledQuery(
+    lambda cart_id: Payment.objects.filter(cart_id=cart_id, status__in=OPEN_ATTEMPT_STATUSES)[:1],
+    cart_id=uuid.UUID,
+)
+
+
+def locked_cart(cart_id) -> Cart:
+    """The cart's row, locked until the transaction ends (`SELECT … FOR UPDATE`; on SQLite
+    the write transaction serializes writers). `Cart.DoesNotExist` when there is none."""
+    found = CART_LOCKED.run(pk=cart_id)
+    if not found:
+        raise Cart.DoesNotExist(f"No cart {cart_id}.")
+    return found[0]
+
+
+def open_attempt_of(cart: Cart) -> Payment | None:
+    """The cart's attempt in flight (`processing` or `unknown`): one at most."""
+    found = OPEN_ATTEMPT.run(cart_id=cart.pk)
+    if found:
+        found[0].cart = cart
+    return found[0] if found else None
+
+
 def _locked(cart_id, model, pk):
     """The cart, then the row, locked in that order (every transition takes them so);
     the row's `cart` is the locked one, which callers copy the new status from."""
-    cart = Cart.objects.select_for_update().get(pk=cart_id)
+    cart = locked_cart(cart_id)
     row = model.objects.select_for_update().get(pk=pk)
     row.cart = cart
     return cart, row
@@ -64,9 +100,13 @@ def _locked_with_attempts(cart_id, pk) -> tuple[Cart, Payment, list[Payment]]:
     """`_locked` for an attempt, locking (and reading) every attempt of the cart with it:
     the cart's lock is held by whatever adds one, so these are all it has, in the order
     its answer shows them."""
-    cart = Cart.objects.select_for_update().get(pk=cart_id)
-    attempts = list(cart.payments.select_for_update().order_by("created", "id"))
-    current = next((attempt for attempt in attempts if attempt.pk == pk), None)
+    cart = locked_cart(cart_id)
+    attempts = ATTEMPTS_LOCKED.run(cart_id=cart.pk)
+    current = None
+    for attempt in attempts:
+        attempt.cart = cart
+        if attempt.pk == pk:
+            current = attempt
     if current is None:
         raise Payment.DoesNotExist(f"No attempt {pk} of cart {cart_id}.")
     return cart, current, attempts

@@ -10,12 +10,14 @@ state machine and of the service is driven deterministically.
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 import utils
@@ -444,6 +446,32 @@ def _request_of(payment: Payment) -> dict:
         "idempotency_key": payment.idempotency_key,
         "payment_method": payment.payment_method or None,
     }
+
+
+def _fields(rows) -> list[dict]:
+    return [
+        {f.attname: getattr(row, f.attname) for f in row._meta.concrete_fields} for row in rows
+    ]
+
+
+def test_the_compiled_reads_under_the_locks_answer_what_the_orm_answers():
+    cart, other = CartFactory(total=Decimal("25.00")), CartFactory()
+    cart_pay(cart=cart, api=ScriptedProvider(pay=[declined()]))
+    leave_unknown(cart)
+    cart_pay(cart=other, api=ScriptedProvider(pay=[CHARGED]))
+
+    def same(query, **values):
+        with transaction.atomic():  # FOR UPDATE needs a transaction
+            compiled = query.run(**values)
+            assert _fields(compiled) == _fields(query.queryset(**values))
+        return compiled
+
+    assert [c.pk for c in same(transitions.CART_LOCKED, pk=cart.pk)] == [cart.pk]
+    assert len(same(transitions.ATTEMPTS_LOCKED, cart_id=cart.pk)) == 2
+    [found] = same(transitions.OPEN_ATTEMPT, cart_id=cart.pk)
+    assert found.status == PaymentAttemptStatus.UNKNOWN
+    assert same(transitions.OPEN_ATTEMPT, cart_id=other.pk) == []
+    assert same(transitions.CART_LOCKED, pk=uuid.uuid4()) == []
 
 
 def test_a_declined_cart_can_be_paid_again_with_a_new_attempt():
