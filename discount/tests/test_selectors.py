@@ -11,7 +11,13 @@ from cart.models import PaymentStatus
 from cart.tests.factories import CartFactory
 from discount.errors import DiscountCodeUsedError, DiscountNotFoundError
 from discount.models import Discount, DiscountReservation, ReservationStatus
-from discount.selectors import _BY_GENERATED_CODE, _BY_OWN_CODE, discount_find_code
+from discount.selectors import (
+    _AUTOMATIC_PROMOTIONS,
+    _BY_GENERATED_CODE,
+    _BY_OWN_CODE,
+    discount_automatic_promotions,
+    discount_find_code,
+)
 from discount.services import discount_generate_codes
 from discount.tests.factories import DiscountFactory
 
@@ -115,3 +121,17 @@ def test_find_code_answers_each_code_as_before():
     for unusable in ("xmas", "nothing"):  # a campaign's own code names no use
         with pytest.raises(DiscountNotFoundError):
             discount_find_code(code=unusable)
+
+
+def test_the_compiled_automatic_promotions_are_the_orms_oldest_first():
+    older = DiscountFactory(code="AUTO1", automatic=True)
+    DiscountFactory(code="TYPED", automatic=False)
+    DiscountFactory(code="PAUSED", automatic=True, active=False)
+    newer = DiscountFactory(code="AUTO2", automatic=True, value=Decimal("7"))
+    found = discount_automatic_promotions()
+    assert [d.pk for d in found] == [older.pk, newer.pk]
+    assert [d.pk for d in found] == [d.pk for d in _AUTOMATIC_PROMOTIONS.queryset()]
+    fields = [f.attname for f in Discount._meta.concrete_fields]
+    assert [[getattr(d, f) for f in fields] for d in found] == [
+        [getattr(d, f) for f in fields] for d in _AUTOMATIC_PROMOTIONS.queryset()
+    ]
