@@ -135,3 +135,17 @@ def test_the_compiled_automatic_promotions_are_the_orms_oldest_first():
     assert [[getattr(d, f) for f in fields] for d in found] == [
         [getattr(d, f) for f in fields] for d in _AUTOMATIC_PROMOTIONS.queryset()
     ]
+
+
+def test_a_code_is_taken_by_another_discount_in_any_case_or_by_a_generated_code():
+    # Discount.code_taken runs one compiled statement over both tables.
+    spring = DiscountFactory(code="SPRING")
+    campaign = DiscountFactory(code="XMAS")
+    (generated,) = discount_generate_codes(discount=campaign, count=1, prefix="XM")
+    assert Discount(code="spring").code_taken()
+    assert Discount(code=" Spring ").code_taken()
+    assert not spring.code_taken()  # its own code, when it is edited
+    assert Discount(code=generated.code.lower()).code_taken()
+    assert campaign.code_taken() is False
+    assert not Discount(code="SUMMER").code_taken()
+    assert not Discount(code="not a code!").code_taken()
