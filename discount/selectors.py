@@ -3,6 +3,7 @@
 discount = discount_get_by_code(code="dis20")   # DiscountNotFoundError if none
 discount.check_usable(at=now, reserved=discount.reserved_uses_now)
 discount, generated = discount_find_code(code="XMAS-7KQ4M-XW2P9-HD3")  # a generated one too
+promotions = discount_automatic_promotions()   # active automatic ones, oldest first
 """
 
 from datetime import datetime
@@ -58,6 +59,21 @@ def _by_generated_code(code: str, at: datetime):
 # their subqueries cost more CPU than the rest of an apply's statements together.
 _BY_OWN_CODE = CompiledQuery(_by_own_code, code=str, at=datetime)
 _BY_GENERATED_CODE = CompiledQuery(_by_generated_code, code=str, at=datetime)
+
+
+def _automatic_promotions():
+    return Discount.objects.filter(automatic=True, active=True).order_by("pk")
+
+
+# Asked on every cart created and every line change, mostly to find none: compiled once,
+# as compiling it cost more CPU than sending it.
+_AUTOMATIC_PROMOTIONS = CompiledQuery(_automatic_promotions)
+
+
+def discount_automatic_promotions() -> list[Discount]:
+    """The active automatic promotions, oldest first (whether each is usable now is for
+    the caller to check)."""
+    return _AUTOMATIC_PROMOTIONS.run()
 
 
 def discount_find_code(

@@ -70,6 +70,7 @@ from discount.models import (
     ReservationStatus,
     generate_code,
 )
+from discount.selectors import discount_automatic_promotions
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ def discount_apply_best_automatic(*, cart: Cart, at: datetime | None = None) -> 
     if current is not None and not current.automatic:
         return current
     offers = []
-    for candidate in Discount.objects.filter(automatic=True, active=True).order_by("pk"):
+    for candidate in discount_automatic_promotions():
         try:
             candidate.check_usable(at=at)
             offers.append((candidate.amount_off_cart(cart), candidate))

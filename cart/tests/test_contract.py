@@ -103,6 +103,21 @@ def test_currency_is_stored_upper_case():
     assert Cart.objects.get().currency == "USD"
 
 
+def test_a_request_is_read_with_the_writable_fields_only():
+    # Every field a client may write is built for reading a request; none is missed.
+    shown = CartSerializer().fields
+    writable = [name for name, field in shown.items() if not field.read_only]
+    assert writable == list(CartSerializer.WRITABLE_FIELDS)
+    plain = CartSerializer(data={"total": "1", "currency": "USD", "items_number": 1})
+    assert list(plain.fields) == [n for n in writable if n != "lines"]
+    itemized = CartSerializer(data={"currency": "USD", "lines": []})
+    assert list(itemized.fields) == writable
+    assert not itemized.fields["total"].required
+    missing = CartSerializer(data={"currency": "USD"})
+    assert not missing.is_valid()
+    assert set(missing.errors) == {"total", "items_number"}
+
+
 def test_fast_representation_matches_the_declared_fields():
     from decimal import Decimal
 

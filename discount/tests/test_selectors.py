@@ -11,7 +11,13 @@ from cart.models import PaymentStatus
 from cart.tests.factories import CartFactory
 from discount.errors import DiscountCodeUsedError, DiscountNotFoundError
 from discount.models import Discount, DiscountReservation, ReservationStatus
-from discount.selectors import _BY_GENERATED_CODE, _BY_OWN_CODE, discount_find_code
+from discount.selectors import (
+    _AUTOMATIC_PROMOTIONS,
+    _BY_GENERATED_CODE,
+    _BY_OWN_CODE,
+    discount_automatic_promotions,
+    discount_find_code,
+)
 from discount.services import discount_generate_codes
 from discount.tests.factories import DiscountFactory
 
@@ -115,3 +121,31 @@ def test_find_code_answers_each_code_as_before():
     for unusable in ("xmas", "nothing"):  # a campaign's own code names no use
         with pytest.raises(DiscountNotFoundError):
             discount_find_code(code=unusable)
+
+
+def test_the_compiled_automatic_promotions_are_the_orms_oldest_first():
+    older = DiscountFactory(code="AUTO1", automatic=True)
+    DiscountFactory(code="TYPED", automatic=False)
+    DiscountFactory(code="PAUSED", automatic=True, active=False)
+    newer = DiscountFactory(code="AUTO2", automatic=True, value=Decimal("7"))
+    found = discount_automatic_promotions()
+    assert [d.pk for d in found] == [older.pk, newer.pk]
+    assert [d.pk for d in found] == [d.pk for d in _AUTOMATIC_PROMOTIONS.queryset()]
+    fields = [f.attname for f in Discount._meta.concrete_fields]
+    assert [[getattr(d, f) for f in fields] for d in found] == [
+        [getattr(d, f) for f in fields] for d in _AUTOMATIC_PROMOTIONS.queryset()
+    ]
+
+
+def test_a_code_is_taken_by_another_discount_in_any_case_or_by_a_generated_code():
+    # Discount.code_taken runs one compiled statement over both tables.
+    spring = DiscountFactory(code="SPRING")
+    campaign = DiscountFactory(code="XMAS")
+    (generated,) = discount_generate_codes(discount=campaign, count=1, prefix="XM")
+    assert Discount(code="spring").code_taken()
+    assert Discount(code=" Spring ").code_taken()
+    assert not spring.code_taken()  # its own code, when it is edited
+    assert Discount(code=generated.code.lower()).code_taken()
+    assert campaign.code_taken() is False
+    assert not Discount(code="SUMMER").code_taken()
+    assert not Discount(code="not a code!").code_taken()

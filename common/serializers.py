@@ -1,0 +1,30 @@
+"""Serializer building blocks shared by the apps.
+
+`FieldsBuiltOnce` builds a serializer class's fields once and gives every instance its
+own shallow copies of them. DRF builds them again for every instance: a deep copy of
+each declared field (re-running its constructor) and, for a ModelSerializer, every
+model field mapped again from the model's meta. For a discount's 21 fields that was a
+third of the CPU of `POST /api/discount/`.
+
+A shallow copy is a field of its own for everything DRF sets on an instance when
+binding it (`field_name`, `parent`, `source`, `label`, lazily its `validators`), and
+shares only what its constructor made, which validation reads and never changes
+(choices, a ListField's child, validators given to it). Only for serializers whose
+fields do not depend on the instance (no `get_fields` of their own reading
+`initial_data`, the request or the context).
+"""
+
+import copy
+
+
+class FieldsBuiltOnce:
+    """Mixin for a Serializer: its fields are built once per class."""
+
+    def get_fields(self) -> dict:
+        cls = type(self)
+        built = cls.__dict__.get("_fields_built_once")
+        if built is None:
+            # A race of two first requests builds them twice: either result is right.
+            built = super().get_fields()
+            cls._fields_built_once = built
+        return {name: copy.copy(field) for name, field in built.items()}
