@@ -3,6 +3,8 @@
     carts = with_related_in_one_statement(Cart.objects.filter(...))
     cart_related(carts[0]).payments   # no query: read by the cart's own statement
     cart = cart_as_shown(cart_id)     # the same for one cart, by a statement built once
+    cart = cart_get(cart_id)          # the cart's row alone (None: no such cart)
+    locked = cart_get_locked(cart.pk)  # its row locked, in the caller's transaction
 
     summary = payments_summary(since=start_of_today)
     summary.paid         # [PaidInCurrency("USD", carts=2, total=Decimal("35.00")), …]
@@ -35,6 +37,7 @@ from cart.models import (
     PaymentAttemptStatus,
 )
 from common import money
+from common.compiled import CompiledQuery
 from payments.models import Refund
 from payments.serializers import PaymentSerializer, RefundSerializer
 
@@ -225,6 +228,46 @@ def _read_rows(kind: str, text: str, db: str) -> list:
     ]
 
 
+# The write paths read their cart by id, then locked, and answer with its payments: the
+# same statements every time, compiled once per process (`common.compiled`) instead of
+# on every request.
+_CART = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=uuid.UUID)
+_CART_LOCKED = CompiledQuery(
+    lambda pk: Cart.objects.select_for_update().filter(pk=pk), pk=uuid.UUID
+)
+_PAYMENTS = CompiledQuery(
+    lambda cart_id: Payment.objects.filter(cart_id=cart_id), cart_id=uuid.UUID
+)
+
+
+def cart_get(cart_id) -> Cart | None:
+    """The cart's row alone (its discount is read if asked for), or None when no cart
+    has that id (or it is no UUID)."""
+    try:
+        key = uuid.UUID(str(cart_id))
+    except ValueError:
+        return None
+    found = _CART.run(pk=key)
+    return found[0] if found else None
+
+
+def cart_get_locked(cart_id: uuid.UUID) -> Cart:
+    """The cart's row, locked until the caller's transaction ends (SELECT … FOR UPDATE;
+    SQLite's write transactions hold the database's write lock already). Raises
+    `Cart.DoesNotExist` if it is gone."""
+    found = _CART_LOCKED.run(pk=cart_id)
+    if not found:
+        raise Cart.DoesNotExist(f"No cart {cart_id}.")
+    return found[0]
+
+
+def _payments_of(cart: Cart) -> list[Payment]:
+    cached = getattr(cart, "_prefetched_objects_cache", {}).get("payments")
+    if cached is not None:
+        return list(cached)
+    return _PAYMENTS.run(cart_id=cart.pk)
+
+
 def cart_related(cart: Cart) -> CartRelated:
     """The discount, lines, payments and refunds a cart's answer shows: from the cart's
     own statement when it was read by `with_related_in_one_statement`, otherwise through
@@ -235,7 +278,7 @@ def cart_related(cart: Cart) -> CartRelated:
         return CartRelated(
             discount=cart.applied_discount,
             lines=list(cart.lines.all()) if cart.itemized else [],
-            payments=list(cart.payments.all()),
+            payments=_payments_of(cart),
             refunds=list(cart.refunds.all()) if cart.is_paid else [],
         )
     db = cart._state.db

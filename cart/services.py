@@ -47,6 +47,7 @@ from cart.errors import (
     CartTotalMismatchError,
 )
 from cart.models import DISCOUNT_FIELDS, Cart, CartLine
+from cart.selectors import cart_get_locked
 from common import money
 from discount.errors import DiscountError
 from discount.models import Discount, DiscountCode
@@ -250,7 +251,7 @@ def cart_apply_discount(
     """
     now = timezone.now()
     with transaction.atomic():
-        locked = Cart.objects.select_for_update().get(pk=cart.pk)
+        locked = cart_get_locked(cart.pk)
         locked.check_can_change()
         if locked.discount_id is not None and not locked.discount.automatic:
             raise CartDiscountAlreadyAppliedError()

@@ -15,16 +15,16 @@ and builds the model instances as `QuerySet.raw` does. A query whose compiled pa
 do not contain every marker (the builder changed a value: upper-cased it, say) is refused
 on its first run: the builder must use its arguments as given.
 
-Parameters are `str`, `datetime` (aware) or `uuid.UUID` (a key). A test per query checks
-it answers what the ORM's queryset answers.
+Parameters are `str`, `datetime` (aware), `int` or `UUID`. A test per query checks it
+answers what the ORM's queryset answers.
 """
 
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -34,11 +34,12 @@ from django.db.models import Model, QuerySet
 class CompiledQuery:
     def __init__(self, build: Callable[..., QuerySet], **params: type) -> None:
         for name, kind in params.items():
-            if kind not in (str, datetime, uuid.UUID):
-                raise ImproperlyConfigured(f"{name}: only str, datetime and UUID parameters.")
+            if kind not in (str, datetime, int, UUID):
+                raise ImproperlyConfigured(f"{name}: only str, datetime, int, UUID parameters.")
         self._build = build
         self._params = params
         self._compiled: dict[str, tuple[type[Model], str, list]] = {}
+        self._readers: dict[str, _Reader] = {}
 
     def queryset(self, **values) -> QuerySet:
         """The ORM's queryset for these values (what `run` answers, built and compiled
@@ -49,16 +50,17 @@ class CompiledQuery:
         model, sql, slots = self._compiled.get(using) or self._compile(using)
         connection = connections[using]
         params = [
-            _adapt(connection, self._value(slot.name, values)) if isinstance(slot, _Slot) else slot
+            _adapt(connection, values[slot.name]) if isinstance(slot, _Slot) else slot
             for slot in slots
         ]
-        return list(model._default_manager.db_manager(using).raw(sql, params))
-
-    def _value(self, name: str, values: dict):
-        value = values[name]
-        if self._params[name] is uuid.UUID and not isinstance(value, uuid.UUID):
-            value = uuid.UUID(str(value))  # a key given as text, as the ORM takes one
-        return value
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+            reader = self._readers.get(using)
+            if reader is None:
+                columns = [column[0] for column in cursor.description]
+                reader = self._readers[using] = _Reader(model, columns, connection)
+        return [reader.instance(row, using) for row in rows]
 
     def _compile(self, using: str) -> tuple[type[Model], str, list]:
         connection = connections[using]
@@ -84,6 +86,42 @@ class CompiledQuery:
         return compiled
 
 
+class _Reader:
+    """Rows of one compiled statement into model instances, as `QuerySet.raw` makes them
+    (the model's columns through Django's converters, other columns set as attributes),
+    with the columns matched to fields and their converters found once, not per run."""
+
+    def __init__(self, model: type[Model], columns: list[str], connection) -> None:
+        position = {name: index for index, name in enumerate(columns)}
+        fields = [f for f in model._meta.concrete_fields if f.column in position]
+        if model._meta.pk not in fields:
+            raise ImproperlyConfigured("A compiled query must select the primary key.")
+        self.model = model
+        self.connection = connection
+        self.attnames = [field.attname for field in fields]
+        self.fields = []
+        for field in fields:
+            column = field.get_col(model._meta.db_table)
+            convert = connection.ops.get_db_converters(column) + field.get_db_converters(
+                connection
+            )
+            self.fields.append((position[field.column], column, convert))
+        taken = {field.column for field in fields}
+        self.extra = [(name, index) for index, name in enumerate(columns) if name not in taken]
+
+    def instance(self, row, using: str) -> Model:
+        values = []
+        for index, column, convert in self.fields:
+            value = row[index]
+            for converter in convert:
+                value = converter(value, column, self.connection)
+            values.append(value)
+        instance = self.model.from_db(using, self.attnames, values)
+        for name, index in self.extra:
+            setattr(instance, name, row[index])
+        return instance
+
+
 class _Slot:
     __slots__ = ("name",)
 
@@ -92,12 +130,15 @@ class _Slot:
 
 
 def _marker(kind: type):
+    if kind is int:
+        # Far below any key or count a query holds.
+        return -(10**17) - secrets.randbelow(10**17)
+    if kind is UUID:
+        return uuid4()
     if kind is str:
         # Lower-case letters and digits: valid wherever a code or a key is, and unchanged
         # by the normalisations the builders may apply (strip, lower).
         return f"zq{secrets.token_hex(12)}"
-    if kind is uuid.UUID:
-        return uuid.uuid4()  # a key no row has
     # A moment no data holds, unique to this compilation.
     return datetime(1901, 2, 3, 4, 5, 6, secrets.randbelow(10**6), tzinfo=UTC)
 
@@ -105,8 +146,9 @@ def _marker(kind: type):
 def _adapt(connection, value):
     if isinstance(value, datetime):
         return connection.ops.adapt_datetimefield_value(value)
-    if isinstance(value, uuid.UUID) and not connection.features.has_native_uuid_field:
-        return value.hex  # as UUIDField sends it
+    if isinstance(value, UUID):
+        # As UUIDField sends it: natively, or as 32 hex digits (SQLite).
+        return value if connection.features.has_native_uuid_field else value.hex
     return value
 
 

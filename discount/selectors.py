@@ -76,6 +76,21 @@ def discount_automatic_promotions() -> list[Discount]:
     return _AUTOMATIC_PROMOTIONS.run()
 
 
+# Every use reserved locks its code's row first.
+_DISCOUNT_LOCKED = CompiledQuery(
+    lambda pk: Discount.objects.select_for_update().filter(pk=pk), pk=int
+)
+
+
+def discount_get_locked(discount_id: int) -> Discount:
+    """The discount's row, locked until the caller's transaction ends. Raises
+    `Discount.DoesNotExist` if it is gone."""
+    found = _DISCOUNT_LOCKED.run(pk=discount_id)
+    if not found:
+        raise Discount.DoesNotExist(f"No discount {discount_id}.")
+    return found[0]
+
+
 def discount_find_code(
     *, code: str, at: datetime | None = None
 ) -> tuple[Discount, DiscountCode | None]:

@@ -70,7 +70,7 @@ from discount.models import (
     ReservationStatus,
     generate_code,
 )
-from discount.selectors import discount_automatic_promotions
+from discount.selectors import discount_automatic_promotions, discount_get_locked
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _reservation_ttl() -> timedelta:
 def _check_room(*, discount: Discount, at: datetime, exclude: int | None = None) -> Discount:
     """Lock the code's row and raise the `DiscountError` why it cannot take one more use
     at `at` (switched off, outside its window, or its limit held by other uses)."""
-    locked = Discount.objects.select_for_update().get(pk=discount.pk)
+    locked = discount_get_locked(discount.pk)
     locked.check_usable(at=at)
     if locked.usage_limit is not None:
         others = locked.reservations.holding(at=at).exclude(pk=exclude).count()

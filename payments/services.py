@@ -59,6 +59,7 @@ from django.utils import timezone
 import utils
 from cart.errors import CartPaidError, CartPaymentInProgressError
 from cart.models import Cart
+from cart.selectors import cart_get_locked
 from common import money
 from common.fields import check_fits_currency
 from discount.errors import DiscountReservationExpiredError
@@ -203,7 +204,7 @@ def _try_open(
     cart: Cart, method: str, request_key: str | None
 ) -> tuple[Payment, EarlierRequests] | Payment:
     with transaction.atomic():
-        locked = transitions.locked_cart(cart.pk)
+        locked = cart_get_locked(cart.pk)
         request = (
             locked.payment_requests.select_related("payment").filter(key=request_key).first()
             if request_key

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 import utils
 from cart.models import Cart, PaymentStatus
+from cart.selectors import cart_get_locked
 from common.compiled import CompiledQuery
 from discount.services import discount_consume_reservation
 from events.services import event_cart_paid, event_cart_payment_failed, event_cart_refunded
@@ -53,11 +54,9 @@ def in_flight_deadline():
     return timezone.now() + timedelta(seconds=settings.PAYMENT_ATTEMPT_STALE_SECONDS)
 
 
-# The reads every pay sends under its locks, compiled once (`common.compiled`): compiling
-# them through the ORM on each request cost more CPU than their round trips.
-CART_LOCKED = CompiledQuery(
-    lambda pk: Cart.objects.select_for_update().filter(pk=pk), pk=uuid.UUID
-)
+# The reads every pay sends under the cart's lock (`cart.selectors.cart_get_locked` takes
+# it), compiled once (`common.compiled`): compiling them through the ORM on each request
+# cost more CPU than their round trips.
 ATTEMPTS_LOCKED = CompiledQuery(
     lambda cart_id: (
         Payment.objects.select_for_update().filter(cart_id=cart_id).order_by("created", "id")
@@ -68,15 +67,6 @@ OPEN_ATTEMPT = CompiledQuery(
     lambda cart_id: Payment.objects.filter(cart_id=cart_id, status__in=OPEN_ATTEMPT_STATUSES)[:1],
     cart_id=uuid.UUID,
 )
-
-
-def locked_cart(cart_id) -> Cart:
-    """The cart's row, locked until the transaction ends (`SELECT … FOR UPDATE`; on SQLite
-    the write transaction serializes writers). `Cart.DoesNotExist` when there is none."""
-    found = CART_LOCKED.run(pk=cart_id)
-    if not found:
-        raise Cart.DoesNotExist(f"No cart {cart_id}.")
-    return found[0]
 
 
 def open_attempt_of(cart: Cart) -> Payment | None:
@@ -90,7 +80,7 @@ def open_attempt_of(cart: Cart) -> Payment | None:
 def _locked(cart_id, model, pk):
     """The cart, then the row, locked in that order (every transition takes them so);
     the row's `cart` is the locked one, which callers copy the new status from."""
-    cart = locked_cart(cart_id)
+    cart = cart_get_locked(cart_id)
     row = model.objects.select_for_update().get(pk=pk)
     row.cart = cart
     return cart, row
@@ -100,7 +90,7 @@ def _locked_with_attempts(cart_id, pk) -> tuple[Cart, Payment, list[Payment]]:
     """`_locked` for an attempt, locking (and reading) every attempt of the cart with it:
     the cart's lock is held by whatever adds one, so these are all it has, in the order
     its answer shows them."""
-    cart = locked_cart(cart_id)
+    cart = cart_get_locked(cart_id)
     attempts = ATTEMPTS_LOCKED.run(cart_id=cart.pk)
     current = None
     for attempt in attempts:

@@ -1,7 +1,8 @@
 """`CompiledQuery`: an ORM query compiled once, run with new values."""
 
-import uuid
 from datetime import datetime
+from decimal import Decimal
+from uuid import UUID, uuid4
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -31,18 +32,43 @@ def test_a_builder_that_changes_its_argument_is_refused_rather_than_run_wrong():
         upper.run(code="first")
 
 
-def test_a_uuid_is_a_parameter_as_the_orm_sends_it():
-    first, second = CartFactory(), CartFactory()
-    by_id = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=uuid.UUID)
-
-    assert [c.pk for c in by_id.run(pk=first.pk)] == [first.pk]
-    assert [c.pk for c in by_id.run(pk=second.pk)] == [second.pk]
-    assert by_id.run(pk=uuid.uuid4()) == []
-    assert [c.pk for c in by_id.run(pk=str(first.pk))] == [first.pk]
-
-
-def test_only_text_moments_and_uuids_are_parameters():
-    with pytest.raises(ImproperlyConfigured, match="limit"):
-        CompiledQuery(lambda limit: Discount.objects.filter(usage_limit=limit), limit=int)
+def test_only_text_moments_numbers_and_uuids_are_parameters():
+    with pytest.raises(ImproperlyConfigured, match="value"):
+        CompiledQuery(lambda value: Discount.objects.filter(value=value), value=Decimal)
     assert CompiledQuery(lambda at: Discount.objects.filter(created__lt=at), at=datetime)
-    assert CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=uuid.UUID)
+
+
+def test_numbers_and_uuids_are_sent_as_the_orm_sends_them():
+    first, second = DiscountFactory(code="FIRST"), DiscountFactory(code="SECOND")
+    by_pk = CompiledQuery(lambda pk: Discount.objects.filter(pk=pk), pk=int)
+    assert [d.code for d in by_pk.run(pk=second.pk)] == ["SECOND"]
+    assert [d.code for d in by_pk.run(pk=first.pk)] == ["FIRST"]
+    assert by_pk.run(pk=0) == []
+
+    carts = [CartFactory(), CartFactory()]
+    cart_by_pk = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=UUID)
+    for cart in carts:
+        assert [c.pk for c in cart_by_pk.run(pk=cart.pk)] == [cart.pk]
+    assert cart_by_pk.run(pk=uuid4()) == []
+
+
+def test_rows_become_instances_as_the_orm_makes_them():
+    from django.db.models import Value
+
+    cart = CartFactory()
+    query = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk).annotate(note=Value("x")), pk=UUID)
+    (read,) = query.run(pk=cart.pk)
+    (orm,) = query.queryset(pk=cart.pk)
+    for field in Cart._meta.concrete_fields:
+        mine, theirs = getattr(read, field.attname), getattr(orm, field.attname)
+        assert (mine, type(mine)) == (theirs, type(theirs)), field.attname
+    assert read.note == "x"
+    assert not read._state.adding
+    assert read._state.db == orm._state.db
+
+
+def test_a_query_without_the_primary_key_is_refused():
+    CartFactory()
+    totals = CompiledQuery(lambda: Cart.objects.values("total"))
+    with pytest.raises(ImproperlyConfigured, match="primary key"):
+        totals.run()

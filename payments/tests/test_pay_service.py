@@ -466,12 +466,11 @@ def test_the_compiled_reads_under_the_locks_answer_what_the_orm_answers():
             assert _fields(compiled) == _fields(query.queryset(**values))
         return compiled
 
-    assert [c.pk for c in same(transitions.CART_LOCKED, pk=cart.pk)] == [cart.pk]
     assert len(same(transitions.ATTEMPTS_LOCKED, cart_id=cart.pk)) == 2
     [found] = same(transitions.OPEN_ATTEMPT, cart_id=cart.pk)
     assert found.status == PaymentAttemptStatus.UNKNOWN
     assert same(transitions.OPEN_ATTEMPT, cart_id=other.pk) == []
-    assert same(transitions.CART_LOCKED, pk=uuid.uuid4()) == []
+    assert same(transitions.ATTEMPTS_LOCKED, cart_id=uuid.uuid4()) == []
 
 
 def test_a_declined_cart_can_be_paid_again_with_a_new_attempt():

@@ -1,0 +1,54 @@
+"""Write paths read their cart by id through queries compiled once (`cart.selectors`):
+the same cart the ORM reads, None (or DoesNotExist) when there is none."""
+
+import uuid
+
+import pytest
+from django.db import transaction
+
+from cart.models import Cart, Payment
+from cart.selectors import cart_get, cart_get_locked, cart_related
+from cart.tests.factories import CartFactory
+from discount.selectors import discount_get_locked
+from discount.tests.factories import DiscountFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _values(instance) -> list:
+    return [getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields]
+
+
+def test_a_cart_by_id_is_the_orms_cart_or_none():
+    cart = CartFactory()
+    assert _values(cart_get(cart.pk)) == _values(Cart.objects.get(pk=cart.pk))
+    assert _values(cart_get(str(cart.pk))) == _values(cart)
+    assert cart_get(uuid.uuid4()) is None
+    assert cart_get("not-a-uuid") is None
+
+
+def test_locked_reads_are_the_orms_rows_or_does_not_exist():
+    cart, discount = CartFactory(), DiscountFactory()
+    with transaction.atomic():
+        assert _values(cart_get_locked(cart.pk)) == _values(Cart.objects.get(pk=cart.pk))
+        assert _values(discount_get_locked(discount.pk)) == _values(discount)
+        with pytest.raises(Cart.DoesNotExist):
+            cart_get_locked(uuid.uuid4())
+        with pytest.raises(type(discount).DoesNotExist):
+            discount_get_locked(discount.pk + 1000)
+
+
+def test_a_carts_payments_are_read_in_order_unless_already_known():
+    cart = CartFactory()
+    first = Payment.objects.create(
+        cart=cart, amount=cart.total, currency="USD", status="failed", idempotency_key="a"
+    )
+    second = Payment.objects.create(
+        cart=cart, amount=cart.total, currency="USD", status="error", idempotency_key="b"
+    )
+    read = cart_get(cart.pk)
+    assert [p.pk for p in cart_related(read).payments] == [first.pk, second.pk]
+    known = Payment.objects.none()
+    known._result_cache, known._prefetch_done = [], True
+    read._prefetched_objects_cache = {"payments": known}
+    assert cart_related(read).payments == []
