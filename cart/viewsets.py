@@ -136,7 +136,7 @@ class CartViewSet(
     @api_docs.PAY
     @action(detail=True, methods=["post"])
     def pay(self, request, pk=None):
-        cart = self.get_object()
+        cart = self._cart(pk)
         key = validate_idempotency_key(request.headers.get("Idempotency-Key"))
         serializer = PayCartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -277,9 +277,9 @@ def test_write_paths_send_these_statements_outside_a_test_transaction(api_client
             ),
         ),
         # With an Idempotency-Key (bound to the attempt) and a discount (its use
-        # consumed): 7 more (docs/benchmarks.md).
+        # consumed, and the discount read for the answer): 8 more (docs/benchmarks.md).
         "pay a discounted cart with a key": (
-            21,
+            22,
             lambda: api_client.post(
                 f"/api/cart/{discounted.pk}/pay/",
                 {"payment_method": "pm_card_visa"},
