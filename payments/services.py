@@ -100,6 +100,7 @@ from payments.provider import (
     provider_api,
     provider_slot,
 )
+from payments.selectors import payment_open_attempt, payment_request_for_key
 
 logger = logging.getLogger(__name__)
 
@@ -205,11 +206,7 @@ def _try_open(
 ) -> tuple[Payment, EarlierRequests] | Payment:
     with transaction.atomic():
         locked = cart_get_locked(cart.pk)
-        request = (
-            locked.payment_requests.select_related("payment").filter(key=request_key).first()
-            if request_key
-            else None
-        )
+        request = payment_request_for_key(cart=locked, key=request_key) if request_key else None
         earlier = request.payment if request else None
         if request is not None and request.payment_method != method:
             raise IdempotencyKeyReusedError()
@@ -219,7 +216,7 @@ def _try_open(
             raise CartPaidError()
 
         sent_before = FIRST_CALL
-        open_attempt = transitions.open_attempt_of(locked)
+        open_attempt = payment_open_attempt(cart=locked)
         # A new charge of the total keeps the discount's use in this transaction, which
         # also makes the cart `processing` (an open attempt's cart is so already).
         discount_lost = open_attempt is None and not discount_hold_for_payment(cart=locked)

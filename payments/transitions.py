@@ -63,18 +63,6 @@ ATTEMPTS_LOCKED = CompiledQuery(
     ),
     cart_id=uuid.UUID,
 )
-OPEN_ATTEMPT = CompiledQuery(
-    lambda cart_id: Payment.objects.filter(cart_id=cart_id, status__in=OPEN_ATTEMPT_STATUSES)[:1],
-    cart_id=uuid.UUID,
-)
-
-
-def open_attempt_of(cart: Cart) -> Payment | None:
-    """The cart's attempt in flight (`processing` or `unknown`): one at most."""
-    found = OPEN_ATTEMPT.run(cart_id=cart.pk)
-    if found:
-        found[0].cart = cart
-    return found[0] if found else None
 
 
 def _locked(cart_id, model, pk):

@@ -30,7 +30,7 @@ from cart.models import Cart, PaymentStatus
 from cart.services import cart_apply_discount, cart_pay
 from cart.tests.factories import CartFactory
 from discount.tests.factories import DiscountFactory
-from payments import transitions
+from payments import selectors, transitions
 from payments.errors import (
     EarlierPaymentOutcomeUnknownError,
     IdempotencyKeyReusedError,
@@ -457,8 +457,8 @@ def _fields(rows) -> list[dict]:
 def test_the_compiled_reads_under_the_locks_answer_what_the_orm_answers():
     cart, other = CartFactory(total=Decimal("25.00")), CartFactory()
     cart_pay(cart=cart, api=ScriptedProvider(pay=[declined()]))
-    leave_unknown(cart)
-    cart_pay(cart=other, api=ScriptedProvider(pay=[CHARGED]))
+    leave_unknown(cart, idempotency_key="order-7")
+    cart_pay(cart=other, api=ScriptedProvider(pay=[CHARGED]), idempotency_key="order-7")
 
     def same(query, **values):
         with transaction.atomic():  # FOR UPDATE needs a transaction
@@ -467,9 +467,14 @@ def test_the_compiled_reads_under_the_locks_answer_what_the_orm_answers():
         return compiled
 
     assert len(same(transitions.ATTEMPTS_LOCKED, cart_id=cart.pk)) == 2
-    [found] = same(transitions.OPEN_ATTEMPT, cart_id=cart.pk)
+    [found] = same(selectors.OPEN_ATTEMPT, cart_id=cart.pk)
     assert found.status == PaymentAttemptStatus.UNKNOWN
-    assert same(transitions.OPEN_ATTEMPT, cart_id=other.pk) == []
+    assert same(selectors.OPEN_ATTEMPT, cart_id=other.pk) == []
+    [request] = same(selectors.REQUEST_FOR_KEY, cart_id=cart.pk, key="order-7")
+    assert request.payment == found
+    [of_other] = same(selectors.REQUEST_FOR_KEY, cart_id=other.pk, key="order-7")
+    assert of_other.payment.cart_id == other.pk  # the same key, another cart's request
+    assert same(selectors.REQUEST_FOR_KEY, cart_id=cart.pk, key="order-8") == []
     assert same(transitions.ATTEMPTS_LOCKED, cart_id=uuid.uuid4()) == []
 
 
