@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 
-from cart.models import Cart
+from cart.models import Cart, PaymentStatus
 from common.compiled import CompiledQuery
 from payments.models import OPEN_ATTEMPT_STATUSES, Payment, PaymentRequest
 
@@ -30,7 +30,17 @@ REQUEST_FOR_KEY = CompiledQuery(
 
 def payment_open_attempt(*, cart: Cart) -> Payment | None:
     """The cart's attempt in flight (`processing` or `unknown`): one at most (a database
-    constraint)."""
+    constraint). Call it with the cart's row locked.
+
+    Only a `processing` cart (or one paid meanwhile, by a late charge) can have one: an
+    attempt is opened only in the transaction that moves its cart to `processing`
+    (`transitions.attempt_started`), and the cart leaves `processing` only in a
+    transaction that settles its one open attempt (charged, declined, not charged) or
+    makes it paid. A `pending` or `failed` cart is answered without a query; were an
+    attempt ever open on one, the constraint would refuse opening a second (nothing is
+    charged: the attempt must exist before the provider is called)."""
+    if cart.payment_status == PaymentStatus.PENDING or cart.payment_status == PaymentStatus.FAILED:
+        return None
     found = OPEN_ATTEMPT.run(cart_id=cart.pk)
     for attempt in found:
         attempt.cart = cart

@@ -227,7 +227,8 @@ def test_pay_stays_within_budget(api_client, fake_provider):
     large = pay()
     # The cart.paid event is written with the change it reports; the answer's attempts
     # and refunds are those the transaction recording the charge read under the lock.
-    assert small == large <= 14
+    # A payable cart is not searched for an attempt in flight (it has none).
+    assert small == large <= 13
 
 
 @pytest.mark.integration
@@ -271,7 +272,7 @@ def test_write_paths_send_these_statements_outside_a_test_transaction(api_client
             lambda: api_client.post(f"/api/cart/{cart.pk}/apply_discount/", {"code": code}),
         ),
         "pay": (
-            14,
+            13,
             lambda: api_client.post(
                 f"/api/cart/{paid.pk}/pay/", {"payment_method": "pm_card_visa"}
             ),
@@ -279,7 +280,7 @@ def test_write_paths_send_these_statements_outside_a_test_transaction(api_client
         # With an Idempotency-Key (bound to the attempt) and a discount (its use
         # consumed, and the discount read for the answer): 8 more (docs/benchmarks.md).
         "pay a discounted cart with a key": (
-            22,
+            21,
             lambda: api_client.post(
                 f"/api/cart/{discounted.pk}/pay/",
                 {"payment_method": "pm_card_visa"},

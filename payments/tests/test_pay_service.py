@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import utils
@@ -476,6 +476,34 @@ def test_the_compiled_reads_under_the_locks_answer_what_the_orm_answers():
     assert of_other.payment.cart_id == other.pk  # the same key, another cart's request
     assert same(selectors.REQUEST_FOR_KEY, cart_id=cart.pk, key="order-8") == []
     assert same(transitions.ATTEMPTS_LOCKED, cart_id=uuid.uuid4()) == []
+
+
+@pytest.mark.parametrize("status", [PaymentStatus.PENDING, PaymentStatus.FAILED])
+def test_a_payable_cart_is_not_searched_for_an_open_attempt(status, django_assert_num_queries):
+    cart = CartFactory(payment_status=status)
+
+    with django_assert_num_queries(0):
+        assert selectors.payment_open_attempt(cart=cart) is None
+
+
+def test_an_open_attempt_on_a_payable_cart_is_never_charged_beside_a_new_one():
+    # A state no transition leaves (opening an attempt makes its cart `processing`):
+    # were it ever there, the database refuses a second open attempt before any charge.
+    cart = CartFactory(payment_status=PaymentStatus.FAILED)
+    Payment.objects.create(
+        cart=cart,
+        amount=cart.total,
+        currency=cart.currency,
+        status=PaymentAttemptStatus.UNKNOWN,
+        idempotency_key="left-open",
+    )
+    provider = ScriptedProvider()
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        cart_pay(cart=cart, api=provider)
+
+    assert provider.requests == []
+    assert Payment.objects.filter(cart=cart).count() == 1
 
 
 def test_a_declined_cart_can_be_paid_again_with_a_new_attempt():
