@@ -186,7 +186,8 @@ def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Paymen
         cart.move_to(PaymentStatus.FAILED)
         cart.save(update_fields=_CART_STATE_FIELDS)
         event_cart_payment_failed(cart=cart, payment=current)
-        # An open attempt's cart was never paid: it has no refund.
+        # The cart moved from processing to failed: it was never paid (paid is final), so
+        # it has no refund.
         _known_history(cart, payments=attempts, refunds=[])
         return current
 
