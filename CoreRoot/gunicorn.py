@@ -4,7 +4,8 @@
 
 GUNICORN_WORKERS (processes, default 2), GUNICORN_THREADS (per process, default 4),
 GUNICORN_TIMEOUT (seconds a request may take before its worker is restarted, default 30:
-above the payment client's worst case), GUNICORN_BIND (default 0.0.0.0:8000).
+above the payment client's worst case), GUNICORN_BIND (default 0.0.0.0:8000),
+GUNICORN_MAX_REQUESTS (requests before a worker is replaced, default 100,000, 0: never).
 
 In production gunicorn runs behind the reverse proxy of `deploy/nginx` (its own docs ask
 for a buffering proxy): the proxy reads whole requests, so slow clients and chunked
@@ -27,9 +28,12 @@ graceful_timeout = 30
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 # Connections to the database are kept per thread (CONN_MAX_AGE); recycle workers now
-# and then so a slow leak in any dependency cannot grow forever.
-max_requests = 10000
-max_requests_jitter = 1000
+# and then so a slow leak in any dependency cannot grow forever. A new worker imports
+# Django and the app again (about half a second of CPU) and opens its connections: at
+# 1,000 requests/s a worker, 10,000 meant that every ten seconds (the benchmark saw a
+# restart in most of its 6-second runs), 100,000 every minute and a half. 0: never.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "100000"))
+max_requests_jitter = max_requests // 10
 # gunicorn's runtime control socket defaults to one path per user: several instances on
 # one machine (tests, benchmarks) would fight over it, and nothing here uses it.
 control_socket_disable = True

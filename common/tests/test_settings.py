@@ -322,3 +322,18 @@ def test_postgres_pool_replaces_persistent_connections_and_checks_what_it_hands_
         "True",
         "{'min_size': 1, 'max_size': 8, 'timeout': 10}",
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, "100000 10000"), ("5000", "5000 500"), ("0", "0 0")]
+)
+def test_gunicorn_replaces_a_worker_after_max_requests(value, expected):
+    env = {k: v for k, v in os.environ.items() if k != "GUNICORN_MAX_REQUESTS"}
+    if value is not None:
+        env["GUNICORN_MAX_REQUESTS"] = value
+    code = "import CoreRoot.gunicorn as g; print(g.max_requests, g.max_requests_jitter)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
