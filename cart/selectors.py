@@ -213,6 +213,8 @@ _READ = {
 
 
 def _read_rows(kind: str, text: str, db: str) -> list:
+    if text == "[]":  # most carts have no lines, attempts or refunds: nothing to parse
+        return []
     model = _HISTORY_KINDS[kind][0]
     attnames, converters = _READ[kind]
     return [

@@ -63,8 +63,7 @@ def validate_idempotency_key(value: str | None) -> str | None:
 
 
 def line_representation(line: CartLine, currency: str) -> dict:
-    def amount(value):
-        return money.quantize(value, currency)
+    amount = money.quantizer(currency)
 
     return {
         "id": line.id,
@@ -284,9 +283,7 @@ class CartSerializer(serializers.ModelSerializer):
         # Built directly: DRF would deep-copy and rebuild every declared field (and the
         # nested ones) for each cart, the largest cost of a cart GET in a profile.
         # `test_fast_representation_matches_the_declared_fields` keeps the two in step.
-        def amount(value):
-            return money.quantize(value, instance.currency)
-
+        amount = money.quantizer(instance.currency)
         related = cart_related(instance)
         discount = related.discount
         return {

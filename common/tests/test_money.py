@@ -142,3 +142,17 @@ def test_allocating_nothing_gives_zero_shares_even_over_zero_weights():
 def test_allocation_refuses_what_cannot_be_split(amount, weights):
     with pytest.raises(ValueError, match=r"split|decimals"):
         money.allocate(amount, weights, "USD")
+
+
+@pytest.mark.parametrize("currency", ["USD", "jpy", "BHD"])
+@pytest.mark.parametrize("amount", ["0", "1.005", "2.5", "10.994999", "-3.3351", "19999.9995"])
+def test_a_quantizer_rounds_as_quantize_does(currency, amount):
+    assert money.quantizer(currency)(Decimal(amount)) == money.quantize(Decimal(amount), currency)
+    assert str(money.quantizer(currency)(Decimal(amount))) == str(
+        money.quantize(Decimal(amount), currency)
+    )
+
+
+def test_a_quantizer_refuses_an_unknown_currency():
+    with pytest.raises(money.UnknownCurrencyError):
+        money.quantizer("XYZ")
