@@ -237,8 +237,10 @@ _CART = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=uuid.UUID)
 _CART_LOCKED = CompiledQuery(
     lambda pk: Cart.objects.select_for_update().filter(pk=pk), pk=uuid.UUID
 )
+# In the order of the one statement's JSON (created, then id for a tie).
 _PAYMENTS = CompiledQuery(
-    lambda cart_id: Payment.objects.filter(cart_id=cart_id), cart_id=uuid.UUID
+    lambda cart_id: Payment.objects.filter(cart_id=cart_id).order_by("created", "id"),
+    cart_id=uuid.UUID,
 )
 
 

@@ -29,6 +29,7 @@ from uuid import UUID, uuid4
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model, QuerySet
+from django.db.transaction import TransactionManagementError
 
 
 class CompiledQuery:
@@ -38,7 +39,7 @@ class CompiledQuery:
                 raise ImproperlyConfigured(f"{name}: only str, datetime, int, UUID parameters.")
         self._build = build
         self._params = params
-        self._compiled: dict[str, tuple[type[Model], str, list]] = {}
+        self._compiled: dict[str, tuple[type[Model], str, list, bool]] = {}
         self._readers: dict[str, _Reader] = {}
 
     def queryset(self, **values) -> QuerySet:
@@ -47,10 +48,17 @@ class CompiledQuery:
         return self._build(**values)
 
     def run(self, *, using: str = DEFAULT_DB_ALIAS, **values) -> list[Model]:
-        model, sql, slots = self._compiled.get(using) or self._compile(using)
+        model, sql, slots, locks = self._compiled.get(using) or self._compile(using)
         connection = connections[using]
+        if locks and connection.get_autocommit():
+            # As the ORM refuses it: a lock taken outside a transaction ends at once.
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
         params = [
-            _adapt(connection, values[slot.name]) if isinstance(slot, _Slot) else slot
+            slot.send(_adapt(connection, self._params[slot.name], values[slot.name]))
+            if isinstance(slot, _Slot)
+            else slot
             for slot in slots
         ]
         with connection.cursor() as cursor:
@@ -60,21 +68,23 @@ class CompiledQuery:
             if reader is None:
                 columns = [column[0] for column in cursor.description]
                 reader = self._readers[using] = _Reader(model, columns, connection)
-        return [reader.instance(row, using) for row in rows]
+        return [reader.instance(row, using, connection) for row in rows]
 
     def _compile(self, using: str) -> tuple[type[Model], str, list]:
         connection = connections[using]
         markers = {name: _marker(kind) for name, kind in self._params.items()}
         queryset = self._build(**markers)
         sql, params = queryset.query.get_compiler(using=using).as_sql()
-        adapted = {name: _adapt(connection, value) for name, value in markers.items()}
+        adapted = {
+            name: _adapt(connection, self._params[name], value) for name, value in markers.items()
+        }
         slots, seen = [], set()
         for param in params:
             name = next((n for n, marker in adapted.items() if _same(param, marker)), None)
             if name is None:
                 slots.append(param)  # a constant of the query ('reserved', 0, …)
             else:
-                slots.append(_Slot(name))
+                slots.append(_Slot(name, param))
                 seen.add(name)
         missing = set(self._params) - seen
         if missing:
@@ -82,7 +92,8 @@ class CompiledQuery:
                 f"The compiled query does not take {sorted(missing)} as given: its builder "
                 "must use each parameter unchanged."
             )
-        compiled = self._compiled[using] = (queryset.model, sql, slots)
+        locks = queryset.query.select_for_update and connection.features.has_select_for_update
+        compiled = self._compiled[using] = (queryset.model, sql, slots, locks)
         return compiled
 
 
@@ -92,12 +103,13 @@ class _Reader:
     with the columns matched to fields and their converters found once, not per run."""
 
     def __init__(self, model: type[Model], columns: list[str], connection) -> None:
-        position = {name: index for index, name in enumerate(columns)}
+        position = {}
+        for index, name in enumerate(columns):
+            position.setdefault(name, index)  # the model's own table comes first
         fields = [f for f in model._meta.concrete_fields if f.column in position]
         if model._meta.pk not in fields:
             raise ImproperlyConfigured("A compiled query must select the primary key.")
         self.model = model
-        self.connection = connection
         self.attnames = [field.attname for field in fields]
         self.fields = []
         for field in fields:
@@ -106,15 +118,17 @@ class _Reader:
                 connection
             )
             self.fields.append((position[field.column], column, convert))
-        taken = {field.column for field in fields}
+        # Other columns become attributes, except those named like a model column (a
+        # joined table's), which QuerySet.raw leaves out too.
+        taken = {field.column for field in model._meta.concrete_fields}
         self.extra = [(name, index) for index, name in enumerate(columns) if name not in taken]
 
-    def instance(self, row, using: str) -> Model:
+    def instance(self, row, using: str, connection) -> Model:
         values = []
         for index, column, convert in self.fields:
             value = row[index]
             for converter in convert:
-                value = converter(value, column, self.connection)
+                value = converter(value, column, connection)
             values.append(value)
         instance = self.model.from_db(using, self.attnames, values)
         for name, index in self.extra:
@@ -123,16 +137,25 @@ class _Reader:
 
 
 class _Slot:
-    __slots__ = ("name",)
+    """Where a parameter goes, and the integer type the ORM sent it as there (on
+    PostgreSQL an integer column's value is a typed psycopg `Int4`, `Int8`, …)."""
 
-    def __init__(self, name: str) -> None:
+    __slots__ = ("int_type", "name")
+
+    def __init__(self, name: str, compiled_value) -> None:
         self.name = name
+        kind = type(compiled_value)
+        self.int_type = kind if issubclass(kind, int) and kind is not int else None
+
+    def send(self, value):
+        return value if self.int_type is None else self.int_type(value)
 
 
 def _marker(kind: type):
     if kind is int:
-        # Far below any key or count a query holds.
-        return -(10**17) - secrets.randbelow(10**17)
+        # Within every integer column's range (Django refuses a value outside the
+        # field's), and unlike any constant a query holds.
+        return 1_000_000_007 + secrets.randbelow(10**9)
     if kind is UUID:
         return uuid4()
     if kind is str:
@@ -143,7 +166,9 @@ def _marker(kind: type):
     return datetime(1901, 2, 3, 4, 5, 6, secrets.randbelow(10**6), tzinfo=UTC)
 
 
-def _adapt(connection, value):
+def _adapt(connection, kind: type, value):
+    if kind is UUID and not isinstance(value, UUID):
+        value = UUID(str(value))  # a UUID given as text, as UUIDField takes it
     if isinstance(value, datetime):
         return connection.ops.adapt_datetimefield_value(value)
     if isinstance(value, UUID):
@@ -153,4 +178,6 @@ def _adapt(connection, value):
 
 
 def _same(param, marker) -> bool:
+    if type(marker) is int:  # the ORM may send it as a typed integer (psycopg's Int4)
+        return isinstance(param, int) and not isinstance(param, bool) and param == marker
     return type(param) is type(marker) and param == marker

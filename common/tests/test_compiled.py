@@ -6,6 +6,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.db.transaction import TransactionManagementError
 
 from cart.models import Cart
 from cart.tests.factories import CartFactory
@@ -72,3 +73,57 @@ def test_a_query_without_the_primary_key_is_refused():
     totals = CompiledQuery(lambda: Cart.objects.values("total"))
     with pytest.raises(ImproperlyConfigured, match="primary key"):
         totals.run()
+
+
+def test_a_joined_table_never_lends_its_columns_to_the_model():
+    # select_related reads the discount's columns beside the code's: "id" and "code" of
+    # the code are the code's own, and the discount's are not set as attributes.
+    from discount.models import DiscountCode
+    from discount.services import discount_generate_codes
+
+    campaign = DiscountFactory(code="XMAS")
+    (generated,) = discount_generate_codes(discount=campaign, count=1, prefix="XM")
+    query = CompiledQuery(
+        lambda code: DiscountCode.objects.select_related("discount").filter(code=code),
+        code=str,
+    )
+    (read,) = query.run(code=generated.code)
+    assert (read.pk, read.code, read.discount_id) == (
+        generated.pk,
+        generated.code,
+        campaign.pk,
+    )
+    assert read.kind == campaign.kind  # another column: an attribute, as with raw()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_is_refused_outside_a_transaction_as_the_orm_refuses_it():
+    from django.db import connection, transaction
+
+    cart = CartFactory()
+    locked = CompiledQuery(lambda pk: Cart.objects.select_for_update().filter(pk=pk), pk=UUID)
+    with transaction.atomic():
+        assert [c.pk for c in locked.run(pk=cart.pk)] == [cart.pk]
+    if connection.features.has_select_for_update:
+        with pytest.raises(TransactionManagementError):
+            locked.run(pk=cart.pk)
+        with pytest.raises(TransactionManagementError):
+            list(locked.queryset(pk=cart.pk))
+    else:  # SQLite: no row locks; its write transactions hold the database's lock
+        assert [c.pk for c in locked.run(pk=cart.pk)] == [cart.pk]
+
+
+def test_numbers_fit_any_integer_column_and_any_lookup():
+    DiscountFactory(code="USED", times_used=3)
+    used = CompiledQuery(lambda n: Discount.objects.filter(times_used=n), n=int)
+    at_least = CompiledQuery(lambda n: Discount.objects.filter(times_used__gte=n), n=int)
+    assert [d.code for d in used.run(n=3)] == ["USED"]
+    assert used.run(n=4) == []
+    assert [d.code for d in at_least.run(n=2)] == ["USED"]
+
+
+def test_a_uuid_given_as_text_finds_the_row_on_every_database():
+    cart = CartFactory()
+    by_pk = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=UUID)
+    assert [c.pk for c in by_pk.run(pk=str(cart.pk))] == [cart.pk]
+    assert [c.pk for c in by_pk.run(pk=cart.pk.hex)] == [cart.pk]
