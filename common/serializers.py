@@ -9,9 +9,11 @@ third of the CPU of `POST /api/discount/`.
 A shallow copy is a field of its own for everything DRF sets on an instance when
 binding it (`field_name`, `parent`, `source`, `label`, lazily its `validators`), and
 shares only what its constructor made, which validation reads and never changes
-(choices, a ListField's child, validators given to it). Only for serializers whose
-fields do not depend on the instance (no `get_fields` of their own reading
-`initial_data`, the request or the context).
+(choices, a ListField's child, validators given to it). A shared child stays bound to
+the field built first, never to this request's serializer: so only for serializers
+whose fields do not depend on the instance (no `get_fields` of their own reading
+`initial_data`, the request or the context) and have no nested serializer (a
+`many=True` child would be shared between requests and threads).
 """
 
 import copy
