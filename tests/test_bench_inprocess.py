@@ -1,0 +1,50 @@
+"""bench/inprocess.py, the quick look at an endpoint's CPU, still serves its scenarios:
+each line of its table is a scenario that answered 2xx every time (it stops on any other
+answer)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_inprocess_measures_each_scenario_and_its_limit():
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "FAKE_PAYMENT_API", "PYTEST_", "COV_"))
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/inprocess.py",
+            "--only",
+            "get_cart,apply_discount,pay",
+            "--requests",
+            "3",
+            "--rounds",
+            "1",
+            "--warmup",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = dict(re.findall(r"^(\w+)\s+([0-9.]+)\s+[0-9.]+\s+[0-9.]+$", result.stdout, re.M))
+    assert set(measured) == {
+        "bare",
+        "get_cart",
+        "apply_discount",
+        "pay",
+        "limit_get_cart",
+        "limit_apply_discount",
+        "limit_pay",
+    }
+    assert all(float(ms) > 0 for ms in measured.values())
