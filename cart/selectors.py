@@ -142,6 +142,21 @@ def with_related_in_one_statement(queryset: models.QuerySet) -> models.QuerySet:
     )
 
 
+# The first page of GET /api/cart/ for each page size asked (at most 101 rows).
+_NEWEST: dict[int, CompiledQuery] = {}
+
+
+def carts_newest(limit: int) -> list[Cart]:
+    """The `limit` newest carts, each with its related rows as
+    `with_related_in_one_statement` reads them, by a statement compiled once per limit."""
+    query = _NEWEST.get(limit)
+    if query is None:
+        query = _NEWEST[limit] = CompiledQuery(
+            lambda: with_related_in_one_statement(Cart.objects.order_by("-created"))[:limit]
+        )
+    return query.run()
+
+
 @functools.cache
 def _one_cart_sql(vendor: str) -> str:
     # The statement of `with_related_in_one_statement(Cart.objects.filter(pk=…))`,

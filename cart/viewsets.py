@@ -18,7 +18,12 @@ from cart import api_docs
 from cart.errors import CartDiscountAlreadyAppliedError
 from cart.filters import CartFilter
 from cart.models import Cart
-from cart.selectors import cart_as_shown, cart_get, with_related_in_one_statement
+from cart.selectors import (
+    cart_as_shown,
+    cart_get,
+    carts_newest,
+    with_related_in_one_statement,
+)
 from cart.serializers import (
     CartLineSerializer,
     CartSerializer,
@@ -85,6 +90,12 @@ class CartViewSet(
             # in one statement, which sees one moment of them: no transaction.
             return with_related_in_one_statement(Cart.objects.all())
         return super().get_queryset()
+
+    def first_page(self, limit: int) -> list[Cart] | None:
+        # The page of a list without filters, compiled once (NewestFirstCursorPagination).
+        if self._has_filter_parameters():
+            return None
+        return carts_newest(limit)
 
     def retrieve(self, request, pk=None):
         # The same one statement for one cart, built once rather than compiled per request.

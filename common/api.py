@@ -155,9 +155,37 @@ class ListFiltersOnlyMixin:
 
 
 class NewestFirstCursorPagination(CursorPagination):
+    """Newest first. A view may serve the first page itself (`first_page(limit)`: the
+    `limit` newest rows, or None to leave it to the queryset), by a statement compiled
+    once: building and compiling the page's queryset was an eighth of a cart list's CPU.
+    The rest is DRF's first-page logic, unchanged, so the page and its `next` cursor are
+    what DRF makes (`test_the_first_page_is_drfs_own`)."""
+
     ordering = "-created"
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def paginate_queryset(self, queryset, request, view=None):
+        first_page = getattr(view, "first_page", None)
+        if first_page is None or self.cursor_query_param in request.query_params:
+            return super().paginate_queryset(queryset, request, view)
+        self.request = request
+        self.page_size = self.get_page_size(request)
+        results = first_page(self.page_size + 1) if self.page_size else None
+        if results is None:
+            return super().paginate_queryset(queryset, request, view)
+        # DRF's own steps for a request without a cursor (offset 0, not reversed).
+        self.base_url = request.build_absolute_uri()
+        self.ordering = self.get_ordering(request, queryset, view)
+        self.cursor = None
+        self.page = list(results[: self.page_size])
+        self.has_next = len(results) > len(self.page)
+        self.has_previous = False
+        if self.has_next:
+            self.next_position = self._get_position_from_instance(results[-1], self.ordering)
+        if self.has_next and self.template is not None:
+            self.display_page_controls = True
+        return self.page
 
     def decode_cursor(self, request):
         """A cursor is opaque to clients: anything we did not hand out is a 400."""
