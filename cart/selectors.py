@@ -5,6 +5,7 @@
     cart = cart_as_shown(cart_id)     # the same for one cart, by a statement built once
     cart = cart_get(cart_id)          # the cart's row alone (None: no such cart)
     locked = cart_get_locked(cart.pk)  # its row locked, in the caller's transaction
+    cart_known_history(cart, payments=[])  # its answer shows no attempt, read from nowhere
 
     summary = payments_summary(since=start_of_today)
     summary.paid         # [PaidInCurrency("USD", carts=2, total=Decimal("35.00")), …]
@@ -278,6 +279,19 @@ def cart_get_locked(cart_id: uuid.UUID) -> Cart:
     if not found:
         raise Cart.DoesNotExist(f"No cart {cart_id}.")
     return found[0]
+
+
+def cart_known_history(cart: Cart, **rows: list) -> Cart:
+    """Leave on `cart` related rows already known (`payments=[…]`, `refunds=[…]`), the way
+    `prefetch_related` leaves them: `cart.payments.all()` and `cart_related(cart)` then
+    send no query (nor compile one)."""
+    cache = {}
+    for name, known in rows.items():
+        queryset = getattr(cart, name).all()
+        queryset._result_cache, queryset._prefetch_done = list(known), True
+        cache[name] = queryset
+    cart._prefetched_objects_cache = cache
+    return cart
 
 
 def _payments_of(cart: Cart) -> list[Payment]:

@@ -646,5 +646,5 @@ def _copy_state(cart: Cart, source: Cart) -> None:
     for field in Cart._meta.concrete_fields:
         setattr(cart, field.attname, getattr(source, field.attname))
     # Its attempts and refunds as the transaction that settled it left them, if it did
-    # (`transitions._known_history`); any others are older than this state.
+    # (`cart_known_history`, in `transitions`); any others are older than this state.
     cart._prefetched_objects_cache = dict(getattr(source, "_prefetched_objects_cache", {}))

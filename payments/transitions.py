@@ -26,7 +26,7 @@ from django.utils import timezone
 
 import utils
 from cart.models import Cart, PaymentStatus
-from cart.selectors import cart_get_locked
+from cart.selectors import cart_get_locked, cart_known_history
 from common.compiled import CompiledQuery
 from discount.services import discount_consume_reservation
 from events.services import event_cart_paid, event_cart_payment_failed, event_cart_refunded
@@ -88,18 +88,6 @@ def _locked_with_attempts(cart_id, pk) -> tuple[Cart, Payment, list[Payment]]:
     if current is None:
         raise Payment.DoesNotExist(f"No attempt {pk} of cart {cart_id}.")
     return cart, current, attempts
-
-
-def _known_history(cart: Cart, *, payments: list[Payment], refunds: list[Refund]) -> None:
-    """Leave on `cart` its attempts and refunds as this transaction commits them, the way
-    `prefetch_related` leaves related rows: `cart.payments.all()` then sends no query.
-    `payments.services._copy_state` carries them to the caller's cart (or drops them)."""
-    cache = {}
-    for name, rows in (("payments", payments), ("refunds", refunds)):
-        queryset = getattr(cart, name).all()
-        queryset._result_cache, queryset._prefetch_done = rows, True
-        cache[name] = queryset
-    cart._prefetched_objects_cache = cache
 
 
 # -- attempts ------------------------------------------------------------------------------
@@ -166,7 +154,7 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
         event_cart_paid(cart=cart, payment=current)
         # The cart was not paid before: no attempt of it was a duplicate, so it has no
         # refund (only a paid cart's charges are given back).
-        _known_history(cart, payments=attempts, refunds=[])
+        cart_known_history(cart, payments=attempts, refunds=[])
         return current
 
 
@@ -188,7 +176,7 @@ def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Paymen
         event_cart_payment_failed(cart=cart, payment=current)
         # The cart moved from processing to failed: it was never paid (paid is final), so
         # it has no refund.
-        _known_history(cart, payments=attempts, refunds=[])
+        cart_known_history(cart, payments=attempts, refunds=[])
         return current
 
 
