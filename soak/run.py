@@ -124,6 +124,11 @@ RATE_LIMITS_OFF = (
     "TOKEN_PER_USERNAME",
 )
 CLIENT_TIMEOUT = 35.0  # above gunicorn's 30 s worker timeout: a hung request shows up
+# The clients talk to gunicorn directly, which closes a keep-alive connection idle for 2 s
+# (CoreRoot/gunicorn.py). A request sent on one at that moment meets a reset before the
+# API has read it: no answer, and nothing the API did. The proxy of deploy/nginx drops its
+# idle upstream connections after 1 s for that reason, and the clients here do the same.
+CLIENT_IDLE_CLOSE = 1.0
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 MAX_FAULT_DELAY_MS = 6000  # the longest provider delay any fault below injects
@@ -463,6 +468,10 @@ class Soak:
 
     def session(self) -> requests.Session:
         session = getattr(self.local, "session", None)
+        now = time.monotonic()
+        if session is not None and now - self.local.used > CLIENT_IDLE_CLOSE:
+            session.close()  # its connections may be the ones gunicorn is closing
+            session = None
         if session is None:
             session = requests.Session()
             session.trust_env = False  # loopback only, whatever the proxy variables say
@@ -495,10 +504,12 @@ class Soak:
             )
         except requests.RequestException as exc:
             rec.t1 = time.time()
+            self.local.used = time.monotonic()
             rec.text = f"{type(exc).__name__}: {exc}"
             self.record(rec)
             return rec
         rec.t1 = time.time()
+        self.local.used = time.monotonic()  # idle from the answer on
         rec.status = response.status_code
         rec.body = parse_json(response.text)
         if isinstance(rec.body, dict) and isinstance(rec.body.get("error"), dict):
