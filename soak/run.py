@@ -476,6 +476,7 @@ class Soak:
             session = requests.Session()
             session.trust_env = False  # loopback only, whatever the proxy variables say
             self.local.session = session
+        self.local.used = now  # call() moves it to the answer's time
         return session
 
     def call(

@@ -73,3 +73,10 @@ def test_the_limit_is_below_the_servers_keep_alive():
     code = "import CoreRoot.gunicorn as g; print(g.keepalive)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(out.stdout) > soak_run.CLIENT_IDLE_CLOSE
+
+
+def test_the_setup_requests_outside_call_use_the_same_sessions(server):
+    soak = _soak(server)
+    for _ in range(3):
+        assert soak.session().get(server, timeout=5).status_code == 200
+    assert _Handler.connections == 1
