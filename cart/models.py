@@ -34,6 +34,7 @@ from cart.errors import (
     InvalidPaymentTransitionError,
 )
 from common import money
+from common.compiled import CompiledSaves
 from common.fields import AmountField, check_fits_currency, clean_currency
 
 # The payment ledger lives in `payments.models`; its names stay importable from here,
@@ -95,7 +96,7 @@ class AppliedDiscount:
     kind: str
 
 
-class Cart(models.Model):
+class Cart(CompiledSaves, models.Model):
     # A random UUID, not a counter: knowing a cart's id is what lets a storefront read,
     # discount and pay it, so ids must not be guessable.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -305,7 +306,7 @@ class Cart(models.Model):
         return refund_create(cart=self, **options)
 
 
-class CartLine(models.Model):
+class CartLine(CompiledSaves, models.Model):
     """One thing being bought: `quantity` units of `sku` at `unit_price` each, in the
     cart's currency. `amount_discounted` is its share of the cart's discount."""
 

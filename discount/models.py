@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from cart.models import SKU_PATTERN, PaymentStatus
 from common import money
-from common.compiled import CompiledQuery
+from common.compiled import CompiledQuery, CompiledSaves
 from common.fields import AmountField, check_fits_currency, clean_currency
 from discount.errors import (
     DiscountBudgetExhaustedError,
@@ -122,7 +122,7 @@ class DiscountQuerySet(models.QuerySet):
         )
 
 
-class Discount(models.Model):
+class Discount(CompiledSaves, models.Model):
     code = models.CharField(
         max_length=64,
         validators=[
@@ -499,7 +499,7 @@ def generate_code(prefix: str) -> str:
     return f"{prefix}{body[:5]}-{body[5:10]}-{body[10:]}"
 
 
-class DiscountCode(models.Model):
+class DiscountCode(CompiledSaves, models.Model):
     """A generated single-use code of a discount: one cart may hold it (its reservation
     names it), and once that cart is paid nobody else can. Stored upper-case."""
 
@@ -531,7 +531,7 @@ class DiscountReservationQuerySet(models.QuerySet):
         )
 
 
-class DiscountReservation(models.Model):
+class DiscountReservation(CompiledSaves, models.Model):
     """One use of a code by one cart: reserved when applied, consumed when the cart is
     paid, released when it was not paid in time. `amount` is what the code took off."""
 

@@ -19,6 +19,7 @@ import uuid
 import simplejson
 from django.db import models
 
+from common.compiled import CompiledSaves
 from observability.context import current_request_id
 
 
@@ -35,7 +36,7 @@ class EventStatus(models.TextChoices):
     NOT_SENT = "not_sent", "Not sent: no SHOP_WEBHOOK_URL was configured"
 
 
-class Event(models.Model):
+class Event(CompiledSaves, models.Model):
     """One event for the shop, and where its delivery stands.
 
     `next_attempt_at` is when the next delivery may start: a delivery claims the event by
@@ -77,7 +78,7 @@ class Event(models.Model):
         return simplejson.loads(self.body, use_decimal=True)["data"]
 
 
-class EventDelivery(models.Model):
+class EventDelivery(CompiledSaves, models.Model):
     """One try to deliver an event: what the shop answered, how long it took, and when
     the next try is due (None: no retry, it was delivered or retries ran out)."""
 
@@ -103,7 +104,7 @@ class EventDelivery(models.Model):
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-class ProviderEvent(models.Model):
+class ProviderEvent(CompiledSaves, models.Model):
     """An event the payment provider sent us, stored by its `webhook-id` before it is
     acted on: a second delivery of the same id finds it and changes nothing."""
 

@@ -29,6 +29,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from common import money
+from common.compiled import CompiledSaves
 from common.fields import AmountField
 from observability.context import MAX_LENGTH as REQUEST_ID_LENGTH
 from observability.context import current_request_id
@@ -93,7 +94,7 @@ REFUND_MESSAGES: dict[str, str] = {
 }
 
 
-class Payment(models.Model):
+class Payment(CompiledSaves, models.Model):
     """The ledger: every attempt to charge a cart and what the provider made of it.
 
     `idempotency_key` is the key sent to the provider; retrying or resuming an attempt
@@ -163,7 +164,7 @@ class Payment(models.Model):
         return self.status in OPEN_ATTEMPT_STATUSES
 
 
-class PaymentRequest(models.Model):
+class PaymentRequest(CompiledSaves, models.Model):
     """A pay request made with an `Idempotency-Key`, and the attempt that answered it.
 
     Repeating the request with the key returns that attempt's outcome. Several requests
@@ -206,7 +207,7 @@ class RefundReason(models.TextChoices):
     DUPLICATE_CHARGE = "duplicate_charge", "Duplicate charge, given back automatically"
 
 
-class Refund(models.Model):
+class Refund(CompiledSaves, models.Model):
     """Money given back of one charged attempt.
 
     `idempotency_key` is the key sent to the provider, derived from this row (or, for a
@@ -265,7 +266,7 @@ class Refund(models.Model):
 LINE_COUNTING_REFUND_STATUSES = (*OPEN_REFUND_STATUSES, RefundStatus.SUCCESS)
 
 
-class RefundLine(models.Model):
+class RefundLine(CompiledSaves, models.Model):
     """Units of one cart line that a refund gives back, and what they were paid (after
     their share of the discount)."""
 
