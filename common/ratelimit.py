@@ -34,6 +34,7 @@ a cart is paid once) or refuse it too when `RATELIMIT_FAIL_OPEN` is false.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -99,14 +100,12 @@ def rate_limit_hit(*, name: str, key: str, rate: Rate) -> Usage:
     now = time.time()
     cache_key, end = window(name=name, key=key, rate=rate, at=now)
     cache = caches[CACHE_ALIAS]
-    timeout = rate.period + 1
-    if cache.add(cache_key, 1, timeout=timeout):
-        count = 1
-    else:
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:  # it expired between add and incr: this is a new window
-            count = 1 if cache.add(cache_key, 1, timeout=timeout) else cache.incr(cache_key)
+    # Counting first: every request but a window's first finds its counter, so one
+    # operation (one Redis round trip) instead of two.
+    try:
+        count = cache.incr(cache_key)
+    except ValueError:  # no counter yet: this request opens the window
+        count = 1 if cache.add(cache_key, 1, timeout=rate.period + 1) else cache.incr(cache_key)
     return Usage(count=count, limit=rate.limit, retry_after=max(1, math.ceil(end - now)))
 
 
@@ -183,6 +182,7 @@ class RateLimit(BaseThrottle):
         return self.usage.retry_after
 
 
+@functools.cache  # one class per limit, not one per request
 def rate_limit(name: str, *, fail_closed: bool = False) -> type[RateLimit]:
     """The throttle class applying `settings.RATE_LIMITS[name]`; `fail_closed`: refuse
     (503) rather than let through when the store is unreachable, whatever

@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import caches
 
 from cart.tests.factories import CartFactory
-from common.ratelimit import Rate, rate_limit_hit, window
+from common.ratelimit import Rate, rate_limit, rate_limit_hit, window
 from common.testing import error_of
 from conftest import ROOT
 from discount.tests.factories import DiscountFactory
@@ -50,6 +50,30 @@ def test_counts_within_one_window_and_says_when_it_ends():
     assert [u.count for u in usages] == [1, 2, 3, 4]
     assert [u.allowed for u in usages] == [True, True, True, False]
     assert all(1 <= u.retry_after <= 60 for u in usages)
+
+
+def test_a_request_in_an_open_window_costs_one_operation_on_the_store(monkeypatch):
+    # With Redis each operation is a round trip on every limited request.
+    cache = caches["ratelimit"]
+    calls = []
+    for name in ("add", "incr", "get", "set"):
+        original = getattr(cache, name)
+        monkeypatch.setattr(
+            cache, name, lambda *a, _o=original, _n=name, **k: calls.append(_n) or _o(*a, **k)
+        )
+    rate = Rate(10, 60)
+    rate_limit_hit(name="ops_per_ip", key="k", rate=rate)  # opens the window
+    calls.clear()
+
+    counts = [rate_limit_hit(name="ops_per_ip", key="k", rate=rate).count for _ in range(3)]
+
+    assert counts == [2, 3, 4]
+    assert calls == ["incr", "incr", "incr"]
+
+
+def test_each_limit_is_one_throttle_class_whatever_the_requests():
+    assert rate_limit("apply_discount_per_ip") is rate_limit("apply_discount_per_ip")
+    assert rate_limit("pay_per_cart") is not rate_limit("pay_per_cart", fail_closed=True)
 
 
 def test_keys_are_hashed_and_separate():
