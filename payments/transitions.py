@@ -47,6 +47,18 @@ from payments.models import (
 logger = logging.getLogger(__name__)
 
 _CART_STATE_FIELDS = ("payment_status", "updated")
+# What settling an attempt writes (charged, declined, not charged): the rest of its row
+# (cart, amount, key, …) never changes once it is opened.
+_SETTLED_FIELDS = (
+    "status",
+    "provider_payment_id",
+    "decline_code",
+    "error_code",
+    "error",
+    "completed",
+    "in_flight_until",
+    "updated",
+)
 
 
 def in_flight_deadline():
@@ -140,11 +152,11 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
             current.error_code = ErrorCode.DUPLICATE_CHARGE
             current.error = ATTEMPT_MESSAGES[ErrorCode.DUPLICATE_CHARGE]
             logger.error("Cart %s charged twice (%s): it will be given back", cart.pk, result)
-            current.save()
+            current.save(update_fields=_SETTLED_FIELDS)
             return current
         current.status = PaymentAttemptStatus.SUCCESS
         current.error_code = current.error = ""
-        current.save()
+        current.save(update_fields=_SETTLED_FIELDS)
         if cart.payment_status != PaymentStatus.PROCESSING:
             cart.move_to(PaymentStatus.PROCESSING)  # a late charge on a payable cart
         cart.move_to(PaymentStatus.SUCCESS)
@@ -170,7 +182,7 @@ def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Paymen
         current.error_code = current.error = ""
         current.completed = timezone.now()
         current.in_flight_until = None
-        current.save()
+        current.save(update_fields=_SETTLED_FIELDS)
         cart.move_to(PaymentStatus.FAILED)
         cart.save(update_fields=_CART_STATE_FIELDS)
         event_cart_payment_failed(cart=cart, payment=current)
@@ -197,7 +209,7 @@ def attempt_not_charged(
         current.error = ATTEMPT_MESSAGES[code]
         current.completed = timezone.now()
         current.in_flight_until = None
-        current.save()
+        current.save(update_fields=_SETTLED_FIELDS)
         declined_before = cart.payments.filter(status=PaymentAttemptStatus.FAILED).exists()
         cart.move_to(PaymentStatus.FAILED if declined_before else PaymentStatus.PENDING)
         cart.save(update_fields=_CART_STATE_FIELDS)
