@@ -23,6 +23,7 @@ from common.fields import (
     run_model_clean,
     run_validator,
 )
+from common.serializers import built_once
 from discount.models import DiscountKind
 from payments.serializers import (
     PaymentSerializer,
@@ -236,17 +237,24 @@ class CartSerializer(serializers.ModelSerializer):
         data = getattr(self, "initial_data", None)
         if data is None:  # showing a cart, or its schema: every field
             return super().get_fields()
-        # Reading a request builds only what it may write (each field is a deep copy of
-        # the declared one, the nested serializers too: building the read-only ones was
-        # a third of a create's CPU), and `lines` only when sent. The answer is
-        # `to_representation`, which needs no field.
+        # Reading a request builds only what it may write (building the read-only ones,
+        # the nested serializers too, was a third of a create's CPU), and `lines` only
+        # when sent. The answer is `to_representation`, which needs no field. The plain
+        # fields are built once per class (`common.serializers.built_once`); `lines`, a
+        # nested serializer, is a deep copy for each request.
+        fields = built_once(
+            self,
+            "_plain_writable_fields",
+            lambda: {
+                name: copy.deepcopy(self._declared_fields[name])
+                for name in self.WRITABLE_FIELDS
+                if name != "lines"
+            },
+        )
         with_lines = hasattr(data, "keys") and "lines" in data
-        fields = {
-            name: copy.deepcopy(self._declared_fields[name])
-            for name in self.WRITABLE_FIELDS
-            if with_lines or name != "lines"
-        }
-        if not with_lines:
+        if with_lines:
+            fields["lines"] = copy.deepcopy(self._declared_fields["lines"])
+        else:
             # The tutorial's cart: a total and a number of items, named when missing.
             fields["total"].required = fields["items_number"].required = True
         return fields

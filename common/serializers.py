@@ -17,16 +17,23 @@ whose fields do not depend on the instance (no `get_fields` of their own reading
 """
 
 import copy
+from collections.abc import Callable
 
 
 class FieldsBuiltOnce:
     """Mixin for a Serializer: its fields are built once per class."""
 
     def get_fields(self) -> dict:
-        cls = type(self)
-        built = cls.__dict__.get("_fields_built_once")
-        if built is None:
-            # A race of two first requests builds them twice: either result is right.
-            built = super().get_fields()
-            cls._fields_built_once = built
-        return {name: copy.copy(field) for name, field in built.items()}
+        return built_once(self, "_fields_built_once", super().get_fields)
+
+
+def built_once(serializer, name: str, build: Callable[[], dict]) -> dict:
+    """The fields `build()` makes, built once per serializer class (kept as `name` on
+    it), as shallow copies of their own for `serializer` (what may be built so: above)."""
+    cls = type(serializer)
+    built = cls.__dict__.get(name)
+    if built is None:
+        # A race of two first requests builds them twice: either result is right.
+        built = build()
+        setattr(cls, name, built)
+    return {field_name: copy.copy(field) for field_name, field in built.items()}

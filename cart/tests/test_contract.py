@@ -116,6 +116,9 @@ def test_a_request_is_read_with_the_writable_fields_only():
     missing = CartSerializer(data={"currency": "USD"})
     assert not missing.is_valid()
     assert set(missing.errors) == {"total", "items_number"}
+    # Each request's fields are its own (built once per class, copied per request).
+    assert plain.fields["total"] is not missing.fields["total"]
+    assert plain.fields["total"].parent is plain
 
 
 def test_fast_representation_matches_the_declared_fields():
