@@ -44,7 +44,7 @@ class CompiledQuery:
                 raise ImproperlyConfigured(f"{name}: only str, datetime, int, UUID parameters.")
         self._build = build
         self._params = params
-        self._compiled: dict[str, tuple[type[Model], str, list, bool]] = {}
+        self._compiled: dict[str, tuple[type[Model], str, list, bool, list | None]] = {}
         self._readers: dict[str, _Reader] = {}
 
     def queryset(self, **values) -> QuerySet:
@@ -53,7 +53,7 @@ class CompiledQuery:
         return self._build(**values)
 
     def run(self, *, using: str = DEFAULT_DB_ALIAS, **values) -> list[Model]:
-        model, sql, slots, locks = self._compiled.get(using) or self._compile(using)
+        model, sql, slots, locks, names = self._compiled.get(using) or self._compile(using)
         connection = connections[using]
         if locks and connection.get_autocommit():
             # As the ORM refuses it: a lock taken outside a transaction ends at once.
@@ -71,11 +71,11 @@ class CompiledQuery:
             rows = cursor.fetchall()
             reader = self._readers.get(using)
             if reader is None:
-                columns = [column[0] for column in cursor.description]
+                columns = names or [column[0] for column in cursor.description]
                 reader = self._readers[using] = _Reader(model, columns, connection)
         return [reader.instance(row, using, connection) for row in rows]
 
-    def _compile(self, using: str) -> tuple[type[Model], str, list]:
+    def _compile(self, using: str) -> tuple[type[Model], str, list, bool, list | None]:
         connection = connections[using]
         markers = {name: _marker(kind) for name, kind in self._params.items()}
         queryset = self._build(**markers)
@@ -98,8 +98,17 @@ class CompiledQuery:
                 "must use each parameter unchanged."
             )
         locks = queryset.query.select_for_update and connection.features.has_select_for_update
-        compiled = self._compiled[using] = (queryset.model, sql, slots, locks)
+        names = _combined_names(queryset, using) if queryset.query.combinator else None
+        compiled = self._compiled[using] = (queryset.model, sql, slots, locks, names)
         return compiled
+
+
+def _combined_names(queryset: QuerySet, using: str) -> list[str]:
+    """The columns of a union (or other compound) statement, which Django names col1,
+    col2, …: the names of its first part's, as that part alone would name them."""
+    first = queryset.query.combined_queries[0]
+    select, _, _ = first.get_compiler(using=using).get_select()
+    return [alias or expression.target.column for expression, _, alias in select]
 
 
 class _Reader:

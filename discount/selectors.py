@@ -8,7 +8,7 @@ promotions = discount_automatic_promotions()   # active automatic ones, oldest f
 
 from datetime import datetime
 
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, IntegerField, OuterRef, Value
 from django.utils import timezone
 
 from common.compiled import CompiledQuery
@@ -40,7 +40,11 @@ def _by_own_code(code: str, at: datetime):
     return (
         Discount.objects.with_code(code)
         .with_reserved_uses_against_limit(at=at)
-        .annotate(owns_codes=owns_codes)[:1]
+        .annotate(
+            owns_codes=owns_codes,
+            generated_id=Value(None, output_field=IntegerField()),
+            generated_held=Value(False),
+        )
     )
 
 
@@ -51,14 +55,25 @@ def _by_generated_code(code: str, at: datetime):
     return (
         Discount.objects.filter(codes__code=code)
         .with_reserved_uses_against_limit(at=at)
-        .annotate(generated_id=F("codes__id"), generated_held=Exists(held))[:1]
+        .annotate(
+            owns_codes=Value(False),
+            generated_id=F("codes__id"),
+            generated_held=Exists(held),
+        )
     )
 
 
-# Both run on every apply: compiled once (`common.compiled`), as building and compiling
-# their subqueries cost more CPU than the rest of an apply's statements together.
-_BY_OWN_CODE = CompiledQuery(_by_own_code, code=str, at=datetime)
-_BY_GENERATED_CODE = CompiledQuery(_by_generated_code, code=str, at=datetime)
+def _by_code(code: str, upper_code: str, at: datetime):
+    """The discount whose own code is `code` and the one owning the generated code
+    `upper_code`, in one statement: at most one row each (both codes are unique, and a
+    code is never both), told apart by `generated_id`."""
+    own, generated = _by_own_code(code, at), _by_generated_code(upper_code, at)
+    return own.order_by().union(generated.order_by(), all=True)
+
+
+# Run on every apply: compiled once (`common.compiled`), as building and compiling its
+# subqueries cost more CPU than the rest of an apply's statements together.
+_BY_CODE = CompiledQuery(_by_code, code=str, upper_code=str, at=datetime)
 
 
 def _automatic_promotions():
@@ -100,20 +115,19 @@ def discount_find_code(
     Raises `DiscountNotFoundError`, or `DiscountCodeUsedError` for a generated code a
     cart holds or used (re-checked under a lock when reserving).
 
-    Two queries whatever the code (a discount's own, a generated one, none): the answer
-    takes the same path for a code that exists and one that does not."""
+    One statement whatever the code (a discount's own, a generated one, none): the
+    answer takes the same path for a code that exists and one that does not."""
     normalized = normalize_code(code)
     at = at or timezone.now()
-    found = _BY_OWN_CODE.run(code=normalized, at=at)
-    owners = _BY_GENERATED_CODE.run(code=normalized.upper(), at=at)
-    if found:
-        discount = found[0]
-        if discount.owns_codes or discount.automatic:
+    rows = _BY_CODE.run(code=normalized, upper_code=normalized.upper(), at=at)
+    own = next((row for row in rows if row.generated_id is None), None)
+    if own is not None:
+        if own.owns_codes or own.automatic:
             raise DiscountNotFoundError()
-        return discount, None
-    if not owners:
+        return own, None
+    owner = next((row for row in rows if row.generated_id is not None), None)
+    if owner is None:
         raise DiscountNotFoundError()
-    owner = owners[0]
     if owner.generated_held:
         raise DiscountCodeUsedError()
     generated = DiscountCode(pk=owner.generated_id, discount=owner, code=normalized.upper())

@@ -127,3 +127,34 @@ def test_a_uuid_given_as_text_finds_the_row_on_every_database():
     by_pk = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=UUID)
     assert [c.pk for c in by_pk.run(pk=str(cart.pk))] == [cart.pk]
     assert [c.pk for c in by_pk.run(pk=cart.pk.hex)] == [cart.pk]
+
+
+def test_a_union_reads_each_column_by_its_name_as_the_orm_does():
+    from django.db.models import Value
+
+    spring, summer = DiscountFactory(code="SPRING"), DiscountFactory(code="SUMMER")
+    both = CompiledQuery(
+        lambda first, second: (
+            Discount.objects.filter(code=first)
+            .annotate(branch=Value("first"))
+            .order_by()
+            .union(
+                Discount.objects.filter(code=second).annotate(branch=Value("second")).order_by(),
+                all=True,
+            )
+        ),
+        first=str,
+        second=str,
+    )
+
+    found = both.run(first="SPRING", second="SUMMER")
+    orm = list(both.queryset(first="SPRING", second="SUMMER"))
+
+    def shown(rows):
+        return sorted((d.pk, d.code, d.value, d.ended, d.branch) for d in rows)
+
+    assert shown(found) == shown(orm)
+    assert shown(found) == [
+        (spring.pk, "SPRING", spring.value, spring.ended, "first"),
+        (summer.pk, "SUMMER", summer.value, summer.ended, "second"),
+    ]

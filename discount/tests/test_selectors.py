@@ -1,5 +1,5 @@
-"""`discount_find_code` runs its two queries compiled once (`common.compiled`): they must
-answer exactly what the ORM's querysets answer, whatever the code and its uses."""
+"""`discount_find_code` runs one statement compiled once (`common.compiled`): it must
+answer exactly what the ORM's queryset answers, whatever the code and its uses."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -13,8 +13,7 @@ from discount.errors import DiscountCodeUsedError, DiscountNotFoundError
 from discount.models import Discount, DiscountReservation, ReservationStatus
 from discount.selectors import (
     _AUTOMATIC_PROMOTIONS,
-    _BY_GENERATED_CODE,
-    _BY_OWN_CODE,
+    _BY_CODE,
     discount_automatic_promotions,
     discount_find_code,
 )
@@ -83,27 +82,31 @@ def test_the_compiled_queries_answer_what_the_orm_answers_for_every_kind_of_code
         status=ReservationStatus.RELEASED,
     )
 
-    own = ("owns_codes",)
-    found = _same_as_the_orm(_BY_OWN_CODE, own, code="limited5", at=now)
-    assert [(d.code, d.reserved_uses_now, bool(d.owns_codes)) for d in found] == [
-        ("Limited5", 2, False)
-    ]
-    assert _same_as_the_orm(_BY_OWN_CODE, own, code="xmas", at=now)[0].owns_codes
-    assert _same_as_the_orm(_BY_OWN_CODE, own, code="open5", at=now)[0].reserved_uses_now == 0
-    assert _same_as_the_orm(_BY_OWN_CODE, own, code="nothing", at=now) == []
-    # Another moment counts other reservations: the time is a parameter, not a constant.
-    later = now + timedelta(minutes=10)
-    assert _same_as_the_orm(_BY_OWN_CODE, own, code="limited5", at=later)[0].reserved_uses_now == 1
+    def by_code(code, at=now):
+        return _same_as_the_orm(_BY_CODE, EXTRA, code=code.lower(), upper_code=code.upper(), at=at)
 
-    generated = ("generated_id", "generated_held")
+    (found,) = by_code("limited5")
+    assert (found.code, found.reserved_uses_now, bool(found.owns_codes)) == ("Limited5", 2, False)
+    assert found.generated_id is None
+    (found,) = by_code("xmas")
+    assert found.owns_codes
+    assert by_code("open5")[0].reserved_uses_now == 0
+    assert by_code("nothing") == []
+    # Another moment counts other reservations: the time is a parameter, not a constant.
+    assert by_code("limited5", at=now + timedelta(minutes=10))[0].reserved_uses_now == 1
+
     for code, is_held in ((free, False), (held, True), (released, False)):
-        (owner,) = _same_as_the_orm(_BY_GENERATED_CODE, generated, code=code.code, at=now)
+        (owner,) = by_code(code.code)
         assert (owner.pk, owner.generated_id, bool(owner.generated_held)) == (
             campaign.pk,
             code.pk,
             is_held,
         )
-    assert _same_as_the_orm(_BY_GENERATED_CODE, generated, code="X-NOTHING", at=now) == []
+        assert not owner.owns_codes
+    assert by_code("X-NOTHING") == []
+
+
+EXTRA = ("owns_codes", "generated_id", "generated_held")
 
 
 def test_find_code_answers_each_code_as_before():
