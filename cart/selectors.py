@@ -5,6 +5,7 @@
     cart = cart_as_shown(cart_id)     # the same for one cart, by a statement built once
     cart = cart_get(cart_id)          # the cart's row alone (None: no such cart)
     locked = cart_get_locked(cart.pk)  # its row locked, in the caller's transaction
+    locked = cart_get_locked(cart.pk, with_has_payments=True)  # and whether it was tried
     cart_known_history(cart, payments=[])  # its answer shows no attempt, read from nowhere
 
     summary = payments_summary(since=start_of_today)
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from decimal import Context, Decimal
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
-from django.db.models import Count, Sum
+from django.db.models import Count, Exists, OuterRef, Sum
 from django.db.models.expressions import RawSQL
 from django.utils.dateparse import parse_datetime
 
@@ -253,6 +254,14 @@ _CART = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=uuid.UUID)
 _CART_LOCKED = CompiledQuery(
     lambda pk: Cart.objects.select_for_update().filter(pk=pk), pk=uuid.UUID
 )
+_CART_LOCKED_HAS_PAYMENTS = CompiledQuery(
+    lambda pk: (
+        Cart.objects.select_for_update()
+        .filter(pk=pk)
+        .annotate(has_payments=Exists(Payment.objects.filter(cart_id=OuterRef("pk"))))
+    ),
+    pk=uuid.UUID,
+)
 # In the order of the one statement's JSON (created, then id for a tie).
 _PAYMENTS = CompiledQuery(
     lambda cart_id: Payment.objects.filter(cart_id=cart_id).order_by("created", "id"),
@@ -271,14 +280,23 @@ def cart_get(cart_id) -> Cart | None:
     return found[0] if found else None
 
 
-def cart_get_locked(cart_id: uuid.UUID) -> Cart:
+def cart_get_locked(cart_id: uuid.UUID, *, with_has_payments: bool = False) -> Cart:
     """The cart's row, locked until the caller's transaction ends (SELECT … FOR UPDATE;
     SQLite's write transactions hold the database's write lock already). Raises
-    `Cart.DoesNotExist` if it is gone."""
-    found = _CART_LOCKED.run(pk=cart_id)
+    `Cart.DoesNotExist` if it is gone.
+
+    `with_has_payments`: the cart also says, in the same statement, whether it has any
+    payment attempt (`has_payments`); every attempt is added under this lock, so that
+    stays true until the transaction ends, and a path that answers with the cart and
+    adds none can skip reading them (`cart_known_history(cart, payments=[])`)."""
+    query = _CART_LOCKED_HAS_PAYMENTS if with_has_payments else _CART_LOCKED
+    found = query.run(pk=cart_id)
     if not found:
         raise Cart.DoesNotExist(f"No cart {cart_id}.")
-    return found[0]
+    cart = found[0]
+    if with_has_payments:
+        cart.has_payments = bool(cart.has_payments)  # SQLite answers 0 or 1
+    return cart
 
 
 def cart_known_history(cart: Cart, **rows: list) -> Cart:

@@ -247,7 +247,7 @@ def cart_apply_discount(
     """
     now = timezone.now()
     with transaction.atomic():
-        locked = cart_get_locked(cart.pk)
+        locked = cart_get_locked(cart.pk, with_has_payments=True)
         locked.check_can_change()
         if locked.discount_id is not None and not locked.discount.automatic:
             raise CartDiscountAlreadyAppliedError()
@@ -266,6 +266,8 @@ def cart_apply_discount(
     # The caller's copy may predate a concurrent line change: show the cart as locked.
     for name in (*_LINE_FIELDS, "payment_status"):
         setattr(cart, name, getattr(locked, name))
+    if not locked.has_payments:  # its answer shows none, without asking
+        cart_known_history(cart, payments=[])
     return cart
 
 

@@ -51,3 +51,27 @@ def test_a_carts_payments_are_read_in_order_unless_already_known():
     cart_known_history(read, payments=[])
     assert cart_related(read).payments == []
     assert list(read.payments.all()) == []
+
+
+def test_a_locked_cart_can_say_whether_it_has_payments_in_the_same_statement():
+    untried, tried = CartFactory(), CartFactory(payment_status="failed")
+    Payment.objects.create(
+        cart=tried, amount=tried.total, currency="USD", status="failed", idempotency_key="t"
+    )
+    with transaction.atomic():
+        for cart, has_payments in ((untried, False), (tried, True)):
+            locked = cart_get_locked(cart.pk, with_has_payments=True)
+            assert locked.has_payments is has_payments
+            assert _values(locked) == _values(Cart.objects.get(pk=cart.pk))
+
+
+def test_an_applied_discount_answers_with_the_carts_payments_whether_it_has_any(api_client):
+    untried, tried = CartFactory(), CartFactory(payment_status="failed")
+    attempt = Payment.objects.create(
+        cart=tried, amount=tried.total, currency="USD", status="failed", idempotency_key="t"
+    )
+    for cart, shown in ((untried, []), (tried, [str(attempt.pk)])):
+        code = DiscountFactory().code
+        response = api_client.post(f"/api/cart/{cart.pk}/apply_discount/", {"code": code})
+        assert response.status_code == 200, response.content
+        assert [p["id"] for p in response.json()["payments"]] == shown
