@@ -268,13 +268,12 @@ class CompiledSaves:
         ):
             return super()._do_insert(manager, using, fields, returning_fields, raw)
         if compiled is None:
-            compiled = _compile_insert(self, manager.model, using, fields, returning_fields)
+            compiled, params = _compile_insert(
+                self, manager.model, using, fields, returning_fields
+            )
+            _SAVES[key] = compiled or _DJANGO
             if compiled is None:
-                _SAVES[key] = _DJANGO
                 return super()._do_insert(manager, using, fields, returning_fields, raw)
-            _SAVES[key] = compiled
-            params = compiled.checked_params
-            compiled.checked_params = None
         else:
             params = _insert_values(self, fields, connection)
             if params is None:
@@ -288,7 +287,7 @@ _DJANGO = object()
 
 
 class _Insert:
-    __slots__ = ("checked_params", "converters", "returning", "returning_params", "sql")
+    __slots__ = ("converters", "returning", "returning_params", "sql")
 
     def execute(self, connection, params: list) -> list:
         with connection.cursor() as cursor:
@@ -304,30 +303,32 @@ class _Insert:
         return [tuple(row)]
 
 
-def _compile_insert(instance, model, using, fields, returning_fields) -> _Insert | None:
-    """Django's INSERT for this save, kept if the values this mixin sends are Django's."""
+def _compile_insert(
+    instance, model, using, fields, returning_fields
+) -> tuple[_Insert | None, list | None]:
+    """Django's INSERT for this save and this save's values, if the values this mixin
+    sends are Django's; (None, None) otherwise."""
     query = InsertQuery(model)
     query.insert_values(fields, [instance])
     compiler = query.get_compiler(using=using)
     compiler.returning_fields = returning_fields
     statements = compiler.as_sql()  # runs each field's pre_save, as Django's save does
     if len(statements) != 1 or any(hasattr(field, "get_placeholder") for field in fields):
-        return None
+        return None, None
     sql, django_params = statements[0]
     connection = connections[using]
     params = [
         field.get_db_prep_save(getattr(instance, field.attname), connection) for field in fields
     ]
     if not _same_params(params, django_params):
-        return None
+        return None, None
     insert = _Insert()
     insert.sql = sql
-    insert.checked_params = params
     insert.returning = bool(returning_fields)
     insert.returning_params = compiler.returning_params
     columns = [field.get_col(model._meta.db_table) for field in returning_fields or ()]
     insert.converters = compiler.get_converters(columns)
-    return insert
+    return insert, params
 
 
 def _insert_values(instance, fields, connection) -> list | None:
