@@ -286,9 +286,12 @@ def cart_get_locked(cart_id: uuid.UUID, *, with_has_payments: bool = False) -> C
     `Cart.DoesNotExist` if it is gone.
 
     `with_has_payments`: the cart also says, in the same statement, whether it has any
-    payment attempt (`has_payments`); every attempt is added under this lock, so that
-    stays true until the transaction ends, and a path that answers with the cart and
-    adds none can skip reading them (`cart_known_history(cart, payments=[])`)."""
+    payment attempt (`has_payments`), so a path that answers with the cart and adds none
+    can skip reading them (`cart_known_history(cart, payments=[])`). Only for a cart the
+    caller then finds changeable (`check_can_change`): on PostgreSQL a lock that had to
+    wait re-reads the cart's row but not the EXISTS, which keeps the statement's first
+    snapshot, and a transaction adding an attempt leaves its cart processing, so a
+    changeable cart had no attempt added while its lock was awaited."""
     query = _CART_LOCKED_HAS_PAYMENTS if with_has_payments else _CART_LOCKED
     found = query.run(pk=cart_id)
     if not found:

@@ -266,7 +266,7 @@ def cart_apply_discount(
     # The caller's copy may predate a concurrent line change: show the cart as locked.
     for name in (*_LINE_FIELDS, "payment_status"):
         setattr(cart, name, getattr(locked, name))
-    if not locked.has_payments:  # its answer shows none, without asking
+    if not locked.has_payments:  # its answer shows none, without asking (it was changeable)
         cart_known_history(cart, payments=[])
     return cart
 
