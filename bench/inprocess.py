@@ -6,6 +6,7 @@ requests per second).
     python bench/inprocess.py                                  # SQLite, every scenario
     python bench/inprocess.py --db postgres --only get_cart,pay
     python bench/inprocess.py --only apply_discount --profile  # and cProfile's top functions
+    python bench/inprocess.py --only pay --calls   # and Python function calls per request
 
 Each request goes through Django's `WSGIHandler` as gunicorn calls it (middleware, URL
 resolution, DRF, the database), with `bench.settings`, `ENV=DEV`, `DEBUG=false` and
@@ -15,6 +16,11 @@ requests after `--warmup` of them, in `--rounds` rounds (the median round is sho
 Pay calls the fake provider, started here under gunicorn on a free loopback port; its
 CPU is not counted. On PostgreSQL the server's CPU is not counted either: see the
 "+ PG" column of `make bench` for it.
+
+`--calls` adds the Python function calls per request, counted by cProfile over one more
+round: a count the machine's speed does not move, for comparing two versions of the code
+on a machine whose speed drifts (a shared VM), where CPU milliseconds measured minutes
+apart may differ by a quarter for the same code.
 
 The numbers compare changes and scenarios with each other (the `× bare` column is the
 bare endpoint's CPU divided by the scenario's, the in-process analogue of the table's
@@ -244,9 +250,10 @@ class Bench:
             )
         raise ValueError(name)
 
-    def measure(self, name: str) -> tuple[float, float, str]:
+    def measure(self, name: str) -> tuple[float, float, float | None, str]:
         opts = self.opts
-        serve = self.requests_for(name, opts.warmup + opts.requests * opts.rounds)
+        counted = opts.requests if opts.calls else 0
+        serve = self.requests_for(name, opts.warmup + opts.requests * opts.rounds + counted)
         for _ in range(opts.warmup):
             serve()
         rounds = []
@@ -264,13 +271,21 @@ class Bench:
             rounds.append((cpu, wall))
         cpu = statistics.median(r[0] for r in rounds)
         wall = statistics.median(r[1] for r in rounds)
+        calls = None
+        if counted:
+            counter = cProfile.Profile()
+            counter.enable()
+            for _ in range(counted):
+                serve()
+            counter.disable()
+            calls = pstats.Stats(counter).total_calls / counted
         report = ""
         if profile:
             out = io.StringIO()
             stats = pstats.Stats(profile, stream=out)
             stats.sort_stats(opts.sort).print_stats(opts.top)
             report = out.getvalue()
-        return cpu, wall, report
+        return cpu, wall, calls, report
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -283,6 +298,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--profile", action="store_true", help="cProfile the scenarios")
+    parser.add_argument(
+        "--calls", action="store_true", help="also count Python function calls per request"
+    )
     parser.add_argument("--sort", default="cumulative", help="pstats sort key")
     parser.add_argument("--top", type=int, default=40, help="functions shown per profile")
     opts = parser.parse_args(argv)
@@ -309,13 +327,15 @@ def main(argv: list[str]) -> int:
             from django.db import connection
 
             print(f"{connection.vendor}, {opts.requests} requests × {opts.rounds} rounds")
-            print(f"{'scenario':<24} {'CPU ms':>8} {'wall ms':>8} {'× bare':>7}")
+            calls_header = f" {'calls':>7}" if opts.calls else ""
+            print(f"{'scenario':<24} {'CPU ms':>8} {'wall ms':>8} {'× bare':>7}{calls_header}")
             bare = None
             reports = []
             for name in opts.names:
-                cpu, wall, report = bench.measure(name)
+                cpu, wall, calls, report = bench.measure(name)
                 bare = bare or cpu
-                print(f"{name:<24} {cpu:8.2f} {wall:8.2f} {bare / cpu:7.2f}", flush=True)
+                shown = f" {calls:7.0f}" if calls is not None else ""
+                print(f"{name:<24} {cpu:8.2f} {wall:8.2f} {bare / cpu:7.2f}{shown}", flush=True)
                 if report:
                     reports.append(f"\n=== {name}\n{report}")
             print("".join(reports))

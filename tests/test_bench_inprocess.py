@@ -48,3 +48,40 @@ def test_inprocess_measures_each_scenario_and_its_limit():
         "limit_pay",
     }
     assert all(float(ms) > 0 for ms in measured.values())
+
+
+def test_calls_counts_the_python_calls_of_each_request():
+    # A count the machine's speed does not move: each request of a scenario makes the
+    # same calls, so reading a cart makes more than the bare endpoint's constant answer.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "FAKE_PAYMENT_API", "PYTEST_", "COV_"))
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/inprocess.py",
+            "--only",
+            "get_cart",
+            "--no-limits",
+            "--calls",
+            "--requests",
+            "5",
+            "--rounds",
+            "1",
+            "--warmup",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    calls = dict(
+        re.findall(r"^(\w+)\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9]+)$", result.stdout, re.M)
+    )
+    assert set(calls) == {"bare", "get_cart"}, result.stdout
+    assert 0 < int(calls["bare"]) < int(calls["get_cart"])
