@@ -11,25 +11,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_inprocess_measures_each_scenario_and_its_limit():
+def _inprocess(*args: str) -> str:
+    """Run bench/inprocess.py on a fresh SQLite file (the test run's settings left out)
+    and give its output."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("DATABASE_URL", "FAKE_PAYMENT_API", "PYTEST_", "COV_"))
     }
     result = subprocess.run(
-        [
-            sys.executable,
-            "bench/inprocess.py",
-            "--only",
-            "get_cart,apply_discount,pay",
-            "--requests",
-            "3",
-            "--rounds",
-            "1",
-            "--warmup",
-            "1",
-        ],
+        [sys.executable, "bench/inprocess.py", *args, "--rounds", "1"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -37,7 +28,12 @@ def test_inprocess_measures_each_scenario_and_its_limit():
         timeout=180,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    measured = dict(re.findall(r"^(\w+)\s+([0-9.]+)\s+[0-9.]+\s+[0-9.]+$", result.stdout, re.M))
+    return result.stdout
+
+
+def test_inprocess_measures_each_scenario_and_its_limit():
+    out = _inprocess("--only", "get_cart,apply_discount,pay", "--requests", "3", "--warmup", "1")
+    measured = dict(re.findall(r"^(\w+)\s+([0-9.]+)\s+[0-9.]+\s+[0-9.]+$", out, re.M))
     assert set(measured) == {
         "bare",
         "get_cart",
@@ -53,35 +49,9 @@ def test_inprocess_measures_each_scenario_and_its_limit():
 def test_calls_counts_the_python_calls_of_each_request():
     # A count the machine's speed does not move: each request of a scenario makes the
     # same calls, so reading a cart makes more than the bare endpoint's constant answer.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_URL", "FAKE_PAYMENT_API", "PYTEST_", "COV_"))
-    }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "bench/inprocess.py",
-            "--only",
-            "get_cart",
-            "--no-limits",
-            "--calls",
-            "--requests",
-            "5",
-            "--rounds",
-            "1",
-            "--warmup",
-            "2",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    out = _inprocess(
+        "--only", "get_cart", "--no-limits", "--calls", "--requests", "5", "--warmup", "2"
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    calls = dict(
-        re.findall(r"^(\w+)\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9]+)$", result.stdout, re.M)
-    )
-    assert set(calls) == {"bare", "get_cart"}, result.stdout
+    calls = dict(re.findall(r"^(\w+)\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9]+)$", out, re.M))
+    assert set(calls) == {"bare", "get_cart"}, out
     assert 0 < int(calls["bare"]) < int(calls["get_cart"])
