@@ -216,33 +216,29 @@ class CompiledSaves:
 
     def _do_update(self, base_qs, using, pk_val, values, update_fields, forced_update):
         connection = connections[using]
+        meta = self._meta
         prepared = _update_values(values, connection)
-        if prepared is None or self._meta.parents or len(self._meta.pk_fields) != 1:
-            return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
-        if self._meta.select_on_save and not forced_update:
-            return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
-        key = (
-            "update",
-            base_qs.model,
-            using,
-            tuple(field.attname for field, _, _ in values),
-            tuple(value is None for value in prepared),
+        compilable = (
+            prepared is not None
+            and not meta.parents
+            and len(meta.pk_fields) == 1
+            and (forced_update or not meta.select_on_save)
         )
-        pk_param = self._meta.pk.get_db_prep_value(pk_val, connection)
-        params = [value for value in prepared if value is not None] + [pk_param]
-        sql = _SAVES.get(key)
-        if sql is None:
-            query = base_qs.filter(pk=pk_val).query.chain(UpdateQuery)
-            query.add_update_fields(values)
-            query.annotations = {}
-            sql, django_params = query.get_compiler(using).as_sql()
-            if not _same_params(params, django_params):
-                _SAVES[key] = _DJANGO  # this mixin would send something else: Django's way
-                return super()._do_update(
-                    base_qs, using, pk_val, values, update_fields, forced_update
-                )
-            _SAVES[key] = sql
-        elif sql is _DJANGO:
+        sql = None
+        if compilable:
+            key = (
+                "update",
+                base_qs.model,
+                using,
+                tuple(field.attname for field, _, _ in values),
+                tuple(value is None for value in prepared),
+            )
+            pk_param = meta.pk.get_db_prep_value(pk_val, connection)
+            params = [value for value in prepared if value is not None] + [pk_param]
+            sql = _SAVES.get(key)
+            if sql is None:
+                sql = _SAVES[key] = _compile_update(base_qs, using, pk_val, values, params)
+        if sql is None or sql is _DJANGO:
             return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -301,6 +297,16 @@ class _Insert:
                 value = converter(value, expression, connection)
             row[position] = value
         return [tuple(row)]
+
+
+def _compile_update(base_qs, using, pk_val, values, params):
+    """Django's UPDATE for this save, if the values this mixin sends are Django's;
+    _DJANGO otherwise (this mixin would send something else: Django's way)."""
+    query = base_qs.filter(pk=pk_val).query.chain(UpdateQuery)
+    query.add_update_fields(values)
+    query.annotations = {}
+    sql, django_params = query.get_compiler(using).as_sql()
+    return sql if _same_params(params, django_params) else _DJANGO
 
 
 def _compile_insert(
