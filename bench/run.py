@@ -186,6 +186,45 @@ class Result:
     done_text: str = ""
     unsound: bool = False  # errors or a failed check: never done
     restarts: int = 0  # workers restarted (max_requests) during the kept measured run
+    # prod: wrk's connections held by each worker mid-run (kept run), most first
+    split: list | None = None
+
+
+def connections_per_worker(pids: list[int], port: int) -> list[int]:
+    """How many established connections to `port` each process of `pids` holds (its
+    sockets among /proc/net/tcp's, by inode), in the order of `pids`."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                    established.add(inode)
+    counts = []
+    for pid in pids:
+        held = 0
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    held += target.startswith("socket:[") and target[8:-1] in established
+        counts.append(held)
+    return counts
+
+
+def split_is_even(counts: list[int]) -> bool:
+    """Whether kept-alive connections are spread over the workers about evenly: none holds
+    more than one above its share. Each gthread worker is one process, one CPU at most (the
+    GIL); which worker accepts a connection is the kernel's choice, and a worker holding
+    7 of wrk's 8 connections leaves a CPU idle, whatever the endpoint costs."""
+    if not counts or not sum(counts):
+        return True
+    return max(counts) <= math.ceil(sum(counts) / len(counts)) + 1
+
+
+def split_text(counts: list[int] | None) -> str:
+    return "/".join(str(n) for n in sorted(counts, reverse=True)) if counts else "—"
 
 
 def bare_drift_note(config: str, start_rps: float, end_rps: float) -> str:
@@ -202,6 +241,18 @@ def bare_drift_note(config: str, start_rps: float, end_rps: float) -> str:
             " measured in between."
         )
     return text + "."
+
+
+def split_note(results: dict[str, Result]) -> str:
+    """Which worker held wrk's kept-alive connections in each production row kept."""
+    rows = ", ".join(
+        f"{name} {split_text(result.split)}" for name, result in results.items() if result.split
+    )
+    return (
+        "prod: wrk's connections held by each worker halfway through each kept run (a run "
+        "where one worker held more than one above its share was measured again, as a "
+        f"disturbed one, up to --retries times): {rows or 'not sampled'}."
+    )
 
 
 def apply_targets(results: dict[str, Result], checks: dict[str, dict]) -> None:
@@ -949,6 +1000,17 @@ PAY_BOUND_SECONDS = READ_TIMEOUT * (MAX_RETRIES + 1) + sum(
 )
 
 
+class _SplitSampler(threading.Thread):
+    def __init__(self, workers: list[int], port: int, delay: float) -> None:
+        super().__init__(daemon=True)
+        self.workers, self.port, self.delay = workers, port, delay
+        self.counts: list[int] | None = None
+
+    def run(self) -> None:
+        time.sleep(self.delay)
+        self.counts = connections_per_worker(self.workers, self.port)
+
+
 class DatabaseRun:
     def __init__(
         self, db: str, opts: argparse.Namespace, wrk: Wrk, profiler: Profiler, budget: float
@@ -1153,6 +1215,7 @@ class DatabaseRun:
                 f"{self.db}-{config}", name, api.pid, self.opts.duration
             )
             workers = set(worker_pids(api.pid))
+            sampler = self.split_sampler(config, base_url, api_url, sorted(workers))
             before = self.cpu.snapshot()
             raw = self.wrk.run(
                 script,
@@ -1165,6 +1228,9 @@ class DatabaseRun:
             )
             use = self.cpu.use(before, self.cpu.snapshot())
             raw["restarts"] = len(set(worker_pids(api.pid)) - workers)
+            if sampler is not None:
+                sampler.join()
+                raw["split"] = sampler.counts
             others = use.others_percent
             # "api": the configuration measured; the other one idles beside it.
             seconds = {k: v for k, v in use.seconds.items() if not k.startswith("api-")}
@@ -1180,6 +1246,7 @@ class DatabaseRun:
                 f"errors {raw['errors']}  statuses {raw['statuses']}  "
                 f"others' CPU {others:.0f}%  API CPU {cpu_ms(raw, 'api'):.2f} ms/req"
                 + (f"  restarts {raw['restarts']}" if raw["restarts"] else "")
+                + (f"  connections {split_text(raw['split'])}" if raw.get("split") else "")
                 + (f"  POOL EXHAUSTED {raw['exhausted']}" if raw["exhausted"] else ""),
                 flush=True,
             )
@@ -1189,9 +1256,12 @@ class DatabaseRun:
                 (PROFILES / f"{self.db}-{config}-{name}-summary.txt").write_text(summary + "\n")
                 self.profiles.append(summary)
                 print(summary, flush=True)
-            if others <= self.opts.max_others:
+            if others <= self.opts.max_others and split_is_even(raw.get("split") or []):
                 break
-        others, raw, plan = min(runs, key=lambda run: run[0])
+        # The quietest run whose connections were spread evenly, or the quietest.
+        others, raw, plan = min(
+            runs, key=lambda run: (not split_is_even(run[1].get("split") or []), run[0])
+        )
         result = Result(
             name=name,
             label=SCENARIOS[name],
@@ -1209,11 +1279,24 @@ class DatabaseRun:
             kept=plan,
             plans=[p for _, _, p in runs],
             restarts=raw["restarts"],
+            split=raw.get("split"),
         )
         if profiled:
             result.note = "profiled: slower"
         self.results[config][name] = result
         return result
+
+    def split_sampler(
+        self, config: str, base_url: str, api_url: str, workers: list[int]
+    ) -> _SplitSampler | None:
+        """For the production configuration's own requests (kept-alive connections), count
+        the connections each worker holds halfway through the measured run."""
+        if config != "prod" or base_url != api_url or not workers:
+            return None
+        port = int(api_url.rsplit(":", 1)[1].split("/", 1)[0])
+        sampler = _SplitSampler(workers, port, self.opts.duration / 2)
+        sampler.start()
+        return sampler
 
     def each_config(self, name: str, script: str, **kwargs) -> None:
         """Measure one scenario on every server configuration, one right after the other."""
@@ -1295,6 +1378,8 @@ class DatabaseRun:
                 self.run_slow_provider(listed, SLOW_PROVIDER_NOLIMIT, limit=0)
         for config in self.configs:
             self.remeasure_bare(config)
+        if "prod" in self.results:
+            self.notes.append(split_note(self.results["prod"]))
 
         for config in self.configs:
             logged = self.server_errors(config)
