@@ -215,14 +215,26 @@ def connections_per_worker(pids: list[int], port: int) -> list[int]:
     return counts
 
 
+def split_excess(counts: list[int]) -> int:
+    """How many connections the busiest worker holds above its share (4/4: 0, 5/3: 1,
+    7/1: 3); 0 when not sampled."""
+    if not counts or not sum(counts):
+        return 0
+    return max(0, max(counts) - math.ceil(sum(counts) / len(counts)))
+
+
 def split_is_even(counts: list[int]) -> bool:
     """Whether kept-alive connections are spread over the workers about evenly: none holds
     more than one above its share. Each gthread worker is one process, one CPU at most (the
     GIL); which worker accepts a connection is the kernel's choice, and a worker holding
     7 of wrk's 8 connections leaves a CPU idle, whatever the endpoint costs."""
-    if not counts or not sum(counts):
-        return True
-    return max(counts) <= math.ceil(sum(counts) / len(counts)) + 1
+    return split_excess(counts) <= 1
+
+
+def kept_run(runs: list[tuple[float, dict, Attempt]]) -> tuple[float, dict, Attempt]:
+    """The run a row keeps: the quietest of those whose connections were spread evenly;
+    when none was, the most evenly spread (then the quietest)."""
+    return min(runs, key=lambda run: (max(1, split_excess(run[1].get("split") or [])), run[0]))
 
 
 def split_text(counts: list[int] | None) -> str:
@@ -1260,10 +1272,7 @@ class DatabaseRun:
                 print(summary, flush=True)
             if others <= self.opts.max_others and split_is_even(raw.get("split") or []):
                 break
-        # The quietest run whose connections were spread evenly, or the quietest.
-        others, raw, plan = min(
-            runs, key=lambda run: (not split_is_even(run[1].get("split") or []), run[0])
-        )
+        others, raw, plan = kept_run(runs)
         result = Result(
             name=name,
             label=SCENARIOS[name],

@@ -7,7 +7,16 @@ measured again, as one disturbed by other processes is."""
 import os
 import socket
 
-from bench.run import Result, connections_per_worker, split_is_even, split_note, split_text
+from bench.run import (
+    Attempt,
+    Result,
+    connections_per_worker,
+    kept_run,
+    split_excess,
+    split_is_even,
+    split_note,
+    split_text,
+)
 
 
 def test_counts_the_connections_a_process_accepted_on_the_port():
@@ -53,3 +62,26 @@ def test_the_note_lists_each_row_kept():
     note = split_note(rows)
     assert note.endswith(": bare 5/3, get_cart 4/4.")
     assert split_text(None) == "—"
+
+
+def _run(others: float, split: list[int] | None) -> tuple[float, dict, Attempt]:
+    return others, {"split": split}, Attempt()
+
+
+def test_the_row_keeps_the_quietest_even_run():
+    runs = [_run(1.0, [7, 1]), _run(9.0, [5, 3]), _run(3.0, [4, 4])]
+    assert kept_run(runs) is runs[2]
+    assert split_excess([4, 4]) == 0
+    assert split_excess([5, 3]) == 1
+    assert split_excess([8, 0]) == 4
+
+
+def test_when_no_run_was_even_the_most_even_is_kept_not_the_quietest():
+    # As a run of 2026-12-01: 8/0 served 228 requests/s, 6/2 583, the quietest was 8/0.
+    runs = [_run(2.0, [6, 2]), _run(0.5, [8, 0]), _run(1.0, [7, 1]), _run(3.0, [6, 2])]
+    assert kept_run(runs) is runs[0]
+
+
+def test_the_sync_configuration_keeps_the_quietest():
+    runs = [_run(4.0, None), _run(2.0, None)]
+    assert kept_run(runs) is runs[1]
