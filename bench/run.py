@@ -69,9 +69,9 @@ One command does everything, loopback only, every step bounded in time:
    shared: a run during which others took more than --max-others % (15), or in the
    production configuration one where a worker held more than one of wrk's connections
    above its share, is repeated up to --retries times (3) and the quietest evenly spread
-   run kept, as long as the rest fits in --budget seconds (1200 for the whole command);
-   a disturbed bare run is measured once more at
-   the end. After the pay runs the ledger of the provider and the database are compared.
+   run (or the most even) kept, as long as the rest fits in --budget seconds (1200 for
+   the whole command); a disturbed bare run is measured once more at the end. After the
+   pay runs the ledger of the provider and the database are compared.
    The markdown (one section per database, with the date in UTC, the commit of HEAD and
    whether the tree or bench/ differ from it, CPUs, CPU model, Python, database
    versions) is printed; --output FILE also replaces that database's section of FILE
@@ -188,7 +188,7 @@ class Result:
     done_text: str = ""
     unsound: bool = False  # errors or a failed check: never done
     restarts: int = 0  # workers restarted (max_requests) during the kept measured run
-    # prod: wrk's connections held by each worker mid-run (kept run), most first
+    # prod: wrk's connections each worker held halfway through the kept run
     split: list | None = None
 
 
