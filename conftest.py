@@ -76,7 +76,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     from django.conf import settings
 
     database = settings.DATABASES["default"]
-    if database["ENGINE"] == "django.db.backends.sqlite3":
+    if database["ENGINE"] == "common.sqlite":
         folder = Path(database["TEST"]["NAME"]).parent
         database["TEST"]["NAME"] = str(folder / f"test_db_{os.getpid()}.sqlite3")
 

@@ -232,6 +232,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "timeout": 10,
         }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, whose writers wait their turn in one queue instead of polling
+    # for SQLite's write lock (common/sqlite: why, and what it changes).
+    DATABASES["default"]["ENGINE"] = "common.sqlite"
+    DATABASES["default"]["WRITERS_QUEUE"] = env_bool("DB_SQLITE_WRITERS_QUEUE", True)
     DATABASES["default"]["OPTIONS"] = {
         # Several gunicorn workers share one file: WAL lets readers run beside the
         # writer, IMMEDIATE takes the write lock when a transaction starts (so two

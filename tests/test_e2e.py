@@ -52,7 +52,7 @@ class Api:
 def subprocess_database_url() -> str:
     """DATABASE_URL of the database pytest-django created, for another process."""
     db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
+    if db["ENGINE"] == "common.sqlite":
         return f"sqlite:///{db['NAME']}"  # NAME is an absolute path: a file test database
     assert db["ENGINE"] == "django.db.backends.postgresql", db["ENGINE"]
     user = quote(db["USER"] or "", safe="")

@@ -207,7 +207,7 @@ def test_default_database_is_sqlite_tuned_for_several_workers():
     result = manage("shell", "--no-imports", "-c", code, ENV="DEV")  # no DATABASE_URL
 
     engine, mode, pragmas = result.stdout.split(maxsplit=2)
-    assert engine == "django.db.backends.sqlite3"
+    assert engine == "common.sqlite"  # Django's, with its writers queued
     assert mode == "IMMEDIATE"
     assert "journal_mode=WAL" in pragmas
     assert "busy_timeout=20000" in pragmas

@@ -1,0 +1,166 @@
+"""The backend's `DatabaseWrapper` (Django loads `<ENGINE>.base`); see the package's
+docstring for why the writers queue."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager, suppress
+from functools import partial
+
+from django.db.backends.sqlite3 import base
+
+
+class WritersQueue:
+    """One connection's place in the queue of the database's writers: an exclusive flock
+    on `path`, through this connection's own open file (two connections of one process
+    queue like two processes)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.held = False
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            # A file opened before a fork is shared with the child, and so would be its
+            # lock: a forked process opens its own (and leaves the parent's alone).
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+            self.held = False
+        return self._fd
+
+    def enter(self) -> bool:
+        """Wait for this connection's turn to write; False if it already has it."""
+        fd = self._file()
+        if self.held:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.held = True
+        return True
+
+    def leave(self) -> None:
+        if self.held and self._pid == os.getpid():
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self.held = False
+
+    def close(self) -> None:
+        self.leave()
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = self._pid = None
+
+
+def _reads_only(sql: str) -> bool:
+    # A SELECT never takes SQLite's write lock (WAL); anything else might, and queues.
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+class QueuedCursorWrapper(base.SQLiteCursorWrapper):
+    """A statement that may write, sent outside a transaction (a single INSERT, say:
+    SQLite runs it in a transaction of its own), waits for its turn like a transaction."""
+
+    def __init__(self, connection, queue: WritersQueue) -> None:
+        super().__init__(connection)
+        self.queue = queue
+
+    @contextmanager
+    def _turn(self, sql: str):
+        if self.connection.in_transaction or _reads_only(sql):
+            yield
+            return
+        entered = self.queue.enter()
+        try:
+            yield
+        finally:
+            # A BEGIN sent through a cursor keeps the turn until its transaction ends.
+            if entered and not self.connection.in_transaction:
+                self.queue.leave()
+
+    def execute(self, query, params=None):
+        with self._turn(query):
+            return super().execute(query, params)
+
+    def executemany(self, query, param_list):
+        with self._turn(query):
+            return super().executemany(query, param_list)
+
+
+class DatabaseCreation(base.DatabaseCreation):
+    def _destroy_test_db(self, test_database_name, verbosity):
+        super()._destroy_test_db(test_database_name, verbosity)
+        if not self.is_in_memory_db(test_database_name):
+            with suppress(FileNotFoundError):
+                os.remove(_queue_path(test_database_name))
+
+
+def _queue_path(database: str) -> str:
+    return f"{database}-writers"
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    creation_class = DatabaseCreation
+    writers_queue: WritersQueue | None = None
+
+    def get_new_connection(self, conn_params):
+        connection = super().get_new_connection(conn_params)
+        # The file is known now: a test run renames the database after this wrapper
+        # was made.
+        wanted = None
+        if self.settings_dict.get("WRITERS_QUEUE", True) and not self.is_in_memory_db():
+            wanted = _queue_path(str(self.settings_dict["NAME"]))
+        if self.writers_queue is not None and self.writers_queue.path != wanted:
+            self.writers_queue.close()
+            self.writers_queue = None
+        if wanted is not None and self.writers_queue is None:
+            self.writers_queue = WritersQueue(wanted)
+        return connection
+
+    def create_cursor(self, name=None):
+        if self.writers_queue is None:
+            return super().create_cursor(name)
+        return self.connection.cursor(
+            factory=partial(QueuedCursorWrapper, queue=self.writers_queue)
+        )
+
+    def _start_transaction_under_autocommit(self):
+        # atomic()'s BEGIN IMMEDIATE takes SQLite's write lock: queue for it first.
+        entered = self.writers_queue is not None and self.writers_queue.enter()
+        try:
+            super()._start_transaction_under_autocommit()
+        except BaseException:
+            if entered:
+                self.writers_queue.leave()
+            raise
+
+    def _commit(self):
+        try:
+            return super()._commit()
+        finally:
+            self._leave_queue_when_done()
+
+    def _rollback(self):
+        try:
+            return super()._rollback()
+        finally:
+            self._leave_queue_when_done()
+
+    def _close(self):
+        try:
+            return super()._close()
+        finally:
+            if self.writers_queue is not None:
+                self.writers_queue.close()
+
+    def _leave_queue_when_done(self) -> None:
+        # A COMMIT that failed leaves the transaction open (its ROLLBACK follows): the
+        # turn is kept until it has ended.
+        if self.writers_queue is None:
+            return
+        try:
+            still_open = self.connection is not None and self.connection.in_transaction
+        except base.Database.ProgrammingError:  # closed: SQLite rolled it back
+            still_open = False
+        if not still_open:
+            self.writers_queue.leave()
