@@ -163,6 +163,16 @@ class Payment(CompiledSaves, models.Model):
     def is_open(self) -> bool:
         return self.status in OPEN_ATTEMPT_STATUSES
 
+    def is_described_by(self, result) -> bool:
+        """Whether a record of the provider (`utils.PaymentResult`) is this attempt's own
+        charge: the cart, amount and currency it was sent with. A record under its key
+        that says otherwise is about another payment, and proves nothing of this one."""
+        return (
+            result.cart_id == str(self.cart_id)
+            and result.amount == self.amount
+            and result.currency == self.currency
+        )
+
 
 class PaymentRequest(CompiledSaves, models.Model):
     """A pay request made with an `Idempotency-Key`, and the attempt that answered it.
@@ -260,6 +270,15 @@ class Refund(CompiledSaves, models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_REFUND_STATUSES
+
+    def is_described_by(self, result) -> bool:
+        """Whether a record of the provider (`utils.RefundResult`) is this refund: of its
+        payment's charge, for its amount and currency."""
+        return (
+            result.payment_id == self.payment.provider_payment_id
+            and result.amount == self.amount
+            and result.currency == self.currency
+        )
 
 
 # Refunds whose line units count as given back: made, or possibly being made.

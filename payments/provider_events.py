@@ -65,7 +65,10 @@ def _settle_payment(result: utils.PaymentResult) -> str:
         except ApplicationError:  # an answer about another payment: held open, logged
             return "does not match its attempt: left open"
     elif before == PaymentAttemptStatus.ERROR and result.succeeded:
-        settled = transitions.attempt_charged(payment=payment, result=result)
+        try:
+            settled = transitions.attempt_charged(payment=payment, result=result)
+        except transitions.RecordMismatchError:  # logged by reconcile, which meets it too
+            return "does not match its attempt: left closed"
         if settled.status == PaymentAttemptStatus.DUPLICATE:
             _give_back_later(settled)
     else:

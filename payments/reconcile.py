@@ -17,6 +17,11 @@ In order, each step idempotent (running it twice changes nothing more):
    derived from the charge, so a rerun resumes instead of refunding twice.
 5. Open refunds untouched for `older_than`, and refunds closed as not made within the
    window, are settled from the refund ledger the same way.
+
+A ledger record under one of our keys that is not what we sent (another cart, amount,
+currency, or for a refund another charge) is booked by no step: its row stays as it was
+(an open one keeps its in-flight window) and it is counted in `answer_mismatches`, for a
+person to check with the provider.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ COUNTS = (
     "failed",
     "not_charged",
     "still_unknown",
+    "answer_mismatches",
     "late_charges",
     "duplicate_charges",
     "duplicates_refunded",
@@ -98,6 +104,7 @@ def _settle_open_attempts(api, counts, untouched_since, now) -> None:
         status__in=OPEN_ATTEMPT_STATUSES, updated__lt=untouched_since
     ).select_related("cart")
     for payment in stale:
+        found = None
         try:
             found = api.find_payment(idempotency_key=payment.idempotency_key)
             if found is not None:
@@ -111,6 +118,8 @@ def _settle_open_attempts(api, counts, untouched_since, now) -> None:
         except (utils.PaymentProviderError, ApplicationError) as exc:
             logger.warning("Reconcile: attempt %s still unknown: %s", payment.pk, exc)
             counts["still_unknown"] += 1
+            if found is not None and not payment.is_described_by(found):
+                counts["answer_mismatches"] += 1
             continue
         counts[_AS[settled.status]] += 1
 
@@ -126,7 +135,18 @@ def _recheck_closed_attempts(api, counts, since, now) -> None:
             logger.warning("Reconcile: cannot re-check closed attempt %s: %s", payment.pk, exc)
             continue
         if found is not None and found.succeeded:
-            _count_late(counts, transitions.attempt_charged(payment=payment, result=found))
+            _record_late(counts, payment, found)
+
+
+def _record_late(counts, payment: Payment, charge: utils.PaymentResult) -> None:
+    """A charge found for an attempt closed as "nothing charged" (or one that did not
+    record it): recorded, unless the record is about another payment, which no attempt
+    can be booked with: it is counted and logged for a person to look at."""
+    try:
+        _count_late(counts, transitions.attempt_charged(payment=payment, result=charge))
+    except transitions.RecordMismatchError:
+        logger.error("Reconcile: the provider's record for attempt %s is not its own", payment.pk)
+        counts["answer_mismatches"] += 1
 
 
 def _count_late(counts, payment: Payment) -> None:
@@ -160,7 +180,7 @@ def _find_duplicate_charges(api, counts, since, now) -> None:
                 cart=success.cart, idempotency_key=charge.idempotency_key or ""
             ).first()
             if attempt is not None:  # an attempt of ours that did not record its charge
-                _count_late(counts, transitions.attempt_charged(payment=attempt, result=charge))
+                _record_late(counts, attempt, charge)
             else:
                 transitions.duplicate_charge_recorded(cart=success.cart, result=charge)
                 counts["duplicate_charges"] += 1
@@ -213,6 +233,7 @@ def _settle_refunds(api, counts, untouched_since, since, now) -> None:
         status=RefundStatus.ERROR, completed__gte=since, completed__lt=now
     ).select_related("payment")
     for refund in [*stale, *closed]:
+        found = None
         try:
             found = api.find_refund(idempotency_key=refund.idempotency_key)
             if found is not None:
@@ -228,6 +249,8 @@ def _settle_refunds(api, counts, untouched_since, since, now) -> None:
         except (utils.PaymentProviderError, ApplicationError) as exc:
             logger.warning("Reconcile: refund %s still unknown: %s", refund.pk, exc)
             counts["refunds_unknown"] += 1
+            if found is not None and not refund.is_described_by(found):
+                counts["answer_mismatches"] += 1
             continue
         if settled.status == RefundStatus.SUCCESS:
             counts["refunds_made"] += 1

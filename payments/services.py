@@ -323,20 +323,20 @@ def payment_record_result(
 ) -> Payment:
     """Record the provider's answer (None: nothing to charge) on the attempt and update
     `cart` in place. An answer about another payment leaves the attempt open (504)."""
-    if result is not None and (
-        result.amount != payment.amount
-        or result.currency != payment.currency
-        or result.cart_id != str(payment.cart_id)
-    ):
+    try:
+        if result is None or result.succeeded:
+            current = transitions.attempt_charged(payment=payment, result=result)
+        else:
+            current = transitions.attempt_declined(payment=payment, result=result)
+    except transitions.RecordMismatchError:
         logger.error("Payment %s: the provider's payment does not match: %s", payment.pk, result)
+        # It proves nothing of this attempt, whose own request (this call's, one retried
+        # after a timeout, or the one a lookup was made for) may still be processed: the
+        # attempt keeps an in-flight window, so nothing closes it as "not charged" early.
         transitions.attempt_held_open(
-            payment=payment, code=ErrorCode.ANSWER_MISMATCH, in_flight=False
+            payment=payment, code=ErrorCode.ANSWER_MISMATCH, in_flight=True
         )
-        raise PaymentOutcomeUnknownError()
-    if result is None or result.succeeded:
-        current = transitions.attempt_charged(payment=payment, result=result)
-    else:
-        current = transitions.attempt_declined(payment=payment, result=result)
+        raise PaymentOutcomeUnknownError() from None
     _copy_state(cart, current.cart)
     return current
 
@@ -624,15 +624,10 @@ def _refund_despite(
 def refund_record_result(*, refund: Refund, result: utils.RefundResult) -> Refund:
     """Record the provider's answer on the refund (and the cart, when it was made). An
     answer about another refund leaves it open (504)."""
-    if (
-        result.payment_id != refund.payment.provider_payment_id
-        or result.amount != refund.amount
-        or result.currency != refund.currency
-    ):
+    if not refund.is_described_by(result):
         logger.error("Refund %s: the provider's refund does not match: %s", refund.pk, result)
-        transitions.refund_held_open(
-            refund=refund, code=ErrorCode.ANSWER_MISMATCH, in_flight=False
-        )
+        # As for a payment: a request of this refund may still be processed.
+        transitions.refund_held_open(refund=refund, code=ErrorCode.ANSWER_MISMATCH, in_flight=True)
         raise RefundOutcomeUnknownError()
     if result.succeeded:
         return transitions.refund_made(refund=refund, result=result)

@@ -61,6 +61,17 @@ _SETTLED_FIELDS = (
 )
 
 
+class RecordMismatchError(Exception):
+    """A record of the provider that is not the attempt's (or refund's) own
+    (`Payment.is_described_by`): nothing was recorded from it. Whatever the provider did
+    under that key, it cannot be booked as this attempt's charge, decline or refund."""
+
+
+def _check_describes(row: Payment | Refund, result) -> None:
+    if result is not None and not row.is_described_by(result):
+        raise RecordMismatchError(f"{type(row).__name__} {row.pk}: {result}")
+
+
 def in_flight_deadline():
     """Until when a request whose answer never came may still be processed."""
     return timezone.now() + timedelta(seconds=settings.PAYMENT_ATTEMPT_STALE_SECONDS)
@@ -135,7 +146,10 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
     An open attempt succeeds and the cart is paid. A charge that lands on an attempt
     already closed as "nothing charged" is recorded: the cart is paid by it, unless
     another attempt paid it first; then it is a duplicate, which reconcile gives back.
+    Raises `RecordMismatchError` for a record about another payment, whichever door it
+    came through (the pay request, a webhook, reconcile).
     """
+    _check_describes(payment, result)
     with transaction.atomic():
         cart, current, attempts = _locked_with_attempts(payment.cart_id, payment.pk)
         closed = current.status == PaymentAttemptStatus.ERROR
@@ -171,7 +185,9 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
 
 
 def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Payment:
-    """The provider declined the card: the attempt and the cart end `failed`."""
+    """The provider declined the card: the attempt and the cart end `failed`. Raises
+    `RecordMismatchError` for a decline of another payment."""
+    _check_describes(payment, result)
     with transaction.atomic():
         cart, current, attempts = _locked_with_attempts(payment.cart_id, payment.pk)
         if not current.is_open:
@@ -306,7 +322,9 @@ def refund_reopened(*, refund: Refund) -> bool:
 
 def refund_made(*, refund: Refund, result: utils.RefundResult) -> Refund:
     """The provider made the refund. A refund the shop asked for counts on the cart:
-    `partially_refunded`, or `refunded` once everything charged was given back."""
+    `partially_refunded`, or `refunded` once everything charged was given back. Raises
+    `RecordMismatchError` for a record of another refund."""
+    _check_describes(refund, result)
     with transaction.atomic():
         cart, current = _locked(refund.cart_id, Refund, refund.pk)
         if current.status == RefundStatus.SUCCESS:

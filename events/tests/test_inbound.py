@@ -149,6 +149,32 @@ def test_a_charge_of_an_attempt_closed_as_not_charged_pays_the_cart_late(api_cli
     assert Payment.objects.get(pk=payment.pk).provider_payment_id == "pay_1"
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"amount": 1999}, id="another_amount"),
+        pytest.param({"currency": "EUR"}, id="another_currency"),
+    ],
+)
+def test_a_charge_under_a_closed_attempts_key_that_is_not_what_it_sent_changes_nothing(
+    api_client, changes
+):
+    # Recording it would mark the cart paid at its own total on the word of a record of
+    # another payment (the same rule as for an open attempt, whichever door it comes by).
+    cart = CartFactory(total=Decimal("20.00"), currency="USD")
+    payment = attempt(cart, PaymentAttemptStatus.ERROR, error_code=ErrorCode.NOT_IN_LEDGER)
+    Cart.objects.filter(pk=cart.pk).update(payment_status=PaymentStatus.PENDING)
+
+    response = post(api_client, payment_event(payment, **changes))
+
+    assert response.status_code == 200
+    assert response_json(response)["outcome"] == "does not match its attempt: left closed"
+    payment.refresh_from_db()
+    assert (payment.status, payment.provider_payment_id) == ("error", "")
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.PENDING
+    assert not Event.objects.filter(cart=cart).exists()
+
+
 def test_a_decline_of_an_attempt_closed_as_not_charged_changes_nothing(api_client):
     cart = CartFactory()
     payment = attempt(cart, PaymentAttemptStatus.ERROR, error_code=ErrorCode.NOT_IN_LEDGER)

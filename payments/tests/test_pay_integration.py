@@ -2,6 +2,7 @@
 fault it can inject, alone and drawn at random. Each test checks our answer, the cart's
 state and the provider's ledger (never more than one charge)."""
 
+import io
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -9,6 +10,7 @@ from decimal import Decimal
 import pytest
 import requests
 from django.conf import settings
+from django.core.management import call_command
 
 from cart.models import Cart
 from cart.tests.factories import CartFactory
@@ -474,6 +476,49 @@ class TestLostAnswers:
         again = pay(api_client, cart, key="k2", payment_method="pm_card_visa")
         assert (again.status_code, error_of(again)["code"]) == (409, "cart_paid")
         assert [c["payment_method"] for c in fake_provider.charges(cart.pk)] == ["pm_card_default"]
+
+
+class TestLedgerRecordsOfAnotherPayment:
+    """The provider's ledger holds, under the key of one of our attempts, a charge that is
+    not what the attempt sends (planted here by a direct request to the provider)."""
+
+    def test_it_is_never_booked_and_reconcile_reports_it(self, api_client, fake_provider):
+        cart = CartFactory(total=Decimal("20.00"), currency="USD")
+        planted = requests.post(
+            f"{settings.PAYMENT_API_BASE_URL}/request_payment",
+            json={
+                "cart_id": str(cart.pk),
+                "amount": 1999,
+                "currency": "USD",
+                "payment_method": "pm_card_visa",
+            },
+            headers={"Idempotency-Key": f"cart-{cart.pk}-order-1"},
+            timeout=5,
+        )
+        assert planted.status_code == 200
+
+        response = pay(api_client, cart, key="order-1", payment_method="pm_card_visa")
+
+        assert response.status_code == 504, response.content
+        assert response_json(response)["payment_taken"] is None
+        attempt = cart.payments.get()
+        assert (attempt.status, attempt.error_code) == ("unknown", "answer_mismatch")
+        assert attempt.in_flight_until is not None
+
+        out, err = run_reconcile("--older-than", "0")
+
+        assert "1 ledger records not what we sent, not booked." in out
+        assert "until a person checks them with the provider" in err
+        attempt.refresh_from_db()
+        assert (attempt.status, attempt.provider_payment_id) == ("unknown", "")
+        assert status_of(cart) == "processing"
+        assert [c["amount"] for c in fake_provider.charges(cart.pk)] == [1999]
+
+
+def run_reconcile(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("reconcile_payments", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
 
 
 class TestRandomFaults:

@@ -874,23 +874,48 @@ def test_a_charge_answer_that_does_not_match_the_attempt_leaves_it_unknown(answe
     assert status_in_db(cart) == PaymentStatus.PROCESSING
 
 
-def test_a_charge_answered_about_another_payment_is_held_open_but_nothing_is_in_flight():
-    # The provider answered the request (about something else): nothing of it is still on
-    # its way, so the same card later, never sent and not in the ledger, closes it.
+def test_a_charge_answered_about_another_payment_keeps_its_in_flight_window():
+    # An answer about something else proves nothing of this attempt: the client may have
+    # sent it twice (a timeout, then the retry answered), and a provider whose ledger shows
+    # another payment under our key may show nothing next. So an empty ledger next time is
+    # no proof that nothing was taken while a request of it may still land.
     cart = CartFactory(total=Decimal("20.00"), currency="USD")
     with pytest.raises(PaymentOutcomeUnknownError):
         cart_pay(cart=cart, api=ScriptedProvider(pay=[Answer(amount=Decimal("19.99"))]))
     held = Payment.objects.get()
     assert (held.status, held.error_code) == ("unknown", ErrorCode.ANSWER_MISMATCH)
-    assert held.in_flight_until is None
+    assert held.in_flight_until is not None
 
     provider = ScriptedProvider(pay=[unavailable()], find=[NOT_FOUND])
-    with pytest.raises(ProviderUnavailableError) as raised:
+    with pytest.raises(PaymentOutcomeUnknownError) as raised:
         cart_pay(cart=cart, api=provider)
 
-    assert taken(raised) is False
-    assert Payment.objects.get().status == PaymentAttemptStatus.ERROR
-    assert status_in_db(cart) == PaymentStatus.PENDING
+    assert taken(raised) is None  # not "nothing was taken": that is not proven
+    assert Payment.objects.get().status == PaymentAttemptStatus.UNKNOWN
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
+
+
+def test_a_lookup_after_a_timeout_that_finds_another_payment_never_lets_another_card_through():
+    # The charge timed out (it may still land); the ledger, asked by the attempt's key,
+    # showed another payment, then nothing. Another card must not be charged while the
+    # timed-out request may still be processed.
+    cart = CartFactory(total=Decimal("20.00"), currency="USD")
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(
+            cart=cart,
+            api=ScriptedProvider(pay=[timeout()], find=[Answer(amount=Decimal("19.99"))]),
+        )
+    attempt = Payment.objects.get()
+    assert (attempt.status, attempt.error_code) == ("unknown", ErrorCode.ANSWER_MISMATCH)
+    assert attempt.in_flight_until is not None
+    provider = ScriptedProvider(ledger={attempt.idempotency_key: NOT_FOUND}, pay=[CHARGED])
+
+    with pytest.raises(EarlierPaymentOutcomeUnknownError):
+        cart_pay(cart=cart, payment_method="pm_card_visa", idempotency_key="k2", api=provider)
+
+    assert provider.requests == []  # the new card was not charged
+    assert Payment.objects.get().status == PaymentAttemptStatus.UNKNOWN
+    assert status_in_db(cart) == PaymentStatus.PROCESSING
 
 
 # --- resuming an open attempt -----------------------------------------------------------------

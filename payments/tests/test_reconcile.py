@@ -4,6 +4,7 @@ scripted provider, and the `reconcile_payments` command against the real fake pr
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -284,7 +285,8 @@ def test_the_command_settles_stale_attempts_from_the_providers_ledger(fake_provi
     assert out.strip() == (
         "Reconciled: 1 charged, 0 declined, 1 not charged, 0 still unknown, "
         "0 charged after being closed, 0 duplicate charges found, 0 duplicate charges "
-        "refunded; refunds: 0 made, 0 not made, 0 still unknown."
+        "refunded; refunds: 0 made, 0 not made, 0 still unknown; 0 ledger records not what "
+        "we sent, not booked."
     )
     assert err == ""
     assert state(charged_cart, charged) == ("success", "success")
@@ -308,7 +310,8 @@ def test_the_command_reports_attempts_whose_ledger_could_not_be_read(settings):
     assert out.strip() == (
         "Reconciled: 0 charged, 0 declined, 0 not charged, 1 still unknown, "
         "0 charged after being closed, 0 duplicate charges found, 0 duplicate charges "
-        "refunded; refunds: 0 made, 0 not made, 0 still unknown."
+        "refunded; refunds: 0 made, 0 not made, 0 still unknown; 0 ledger records not what "
+        "we sent, not booked."
     )
     assert "could not settle everything" in err
     assert state(cart, payment) == ("unknown", "processing")
@@ -326,7 +329,7 @@ def test_a_ledger_entry_that_does_not_match_is_left_unknown_and_the_run_goes_on(
 
     result = payments_reconcile(older_than=OLDER_THAN, api=provider)
 
-    assert result == counts(success=1, still_unknown=1)
+    assert result == counts(success=1, still_unknown=1, answer_mismatches=1)
     assert state(first_cart, first) == ("unknown", "processing")
     assert state(second_cart, second) == ("success", "success")
 
@@ -373,6 +376,45 @@ def test_a_recently_closed_attempt_found_charged_is_recorded_as_a_late_charge():
 
     assert result == counts(late_charges=1)
     assert state(cart, payment) == ("success", "success")
+
+
+def test_a_closed_attempts_key_holding_another_payment_is_not_booked_but_reported(
+    monkeypatch,
+):
+    cart = CartFactory(total=Decimal("10.00"))
+    payment = closed_uncharged(cart, timedelta(minutes=5))
+    provider = ScriptedProvider(ledger={payment.idempotency_key: answer_with_amount("9.00")})
+
+    result = payments_reconcile(older_than=OLDER_THAN, api=provider)
+
+    assert result == counts(answer_mismatches=1)
+    assert state(cart, payment) == ("error", "pending")
+    assert Payment.objects.get(pk=payment.pk).provider_payment_id == ""
+
+    again = ScriptedProvider(ledger={payment.idempotency_key: answer_with_amount("9.00")})
+    monkeypatch.setattr("payments.reconcile.provider_api", lambda: again)
+    out, err = run_command("--older-than", "60")
+
+    assert "1 ledger records not what we sent, not booked." in out
+    assert "until a person checks them with the provider" in err
+    assert state(cart, payment) == ("error", "pending")
+
+
+def test_a_paid_carts_charge_under_an_attempts_key_that_is_not_what_it_sent_is_not_booked():
+    # Step 3 finds, among the paid cart's charges, one under the closed attempt's key but
+    # for another amount: not that attempt's charge, so not booked as it.
+    cart, closed, paid = paid_after_a_closed_attempt()
+    stray = replace(charge_result(cart, closed.idempotency_key, "pay_x"), amount=Decimal("7"))
+    provider = ScriptedProvider(
+        ledger={closed.idempotency_key: NOT_FOUND},
+        charges_of={str(cart.pk): [charge_of(paid), stray]},
+    )
+
+    result = payments_reconcile(older_than=OLDER_THAN, api=provider)
+
+    assert result == counts(answer_mismatches=1)
+    assert state(cart, closed) == ("error", "success")
+    assert Payment.objects.get(pk=closed.pk).provider_payment_id == ""
 
 
 def test_closed_attempts_still_uncharged_or_closed_long_ago_are_left_alone():

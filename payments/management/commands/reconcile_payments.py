@@ -47,9 +47,17 @@ class Command(BaseCommand):
             "{still_unknown} still unknown, {late_charges} charged after being closed, "
             "{duplicate_charges} duplicate charges found, {duplicates_refunded} duplicate "
             "charges refunded; refunds: {refunds_made} made, {refunds_not_made} not made, "
-            "{refunds_unknown} still unknown.".format(**counts)
+            "{refunds_unknown} still unknown; {answer_mismatches} ledger records not what "
+            "we sent, not booked.".format(**counts)
         )
         if counts["late_charges"] or counts["duplicate_charges"]:
             self.stderr.write("Some charges landed after their attempt was closed: see the log.")
+        if counts["answer_mismatches"]:
+            self.stderr.write(
+                "The provider's ledger holds records under our keys that are not what we "
+                "sent (another amount, currency, cart or payment): they are not booked, "
+                "and stay open or closed as they were until a person checks them with the "
+                "provider (see the log)."
+            )
         if counts["still_unknown"] or counts["refunds_unknown"]:
             self.stderr.write("The provider's ledger could not settle everything: run me again.")
