@@ -509,7 +509,20 @@ def discount_consume_reservation(*, cart: Cart, charged: Decimal | None = None) 
         )
 
 
-def _match_the_charge(cart: Cart, charged: Decimal) -> None:
+def discount_match_charge(*, cart: Cart, charged: Decimal) -> bool:
+    """Whether `cart` (its row locked, in the caller's transaction) can show `charged` as
+    its total, as the charge of an attempt closed before it landed had it: as it is,
+    without its discount (the charge was made before the code was applied), or with the
+    discount released since that took off the difference (back to `reserved`, for
+    `discount_consume_reservation` to consume). The cart is changed so when it can. False
+    when nothing it held explains the charge (its lines changed, say): the charge does
+    not pay the cart as it stands."""
+    if charged == cart.total:
+        return True
+    return _match_the_charge(cart, charged)
+
+
+def _match_the_charge(cart: Cart, charged: Decimal) -> bool:
     """Make the cart show the `charged` total: without a discount, or with the released
     one that took off the difference (back to `reserved`, for the caller to consume)."""
     live = cart.discount_reservations.filter(status=ReservationStatus.RESERVED).first()
@@ -517,7 +530,7 @@ def _match_the_charge(cart: Cart, charged: Decimal) -> None:
         logger.error("Cart %s charged %s without its discount: taken off", cart.pk, charged)
         if live is not None:
             _release(live, cart)
-        return
+        return True
     earlier = (
         cart.discount_reservations.filter(
             status=ReservationStatus.RELEASED, amount=cart.subtotal - charged
@@ -527,7 +540,18 @@ def _match_the_charge(cart: Cart, charged: Decimal) -> None:
     )
     if earlier is None:
         logger.error("Cart %s charged %s: no discount it held explains it", cart.pk, charged)
-        return
+        return False
+    if (
+        earlier.code_id is not None
+        and DiscountReservation.objects.filter(code_id=earlier.code_id)
+        .exclude(status=ReservationStatus.RELEASED)
+        .exclude(cart=cart)
+        .exists()
+    ):
+        # A generated single-use code another cart holds (or used) since cannot come back
+        # (`reservation_one_per_generated_code`).
+        logger.error("Cart %s charged %s: its released code is another cart's", cart.pk, charged)
+        return False
     logger.error("Cart %s charged %s after its discount was released: back", cart.pk, charged)
     if live is not None:
         _release(live, cart)
@@ -539,6 +563,7 @@ def _match_the_charge(cart: Cart, charged: Decimal) -> None:
     cart.amount_discounted = earlier.amount
     cart.total = charged
     cart.save_discount()
+    return True
 
 
 def discount_release_expired_reservations(*, now: datetime | None = None, batch: int = 500) -> int:

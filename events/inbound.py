@@ -64,8 +64,10 @@ def provider_event_receive(*, body: bytes, headers: Mapping[str, str]) -> str:
                 raise WebhookPayloadError(f"The event's data cannot be read: {exc}") from exc
             received.outcome = outcome[:200]
             received.save(update_fields=["outcome"])
-    except IntegrityError:  # the same id, delivered twice at once: the other one acts
-        return DUPLICATE
+    except IntegrityError:
+        if ProviderEvent.objects.filter(webhook_id=msg_id).exists():
+            return DUPLICATE  # the same id, delivered twice at once: the other one acts
+        raise  # not a second delivery: a failure to settle, which the provider sends again
     logger.info("Provider event %s %s: %s", event_type, msg_id, outcome)
     return outcome
 

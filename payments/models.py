@@ -43,7 +43,7 @@ class PaymentAttemptStatus(models.TextChoices):
     SUCCESS = "success", "Success: charged"
     FAILED = "failed", "Failed: declined by the provider"
     ERROR = "error", "Error: the provider could not be used, nothing charged"
-    DUPLICATE = "duplicate", "Duplicate: charged after the cart was paid, given back"
+    DUPLICATE = "duplicate", "Duplicate: a charge the cart does not owe, given back"
 
 
 OPEN_ATTEMPT_STATUSES = (PaymentAttemptStatus.PROCESSING, PaymentAttemptStatus.UNKNOWN)
@@ -61,6 +61,7 @@ class ErrorCode(models.TextChoices):
     ANSWER_MISMATCH = "answer_mismatch"
     NOT_IN_LEDGER = "not_in_ledger"
     DUPLICATE_CHARGE = "duplicate_charge"
+    CART_CHANGED = "cart_changed"
 
 
 # The plain message shown with each code, the only error text clients ever see.
@@ -77,6 +78,8 @@ ATTEMPT_MESSAGES: dict[str, str] = {
     "was charged.",
     ErrorCode.DUPLICATE_CHARGE: "Charged after another attempt had paid the cart: the "
     "charge is given back automatically.",
+    ErrorCode.CART_CHANGED: "Charged after this attempt was closed, for another total than "
+    "the cart has now: the charge is given back automatically; the cart is paid as it stands.",
 }
 REFUND_MESSAGES: dict[str, str] = {
     ErrorCode.PROVIDER_UNAVAILABLE: "The payment provider could not be used. Nothing was "

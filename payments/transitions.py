@@ -28,7 +28,7 @@ import utils
 from cart.models import Cart, PaymentStatus
 from cart.selectors import cart_get_locked, cart_known_history
 from common.compiled import CompiledQuery
-from discount.services import discount_consume_reservation
+from discount.services import discount_consume_reservation, discount_match_charge
 from events.services import event_cart_paid, event_cart_payment_failed, event_cart_refunded
 from payments.models import (
     ATTEMPT_MESSAGES,
@@ -145,7 +145,9 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
 
     An open attempt succeeds and the cart is paid. A charge that lands on an attempt
     already closed as "nothing charged" is recorded: the cart is paid by it, unless
-    another attempt paid it first; then it is a duplicate, which reconcile gives back.
+    another attempt paid it first, or the cart changed since so that the charge is not
+    its total (`discount_match_charge`); then it is a charge to give back (`duplicate`),
+    which reconcile or the webhook's task refunds.
     Raises `RecordMismatchError` for a record about another payment, whichever door it
     came through (the pay request, a webhook, reconcile).
     """
@@ -162,12 +164,19 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
         current.completed = current.completed or timezone.now()
         current.in_flight_until = None
         if cart.is_paid:
-            current.status = PaymentAttemptStatus.DUPLICATE
-            current.error_code = ErrorCode.DUPLICATE_CHARGE
-            current.error = ATTEMPT_MESSAGES[ErrorCode.DUPLICATE_CHARGE]
             logger.error("Cart %s charged twice (%s): it will be given back", cart.pk, result)
-            current.save(update_fields=_SETTLED_FIELDS)
-            return current
+            return _charge_to_give_back(current, ErrorCode.DUPLICATE_CHARGE)
+        if closed and not discount_match_charge(cart=cart, charged=current.amount):
+            # The cart changed after this attempt was closed (lines, discount): the charge
+            # does not pay it as it stands, and marking it paid would sell what was not
+            # charged (or keep more than it costs). It is given back, as a duplicate is;
+            # the cart stays payable.
+            logger.error(
+                "Cart %s changed since attempt %s: its late charge will be given back",
+                cart.pk,
+                current.pk,
+            )
+            return _charge_to_give_back(current, ErrorCode.CART_CHANGED)
         current.status = PaymentAttemptStatus.SUCCESS
         current.error_code = current.error = ""
         current.save(update_fields=_SETTLED_FIELDS)
@@ -182,6 +191,16 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
         # refund (only a paid cart's charges are given back).
         cart_known_history(cart, payments=attempts, refunds=[])
         return current
+
+
+def _charge_to_give_back(attempt: Payment, code: ErrorCode) -> Payment:
+    """Record a charge the cart does not owe on `attempt` (locked, its charge's fields
+    set): `duplicate`, given back by reconcile or the webhook's task."""
+    attempt.status = PaymentAttemptStatus.DUPLICATE
+    attempt.error_code = code
+    attempt.error = ATTEMPT_MESSAGES[code]
+    attempt.save(update_fields=_SETTLED_FIELDS)
+    return attempt
 
 
 def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Payment:

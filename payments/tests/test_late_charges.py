@@ -1,0 +1,191 @@
+"""A charge that lands after its attempt was closed as "not charged", when the cart has
+changed since (its lines, or a discount released and taken by another cart): it pays
+the cart only if it is still what the cart costs; otherwise it is given back and the
+cart stays payable at its new total. Never a cart marked paid for what was not charged,
+nor a settlement that fails and loses the charge."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError
+from django.utils import timezone
+
+from cart.models import Cart, PaymentStatus
+from cart.services import LineInput, cart_apply_discount, cart_line_add, cart_line_remove, cart_pay
+from cart.tests.factories import CartFactory, itemized_cart
+from common.testing import response_json
+from discount.models import Discount, DiscountReservation
+from discount.services import discount_generate_codes, discount_release_expired_reservations
+from discount.tests.factories import DiscountFactory
+from events.models import Event, EventType, ProviderEvent
+from events.tests.test_inbound import payment_event, post
+from payments.errors import ProviderUnavailableError
+from payments.models import ErrorCode, Payment, PaymentAttemptStatus, RefundReason
+from payments.reconcile import payments_reconcile
+from payments.services import payment_record_result
+from payments.tests.test_pay_service import REFUNDED, Answer, ScriptedProvider, unavailable
+
+pytestmark = pytest.mark.django_db
+
+
+def closed_as_not_charged(cart: Cart) -> Payment:
+    with pytest.raises(ProviderUnavailableError):
+        cart_pay(cart=cart, api=ScriptedProvider(pay=[unavailable()]))
+    attempt = Payment.objects.get(cart=cart)
+    assert attempt.status == PaymentAttemptStatus.ERROR
+    return attempt
+
+
+def lands_late(attempt: Payment) -> Payment:
+    """The attempt's charge, for what it was sent with, recorded as a lookup finds it."""
+    request = {
+        "cart_id": str(attempt.cart_id),
+        "amount": attempt.amount,
+        "currency": attempt.currency,
+        "idempotency_key": attempt.idempotency_key,
+        "payment_method": attempt.payment_method or None,
+    }
+    charge = ScriptedProvider()._result(Answer(), request)
+    cart = Cart.objects.get(pk=attempt.cart_id)
+    return payment_record_result(cart=cart, payment=attempt, result=charge)
+
+
+def expire_and_sweep(cart: Cart) -> None:
+    DiscountReservation.objects.filter(cart=cart, status="reserved").update(
+        expires=timezone.now() - timedelta(seconds=1)
+    )
+    assert discount_release_expired_reservations() >= 1
+
+
+def assert_given_back_and_payable(cart: Cart, attempt: Payment, total: str) -> None:
+    attempt.refresh_from_db()
+    assert (attempt.status, attempt.error_code) == ("duplicate", ErrorCode.CART_CHANGED)
+    assert attempt.provider_payment_id  # the charge is recorded, to be given back
+    cart = Cart.objects.get(pk=cart.pk)
+    assert (cart.payment_status, cart.total) == (PaymentStatus.PENDING, Decimal(total))
+    assert not Event.objects.filter(cart=cart, type=EventType.CART_PAID).exists()
+
+
+def test_a_late_charge_for_fewer_lines_than_the_cart_has_now_is_given_back():
+    cart = itemized_cart(("apple", 1, "10.00"))
+    attempt = closed_as_not_charged(cart)
+    cart_line_add(cart=cart, line=LineInput("pear", "Pear", 1, Decimal("5.00")))
+
+    lands_late(attempt)
+
+    assert_given_back_and_payable(cart, attempt, "15.00")
+
+
+def test_a_late_charge_for_more_lines_than_the_cart_has_now_is_given_back():
+    cart = itemized_cart(("apple", 1, "10.00"), ("pear", 1, "5.00"))
+    attempt = closed_as_not_charged(cart)
+    pear = cart.lines.get(sku="pear")
+    cart_line_remove(cart=cart, line_id=pear.pk)
+
+    lands_late(attempt)
+
+    assert_given_back_and_payable(cart, attempt, "10.00")
+
+
+def test_a_late_charge_whose_discount_was_resized_then_released_is_given_back():
+    discount = DiscountFactory(code="HALF", kind="percent", value=Decimal("50"), usage_limit=5)
+    cart = itemized_cart(("apple", 1, "20.00"))
+    cart_apply_discount(cart=cart, discount=discount)
+    attempt = closed_as_not_charged(cart)
+    assert attempt.amount == Decimal("10.00")
+    cart_line_add(cart=cart, line=LineInput("pear", "Pear", 1, Decimal("5.00")))
+    expire_and_sweep(cart)
+
+    lands_late(attempt)
+
+    assert_given_back_and_payable(cart, attempt, "25.00")
+    assert Discount.objects.get(pk=discount.pk).times_used == 0
+
+
+def test_a_late_charge_whose_generated_code_another_cart_holds_now_is_given_back():
+    discount = DiscountFactory(code="XMAS", value=Decimal("5"))
+    [code] = discount_generate_codes(discount=discount, count=1)
+    cart = CartFactory(total=Decimal("20.00"))
+    cart_apply_discount(cart=cart, discount=discount, code=code)
+    attempt = closed_as_not_charged(cart)
+    expire_and_sweep(cart)
+    other = CartFactory(total=Decimal("20.00"))
+    cart_apply_discount(cart=other, discount=discount, code=code)
+
+    lands_late(attempt)  # once raised IntegrityError: the charge was never recorded
+
+    assert_given_back_and_payable(cart, attempt, "20.00")
+    held = DiscountReservation.objects.get(code=code, status="reserved")
+    assert held.cart_id == other.pk
+
+
+def test_a_late_charge_for_the_cart_as_it_still_is_pays_it():
+    cart = itemized_cart(("apple", 1, "10.00"))
+    attempt = closed_as_not_charged(cart)
+
+    lands_late(attempt)
+
+    attempt.refresh_from_db()
+    assert attempt.status == PaymentAttemptStatus.SUCCESS
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
+
+
+def test_reconcile_gives_the_late_charge_of_a_changed_cart_back():
+    cart = itemized_cart(("apple", 1, "10.00"))
+    attempt = closed_as_not_charged(cart)
+    Payment.objects.filter(pk=attempt.pk).update(completed=timezone.now() - timedelta(minutes=5))
+    cart_line_add(cart=cart, line=LineInput("pear", "Pear", 1, Decimal("5.00")))
+    charge = ScriptedProvider()._result(
+        Answer(),
+        {
+            "cart_id": str(cart.pk),
+            "amount": attempt.amount,
+            "currency": attempt.currency,
+            "idempotency_key": attempt.idempotency_key,
+            "payment_method": attempt.payment_method,
+        },
+    )
+    provider = ScriptedProvider(ledger={attempt.idempotency_key: charge}, refund=[REFUNDED])
+
+    counts = payments_reconcile(older_than=timedelta(minutes=1), api=provider)
+
+    assert (counts["duplicate_charges"], counts["duplicates_refunded"]) == (1, 1)
+    [refund_request] = provider.requests
+    assert (refund_request["payment_id"], refund_request["amount"]) == (
+        charge.payment_id,
+        Decimal("10.00"),
+    )
+    attempt.refresh_from_db()
+    refund = attempt.refunds.get()
+    assert (refund.reason, refund.status) == (RefundReason.DUPLICATE_CHARGE, "success")
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.PENDING
+
+
+def test_the_webhook_of_a_changed_carts_late_charge_gives_it_back(api_client):
+    cart = itemized_cart(("apple", 1, "10.00"))
+    attempt = closed_as_not_charged(cart)
+    cart_line_add(cart=cart, line=LineInput("pear", "Pear", 1, Decimal("5.00")))
+
+    response = post(api_client, payment_event(attempt))
+
+    assert response_json(response)["outcome"] == "attempt error -> duplicate"
+    assert_given_back_and_payable(cart, attempt, "15.00")
+
+
+def test_a_settlement_that_fails_is_not_taken_for_a_second_delivery(api_client, monkeypatch):
+    # The provider sends an event again until it is answered 2xx: a failure to record it
+    # must not be answered "duplicate" (which loses it), and nothing of it is stored.
+    cart = CartFactory()
+    attempt = closed_as_not_charged(cart)
+
+    def fails(**kwargs):
+        raise IntegrityError("some constraint")
+
+    monkeypatch.setattr("events.inbound.payment_settle_from_event", fails)
+    api_client.raise_request_exception = False
+
+    response = post(api_client, payment_event(attempt))
+
+    assert response.status_code == 500
+    assert not ProviderEvent.objects.exists()
