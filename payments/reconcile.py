@@ -30,6 +30,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.db.models import F
 from django.utils import timezone
 
@@ -214,15 +215,22 @@ def payment_give_back_duplicate(*, duplicate: Payment, api: utils.PaymentAPI) ->
     if duplicate.refunds.filter(status__in=OPEN_REFUND_STATUSES).exists():
         return None
     number = duplicate.refunds.count() + 1
-    return refund_give_back(
-        cart=duplicate.cart,
-        amount=None,
-        request_key="",
-        reason=RefundReason.DUPLICATE_CHARGE,
-        api=api,
-        payment=duplicate,
-        provider_key=f"dup-{duplicate.provider_payment_id}-{number}",
-    )
+    try:
+        return refund_give_back(
+            cart=duplicate.cart,
+            amount=None,
+            request_key="",
+            reason=RefundReason.DUPLICATE_CHARGE,
+            api=api,
+            payment=duplicate,
+            provider_key=f"dup-{duplicate.provider_payment_id}-{number}",
+        )
+    except IntegrityError:
+        # Another caller (the webhook's task, another reconcile run) took this number
+        # since it was counted, before anything was sent: theirs stands, the next run
+        # looks again.
+        logger.info("Duplicate %s: its refund %s is another caller's", duplicate.pk, number)
+        return None
 
 
 def _settle_refunds(api, counts, untouched_since, since, now) -> None:

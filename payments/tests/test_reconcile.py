@@ -17,6 +17,8 @@ import utils
 from cart.models import Cart, PaymentStatus
 from cart.services import cart_pay
 from cart.tests.factories import CartFactory
+from common.errors import ApplicationError
+from payments import reconcile
 from payments.errors import ProviderUnavailableError, RefundOutcomeUnknownError
 from payments.models import ATTEMPT_MESSAGES, ErrorCode, Payment, PaymentAttemptStatus, Refund
 from payments.reconcile import COUNTS, payments_reconcile
@@ -706,3 +708,37 @@ def test_a_refund_a_live_request_resumes_during_the_lookup_is_not_closed():
     assert result == counts(refunds_unknown=1)
     assert Refund.objects.get().status == "processing"
     assert Payment.objects.get(pk=charged.pk).amount_refunded == Decimal("5.00")
+
+
+def test_two_give_backs_of_one_duplicate_racing_for_its_refund_number_never_crash(monkeypatch):
+    # The task and a reconcile run count the duplicate's refunds at the same moment; the
+    # one that comes second must neither crash (which stopped the whole run) nor send.
+    cart, closed, _paid = paid_after_a_closed_attempt()
+    late = charge_result(cart, closed.idempotency_key, "pay_late")
+    recorded = payments_reconcile(  # recorded as a duplicate; its give-back fails
+        older_than=OLDER_THAN,
+        api=ScriptedProvider(ledger={closed.idempotency_key: late}, refund=[unavailable()]),
+    )
+    assert (recorded["duplicate_charges"], recorded["duplicates_refunded"]) == (1, 0)
+    duplicate = Payment.objects.get(pk=closed.pk)
+    assert duplicate.status == PaymentAttemptStatus.DUPLICATE
+    real = reconcile.refund_give_back
+
+    def the_other_caller_first(**kwargs):
+        monkeypatch.setattr(reconcile, "refund_give_back", real)
+        with pytest.raises(ApplicationError):
+            reconcile.payment_give_back_duplicate(
+                duplicate=duplicate, api=ScriptedProvider(refund=[unavailable()])
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(reconcile, "refund_give_back", the_other_caller_first)
+    second = ScriptedProvider(refund=[REFUNDED])
+
+    assert reconcile.payment_give_back_duplicate(duplicate=duplicate, api=second) is None
+    assert second.requests == []
+
+    again = ScriptedProvider(refund=[REFUNDED])
+    refund = reconcile.payment_give_back_duplicate(duplicate=duplicate, api=again)
+    assert refund.status == "success"
+    assert Payment.objects.get(pk=closed.pk).amount_refunded == closed.amount
