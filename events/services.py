@@ -11,7 +11,9 @@ delays the event: `events_requeue_due` (the worker runs it at start and every
 EVENTS_SWEEP_SECONDS) queues every pending event whose time has passed.
 
 Delivering claims the event with one conditional UPDATE (its `next_attempt_at` moves
-forward by a lease), POSTs the body signed as Standard Webhooks (`webhook-id` is the
+forward by a lease; an event waits while an earlier one of its cart is still to deliver,
+so a shop hears a cart's changes in their order: never `cart.refunded` before the
+`cart.paid` it follows), POSTs the body signed as Standard Webhooks (`webhook-id` is the
 event's id on every try), logs the try as an `EventDelivery`, and on anything but a 2xx
 schedules the next try with exponential backoff, until EVENTS_RETRY_FOR_SECONDS after
 the event; then the event is `failed`.
@@ -28,7 +30,7 @@ import requests
 import simplejson
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -140,15 +142,29 @@ def _queue_delivery(event_id, run_after: datetime | None = None) -> None:
 # -- delivering ----------------------------------------------------------------------------
 
 
+def _recorded_before(created, pk) -> Q:
+    # Events of one cart are recorded under its row lock: their order is the changes'.
+    return Q(created__lt=created) | Q(created=created, id__lt=pk)
+
+
 def event_deliver(*, event_id) -> EventDelivery | None:
-    """Try to deliver the event once, if it is pending and due (else None: delivered
-    already, or another worker has it, or not yet due)."""
+    """Try to deliver the event once, if it is pending and due, and no earlier event of
+    its cart is still to deliver (else None: delivered already, another worker has it,
+    not yet due, or waiting behind its cart's earlier event)."""
     now = timezone.now()
     lease_until = now + timedelta(seconds=settings.EVENTS_DELIVERY_LEASE_SECONDS)
-    claimed = Event.objects.filter(
-        pk=event_id, status=EventStatus.PENDING, next_attempt_at__lte=now
-    ).update(next_attempt_at=lease_until, attempts=F("attempts") + 1)
+    earlier = Event.objects.filter(
+        _recorded_before(OuterRef("created"), OuterRef("id")),
+        cart_id=OuterRef("cart_id"),
+        status=EventStatus.PENDING,
+    )
+    claimed = (
+        Event.objects.filter(pk=event_id, status=EventStatus.PENDING, next_attempt_at__lte=now)
+        .exclude(Exists(earlier))
+        .update(next_attempt_at=lease_until, attempts=F("attempts") + 1)
+    )
     if not claimed:
+        _wait_behind_earlier(event_id, now)
         return None
     event = Event.objects.get(pk=event_id)
     # The delivery's log lines carry the id of the request that made the event.
@@ -174,14 +190,16 @@ def _deliver_claimed(event: Event, lease_until: datetime) -> EventDelivery:
         )
         still_ours = Event.objects.filter(pk=event.pk, next_attempt_at=lease_until)
         if succeeded:
-            still_ours.update(
+            if still_ours.update(
                 status=EventStatus.DELIVERED, delivered_at=finished, next_attempt_at=None
-            )
+            ):
+                _send_on_next_of_cart(event, finished)
         elif next_retry is None:
             logger.error(
                 "Event %s: not delivered after %s tries, giving up", event.pk, event.attempts
             )
-            still_ours.update(status=EventStatus.FAILED, next_attempt_at=None)
+            if still_ours.update(status=EventStatus.FAILED, next_attempt_at=None):
+                _send_on_next_of_cart(event, finished)
         elif still_ours.update(next_attempt_at=next_retry):
             transaction.on_commit(lambda: _queue_delivery(event.pk, next_retry))
     if not succeeded:
@@ -193,6 +211,47 @@ def _deliver_claimed(event: Event, lease_until: datetime) -> EventDelivery:
             next_retry,
         )
     return delivery
+
+
+def _wait_behind_earlier(event_id, now: datetime) -> None:
+    """A due event that an earlier one of its cart holds back is due when that one is:
+    the sweep leaves it until then, and that one's delivery sends it on."""
+    event = Event.objects.filter(
+        pk=event_id, status=EventStatus.PENDING, next_attempt_at__lte=now
+    ).first()
+    if event is None:
+        return
+    ahead = (
+        Event.objects.filter(
+            _recorded_before(event.created, event.pk),
+            cart_id=event.cart_id,
+            status=EventStatus.PENDING,
+        )
+        .order_by("next_attempt_at")
+        .first()
+    )
+    if ahead is None:  # sent on meanwhile: its own task (or the sweep) delivers it
+        return
+    Event.objects.filter(
+        pk=event.pk, status=EventStatus.PENDING, next_attempt_at=event.next_attempt_at
+    ).update(next_attempt_at=max(ahead.next_attempt_at or now, now))
+    logger.info("Event %s: waits for the earlier event %s of its cart", event.pk, ahead.pk)
+
+
+def _send_on_next_of_cart(event: Event, now: datetime) -> None:
+    """The cart's next event to deliver, held back by this one, is due now."""
+    following = (
+        Event.objects.filter(cart_id=event.cart_id, status=EventStatus.PENDING)
+        .exclude(pk=event.pk)
+        .order_by("created", "id")
+        .first()
+    )
+    if following is None:
+        return
+    Event.objects.filter(
+        pk=following.pk, status=EventStatus.PENDING, next_attempt_at__gt=now
+    ).update(next_attempt_at=now)
+    transaction.on_commit(lambda: _queue_delivery(following.pk))
 
 
 def _post(event: Event, url: str) -> tuple[int | None, str, int]:

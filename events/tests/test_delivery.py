@@ -313,3 +313,68 @@ def test_the_task_delivers_through_the_service(shop):
     event = record_paid_event()
     assert deliver_event.call(str(event.pk)) == "try 1: 200"
     assert deliver_event.call(str(event.pk)).startswith("skipped")
+
+
+# --- a cart's events in their order ---------------------------------------------------------
+
+
+def record_event(cart, type: str) -> Event:
+    data = {"cart": {"id": str(cart.pk), "total": cart.total}}
+    return services.event_record(type=type, cart=cart, data=data)
+
+
+def test_a_carts_later_event_waits_until_its_earlier_one_is_delivered(
+    shop, django_capture_on_commit_callbacks
+):
+    # The shop must never hear "refunded" before the "paid" it follows: it would ship a
+    # refunded order when the paid event came.
+    cart = CartFactory()
+    shop.answers = [500]
+    paid = record_event(cart, EventType.CART_PAID)
+    services.event_deliver(event_id=paid.pk)  # refused: retried later
+    refunded = record_event(cart, EventType.CART_REFUNDED)
+
+    assert services.event_deliver(event_id=refunded.pk) is None
+    assert shop.accepted_ids() == []
+    paid.refresh_from_db()
+    refunded.refresh_from_db()
+    assert refunded.attempts == 0  # not a try: it waits
+    assert refunded.next_attempt_at == paid.next_attempt_at  # the sweep leaves it till then
+    assert services.events_requeue_due() == 0
+
+    make_due(paid)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.event_deliver(event_id=paid.pk)
+
+    assert shop.accepted_ids() == [str(paid.pk)]
+    # sent on at once: due now, its task queued
+    assert Event.objects.get(pk=refunded.pk).next_attempt_at <= timezone.now()
+    assert DBTaskResult.objects.filter(args_kwargs__args=[str(refunded.pk)]).exists()
+    services.event_deliver(event_id=refunded.pk)
+    assert shop.accepted_ids() == [str(paid.pk), str(refunded.pk)]
+
+
+def test_another_carts_events_do_not_wait(shop):
+    shop.answers = [500]
+    stuck = record_event(CartFactory(), EventType.CART_PAID)
+    services.event_deliver(event_id=stuck.pk)
+    other = record_event(CartFactory(), EventType.CART_PAID)
+
+    services.event_deliver(event_id=other.pk)
+
+    assert shop.accepted_ids() == [str(other.pk)]
+
+
+def test_an_earlier_event_given_up_on_holds_nothing_back(shop, settings):
+    cart = CartFactory()
+    shop.answers = [500]
+    settings.EVENTS_RETRY_FOR_SECONDS = 0  # the first failure is the last try
+    given_up = record_event(cart, EventType.CART_PAID)
+    services.event_deliver(event_id=given_up.pk)
+    assert Event.objects.get(pk=given_up.pk).status == EventStatus.FAILED
+    settings.EVENTS_RETRY_FOR_SECONDS = 3600
+    refunded = record_event(cart, EventType.CART_REFUNDED)
+
+    services.event_deliver(event_id=refunded.pk)
+
+    assert shop.accepted_ids() == [str(refunded.pk)]
