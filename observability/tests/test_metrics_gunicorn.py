@@ -17,6 +17,7 @@ from tests.test_e2e import subprocess_database_url
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PAYS = 6
+MAX_PAYS = 60
 PAY_ROUTE = {"method": "POST", "route": "/api/cart/{pk}/pay/", "status": "200"}
 
 
@@ -70,41 +71,49 @@ def value(samples, name, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def workers_that_paid(log) -> set[int]:
+    """The worker processes that logged an answered pay request."""
+    return {
+        entry["process"]
+        for entry in (json.loads(line) for line in log.read_text().splitlines() if line[:1] == "{")
+        if entry.get("route") == "/api/cart/{pk}/pay/" and entry.get("status") == 200
+    }
+
+
 def test_metrics_add_up_every_worker_and_a_pay_request_is_followed_by_its_id(
     deployed_api, fake_provider
 ):
     url, log = deployed_api
     session = requests.Session()
-    carts = []
-    for _n in range(PAYS):
+    carts, paid = [], []
+    # Each pay on a new connection, which the kernel hands to either worker; on a busy
+    # machine one of them may take several in a row: pay on until both have taken some.
+    while len(paid) < PAYS or (len(workers_that_paid(log)) < 2 and len(paid) < MAX_PAYS):
         created = session.post(
             f"{url}/api/cart/", json={"total": "1.00", "currency": "USD", "items_number": 1}
         )
         assert created.status_code == 201, created.text
         carts.append(created.json()["id"])
-    # A new connection each time: gunicorn hands them to either worker.
-    paid = [
-        requests.post(f"{url}/api/cart/{cart}/pay/", json={}, headers={"X-Request-ID": f"p-{n}"})
-        for n, cart in enumerate(carts)
-    ]
-    assert [r.status_code for r in paid] == [200] * PAYS
-    assert [r.headers["X-Request-ID"] for r in paid] == [f"p-{n}" for n in range(PAYS)]
+        n = len(paid)
+        paid.append(
+            requests.post(
+                f"{url}/api/cart/{carts[n]}/pay/", json={}, headers={"X-Request-ID": f"p-{n}"}
+            )
+        )
+    pays = len(paid)
+    assert [r.status_code for r in paid] == [200] * pays
+    assert [r.headers["X-Request-ID"] for r in paid] == [f"p-{n}" for n in range(pays)]
+    assert len(workers_that_paid(log)) == 2, "both workers answered pays"
 
     scrapes = [scrape(url) for _ in range(6)]
 
-    pids = {
-        json.loads(line)["process"]
-        for line in log.read_text().splitlines()
-        if line.startswith("{") and '"service.request"' in line
-    }
-    assert len(pids) == 2, "both workers answered requests"
-    for samples in scrapes:
-        assert value(samples, "http_requests_total", **PAY_ROUTE) == PAYS
-        assert value(samples, "payment_attempts_started_total") == PAYS
+    for samples in scrapes:  # the sums of both workers' counts, whichever answers
+        assert value(samples, "http_requests_total", **PAY_ROUTE) == pays
+        assert value(samples, "payment_attempts_started_total") == pays
         success = {"status": "success", "decline_code": "", "error_code": ""}
-        assert value(samples, "payment_outcomes_total", **success) == PAYS
+        assert value(samples, "payment_outcomes_total", **success) == pays
         charge = {"operation": "POST /request_payment"}
-        assert value(samples, "payment_provider_request_duration_seconds_count", **charge) == PAYS
+        assert value(samples, "payment_provider_request_duration_seconds_count", **charge) == pays
 
     # One id through the API's JSON log, the provider's journal and the payment row.
     cart = carts[3]
