@@ -67,15 +67,18 @@ class QueuedCursorWrapper(base.SQLiteCursorWrapper):
 
     @contextmanager
     def _turn(self, sql: str):
-        if self.connection.in_transaction or _reads_only(sql):
+        if _reads_only(sql):
             yield
             return
-        entered = self.queue.enter()
+        if not self.connection.in_transaction:
+            self.queue.enter()  # (nothing to wait for when this connection has its turn)
         try:
             yield
         finally:
-            # A BEGIN sent through a cursor keeps the turn until its transaction ends.
-            if entered and not self.connection.in_transaction:
+            # The turn ends with the transaction: at once for a statement SQLite ran in a
+            # transaction of its own, at COMMIT or ROLLBACK for a BEGIN (atomic()'s, or
+            # one sent through a cursor).
+            if not self.connection.in_transaction:
                 self.queue.leave()
 
     def execute(self, query, params=None):

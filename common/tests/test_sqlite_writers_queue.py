@@ -147,6 +147,17 @@ def test_reads_and_single_writes_outside_a_transaction_leave_the_queue_free():
     assert queue_is_free()
 
 
+def test_a_transaction_begun_and_committed_through_a_cursor_holds_the_queue_until_commit():
+    with connection.cursor() as cursor:
+        cursor.execute("BEGIN IMMEDIATE")
+        CartFactory()  # inside it, as SQLite sees it
+        assert not queue_is_free()
+        cursor.execute("COMMIT")
+
+    assert queue_is_free()
+    assert Cart.objects.count() == 1
+
+
 def test_closing_the_connection_in_a_transaction_frees_the_queue():
     with transaction.atomic():
         CartFactory()
