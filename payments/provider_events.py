@@ -67,7 +67,8 @@ def _settle_payment(result: utils.PaymentResult) -> str:
     elif before == PaymentAttemptStatus.ERROR and result.succeeded:
         try:
             settled = transitions.attempt_charged(payment=payment, result=result)
-        except transitions.RecordMismatchError:  # logged by reconcile, which meets it too
+        except transitions.RecordMismatchError:
+            logger.error("Provider event for closed attempt %s is not its own", payment.pk)
             return "does not match its attempt: left closed"
         if settled.status == PaymentAttemptStatus.DUPLICATE:
             _give_back_later(settled)
