@@ -497,7 +497,7 @@ def _open_refund(
             earlier = locked.refunds.select_related("payment").filter(request_key=request_key)
             refund = earlier.first()
             if refund is not None:
-                if amount is not None and amount != refund.amount:
+                if not _asks_for(refund, amount, lines):
                     raise IdempotencyKeyReusedError()
                 if refund.is_open:
                     if refund.status == RefundStatus.PROCESSING and not _stale(refund):
@@ -542,6 +542,24 @@ def _open_refund(
     return refund, FIRST_CALL
 
 
+def _asks_for(refund: Refund, amount: Decimal | None, lines: Sequence[Mapping] | None) -> bool:
+    """Whether a request repeating `refund`'s key asks for what it was made for: its
+    amount, or the same units of the same lines (a key with another body is a 409)."""
+    if amount is not None and amount != refund.amount:
+        return False
+    given = dict(refund.lines.values_list("line_id").annotate(units=Sum("quantity")).order_by())
+    if lines is None and not given:
+        return True
+    return _units_by_line(lines or ()) == given
+
+
+def _units_by_line(lines: Sequence[Mapping]) -> dict[int, int]:
+    units: dict[int, int] = {}
+    for item in lines:
+        units[item["line_id"]] = units.get(item["line_id"], 0) + item["quantity"]
+    return units
+
+
 def refund_lines_amount(*, cart: Cart, lines: Sequence[Mapping]) -> tuple[Decimal, list]:
     """What giving back these units of `cart`'s lines (its row locked by the caller)
     amounts to, and the unsaved `RefundLine`s recording them.
@@ -557,13 +575,12 @@ def refund_lines_amount(*, cart: Cart, lines: Sequence[Mapping]) -> tuple[Decima
             {"lines": ValidationError("This cart has no lines.", code="cart_not_itemized")}
         )
     by_id = {line.pk: line for line in cart.lines.all()}
-    asked: dict[int, int] = {}
     for index, item in enumerate(lines):
         if item["line_id"] not in by_id:
             raise ValidationError(
                 {f"lines.{index}.line_id": ValidationError("No such line.", code="not_found")}
             )
-        asked[item["line_id"]] = asked.get(item["line_id"], 0) + item["quantity"]
+    asked = _units_by_line(lines)
     done = dict(
         RefundLine.objects.filter(
             line__cart=cart, refund__status__in=LINE_COUNTING_REFUND_STATUSES

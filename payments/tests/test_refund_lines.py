@@ -13,9 +13,10 @@ from payments.models import Refund, RefundLine
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
 
-def refund_lines(client, cart, *lines):
+def refund_lines(client, cart, *lines, key=None):
     body = {"lines": [{"line_id": line_id, "quantity": qty} for line_id, qty in lines]}
-    return client.post(f"/api/cart/{cart.pk}/refund/", body, format="json")
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    return client.post(f"/api/cart/{cart.pk}/refund/", body, format="json", **headers)
 
 
 @pytest.fixture
@@ -132,3 +133,42 @@ def test_refunds_of_the_same_units_racing_give_them_back_once(fake_provider):
     losers = {error_of(r)["code"] for r in responses if r.status_code != 200}
     assert losers <= {"refund_exceeds_line", "payment_provider_busy"}
     assert sum(RefundLine.objects.values_list("quantity", flat=True)) == 2
+
+
+def test_a_key_repeated_with_the_same_lines_replays_its_refund(api_client, paid_lines):
+    cart, tea, mug = paid_lines
+    first = refund_lines(api_client, cart, (tea.pk, 1), (mug.pk, 1), key="r-1")
+
+    again = refund_lines(api_client, cart, (mug.pk, 1), (tea.pk, 1), key="r-1")
+
+    assert again.status_code == 200
+    assert response_json(again)["refund"]["id"] == response_json(first)["refund"]["id"]
+    assert Refund.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "repeat",
+    [
+        pytest.param({"lines": [(2, "tea")]}, id="other_units"),
+        pytest.param({"lines": [(1, "mug")]}, id="other_line"),
+        pytest.param({"amount": "2.84"}, id="an_amount_instead"),
+    ],
+)
+def test_a_key_repeated_for_other_lines_is_refused_not_replayed(api_client, paid_lines, repeat):
+    cart, tea, mug = paid_lines
+    assert refund_lines(api_client, cart, (tea.pk, 1), key="r-1").status_code == 200
+    by_name = {"tea": tea.pk, "mug": mug.pk}
+
+    if "lines" in repeat:
+        lines = [(by_name[name], qty) for qty, name in repeat["lines"]]
+        again = refund_lines(api_client, cart, *lines, key="r-1")
+    else:
+        again = api_client.post(
+            f"/api/cart/{cart.pk}/refund/",
+            {"amount": repeat["amount"]},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="r-1",
+        )
+
+    assert (again.status_code, error_of(again)["code"]) == (409, "idempotency_key_reused")
+    assert Refund.objects.count() == 1
