@@ -23,7 +23,7 @@ from common.fields import (
     run_model_clean,
     run_validator,
 )
-from common.serializers import built_once
+from common.serializers import ValidatorsBuiltOnce, built_once
 from discount.models import DiscountKind
 from payments.serializers import (
     PaymentSerializer,
@@ -144,7 +144,7 @@ class UpdateCartLineSerializer(CartLineSerializer):
     sku = serializers.CharField(read_only=True)
 
 
-class CartSerializer(serializers.ModelSerializer):
+class CartSerializer(ValidatorsBuiltOnce, serializers.ModelSerializer):
     """A cart as the API shows it (with its lines, discount and payment attempts); on
     create, `total`, `currency` and `items_number` are read, or `currency` and `lines`."""
 

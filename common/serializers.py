@@ -14,6 +14,10 @@ the field built first, never to this request's serializer: so only for serialize
 whose fields do not depend on the instance (no `get_fields` of their own reading
 `initial_data`, the request or the context) and have no nested serializer (a
 `many=True` child would be shared between requests and threads).
+
+`ValidatorsBuiltOnce` does the same for a ModelSerializer's own validators (those of the
+model's unique constraints, found by walking its meta and the serializer's fields on
+every instance: 5-7 % of a create's CPU for a list that is empty for our models).
 """
 
 import copy
@@ -25,6 +29,25 @@ class FieldsBuiltOnce:
 
     def get_fields(self) -> dict:
         return built_once(self, "_fields_built_once", super().get_fields)
+
+
+class ValidatorsBuiltOnce:
+    """Mixin for a ModelSerializer: its own validators are found once per class and set
+    of fields. They are the same for every instance with those fields (DRF derives them
+    from the model and the fields alone) and hold no state of a request (DRF hands them
+    the serializer on each call)."""
+
+    def get_validators(self) -> list:
+        cls = type(self)
+        found = cls.__dict__.get("_validators_built_once")
+        if found is None:
+            found = {}
+            cls._validators_built_once = found
+        fields = tuple(self.fields)  # a serializer may build other fields for some requests
+        validators = found.get(fields)
+        if validators is None:
+            validators = found[fields] = super().get_validators()
+        return list(validators)
 
 
 def built_once(serializer, name: str, build: Callable[[], dict]) -> dict:

@@ -15,13 +15,13 @@ from rest_framework import serializers
 
 from common import money
 from common.fields import JSONAmountField
-from common.serializers import FieldsBuiltOnce
+from common.serializers import FieldsBuiltOnce, ValidatorsBuiltOnce
 from discount.errors import DiscountError, public_discount_error
 from discount.models import MAX_SCOPE_ENTRIES, SKU_PATTERN, Discount
 from discount.selectors import discount_find_code
 
 
-class DiscountSerializer(FieldsBuiltOnce, serializers.ModelSerializer):
+class DiscountSerializer(FieldsBuiltOnce, ValidatorsBuiltOnce, serializers.ModelSerializer):
     """A discount code as staff create, edit and read it. The rules are `Discount.clean`,
     which `discount_create` / `discount_update` run."""
 

@@ -1,9 +1,15 @@
 """`FieldsBuiltOnce`: a serializer's fields are built once per class, and each instance
-still gets fields of its own, bound to it, the same as DRF would build."""
+still gets fields of its own, bound to it, the same as DRF would build.
+`ValidatorsBuiltOnce`: a ModelSerializer's own validators, found once per class and
+set of fields, are those DRF finds."""
 
+import pytest
 from rest_framework import serializers
 
+from cart.serializers import CartSerializer
+from common.serializers import ValidatorsBuiltOnce
 from discount.serializers import DiscountSerializer
+from payments.models import PaymentRequest
 
 
 def test_each_instance_gets_the_fields_drf_builds_bound_to_itself():
@@ -41,3 +47,71 @@ def test_the_fields_are_built_once_per_class(monkeypatch):
         assert "code" in DiscountSerializer().fields
     assert built == [DiscountSerializer]
     monkeypatch.delattr(DiscountSerializer, "_fields_built_once")
+
+
+class _KeySerializer(ValidatorsBuiltOnce, serializers.ModelSerializer):
+    # A model with a unique constraint on two fields: DRF gives it a validator.
+    class Meta:
+        model = PaymentRequest
+        fields = ("cart", "key", "payment")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.context.get("without_key"):
+            del fields["key"]
+        return fields
+
+
+def _described(validators) -> list:
+    return [(type(v), getattr(v, "fields", None)) for v in validators]
+
+
+@pytest.mark.parametrize("context", [{}, {"without_key": True}])
+def test_the_validators_are_those_drf_finds_for_the_same_fields(context):
+    serializer = _KeySerializer(data={}, context=context)
+    drf_found = serializers.ModelSerializer.get_validators(_KeySerializer(context=context))
+    assert _described(serializer.validators) == _described(drf_found)
+    # One constraint on (cart, key): checked only when the serializer writes both.
+    assert len(drf_found) == (0 if context else 1)
+
+
+def test_the_validators_are_found_once_per_class_and_fields(monkeypatch):
+    found = []
+    drf_get_validators = serializers.ModelSerializer.get_validators
+
+    def counted(self):
+        found.append(tuple(self.fields))
+        return drf_get_validators(self)
+
+    monkeypatch.setattr(serializers.ModelSerializer, "get_validators", counted)
+    monkeypatch.delattr(_KeySerializer, "_validators_built_once", raising=False)
+    for _ in range(3):
+        for context in ({}, {"without_key": True}):
+            serializer = _KeySerializer(data={}, context=context)
+            first = serializer.validators
+            assert first is not _KeySerializer(data={}, context=context).validators
+    assert found == [("cart", "key", "payment"), ("cart", "payment")]
+
+
+@pytest.mark.parametrize(
+    ("serializer_class", "data"),
+    [
+        (CartSerializer, {"total": "10.00", "items_number": 1, "currency": "USD"}),
+        (DiscountSerializer, {"code": "SPRING", "kind": "amount", "value": "5"}),
+    ],
+)
+def test_the_requests_of_the_hot_paths_find_them_once(monkeypatch, serializer_class, data):
+    found = []
+    drf_get_validators = serializers.ModelSerializer.get_validators
+
+    def counted(self):
+        found.append(type(self))
+        return drf_get_validators(self)
+
+    monkeypatch.setattr(serializers.ModelSerializer, "get_validators", counted)
+    monkeypatch.delattr(serializer_class, "_validators_built_once", raising=False)
+    for _ in range(3):
+        serializer = serializer_class(data=data)
+        assert serializer.is_valid(), serializer.errors
+    assert found == [serializer_class]
+    monkeypatch.delattr(serializer_class, "_validators_built_once")
