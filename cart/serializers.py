@@ -52,17 +52,6 @@ class PayCartSerializer(serializers.Serializer):
     )
 
 
-def validate_idempotency_key(value: str | None) -> str | None:
-    """The optional `Idempotency-Key` header: 1-200 printable ASCII characters."""
-    if value is None:
-        return None
-    if not 1 <= len(value) <= 200 or not (value.isascii() and value.isprintable()):
-        raise serializers.ValidationError(
-            {"Idempotency-Key": ["Use 1 to 200 printable ASCII characters."]}, code="invalid"
-        )
-    return value
-
-
 def line_representation(line: CartLine, currency: str) -> dict:
     amount = money.quantizer(currency)
 
@@ -360,5 +349,4 @@ __all__ = [
     "PayCartSerializer",
     "PaymentSerializer",
     "UpdateCartLineSerializer",
-    "validate_idempotency_key",
 ]

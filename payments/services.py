@@ -92,6 +92,7 @@ from payments.models import (
     RefundLine,
     RefundReason,
     RefundStatus,
+    check_request_key,
 )
 from payments.provider import (
     FIRST_CALL,
@@ -127,6 +128,7 @@ def payment_pay(
     `ProviderTroubleError` (502/503/504) whose `payment_taken` is false only when it is
     proven that nothing was charged.
     """
+    check_request_key(idempotency_key)
     method = payment_method or ""
     with ExitStack() as stack:
         try:
@@ -384,6 +386,7 @@ def refund_create(
     positive or has more decimals than the currency, or a `ProviderTroubleError` whose
     `refund_made` is false only when it is proven that nothing was refunded.
     """
+    check_request_key(idempotency_key)
     if amount is not None:
         _check_refund_amount(amount, cart.currency)
     if lines is not None and amount is not None:
