@@ -34,6 +34,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from common import money as money_rules
+from common.api import MalformedJSON, read_json
 from common.errors import ApplicationError
 from common.fields import AmountField
 
@@ -88,6 +89,30 @@ class AmountFormField(forms.DecimalField):
         return value
 
 
+class JSONFormField(forms.JSONField):
+    """JSON typed into a form, read by the API's rules (`common.api.read_json`): text it
+    refuses, such as brackets nested 2,000 deep (a RecursionError in json.loads) or a
+    5,000-digit number (past int()'s limit), is a form error saying why, not a 500."""
+
+    def to_python(self, value):
+        if self.disabled or not isinstance(value, str) or value in self.empty_values:
+            return super().to_python(value)
+        try:
+            converted = read_json(value, fraction=float)
+        except MalformedJSON as exc:
+            raise ValidationError(str(exc), code="invalid") from None
+        return forms.fields.JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data, initial):
+        # The form shown again with its errors reads the typed text once more.
+        if self.disabled or not isinstance(data, str):
+            return super().bound_data(data, initial)
+        try:
+            return read_json(data, fraction=float)
+        except MalformedJSON:
+            return forms.fields.InvalidJSONInput(data)
+
+
 def adopt(instance: models.Model, saved: models.Model) -> None:
     """Make the admin form's instance the row a service saved, so the admin logs,
     messages and redirects with it."""
@@ -105,7 +130,10 @@ class ServiceModelAdmin(admin.ModelAdmin):
 
     #: Deletes one object through the service every door uses (None: `obj.delete()`).
     delete_service: Callable[[models.Model], None] | None = None
-    formfield_overrides = {AmountField: {"form_class": AmountFormField}}
+    formfield_overrides = {
+        AmountField: {"form_class": AmountFormField},
+        models.JSONField: {"form_class": JSONFormField},
+    }
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         help_texts = {

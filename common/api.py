@@ -5,7 +5,8 @@
   `400 malformed_json`, what a strict reader must: nesting deeper than
   `JSON_MAX_DEPTH`, a key twice in one object, numbers longer than `JSON_MAX_NUMBER_LENGTH`
   characters, NaN/Infinity and bytes that are not UTF-8. Its messages say what is wrong
-  with the body and where, never the parser's own internals.
+  with the body and where, never the parser's own internals. `read_json` is that reading
+  for any text: the admin's JSON fields read what staff type with it.
 - `DecimalJSONRenderer` writes `Decimal` as an exact JSON number (15.00, not 15.0 and
   not "15.00"): DRF's own renderer goes through float.
 - `NewestFirstCursorPagination` pages by a cursor on `created`: each page costs one
@@ -57,10 +58,6 @@ def _parse_int(text: str) -> int:
     return int(_check_number(text))
 
 
-def _parse_float(text: str) -> Decimal:
-    return Decimal(_check_number(text))
-
-
 def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict:
     obj = {}
     for key, value in pairs:
@@ -83,6 +80,41 @@ def _check_depth(text: str) -> None:
             depth -= 1
 
 
+class MalformedJSON(ValueError):
+    """Text this service does not read as JSON; its message says why and where, in the
+    words the API answers with (`Malformed JSON: …`), never the parser's internals."""
+
+
+def read_json(text: str, *, fraction=Decimal):
+    """`text` read by the one set of rules for JSON the service is sent (see the module
+    docstring); a fraction such as 10.10 read by `fraction`. Raises `MalformedJSON`.
+
+    The admin's JSON fields read their text so too, with `fraction=float`: the model's
+    JSONField writes its value with json.dumps, which has no Decimal."""
+
+    def parse_fraction(number: str):
+        return fraction(_check_number(number))
+
+    try:
+        _check_depth(text)
+        return simplejson.loads(
+            text,
+            parse_float=parse_fraction,
+            parse_int=_parse_int,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    except _Refused as exc:
+        raise MalformedJSON(f"Malformed JSON: {exc}") from None
+    except simplejson.JSONDecodeError as exc:
+        # simplejson's own words ("Expecting value") and where: line and column.
+        raise MalformedJSON(
+            f"Malformed JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+        ) from None
+    except (ValueError, RecursionError):
+        raise MalformedJSON("Malformed JSON.") from None
+
+
 class DecimalJSONParser(parsers.JSONParser):
     """JSON in, fractions as Decimal; anything a strict reader refuses is a ParseError."""
 
@@ -94,23 +126,9 @@ class DecimalJSONParser(parsers.JSONParser):
         except (UnicodeDecodeError, LookupError):
             raise ParseError(f"Malformed JSON: the body is not valid {encoding}.") from None
         try:
-            _check_depth(text)
-            return simplejson.loads(
-                text,
-                parse_float=_parse_float,
-                parse_int=_parse_int,
-                parse_constant=_reject_constant,
-                object_pairs_hook=_object_without_duplicates,
-            )
-        except _Refused as exc:
-            raise ParseError(f"Malformed JSON: {exc}") from None
-        except simplejson.JSONDecodeError as exc:
-            # simplejson's own words ("Expecting value") and where: line and column.
-            raise ParseError(
-                f"Malformed JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
-            ) from None
-        except (ValueError, RecursionError):
-            raise ParseError("Malformed JSON.") from None
+            return read_json(text)
+        except MalformedJSON as exc:
+            raise ParseError(str(exc)) from None
 
 
 class DecimalJSONRenderer(renderers.JSONRenderer):

@@ -253,3 +253,40 @@ class TestDeleting:
 
         with pytest.raises(DiscountInUseError, match="2 carts used this code"):
             discount_delete(discount=discount)
+
+
+# Text the API's JSON reader refuses (common.api.read_json), and the words it says so in.
+UNREADABLE_SCOPES = {
+    "nested 2,000 deep": ("[" * 2000 + "]" * 2000, "nested deeper than 32 levels"),
+    "a 5,000-digit number": ("[1" + "0" * 5000 + "]", "a number is longer than 100 characters"),
+}
+
+
+@pytest.mark.parametrize("scope", ["skus", "sku_prefixes"])
+@pytest.mark.parametrize("unreadable", UNREADABLE_SCOPES)
+def test_a_scope_the_api_would_not_read_is_a_form_error_on_add_and_change(
+    admin_client, scope, unreadable
+):
+    text, reason = UNREADABLE_SCOPES[unreadable]
+    discount = DiscountFactory(code="MINE", skus=["TEA"])
+
+    added = admin_errors(admin_client.post(ADD, admin_form(**{scope: text})))
+    changed = admin_errors(
+        admin_client.post(change_url(discount), {**of_discount(discount), scope: text})
+    )
+
+    for errors in (added, changed):
+        assert reason in " ".join(errors[scope]), errors
+    assert list(Discount.objects.values_list("code", "skus", "sku_prefixes")) == [
+        ("MINE", ["TEA"], [])
+    ]
+
+
+def test_a_scope_typed_as_json_saves(admin_client):
+    response = admin_client.post(
+        ADD, admin_form(skus='["TEA", "MUG"]', sku_prefixes=' ["COFFEE-"] ')
+    )
+
+    assert response.status_code == 302, admin_errors(response)
+    saved = Discount.objects.get(code="NEW5")
+    assert (saved.skus, saved.sku_prefixes) == (["TEA", "MUG"], ["COFFEE-"])
