@@ -468,7 +468,9 @@ def _clean_sku_list(value) -> list[str]:
     if value in (None, ""):
         return []
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValidationError("Send a list of SKUs (strings).", code="invalid")
+        # Not "invalid": a model form shows its own "Enter a valid JSON." for that code.
+        # "not_a_list" is what the API's list field answers for a string or an object.
+        raise ValidationError("Send a list of SKUs (strings).", code="not_a_list")
     if len(value) > MAX_SCOPE_ENTRIES:
         raise ValidationError(f"At most {MAX_SCOPE_ENTRIES} entries.", code="too_many_entries")
     bad = [item for item in value if not re.match(SKU_PATTERN, item) or len(item) > 64]

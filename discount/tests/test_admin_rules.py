@@ -7,13 +7,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from cart.tests.factories import CartFactory
 from common.testing import response_json
 from discount.errors import DiscountInUseError
 from discount.models import Discount
-from discount.services import discount_delete
+from discount.services import discount_create, discount_delete
 from discount.tests.factories import DiscountFactory
 
 pytestmark = pytest.mark.django_db
@@ -290,3 +291,25 @@ def test_a_scope_typed_as_json_saves(admin_client):
     assert response.status_code == 302, admin_errors(response)
     saved = Discount.objects.get(code="NEW5")
     assert (saved.skus, saved.sku_prefixes) == (["TEA", "MUG"], ["COFFEE-"])
+
+
+@pytest.mark.parametrize("scope", ["skus", "sku_prefixes"])
+@pytest.mark.parametrize("text", ['"TEA"', "{}", "[1]"])
+def test_a_scope_that_is_not_a_list_of_skus_says_so_in_the_admin(admin_client, scope, text):
+    errors = admin_errors(admin_client.post(ADD, admin_form(**{scope: text})))
+
+    assert errors[scope] == ["Send a list of SKUs (strings)."]
+    assert not Discount.objects.exists()
+
+
+@pytest.mark.parametrize("scope", ["skus", "sku_prefixes"])
+def test_a_scope_that_is_not_a_list_has_the_same_code_from_the_service_and_the_api(
+    api_client, scope
+):
+    with pytest.raises(ValidationError) as caught:
+        discount_create(code="SCOPE", value=Decimal("1"), **{scope: "TEA"})
+    response = api_client.post(API, {"code": "SCOPE", "value": 1, scope: "TEA"}, format="json")
+
+    assert caught.value.error_dict[scope][0].code == "not_a_list"
+    assert "not_a_list" in [code for code, _ in api_problems(response)[scope]]
+    assert not Discount.objects.exists()

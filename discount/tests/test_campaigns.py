@@ -107,7 +107,7 @@ class TestScope:
 
     @pytest.mark.parametrize(
         ("skus", "code"),
-        [("TEA", "invalid"), (["bad sku"], "invalid_sku"), ([1], "invalid")],
+        [("TEA", "not_a_list"), (["bad sku"], "invalid_sku"), ([1], "not_a_list")],
     )
     def test_a_scope_must_be_a_list_of_skus(self, skus, code):
         with pytest.raises(ValidationError) as caught:
