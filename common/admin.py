@@ -36,7 +36,7 @@ from django.utils.html import format_html
 from common import money as money_rules
 from common.api import MalformedJSON, read_json
 from common.errors import ApplicationError
-from common.fields import AmountField
+from common.fields import AmountField, is_plain_number
 
 # --- Display helpers ---------------------------------------------------------------------
 
@@ -81,7 +81,13 @@ def plain_text(help_text) -> str:
 
 
 class AmountFormField(forms.DecimalField):
-    """An amount input showing 5 or 12.5, not the column's 5.0000 or 12.5000."""
+    """An amount input showing 5 or 12.5, not the column's 5.0000 or 12.5000, and reading
+    what the API reads (`is_plain_number`): Decimal() alone takes "١٢" or "1_000"."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and value and not is_plain_number(value):
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
 
     def prepare_value(self, value):
         if isinstance(value, Decimal) and value.is_finite():

@@ -23,6 +23,13 @@ from common import money
 _NUMERIC_STRING = re.compile(r"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?", re.ASCII)
 
 
+def is_plain_number(text: str) -> bool:
+    """Whether an amount typed as `text` (spaces around it aside) is in plain ASCII
+    decimal notation: "12", "-0.5", "1e3", not "١٢" or "1_000". The API's amounts and
+    the admin's read it so."""
+    return _NUMERIC_STRING.fullmatch(text.strip()) is not None
+
+
 class AmountField(models.DecimalField):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("max_digits", money.AMOUNT_MAX_DIGITS)
@@ -38,7 +45,7 @@ class JSONAmountField(serializers.DecimalField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data) -> Decimal:
-        if isinstance(data, str) and not _NUMERIC_STRING.fullmatch(data.strip()):
+        if isinstance(data, str) and not is_plain_number(data):
             self.fail("invalid")
         value = super().to_internal_value(data)
         return value.copy_abs() if value.is_zero() else value  # "-0" is 0

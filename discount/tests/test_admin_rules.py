@@ -313,3 +313,48 @@ def test_a_scope_that_is_not_a_list_has_the_same_code_from_the_service_and_the_a
     assert caught.value.error_dict[scope][0].code == "not_a_list"
     assert "not_a_list" in [code for code, _ in api_problems(response)[scope]]
     assert not Discount.objects.exists()
+
+
+# Amounts the API refuses (common.fields.is_plain_number): Decimal() reads them as 12,
+# 1000 and 12, which nobody typing them means.
+NOT_PLAIN_AMOUNTS = ["١٢", "1_000", "１２"]
+AMOUNTS = ["value", "min_cart_total", "budget_amount"]
+
+
+@pytest.mark.parametrize("field", AMOUNTS)
+@pytest.mark.parametrize("amount", NOT_PLAIN_AMOUNTS)
+def test_an_amount_the_api_refuses_is_a_form_error_on_add_and_change(
+    admin_client, api_client, field, amount
+):
+    discount = DiscountFactory(code="MINE", currency="USD")
+    # min_cart_total and budget_amount need a currency: only the amount can be at fault.
+    added = admin_errors(admin_client.post(ADD, admin_form(currency="USD", **{field: amount})))
+    changed = admin_errors(
+        admin_client.post(change_url(discount), {**of_discount(discount), field: amount})
+    )
+    in_api = api_problems(
+        api_client.post(API, {"code": "NEW5", "value": 5, field: amount}, format="json")
+    )
+
+    assert added[field] == changed[field] == ["Enter a number."]
+    assert [code for code, _ in in_api[field]] == ["invalid"]
+    assert list(Discount.objects.values_list("code", field)) == [
+        ("MINE", getattr(discount, field))
+    ]
+
+
+def test_plain_amounts_still_save_on_add_and_change(admin_client):
+    amounts = {"value": " 12.5 ", "min_cart_total": "20", "budget_amount": "1e3"}
+    discount = DiscountFactory(code="MINE", currency="USD")
+
+    added = admin_client.post(ADD, admin_form(currency="USD", **amounts))
+    changed = admin_client.post(change_url(discount), {**of_discount(discount), **amounts})
+
+    assert added.status_code == changed.status_code == 302, admin_errors(added)
+    for code in ("NEW5", "MINE"):
+        saved = Discount.objects.get(code=code)
+        assert (saved.value, saved.min_cart_total, saved.budget_amount) == (
+            Decimal("12.5"),
+            Decimal("20"),
+            Decimal("1000"),
+        )
