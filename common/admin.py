@@ -36,7 +36,7 @@ from django.utils.html import format_html
 from common import money as money_rules
 from common.api import MalformedJSON, read_json
 from common.errors import ApplicationError
-from common.fields import AmountField, is_plain_number
+from common.fields import AmountField, is_ascii_number, is_plain_number
 
 # --- Display helpers ---------------------------------------------------------------------
 
@@ -95,6 +95,16 @@ class AmountFormField(forms.DecimalField):
         return value
 
 
+class WholeNumberFormField(forms.IntegerField):
+    """A whole number input reading what the API reads (`is_ascii_number`): int() alone
+    takes "١٢" or "１２" as 12."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and not is_ascii_number(value):
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
 class JSONFormField(forms.JSONField):
     """JSON typed into a form, read by the API's rules (`common.api.read_json`): text it
     refuses, such as brackets nested 2,000 deep (a RecursionError in json.loads) or a
@@ -139,6 +149,10 @@ class ServiceModelAdmin(admin.ModelAdmin):
     formfield_overrides = {
         AmountField: {"form_class": AmountFormField},
         models.JSONField: {"form_class": JSONFormField},
+        # Every integer column: the others (PositiveIntegerField…) subclass IntegerField,
+        # but BigIntegerField has an entry of its own in the admin's defaults.
+        models.IntegerField: {"form_class": WholeNumberFormField},
+        models.BigIntegerField: {"form_class": WholeNumberFormField},
     }
 
     def get_form(self, request, obj=None, change=False, **kwargs):

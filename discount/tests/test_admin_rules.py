@@ -358,3 +358,42 @@ def test_plain_amounts_still_save_on_add_and_change(admin_client):
             Decimal("20"),
             Decimal("1000"),
         )
+
+
+# Whole numbers the API refuses (common.fields.is_ascii_number): int() reads them as 12.
+NOT_ASCII_NUMBERS = ["١٢", "１２", "1٢"]
+WHOLE_NUMBERS = ["usage_limit", "limit_per_customer"]
+
+
+@pytest.mark.parametrize("field", WHOLE_NUMBERS)
+@pytest.mark.parametrize("number", NOT_ASCII_NUMBERS)
+def test_a_whole_number_the_api_refuses_is_a_form_error_on_add_and_change(
+    admin_client, api_client, field, number
+):
+    discount = DiscountFactory(code="MINE")
+
+    added = admin_errors(admin_client.post(ADD, admin_form(**{field: number})))
+    changed = admin_errors(
+        admin_client.post(change_url(discount), {**of_discount(discount), field: number})
+    )
+    in_api = api_problems(
+        api_client.post(API, {"code": "NEW5", "value": 5, field: number}, format="json")
+    )
+
+    assert added[field] == changed[field] == ["Enter a whole number."]
+    assert [code for code, _ in in_api[field]] == ["invalid"]
+    assert list(Discount.objects.values_list("code", field)) == [("MINE", None)]
+
+
+def test_whole_numbers_in_ascii_digits_still_save_on_add_and_change(admin_client):
+    numbers = {"usage_limit": "12", "limit_per_customer": " 3 "}
+    discount = DiscountFactory(code="MINE")
+
+    added = admin_client.post(ADD, admin_form(**numbers))
+    changed = admin_client.post(change_url(discount), {**of_discount(discount), **numbers})
+
+    assert added.status_code == changed.status_code == 302, admin_errors(added)
+    assert sorted(Discount.objects.values_list("code", "usage_limit", "limit_per_customer")) == [
+        ("MINE", 12, 3),
+        ("NEW5", 12, 3),
+    ]
