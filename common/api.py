@@ -11,6 +11,7 @@
 - `NewestFirstCursorPagination` pages by a cursor on `created`: each page costs one
   indexed range query whatever the table size (no OFFSET, no COUNT), and rows inserted
   while a client pages never shift or repeat items.
+- `in_utc` says whether a time from a query can be asked of the database at all.
 
 Settings wire them in as DRF defaults:
 
@@ -18,9 +19,11 @@ Settings wire them in as DRF defaults:
 """
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import simplejson
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import parsers, renderers
 from rest_framework.exceptions import NotFound, ParseError, ValidationError
@@ -37,6 +40,17 @@ JSON_MAX_NUMBER_LENGTH = 100
 # A string (with its escapes; an unterminated one runs to the end, so the scan stays
 # linear) or a bracket: strings are skipped, brackets counted.
 _STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+def in_utc(value: datetime) -> datetime | None:
+    """`value` in UTC (a naive one read in the current time zone), or None where UTC has
+    no such time: 9999-12-31T23:59:59-01:00 is in year 10000, past what a datetime holds.
+    The database is asked in UTC, and SQLite's backend converts in Python, where such a
+    time is an OverflowError (a 500) that PostgreSQL would never have raised."""
+    try:
+        return (value if timezone.is_aware(value) else timezone.make_aware(value)).astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 class _Refused(ValueError):
@@ -191,12 +205,19 @@ class NewestFirstCursorPagination(CursorPagination):
         """A cursor is opaque to clients: anything we did not hand out is a 400."""
         try:
             cursor = super().decode_cursor(request)
-            # The position is a `created` timestamp; parse_datetime raises or says None.
-            if cursor and cursor.position is not None and not parse_datetime(cursor.position):
-                raise ValueError(cursor.position)
+            if cursor is not None:
+                self._check_handed_out(request, cursor)
         except (NotFound, ValueError):
             raise ValidationError(
                 {self.cursor_query_param: ["This cursor was not handed out by this list."]},
                 code="invalid_cursor",
             ) from None
         return cursor
+
+    def _check_handed_out(self, request, cursor) -> None:
+        # The position is a `created` timestamp (parse_datetime raises or says None), one
+        # the database can be asked about.
+        if cursor.position is not None:
+            position = parse_datetime(cursor.position)
+            if position is None or in_utc(position) is None:
+                raise ValueError(cursor.position)
