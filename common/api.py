@@ -10,7 +10,8 @@
   not "15.00"): DRF's own renderer goes through float.
 - `NewestFirstCursorPagination` pages by a cursor on `created`: each page costs one
   indexed range query whatever the table size (no OFFSET, no COUNT), and rows inserted
-  while a client pages never shift or repeat items.
+  while a client pages never shift or repeat items. It takes back only the cursors it
+  hands out.
 - `in_utc` says whether a time from a query can be asked of the database at all.
 
 Settings wire them in as DRF defaults:
@@ -21,6 +22,7 @@ Settings wire them in as DRF defaults:
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
 
 import simplejson
 from django.utils import timezone
@@ -215,6 +217,12 @@ class NewestFirstCursorPagination(CursorPagination):
         return cursor
 
     def _check_handed_out(self, request, cursor) -> None:
+        # DRF decodes leniently: it skips characters that are not base64 (`!!!` reads as
+        # no cursor at all, the first page) and keys it never writes. A cursor this list
+        # wrote is written again, character for character, from what it decodes to.
+        written = parse_qs(urlsplit(self.encode_cursor(cursor)).query, keep_blank_values=True)
+        if written.get(self.cursor_query_param) != [request.query_params[self.cursor_query_param]]:
+            raise ValueError(cursor)
         # The position is a `created` timestamp (parse_datetime raises or says None), one
         # the database can be asked about.
         if cursor.position is not None:
