@@ -12,7 +12,8 @@
   indexed range query whatever the table size (no OFFSET, no COUNT), and rows inserted
   while a client pages never shift or repeat items. It takes back only the cursors it
   hands out.
-- `in_utc` says whether a time from a query can be asked of the database at all.
+- `in_utc` says whether a time from a query can be asked of the database at all;
+  `UTCDateTimeFilter` is a list's filter by such a time.
 
 Settings wire them in as DRF defaults:
 
@@ -24,10 +25,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
+import django_filters
 import simplejson
+from django import forms
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from rest_framework import parsers, renderers
+from django_filters.fields import IsoDateTimeField
+from rest_framework import parsers, renderers, serializers
 from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.utils import encoders
@@ -168,6 +172,26 @@ class ListFiltersOnlyMixin:
             getattr(self.paginator, "page_size_query_param", None),
         }
         return any(name not in paging for name in self.request.query_params)
+
+
+class UTCDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time that UTC can express (`in_utc`). Out of range it is refused as
+    DRF refuses the same time in a body (`overflow`, same words), so a filter and a
+    field answer alike."""
+
+    default_error_messages = {
+        "overflow": serializers.DateTimeField.default_error_messages["overflow"]
+    }
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None and in_utc(value) is None:
+            raise forms.ValidationError(self.error_messages["overflow"], code="overflow")
+        return value
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCDateTimeField
 
 
 class NewestFirstCursorPagination(CursorPagination):
