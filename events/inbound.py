@@ -49,7 +49,9 @@ def provider_event_receive(*, body: bytes, headers: Mapping[str, str]) -> str:
         raise WebhookPayloadError("The event body is not JSON.") from exc
     event_type = event.get("type") if isinstance(event, dict) else None
     data = event.get("data") if isinstance(event, dict) else None
-    if event_type not in EVENT_TYPES or not isinstance(data, dict):
+    # A type that is not text (a list, an object) is no type: looking it up would fail.
+    known = isinstance(event_type, str) and event_type in EVENT_TYPES
+    if not known or not isinstance(data, dict):
         raise WebhookPayloadError(f"Unknown event type {event_type!r}, or no data.")
     if ProviderEvent.objects.filter(webhook_id=msg_id).exists():
         return DUPLICATE

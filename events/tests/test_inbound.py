@@ -301,6 +301,8 @@ def test_unsigned_and_garbled_signatures_are_refused(api_client):
     "body",
     [
         {"type": "payment.exploded", "data": {}},
+        {"type": ["payment.succeeded"], "data": {}},
+        {"type": {"payment.succeeded": 1}, "data": {}},
         {"type": "payment.succeeded", "data": "nope"},
         {"type": "payment.succeeded", "data": {"id": "pay_1", "amount": "1", "currency": "USD"}},
         {"type": "payment.succeeded", "data": {"id": "pay_1", "amount": 1, "currency": "XYZ"}},
