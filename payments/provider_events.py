@@ -144,6 +144,8 @@ def _amount(data: dict[str, Any]) -> tuple[Decimal, str]:
         return money.from_minor_units(units, currency), currency
     except (KeyError, ValueError) as exc:
         raise ValueError(f"bad amount or currency: {exc}") from exc
+    except ArithmeticError as exc:  # more digits than a Decimal rounds to (10**90 cents)
+        raise ValueError("bad amount: more digits than any amount has") from exc
 
 
 def _payment_result(data: dict[str, Any]) -> utils.PaymentResult:

@@ -321,6 +321,36 @@ def test_a_signed_event_this_service_cannot_read_is_a_400_storing_nothing(api_cl
     assert not ProviderEvent.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "type": "payment.succeeded",
+            "data": {"id": "p", "amount": 10**90, "currency": "USD", "payment_status": "success"},
+        },
+        {
+            "type": "refund.succeeded",
+            "data": {
+                "id": "re",
+                "payment_id": "p",
+                "amount": 10**90,
+                "currency": "USD",
+                "status": "succeeded",
+            },
+        },
+    ],
+)
+def test_an_amount_with_more_digits_than_any_amount_is_a_400_saying_so(api_client, body):
+    response = post(api_client, body)
+
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "webhook_payload_invalid"
+    assert "amount" in error["message"]
+    assert "decimal" not in error["message"]
+    assert not ProviderEvent.objects.exists()
+
+
 def test_a_signed_body_that_is_not_json_is_a_400(api_client):
     at = datetime.now(UTC)
     signature = Webhook(settings.PAYMENT_WEBHOOK_SECRET).sign("msg_2", at, "not json")
