@@ -141,11 +141,18 @@ def _amount(data: dict[str, Any]) -> tuple[Decimal, str]:
     currency = _field(data, "currency", str)
     units = _field(data, "amount", int)
     try:
-        return money.from_minor_units(units, currency), currency
+        amount = money.from_minor_units(units, currency)
     except (KeyError, ValueError) as exc:
         raise ValueError(f"bad amount or currency: {exc}") from exc
     except ArithmeticError as exc:  # more digits than a Decimal rounds to (10**90 cents)
         raise ValueError("bad amount: more digits than any amount has") from exc
+    # What any payment or refund of ours can be (the ledger's rule in `utils`, and
+    # the pay flow's bound): a charge to give back is recorded with it.
+    if not 0 < amount <= money.MAX_AMOUNT:
+        raise ValueError(
+            f"bad amount: {amount} {currency} is not above 0 and at most {money.MAX_AMOUNT}"
+        )
+    return amount, currency
 
 
 def _payment_result(data: dict[str, Any]) -> utils.PaymentResult:

@@ -351,6 +351,23 @@ def test_an_amount_with_more_digits_than_any_amount_is_a_400_saying_so(api_clien
     assert not ProviderEvent.objects.exists()
 
 
+@pytest.mark.parametrize("units", [-500, 0, 10**13])
+def test_a_charge_of_an_amount_no_payment_has_is_a_400_recording_nothing(api_client, units):
+    # Not a positive amount up to MAX_AMOUNT (10**13 cents are 10**11 USD): no payment of
+    # ours, and recorded as a paid cart's duplicate charge it broke the amount column.
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
+    stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
+
+    response = post(api_client, payment_event(stray, id="pay_stray", amount=units))
+
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "webhook_payload_invalid"
+    assert "amount" in error_of(response)["message"]
+    assert not Payment.objects.filter(status=PaymentAttemptStatus.DUPLICATE).exists()
+    assert not ProviderEvent.objects.exists()
+
+
 def test_a_signed_body_that_is_not_json_is_a_400(api_client):
     at = datetime.now(UTC)
     signature = Webhook(settings.PAYMENT_WEBHOOK_SECRET).sign("msg_2", at, "not json")
