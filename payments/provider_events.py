@@ -137,6 +137,14 @@ def _field(data: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
+def _optional_text(data: dict[str, Any], name: str) -> str | None:
+    # A member the settling does not hinge on (a decline code, the payment method, the
+    # key that finds our attempt): when it is not text, the event is still settled, as if
+    # it were absent, and nothing that is not text is recorded.
+    value = data.get(name)
+    return value if isinstance(value, str) else None
+
+
 def _amount(data: dict[str, Any]) -> tuple[Decimal, str]:
     currency = _field(data, "currency", str)
     units = _field(data, "amount", int)
@@ -160,18 +168,15 @@ def _payment_result(data: dict[str, Any]) -> utils.PaymentResult:
     status = _field(data, "payment_status", str)
     if status not in {s.value for s in utils.PaymentOutcome}:
         raise ValueError("payment_status must be success or failed")
-    key = data.get("idempotency_key")
     return utils.PaymentResult(
         payment_id=_field(data, "id", str),
         cart_id=str(data.get("cart_id")),
         amount=amount,
         currency=currency,
         status=utils.PaymentOutcome(status),
-        decline_code=data.get("decline_code")
-        if isinstance(data.get("decline_code"), str)
-        else None,
-        payment_method=data.get("payment_method") or "",
-        idempotency_key=key if isinstance(key, str) else None,
+        decline_code=_optional_text(data, "decline_code"),
+        payment_method=_optional_text(data, "payment_method") or "",
+        idempotency_key=_optional_text(data, "idempotency_key"),
         replayed=False,
     )
 
@@ -181,13 +186,12 @@ def _refund_result(data: dict[str, Any]) -> utils.RefundResult:
     status = _field(data, "status", str)
     if status not in {s.value for s in utils.RefundOutcome}:
         raise ValueError("status must be succeeded or failed")
-    key = data.get("idempotency_key")
     return utils.RefundResult(
         refund_id=_field(data, "id", str),
         payment_id=_field(data, "payment_id", str),
         amount=amount,
         currency=currency,
         status=utils.RefundOutcome(status),
-        idempotency_key=key if isinstance(key, str) else None,
+        idempotency_key=_optional_text(data, "idempotency_key"),
         replayed=False,
     )

@@ -446,6 +446,18 @@ def test_a_decline_whose_code_is_not_text_is_recorded_without_a_code(api_client)
     assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.FAILED
 
 
+@pytest.mark.parametrize("method", [["pm_card_visa"], {"card": "visa"}, 42])
+def test_a_charge_whose_payment_method_is_not_text_is_recorded_without_one(api_client, method):
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
+    stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
+
+    response = post(api_client, payment_event(stray, id="pay_stray", payment_method=method))
+
+    assert response_json(response)["outcome"] == "duplicate charge recorded: to give back"
+    assert Payment.objects.get(provider_payment_id="pay_stray").payment_method == ""
+
+
 def test_stray_charges_whose_key_is_not_text_are_each_recorded_and_given_back(
     api_client, django_capture_on_commit_callbacks
 ):
