@@ -458,6 +458,85 @@ def test_a_charge_whose_payment_method_is_not_text_is_recorded_without_one(api_c
     assert Payment.objects.get(provider_payment_id="pay_stray").payment_method == ""
 
 
+# Text no column of ours holds: longer than its column (64 characters for the provider's
+# ids, codes and methods, 255 for keys), or with a NUL, which PostgreSQL refuses in any
+# text. Recording it was a 500 there (SQLite kept it whole).
+TOO_LONG_ID, ID_WITH_NUL = "p" * 65, "pay_\x00"
+
+
+@pytest.mark.parametrize("charge_id", [TOO_LONG_ID, ID_WITH_NUL], ids=["long", "nul"])
+def test_a_charge_whose_id_no_column_holds_is_a_400_recording_nothing(api_client, charge_id):
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
+    stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
+
+    response = post(api_client, payment_event(stray, id=charge_id))
+
+    assert response.status_code == 400
+    error = error_of(response)
+    assert (error["code"], error["message"]) == (
+        "webhook_payload_invalid",
+        "The event's data cannot be read: id must be text of at most 64 characters, without NUL",
+    )
+    assert not Payment.objects.filter(status=PaymentAttemptStatus.DUPLICATE).exists()
+    assert not ProviderEvent.objects.exists()
+
+
+@pytest.mark.parametrize("refund_id", [TOO_LONG_ID, ID_WITH_NUL], ids=["long", "nul"])
+def test_a_refund_whose_id_no_column_holds_is_a_400_changing_nothing(api_client, refund_id):
+    refund = {
+        "id": refund_id,
+        "payment_id": "pay_1",
+        "amount": 100,
+        "currency": "USD",
+        "status": "succeeded",
+    }
+
+    response = post(api_client, {"type": "refund.succeeded", "data": refund})
+
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "webhook_payload_invalid"
+    assert not ProviderEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "recorded"),
+    [
+        ("payment_method", "m" * 65, {"payment_method": ""}),
+        ("payment_method", "pm_\x00", {"payment_method": ""}),
+        # A key we never sent names no attempt: the charge is recorded under its own id.
+        ("idempotency_key", "k" * 256, {"idempotency_key": "provider-pay_stray"}),
+        ("idempotency_key", "key\x00", {"idempotency_key": "provider-pay_stray"}),
+    ],
+    ids=["long-method", "method-with-nul", "long-key", "key-with-nul"],
+)
+def test_a_stray_charge_is_recorded_without_text_no_column_holds(
+    api_client, member, value, recorded
+):
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
+    stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
+    stray.payment_method = "pm_card_visa"
+
+    response = post(api_client, payment_event(stray, id="pay_stray", **{member: value}))
+
+    assert response_json(response)["outcome"] == "duplicate charge recorded: to give back"
+    duplicate = Payment.objects.filter(provider_payment_id="pay_stray")
+    assert list(duplicate.values(*recorded)) == [recorded]
+
+
+@pytest.mark.parametrize("code", ["d" * 65, "stolen\x00"], ids=["long", "nul"])
+def test_a_decline_whose_code_no_column_holds_is_recorded_without_a_code(api_client, code):
+    cart = CartFactory()
+    payment = attempt(cart)
+
+    response = post(api_client, payment_event(payment, "payment.failed", decline_code=code))
+
+    assert response.status_code == 200
+    payment.refresh_from_db()
+    assert (payment.status, payment.decline_code) == (PaymentAttemptStatus.FAILED, "")
+
+
 def test_stray_charges_whose_key_is_not_text_are_each_recorded_and_given_back(
     api_client, django_capture_on_commit_callbacks
 ):
