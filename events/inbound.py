@@ -47,6 +47,8 @@ def provider_event_receive(*, body: bytes, headers: Mapping[str, str]) -> str:
         event = simplejson.loads(body, use_decimal=True)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookPayloadError("The event body is not JSON.") from exc
+    except RecursionError as exc:  # the parser recurses once per array or object
+        raise WebhookPayloadError("The event body is nested too deeply.") from exc
     event_type = event.get("type") if isinstance(event, dict) else None
     data = event.get("data") if isinstance(event, dict) else None
     # A type that is not text (a list, an object) is no type: looking it up would fail.

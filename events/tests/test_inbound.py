@@ -382,6 +382,25 @@ def test_a_signed_body_that_is_not_json_is_a_400(api_client):
     assert response.status_code == 400
 
 
+def test_a_signed_body_nested_past_the_parsers_recursion_is_a_400(api_client):
+    raw = '{"type": "payment.succeeded", "data": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    at = datetime.now(UTC)
+    signature = Webhook(settings.PAYMENT_WEBHOOK_SECRET).sign("msg_2", at, raw)
+
+    response = api_client.post(
+        URL,
+        raw.encode(),
+        content_type="application/json",
+        HTTP_WEBHOOK_ID="msg_2",
+        HTTP_WEBHOOK_TIMESTAMP=str(int(at.timestamp())),
+        HTTP_WEBHOOK_SIGNATURE=signature,
+    )
+
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "webhook_payload_invalid"
+    assert not ProviderEvent.objects.exists()
+
+
 def test_without_a_secret_every_event_is_refused_503(api_client, settings):
     settings.PAYMENT_WEBHOOK_SECRET = ""
     raw = json.dumps({"type": "payment.succeeded", "data": {}}).encode()
