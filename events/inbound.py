@@ -43,6 +43,11 @@ def provider_event_receive(*, body: bytes, headers: Mapping[str, str]) -> str:
     """Verify, store and act on one provider event; returns what it changed."""
     _verify(body, headers)
     msg_id = headers.get("webhook-id") or ""
+    longest = ProviderEvent.webhook_id.field.max_length
+    if len(msg_id) > longest:  # the id is stored: a longer one would not fit its column
+        raise WebhookPayloadError(
+            f"webhook-id is longer than {longest} characters.", field="webhook-id"
+        )
     try:
         event = simplejson.loads(body, use_decimal=True)
     except (ValueError, UnicodeDecodeError) as exc:

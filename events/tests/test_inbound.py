@@ -368,6 +368,25 @@ def test_a_charge_of_an_amount_no_payment_has_is_a_400_recording_nothing(api_cli
     assert not ProviderEvent.objects.exists()
 
 
+def test_a_signed_event_whose_id_is_longer_than_its_column_is_a_400_storing_nothing(
+    api_client,
+):
+    # 200 characters is the stored id's column: a longer one was a 500 on PostgreSQL.
+    cart = CartFactory()
+    payment = attempt(cart)
+
+    response = post(api_client, payment_event(payment), msg_id="m" * 201)
+
+    assert response.status_code == 400
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "webhook_payload_invalid",
+        "webhook-id",
+    )
+    assert not ProviderEvent.objects.exists()
+    payment.refresh_from_db()
+    assert payment.status == PaymentAttemptStatus.UNKNOWN
+
+
 def test_a_signed_body_that_is_not_json_is_a_400(api_client):
     at = datetime.now(UTC)
     signature = Webhook(settings.PAYMENT_WEBHOOK_SECRET).sign("msg_2", at, "not json")
