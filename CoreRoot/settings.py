@@ -50,7 +50,8 @@ def split_list(value: str) -> list[str]:
 
 
 def env_list(name: str, default: str = "") -> list[str]:
-    return split_list(env_str(name, default))
+    # Empty means the default, as for the other kinds (Compose passes unset ones empty).
+    return split_list(env_str(name) or default)
 
 
 def env_required(name: str) -> str:

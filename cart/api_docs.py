@@ -74,6 +74,7 @@ from payments.errors import (
     RefundProviderBusyError,
     RefundProviderUnavailableError,
 )
+from payments.models import REQUEST_KEY_MESSAGE, REQUEST_KEY_PATTERN
 from payments.serializers import RefundCartSerializer
 
 CART_ID = "3f2c7a9e-1b4d-4e8a-9c61-5d0b7e2f8a13"
@@ -302,13 +303,14 @@ PAY = documented(
             str,
             OpenApiParameter.HEADER,
             description="Repeat a request with the same key to get the same outcome "
-            "instead of a second charge (1 to 200 printable ASCII characters).",
-            pattern=r"^[ -~]{1,200}$",
+            "instead of a second charge (1 to 200 printable ASCII characters, no space at "
+            "either end).",
+            pattern=REQUEST_KEY_PATTERN,
         )
     ],
     responses={200: (CartPaymentSerializer, PAID_EXAMPLE)},
     errors=[
-        field_error("Idempotency-Key", "invalid", "Use 1 to 200 printable ASCII characters."),
+        field_error("Idempotency-Key", "invalid", REQUEST_KEY_MESSAGE),
         PaymentMethodRefusedError,
         ErrorDoc.of(
             CardDeclinedError,
@@ -390,13 +392,14 @@ REFUND = documented(
             str,
             OpenApiParameter.HEADER,
             description="Repeat a request with the same key to get the same refund "
-            "instead of a second one (1 to 200 printable ASCII characters).",
-            pattern=r"^[ -~]{1,200}$",
+            "instead of a second one (1 to 200 printable ASCII characters, no space at "
+            "either end).",
+            pattern=REQUEST_KEY_PATTERN,
         )
     ],
     responses={200: (CartRefundSerializer, REFUNDED_EXAMPLE)},
     errors=[
-        field_error("Idempotency-Key", "invalid", "Use 1 to 200 printable ASCII characters."),
+        field_error("Idempotency-Key", "invalid", REQUEST_KEY_MESSAGE),
         field_error("amount", "min_value", "Ensure this value is greater than 0."),
         field_error("amount", "too_many_decimals", money.precision_message("USD")),
         ErrorDoc.of(

@@ -18,6 +18,7 @@ from cart.services import MAX_LINES, LineInput
 from common import money
 from common.fields import (
     JSONAmountField,
+    WholeNumberField,
     check_fits_currency,
     clean_currency,
     run_model_clean,
@@ -52,17 +53,6 @@ class PayCartSerializer(serializers.Serializer):
     )
 
 
-def validate_idempotency_key(value: str | None) -> str | None:
-    """The optional `Idempotency-Key` header: 1-200 printable ASCII characters."""
-    if value is None:
-        return None
-    if not 1 <= len(value) <= 200 or not (value.isascii() and value.isprintable()):
-        raise serializers.ValidationError(
-            {"Idempotency-Key": ["Use 1 to 200 printable ASCII characters."]}, code="invalid"
-        )
-    return value
-
-
 def line_representation(line: CartLine, currency: str) -> dict:
     amount = money.quantizer(currency)
 
@@ -88,7 +78,7 @@ class CartLineSerializer(serializers.ModelSerializer):
         help_text="The shop's SKU: letters, digits, '.', '_', '/' and '-' (at most 64).",
     )
     name = serializers.CharField(max_length=200, help_text="What the customer sees.")
-    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+    quantity = WholeNumberField(min_value=1, max_value=10_000)
     unit_price = JSONAmountField(
         min_value=0,
         max_value=money.MAX_AMOUNT,
@@ -167,7 +157,7 @@ class CartSerializer(ValidatorsBuiltOnce, serializers.ModelSerializer):
     currency = serializers.RegexField(
         r"^[A-Za-z]{3}$", max_length=3, help_text="ISO-4217 code, e.g. USD (any case)."
     )
-    items_number = serializers.IntegerField(
+    items_number = WholeNumberField(
         min_value=0,
         max_value=1_000_000,
         required=False,
@@ -360,5 +350,4 @@ __all__ = [
     "PayCartSerializer",
     "PaymentSerializer",
     "UpdateCartLineSerializer",
-    "validate_idempotency_key",
 ]

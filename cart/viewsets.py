@@ -31,7 +31,6 @@ from cart.serializers import (
     PaymentSerializer,
     UpdateCartLineSerializer,
     line_representation,
-    validate_idempotency_key,
 )
 from cart.services import (
     LineChange,
@@ -50,7 +49,7 @@ from discount.errors import DiscountReservationExpiredError
 from discount.serializers import ApplyDiscountSerializer
 from discount.services import discount_refusal_reasons, discount_reveals_reasons
 from payments.errors import CardDeclinedError, RefundDeclinedError
-from payments.models import PaymentAttemptStatus, RefundStatus
+from payments.models import PaymentAttemptStatus, RefundStatus, check_request_key
 from payments.serializers import RefundCartSerializer, RefundSerializer
 from payments.services import refund_create
 from storefront.access import StorefrontKeyAuthentication, StorefrontKeyRequired
@@ -148,7 +147,7 @@ class CartViewSet(
     @action(detail=True, methods=["post"])
     def pay(self, request, pk=None):
         cart = self._cart(pk)
-        key = validate_idempotency_key(request.headers.get("Idempotency-Key"))
+        key = check_request_key(request.headers.get("Idempotency-Key"))
         serializer = PayCartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -165,7 +164,7 @@ class CartViewSet(
     @action(detail=True, methods=["post"])
     def refund(self, request, pk=None):
         cart = self.get_object()
-        key = validate_idempotency_key(request.headers.get("Idempotency-Key"))
+        key = check_request_key(request.headers.get("Idempotency-Key"))
         serializer = RefundCartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         refund = refund_create(cart=cart, idempotency_key=key, **serializer.validated_data)

@@ -44,6 +44,24 @@ class JSONAmountField(serializers.DecimalField):
         return value.copy_abs() if value.is_zero() else value  # "-0" is 0
 
 
+class WholeNumberField(serializers.IntegerField):
+    """An integer: a JSON number, or a string of ASCII digits. DRF's int() would also
+    read Arabic-Indic "١٢" or full-width "１２" as 12, which no client means."""
+
+    def to_internal_value(self, data) -> int:
+        if isinstance(data, str) and not data.isascii():
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+# For a ModelSerializer's `serializer_field_mapping`: its model's integer fields read so.
+WHOLE_NUMBER_MAPPING = {
+    model_field: WholeNumberField
+    for model_field, field in serializers.ModelSerializer.serializer_field_mapping.items()
+    if field is serializers.IntegerField
+}
+
+
 def clean_currency(code: str) -> str:
     """The upper-case ISO-4217 code, or a ValidationError coded `unknown_currency`."""
     try:

@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common import money
-from common.fields import JSONAmountField
+from common.fields import WHOLE_NUMBER_MAPPING, JSONAmountField, WholeNumberField
 from common.serializers import FieldsBuiltOnce, ValidatorsBuiltOnce
 from discount.errors import DiscountError, public_discount_error
 from discount.models import MAX_SCOPE_ENTRIES, SKU_PATTERN, Discount
@@ -65,6 +65,10 @@ class DiscountSerializer(FieldsBuiltOnce, ValidatorsBuiltOnce, serializers.Model
     amount_consumed = JSONAmountField(
         read_only=True, help_text="Given away to paid carts (counts against the budget)."
     )
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        **WHOLE_NUMBER_MAPPING,  # usage_limit, limit_per_customer: ASCII digits only
+    }
 
     class Meta:
         model = Discount
@@ -149,7 +153,7 @@ class ApplyDiscountSerializer(serializers.Serializer):
 class GenerateCodesSerializer(serializers.Serializer):
     """The body of POST /api/discount/{id}/codes/."""
 
-    count = serializers.IntegerField(
+    count = WholeNumberField(
         min_value=1, max_value=100_000, help_text="How many codes (1 to 100,000)."
     )
     prefix = serializers.RegexField(

@@ -37,6 +37,8 @@ class DiscountViewSet(
 ):
     queryset = Discount.objects.all()
     serializer_class = DiscountSerializer
+    # ASCII digits (Python's int() reads "١" as 1) within a bigint; anything else is a 404.
+    lookup_value_regex = "[0-9]{1,18}"
     permission_classes = [IsStaffForManagement]
     filterset_class = DiscountFilter
 

@@ -22,9 +22,11 @@ is a function of `payments.transitions`; the flows are in `payments.services`.
 
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
@@ -177,6 +179,27 @@ class Payment(CompiledSaves, models.Model):
         )
 
 
+REQUEST_KEY_MAX_LENGTH = 200
+REQUEST_KEY_PATTERN = rf"^[!-~](?:[ -~]{{0,{REQUEST_KEY_MAX_LENGTH - 2}}}[!-~])?$"
+REQUEST_KEY_MESSAGE = (
+    f"Use 1 to {REQUEST_KEY_MAX_LENGTH} printable ASCII characters, no space at either end."
+)
+
+
+def check_request_key(key: str | None) -> str | None:
+    """A client's `Idempotency-Key` for a pay or a refund: None (no key), or 1 to 200
+    printable ASCII characters with no space at either end (a pay's key ends the key
+    sent to the provider, which refuses one ending in a space). Raises a ValidationError
+    naming `Idempotency-Key`, before anything is written, whatever the door."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not re.fullmatch(REQUEST_KEY_PATTERN, key):
+        raise ValidationError(
+            {"Idempotency-Key": ValidationError(REQUEST_KEY_MESSAGE, code="invalid")}
+        )
+    return key
+
+
 class PaymentRequest(CompiledSaves, models.Model):
     """A pay request made with an `Idempotency-Key`, and the attempt that answered it.
 
@@ -188,7 +211,7 @@ class PaymentRequest(CompiledSaves, models.Model):
     cart = models.ForeignKey(
         "cart.Cart", on_delete=models.PROTECT, related_name="payment_requests"
     )
-    key = models.CharField(max_length=200)
+    key = models.CharField(max_length=REQUEST_KEY_MAX_LENGTH)
     payment_method = models.CharField(max_length=64, blank=True, default="")
     amount = AmountField(help_text="The cart total when the key was first used.")
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="requests")
@@ -238,7 +261,7 @@ class Refund(CompiledSaves, models.Model):
         max_length=32, choices=RefundReason, default=RefundReason.REQUESTED_BY_CUSTOMER
     )
     idempotency_key = models.CharField(max_length=255, unique=True)
-    request_key = models.CharField(max_length=200, blank=True, default="")
+    request_key = models.CharField(max_length=REQUEST_KEY_MAX_LENGTH, blank=True, default="")
     provider_refund_id = models.CharField(max_length=64, blank=True, default="")
     error_code = models.CharField(max_length=32, blank=True, default="", choices=ErrorCode)
     error = models.TextField(blank=True, default="")

@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from common import money
-from common.fields import JSONAmountField
+from common.fields import JSONAmountField, WholeNumberField
 from payments.models import ErrorCode, Payment, Refund
 
 
@@ -145,8 +145,8 @@ def refund_representation(refund: Refund) -> dict:
 
 
 class RefundLineRequestSerializer(serializers.Serializer):
-    line_id = serializers.IntegerField(min_value=1, help_text="A line of the cart.")
-    quantity = serializers.IntegerField(
+    line_id = WholeNumberField(min_value=1, help_text="A line of the cart.")
+    quantity = WholeNumberField(
         min_value=1, max_value=10_000, help_text="How many of its units to give back."
     )
 

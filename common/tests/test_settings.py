@@ -3,6 +3,7 @@
 Each case runs `manage.py` in a fresh process, because settings are read once at start.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -243,6 +244,65 @@ def test_env_example_and_readme_list_every_variable():
     assert {"SECRET_KEY", "GUNICORN_WORKERS", "API_PORT", "FAKE_PAYMENT_BALANCE"} <= variables
     assert {v for v in variables if not re.search(rf"^{v}=", example, re.M)} == set()
     assert {v for v in variables if f"`{v}`" not in readme} == set()
+
+
+def _settings_seen_with(env: dict) -> dict:
+    code = (
+        "import json; from django.conf import settings as s;"
+        "print(json.dumps({k: repr(getattr(s, k)) for k in dir(s) if k.isupper()}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_copying_env_example_changes_no_default():
+    """The quickstart says `cp .env.example .env`: every value it holds must be the
+    default, or empty (the default), or a copied file pins what the docs say follows
+    something else (PAYMENT_MAX_IN_FLIGHT: half of GUNICORN_THREADS) and replaces what
+    Compose passes when the variable is unset or empty (ALLOWED_HOSTS: Compose adds api
+    and nginx, the names its containers call the API by)."""
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    outside = {k: v for k, v in os.environ.items() if k not in configured_variables()}
+    outside.pop("DEBUG", None)
+    outside["PYTHONHASHSEED"] = "0"  # settings holding sets print in one order
+    # One variable set for real, which wins over the file (load_dotenv(override=False)).
+    outside["GUNICORN_THREADS"] = "8"
+    defaults = _settings_seen_with(outside)
+    copied = _settings_seen_with({**example, **outside})
+
+    changed = {k: (defaults[k], copied.get(k)) for k in defaults if copied.get(k) != defaults[k]}
+    assert changed == {}
+
+
+def test_env_example_leaves_composes_defaults_alone():
+    """Compose reads .env to fill `${NAME:-default}`: a value there replaces Compose's
+    default, so each must be empty or that default."""
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    compose = (ROOT / "docker-compose.yml").read_text()
+    defaults = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", compose))
+    assert {"ALLOWED_HOSTS", "API_PORT"} <= set(defaults)
+    replaced = {
+        name: (example[name], default)
+        for name, default in defaults.items()
+        if example.get(name) and example[name] != default
+    }
+    assert replaced == {}
 
 
 @pytest.mark.parametrize(("value", "expected"), [("true", "True"), ("", "False")])

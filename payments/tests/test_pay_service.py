@@ -17,6 +17,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -1134,6 +1135,22 @@ def test_the_same_key_after_a_decline_returns_the_decline_without_calling_the_pr
     assert again == first
     assert again.status == PaymentAttemptStatus.FAILED
     assert cart.payment_status == PaymentStatus.FAILED
+
+
+@pytest.mark.parametrize("key", ["", "a ", " a", "x" * 201, "naïve", "tab\there"])
+def test_a_key_no_client_may_send_is_refused_before_anything_is_written(key):
+    # Whatever the door (the API checks the header first, `Cart.pay` does not): the
+    # provider refuses a key ending in a space, found once the attempt was written.
+    cart = CartFactory()
+    provider = ScriptedProvider(pay=[CHARGED])
+
+    with pytest.raises(ValidationError) as raised:
+        cart_pay(cart=cart, idempotency_key=key, api=provider)
+
+    assert "Idempotency-Key" in raised.value.message_dict
+    assert provider.requests == []
+    assert not Payment.objects.exists()
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.PENDING
 
 
 def test_the_same_key_with_another_payment_method_is_refused():

@@ -180,10 +180,12 @@ class TestIdempotency:
             "idempotency_key_reused",
         )
 
-    def test_a_malformed_key_is_a_400(self, api_client, paid):
+    @pytest.mark.parametrize("key", ["x" * 201, "refund 1 "])
+    def test_a_malformed_key_is_a_400(self, api_client, paid, key):
         cart, _ = paid
-        response = refund(api_client, cart, "5.00", key="x" * 201)
+        response = refund(api_client, cart, "5.00", key=key)
         assert error_of(response)["field"] == "Idempotency-Key"
+        assert not cart.refunds.exists()
 
 
 class TestAccess:

@@ -212,6 +212,17 @@ def test_the_same_key_replays_the_refund_without_calling_the_provider():
     assert cart.amount_refunded == Decimal("3.00")
 
 
+@pytest.mark.parametrize("key", ["", "r1 ", "x" * 201])
+def test_a_key_no_client_may_send_is_refused_before_anything_is_written(key):
+    cart = paid_cart()
+
+    with pytest.raises(ValidationError) as raised:
+        refund(cart, "3.00", REFUNDED, key=key)
+
+    assert "Idempotency-Key" in raised.value.message_dict
+    assert not Refund.objects.exists()
+
+
 def test_the_same_key_for_another_amount_is_refused():
     cart = paid_cart()
     refund(cart, "3.00", REFUNDED, key="r1")
