@@ -11,7 +11,10 @@
   not "15.00"): DRF's own renderer goes through float.
 - `NewestFirstCursorPagination` pages by a cursor on `created`: each page costs one
   indexed range query whatever the table size (no OFFSET, no COUNT), and rows inserted
-  while a client pages never shift or repeat items.
+  while a client pages never shift or repeat items. It takes back only the cursors it
+  hands out.
+- `in_utc` says whether a time from a query can be asked of the database at all;
+  `UTCDateTimeFilter` is a list's filter by such a time.
 
 Settings wire them in as DRF defaults:
 
@@ -19,11 +22,17 @@ Settings wire them in as DRF defaults:
 """
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
 
+import django_filters
 import simplejson
+from django import forms
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from rest_framework import parsers, renderers
+from django_filters.fields import IsoDateTimeField
+from rest_framework import parsers, renderers, serializers
 from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.utils import encoders
@@ -38,6 +47,17 @@ JSON_MAX_NUMBER_LENGTH = 100
 # A string (with its escapes; an unterminated one runs to the end, so the scan stays
 # linear) or a bracket: strings are skipped, brackets counted.
 _STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+def in_utc(value: datetime) -> datetime | None:
+    """`value` in UTC (a naive one read in the current time zone), or None where UTC has
+    no such time: 9999-12-31T23:59:59-01:00 is in year 10000, past what a datetime holds.
+    The database is asked in UTC, and SQLite's backend converts in Python, where such a
+    time is an OverflowError (a 500) that PostgreSQL would never have raised."""
+    try:
+        return (value if timezone.is_aware(value) else timezone.make_aware(value)).astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 class _Refused(ValueError):
@@ -172,6 +192,26 @@ class ListFiltersOnlyMixin:
         return any(name not in paging for name in self.request.query_params)
 
 
+class UTCDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time that UTC can express (`in_utc`). Out of range it is refused as
+    DRF refuses the same time in a body (`overflow`, same words), so a filter and a
+    field answer alike."""
+
+    default_error_messages = {
+        "overflow": serializers.DateTimeField.default_error_messages["overflow"]
+    }
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None and in_utc(value) is None:
+            raise forms.ValidationError(self.error_messages["overflow"], code="overflow")
+        return value
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCDateTimeField
+
+
 class NewestFirstCursorPagination(CursorPagination):
     """Newest first. A view may serve the first page itself (`first_page(limit)`: the
     `limit` newest rows, or None to leave it to the queryset), by a statement compiled
@@ -209,12 +249,25 @@ class NewestFirstCursorPagination(CursorPagination):
         """A cursor is opaque to clients: anything we did not hand out is a 400."""
         try:
             cursor = super().decode_cursor(request)
-            # The position is a `created` timestamp; parse_datetime raises or says None.
-            if cursor and cursor.position is not None and not parse_datetime(cursor.position):
-                raise ValueError(cursor.position)
+            if cursor is not None:
+                self._check_handed_out(request, cursor)
         except (NotFound, ValueError):
             raise ValidationError(
                 {self.cursor_query_param: ["This cursor was not handed out by this list."]},
                 code="invalid_cursor",
             ) from None
         return cursor
+
+    def _check_handed_out(self, request, cursor) -> None:
+        # DRF decodes leniently: it skips characters that are not base64 (`!!!` reads as
+        # no cursor at all, the first page) and keys it never writes. A cursor this list
+        # wrote is written again, character for character, from what it decodes to.
+        written = parse_qs(urlsplit(self.encode_cursor(cursor)).query, keep_blank_values=True)
+        if written.get(self.cursor_query_param) != [request.query_params[self.cursor_query_param]]:
+            raise ValueError(cursor)
+        # The position is a `created` timestamp (parse_datetime raises or says None), one
+        # the database can be asked about.
+        if cursor.position is not None:
+            position = parse_datetime(cursor.position)
+            if position is None or in_utc(position) is None:
+                raise ValueError(cursor.position)

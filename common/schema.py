@@ -391,6 +391,8 @@ def form_field_errors(name: str, form_field: forms.Field) -> list[ErrorDoc]:
     codes = ["invalid_choice"] if isinstance(form_field, forms.ChoiceField) else []
     if not isinstance(form_field, (forms.ChoiceField, forms.CharField)):
         codes.append("invalid")
+    if "overflow" in form_field.error_messages:  # common.api.UTCDateTimeField
+        codes.append("overflow")
     errors = [
         field_error(name, code, _format(form_field.error_messages[code], form_field))
         for code in codes

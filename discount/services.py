@@ -582,8 +582,12 @@ def discount_release_expired_reservations(*, now: datetime | None = None, batch:
     for pk, cart_id in expired:
         with transaction.atomic():
             # The cart first, as every flow that changes a cart's discount locks it.
-            cart = Cart.objects.select_for_update().get(pk=cart_id)
-            reservation = DiscountReservation.objects.select_for_update().get(pk=pk)
+            cart = Cart.objects.select_for_update().filter(pk=cart_id).first()
+            reservation = DiscountReservation.objects.select_for_update().filter(pk=pk).first()
+            if cart is None or reservation is None:
+                # Deleted since the batch was listed (`cart_delete` takes a cart's
+                # reservations with it): nothing is left to release; on to the next.
+                continue
             if (
                 reservation.status != ReservationStatus.RESERVED
                 or reservation.expires > now

@@ -43,13 +43,22 @@ def provider_event_receive(*, body: bytes, headers: Mapping[str, str]) -> str:
     """Verify, store and act on one provider event; returns what it changed."""
     _verify(body, headers)
     msg_id = headers.get("webhook-id") or ""
+    longest = ProviderEvent.webhook_id.field.max_length
+    if len(msg_id) > longest:  # the id is stored: a longer one would not fit its column
+        raise WebhookPayloadError(
+            f"webhook-id is longer than {longest} characters.", field="webhook-id"
+        )
     try:
         event = simplejson.loads(body, use_decimal=True)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookPayloadError("The event body is not JSON.") from exc
+    except RecursionError as exc:  # the parser recurses once per array or object
+        raise WebhookPayloadError("The event body is nested too deeply.") from exc
     event_type = event.get("type") if isinstance(event, dict) else None
     data = event.get("data") if isinstance(event, dict) else None
-    if event_type not in EVENT_TYPES or not isinstance(data, dict):
+    # A type that is not text (a list, an object) is no type: looking it up would fail.
+    known = isinstance(event_type, str) and event_type in EVENT_TYPES
+    if not known or not isinstance(data, dict):
         raise WebhookPayloadError(f"Unknown event type {event_type!r}, or no data.")
     if ProviderEvent.objects.filter(webhook_id=msg_id).exists():
         return DUPLICATE

@@ -11,7 +11,8 @@ from django.contrib import admin, messages
 
 from common.admin import ReadOnlyInline, ReadOnlyModelAdmin, format_money, money, short_id
 from common.errors import ApplicationError
-from payments.models import Payment, Refund
+from payments.errors import RefundOutcomeUnknownError
+from payments.models import OPEN_REFUND_STATUSES, Payment, Refund
 from payments.services import refund_create
 
 
@@ -96,6 +97,19 @@ def refund_remaining(modeladmin, request, queryset):
     for cart in queryset:
         try:
             refund = refund_create(cart=cart)
+        except RefundOutcomeUnknownError:
+            # The API's message says to retry with the same Idempotency-Key; this door
+            # sends none, and trying again only finds the amount held.
+            held = cart.refunds.filter(status__in=OPEN_REFUND_STATUSES).latest("created")
+            modeladmin.message_user(
+                request,
+                f"Cart {cart.pk}: the provider has not confirmed the refund of "
+                f"{format_money(held.amount, held.currency)}. Its amount stays held; "
+                "reconcile_payments settles it from the provider's ledger (it cannot be "
+                "refunded twice).",
+                messages.WARNING,
+            )
+            continue
         except ApplicationError as exc:
             modeladmin.message_user(request, f"Cart {cart.pk}: {exc.message}", messages.ERROR)
             continue

@@ -26,7 +26,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 
 import utils
 from common import money
@@ -137,13 +137,46 @@ def _field(data: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
+def _holds(value: Any, column: models.Field) -> bool:
+    # Whether the column it is recorded in (a key: looked up by) takes it: text no longer
+    # than the column, without the NUL PostgreSQL refuses in any text. Else a 500 there,
+    # which the provider retries forever.
+    return isinstance(value, str) and len(value) <= column.max_length and "\x00" not in value
+
+
+def _id(data: dict[str, Any], name: str, column: models.Field) -> str:
+    value = data.get(name)
+    if not _holds(value, column):
+        raise ValueError(
+            f"{name} must be text of at most {column.max_length} characters, without NUL"
+        )
+    return value
+
+
+def _optional_text(data: dict[str, Any], name: str, column: models.Field) -> str | None:
+    # A member the settling does not hinge on (a decline code, the payment method, the
+    # key that finds our attempt): when it is not text a column holds, the event is still
+    # settled, as if it were absent (no key of ours is such text), and nothing is recorded.
+    value = data.get(name)
+    return value if _holds(value, column) else None
+
+
 def _amount(data: dict[str, Any]) -> tuple[Decimal, str]:
     currency = _field(data, "currency", str)
     units = _field(data, "amount", int)
     try:
-        return money.from_minor_units(units, currency), currency
+        amount = money.from_minor_units(units, currency)
     except (KeyError, ValueError) as exc:
         raise ValueError(f"bad amount or currency: {exc}") from exc
+    except ArithmeticError as exc:  # more digits than a Decimal rounds to (10**90 cents)
+        raise ValueError("bad amount: more digits than any amount has") from exc
+    # What any payment or refund of ours can be (the ledger's rule in `utils`, and
+    # the pay flow's bound): a charge to give back is recorded with it.
+    if not 0 < amount <= money.MAX_AMOUNT:
+        raise ValueError(
+            f"bad amount: {amount} {currency} is not above 0 and at most {money.MAX_AMOUNT}"
+        )
+    return amount, currency
 
 
 def _payment_result(data: dict[str, Any]) -> utils.PaymentResult:
@@ -151,18 +184,15 @@ def _payment_result(data: dict[str, Any]) -> utils.PaymentResult:
     status = _field(data, "payment_status", str)
     if status not in {s.value for s in utils.PaymentOutcome}:
         raise ValueError("payment_status must be success or failed")
-    key = data.get("idempotency_key")
     return utils.PaymentResult(
-        payment_id=_field(data, "id", str),
+        payment_id=_id(data, "id", Payment.provider_payment_id.field),
         cart_id=str(data.get("cart_id")),
         amount=amount,
         currency=currency,
         status=utils.PaymentOutcome(status),
-        decline_code=data.get("decline_code")
-        if isinstance(data.get("decline_code"), str)
-        else None,
-        payment_method=data.get("payment_method") or "",
-        idempotency_key=key if isinstance(key, str) else None,
+        decline_code=_optional_text(data, "decline_code", Payment.decline_code.field),
+        payment_method=_optional_text(data, "payment_method", Payment.payment_method.field) or "",
+        idempotency_key=_optional_text(data, "idempotency_key", Payment.idempotency_key.field),
         replayed=False,
     )
 
@@ -172,13 +202,12 @@ def _refund_result(data: dict[str, Any]) -> utils.RefundResult:
     status = _field(data, "status", str)
     if status not in {s.value for s in utils.RefundOutcome}:
         raise ValueError("status must be succeeded or failed")
-    key = data.get("idempotency_key")
     return utils.RefundResult(
-        refund_id=_field(data, "id", str),
-        payment_id=_field(data, "payment_id", str),
+        refund_id=_id(data, "id", Refund.provider_refund_id.field),
+        payment_id=_id(data, "payment_id", Payment.provider_payment_id.field),
         amount=amount,
         currency=currency,
         status=utils.RefundOutcome(status),
-        idempotency_key=key if isinstance(key, str) else None,
+        idempotency_key=_optional_text(data, "idempotency_key", Refund.idempotency_key.field),
         replayed=False,
     )

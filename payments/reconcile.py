@@ -48,7 +48,12 @@ from payments.models import (
     RefundStatus,
 )
 from payments.provider import provider_api
-from payments.services import payment_record_result, refund_give_back, refund_record_result
+from payments.services import (
+    may_still_land,
+    payment_record_result,
+    refund_give_back,
+    refund_record_result,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +115,10 @@ def _settle_open_attempts(api, counts, untouched_since, now) -> None:
             found = api.find_payment(idempotency_key=payment.idempotency_key)
             if found is not None:
                 settled = payment_record_result(cart=payment.cart, payment=payment, result=found)
-            elif payment.in_flight_until is not None and payment.in_flight_until > now:
-                settled = payment  # a request of it may still land
+            elif may_still_land(payment):
+                # Being sent right now, or a lost request may still be processed: whatever
+                # `older_than` the caller chose, an empty ledger proves nothing yet.
+                settled = payment
             else:
                 settled = transitions.attempt_not_charged(
                     payment=payment, code=ErrorCode.NOT_IN_LEDGER, as_of=payment.updated
@@ -248,7 +255,7 @@ def _settle_refunds(api, counts, untouched_since, since, now) -> None:
                 settled = refund_record_result(refund=refund, result=found)
             elif not refund.is_open:
                 continue  # closed, and still nothing there
-            elif refund.in_flight_until is not None and refund.in_flight_until > now:
+            elif may_still_land(refund):
                 settled = refund
             else:
                 settled = transitions.refund_not_made(

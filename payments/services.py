@@ -231,7 +231,7 @@ def _try_open(
                 return open_attempt  # never send another card while this may have charged
             # Resume it, with its own key and body, so the provider can only charge it once.
             payment = open_attempt
-            sent_before = EarlierRequests(sent=True, in_flight=_may_land(open_attempt))
+            sent_before = EarlierRequests(sent=True, in_flight=may_still_land(open_attempt))
         elif earlier is not None:  # the same request again after "nothing was charged"
             if request.amount != locked.total:
                 raise IdempotencyKeyReusedError()
@@ -267,7 +267,7 @@ def _settle_before_another_method(attempt: Payment, api: utils.PaymentAPI) -> No
         raise EarlierPaymentOutcomeUnknownError() from exc
     if found is not None:
         payment_record_result(cart=attempt.cart, payment=attempt, result=found)
-    elif _may_land(attempt):
+    elif may_still_land(attempt):
         raise EarlierPaymentOutcomeUnknownError()
     else:
         transitions.attempt_not_charged(
@@ -280,8 +280,9 @@ def _being_sent(payment: Payment) -> bool:
     return payment.status == PaymentAttemptStatus.PROCESSING and not _stale(payment)
 
 
-def _may_land(row: Payment | Refund) -> bool:
-    """Whether a request sent earlier for this attempt (or refund) may still be processed."""
+def may_still_land(row: Payment | Refund) -> bool:
+    """Whether a request sent earlier for this attempt (or refund) may still be processed:
+    until then an empty ledger proves nothing (pay, refund and reconcile ask this)."""
     if row.status in (PaymentAttemptStatus.PROCESSING, RefundStatus.PROCESSING):
         return not _stale(row)
     return row.in_flight_until is not None and row.in_flight_until > timezone.now()
@@ -505,7 +506,7 @@ def _open_refund(
                 if refund.is_open:
                     if refund.status == RefundStatus.PROCESSING and not _stale(refund):
                         raise RefundInProgressError()
-                    earlier = EarlierRequests(sent=True, in_flight=_may_land(refund))
+                    earlier = EarlierRequests(sent=True, in_flight=may_still_land(refund))
                     transitions.refund_resumed(refund=refund)
                     return refund, earlier
                 if _replayable(refund):

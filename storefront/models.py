@@ -57,6 +57,13 @@ class StorefrontKey(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
+    def clean_fields(self, exclude=None) -> None:
+        # Spaces around a name are no part of it, and spaces alone are no name: the
+        # admin's form strips them before this runs; `issue` relies on this.
+        if isinstance(self.name, str):
+            self.name = self.name.strip()
+        super().clean_fields(exclude=exclude)
+
     def new_secret(self) -> str:
         """Give this key a fresh secret and return it: the only time it is readable."""
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -66,7 +73,10 @@ class StorefrontKey(models.Model):
 
     @classmethod
     def issue(cls, *, name: str) -> tuple[StorefrontKey, str]:
+        """A new key and its secret. Raises `ValidationError` for a name the admin
+        refuses too (none, or longer than 100 characters)."""
         key = cls(name=name)
         secret = key.new_secret()
+        key.full_clean()
         key.save()
         return key, secret

@@ -207,6 +207,13 @@ def test_token_endpoint_needs_no_token_and_takes_json(schema):
     assert "invalid_credentials" in codes["properties"]["error"]["properties"]["code"]["enum"]
 
 
+def test_a_time_filter_documents_a_time_out_of_range(schema):
+    bad = schema["paths"]["/api/events/"]["get"]["responses"]["400"]["content"]
+    errors = [e["value"]["error"] for e in bad["application/json"]["examples"].values()]
+    overflow = [(e["field"], e["message"]) for e in errors if e["code"] == "overflow"]
+    assert overflow == [("created_after", "Datetime value out of range.")]
+
+
 def test_open_operations_show_no_lock_and_staff_ones_do(schema):
     # Creating a cart needs a storefront key in production (or a staff token).
     assert {"storefrontKey": []} in schema["paths"]["/api/cart/"]["post"]["security"]

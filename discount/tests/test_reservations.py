@@ -7,11 +7,14 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.db import transaction
 from django.utils import timezone
 
 from cart.models import Cart, PaymentStatus
+from cart.services import cart_delete
 from cart.tests.factories import CartFactory
 from common.testing import error_of, response_json
+from discount import services as discount_services
 from discount.models import Discount, DiscountReservation
 from discount.services import discount_release_expired_reservations
 from discount.tests.factories import DiscountFactory
@@ -109,6 +112,35 @@ def test_the_sweep_never_touches_a_cart_being_paid_or_paid(api_client, status):
     cart.refresh_from_db()
     assert (cart.discount.code, cart.total) == ("BUSY", Decimal("15.00"))
     assert DiscountReservation.objects.get(cart=cart).status == "reserved"
+
+
+def test_the_sweep_goes_on_past_a_cart_deleted_after_it_listed_the_batch(api_client, monkeypatch):
+    DiscountFactory(code="GONE", value=Decimal("5"))
+    gone, kept = CartFactory(), CartFactory()
+    for cart in (gone, kept):
+        apply(api_client, cart, "GONE")
+        expire(cart)
+
+    # The admin or the API deletes a cart (and its reservations) once the sweep has
+    # listed the batch, before it takes the first of them.
+    class DeletedOnce:
+        def __getattr__(self, name):
+            return getattr(transaction, name)
+
+        def atomic(self, *args, **kwargs):
+            if Cart.objects.filter(pk=gone.pk).exists():
+                cart_delete(cart=gone)
+            return transaction.atomic(*args, **kwargs)
+
+    monkeypatch.setattr(discount_services, "transaction", DeletedOnce())
+    out = io.StringIO()
+    call_command("release_discount_reservations", stdout=out)
+
+    assert out.getvalue().strip() == "Released 1 expired discount reservation(s)."
+    assert not Cart.objects.filter(pk=gone.pk).exists()
+    kept.refresh_from_db()
+    assert (kept.discount, kept.total) == (None, Decimal("20.00"))
+    assert DiscountReservation.objects.get(cart=kept).status == "released"
 
 
 def test_an_expired_reservation_of_a_cart_being_paid_still_counts(api_client):

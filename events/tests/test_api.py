@@ -69,6 +69,18 @@ def test_a_bad_filter_is_a_400_naming_the_field(staff_client):
     assert error_of(response)["field"] == "type"
 
 
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_time_utc_cannot_express_is_a_400_naming_the_filter(staff_client, value):
+    # Valid ISO 8601, but a year 10000 and a year 0 in UTC, which no datetime can hold.
+    record()
+    response = staff_client.get("/api/events/", {"created_after": value})
+
+    assert response.status_code == 400
+    error = error_of(response)
+    assert (error["field"], error["code"]) == ("created_after", "overflow")
+    assert error["message"] == "Datetime value out of range."
+
+
 def test_one_event_by_its_id(staff_client):
     event = record()
     body = response_json(staff_client.get(f"/api/events/{event.pk}/"))

@@ -301,6 +301,8 @@ def test_unsigned_and_garbled_signatures_are_refused(api_client):
     "body",
     [
         {"type": "payment.exploded", "data": {}},
+        {"type": ["payment.succeeded"], "data": {}},
+        {"type": {"payment.succeeded": 1}, "data": {}},
         {"type": "payment.succeeded", "data": "nope"},
         {"type": "payment.succeeded", "data": {"id": "pay_1", "amount": "1", "currency": "USD"}},
         {"type": "payment.succeeded", "data": {"id": "pay_1", "amount": 1, "currency": "XYZ"}},
@@ -319,6 +321,72 @@ def test_a_signed_event_this_service_cannot_read_is_a_400_storing_nothing(api_cl
     assert not ProviderEvent.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "type": "payment.succeeded",
+            "data": {"id": "p", "amount": 10**90, "currency": "USD", "payment_status": "success"},
+        },
+        {
+            "type": "refund.succeeded",
+            "data": {
+                "id": "re",
+                "payment_id": "p",
+                "amount": 10**90,
+                "currency": "USD",
+                "status": "succeeded",
+            },
+        },
+    ],
+)
+def test_an_amount_with_more_digits_than_any_amount_is_a_400_saying_so(api_client, body):
+    response = post(api_client, body)
+
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "webhook_payload_invalid"
+    assert "amount" in error["message"]
+    assert "decimal" not in error["message"]
+    assert not ProviderEvent.objects.exists()
+
+
+@pytest.mark.parametrize("units", [-500, 0, 10**13])
+def test_a_charge_of_an_amount_no_payment_has_is_a_400_recording_nothing(api_client, units):
+    # Not a positive amount up to MAX_AMOUNT (10**13 cents are 10**11 USD): no payment of
+    # ours, and recorded as a paid cart's duplicate charge it broke the amount column.
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
+    stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
+
+    response = post(api_client, payment_event(stray, id="pay_stray", amount=units))
+
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "webhook_payload_invalid"
+    assert "amount" in error_of(response)["message"]
+    assert not Payment.objects.filter(status=PaymentAttemptStatus.DUPLICATE).exists()
+    assert not ProviderEvent.objects.exists()
+
+
+def test_a_signed_event_whose_id_is_longer_than_its_column_is_a_400_storing_nothing(
+    api_client,
+):
+    # 200 characters is the stored id's column: a longer one was a 500 on PostgreSQL.
+    cart = CartFactory()
+    payment = attempt(cart)
+
+    response = post(api_client, payment_event(payment), msg_id="m" * 201)
+
+    assert response.status_code == 400
+    assert (error_of(response)["code"], error_of(response)["field"]) == (
+        "webhook_payload_invalid",
+        "webhook-id",
+    )
+    assert not ProviderEvent.objects.exists()
+    payment.refresh_from_db()
+    assert payment.status == PaymentAttemptStatus.UNKNOWN
+
+
 def test_a_signed_body_that_is_not_json_is_a_400(api_client):
     at = datetime.now(UTC)
     signature = Webhook(settings.PAYMENT_WEBHOOK_SECRET).sign("msg_2", at, "not json")
@@ -331,6 +399,25 @@ def test_a_signed_body_that_is_not_json_is_a_400(api_client):
         HTTP_WEBHOOK_SIGNATURE=signature,
     )
     assert response.status_code == 400
+
+
+def test_a_signed_body_nested_past_the_parsers_recursion_is_a_400(api_client):
+    raw = '{"type": "payment.succeeded", "data": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    at = datetime.now(UTC)
+    signature = Webhook(settings.PAYMENT_WEBHOOK_SECRET).sign("msg_2", at, raw)
+
+    response = api_client.post(
+        URL,
+        raw.encode(),
+        content_type="application/json",
+        HTTP_WEBHOOK_ID="msg_2",
+        HTTP_WEBHOOK_TIMESTAMP=str(int(at.timestamp())),
+        HTTP_WEBHOOK_SIGNATURE=signature,
+    )
+
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "webhook_payload_invalid"
+    assert not ProviderEvent.objects.exists()
 
 
 def test_without_a_secret_every_event_is_refused_503(api_client, settings):
@@ -395,6 +482,97 @@ def test_a_decline_whose_code_is_not_text_is_recorded_without_a_code(api_client)
     payment.refresh_from_db()
     assert (payment.status, payment.decline_code) == (PaymentAttemptStatus.FAILED, "")
     assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.FAILED
+
+
+@pytest.mark.parametrize("method", [["pm_card_visa"], {"card": "visa"}, 42])
+def test_a_charge_whose_payment_method_is_not_text_is_recorded_without_one(api_client, method):
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
+    stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
+
+    response = post(api_client, payment_event(stray, id="pay_stray", payment_method=method))
+
+    assert response_json(response)["outcome"] == "duplicate charge recorded: to give back"
+    assert Payment.objects.get(provider_payment_id="pay_stray").payment_method == ""
+
+
+# Text no column of ours holds: longer than its column (64 characters for the provider's
+# ids, codes and methods, 255 for keys), or with a NUL, which PostgreSQL refuses in any
+# text. Recording it was a 500 there (SQLite kept it whole).
+TOO_LONG_ID, ID_WITH_NUL = "p" * 65, "pay_\x00"
+
+
+@pytest.mark.parametrize("charge_id", [TOO_LONG_ID, ID_WITH_NUL], ids=["long", "nul"])
+def test_a_charge_whose_id_no_column_holds_is_a_400_recording_nothing(api_client, charge_id):
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
+    stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
+
+    response = post(api_client, payment_event(stray, id=charge_id))
+
+    assert response.status_code == 400
+    error = error_of(response)
+    assert (error["code"], error["message"]) == (
+        "webhook_payload_invalid",
+        "The event's data cannot be read: id must be text of at most 64 characters, without NUL",
+    )
+    assert not Payment.objects.filter(status=PaymentAttemptStatus.DUPLICATE).exists()
+    assert not ProviderEvent.objects.exists()
+
+
+@pytest.mark.parametrize("refund_id", [TOO_LONG_ID, ID_WITH_NUL], ids=["long", "nul"])
+def test_a_refund_whose_id_no_column_holds_is_a_400_changing_nothing(api_client, refund_id):
+    refund = {
+        "id": refund_id,
+        "payment_id": "pay_1",
+        "amount": 100,
+        "currency": "USD",
+        "status": "succeeded",
+    }
+
+    response = post(api_client, {"type": "refund.succeeded", "data": refund})
+
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "webhook_payload_invalid"
+    assert not ProviderEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "recorded"),
+    [
+        ("payment_method", "m" * 65, {"payment_method": ""}),
+        ("payment_method", "pm_\x00", {"payment_method": ""}),
+        # A key we never sent names no attempt: the charge is recorded under its own id.
+        ("idempotency_key", "k" * 256, {"idempotency_key": "provider-pay_stray"}),
+        ("idempotency_key", "key\x00", {"idempotency_key": "provider-pay_stray"}),
+    ],
+    ids=["long-method", "method-with-nul", "long-key", "key-with-nul"],
+)
+def test_a_stray_charge_is_recorded_without_text_no_column_holds(
+    api_client, member, value, recorded
+):
+    cart = CartFactory(payment_status=PaymentStatus.SUCCESS)
+    attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_1")
+    stray = Payment(cart=cart, amount=cart.total, currency="USD", idempotency_key="stray")
+    stray.payment_method = "pm_card_visa"
+
+    response = post(api_client, payment_event(stray, id="pay_stray", **{member: value}))
+
+    assert response_json(response)["outcome"] == "duplicate charge recorded: to give back"
+    duplicate = Payment.objects.filter(provider_payment_id="pay_stray")
+    assert list(duplicate.values(*recorded)) == [recorded]
+
+
+@pytest.mark.parametrize("code", ["d" * 65, "stolen\x00"], ids=["long", "nul"])
+def test_a_decline_whose_code_no_column_holds_is_recorded_without_a_code(api_client, code):
+    cart = CartFactory()
+    payment = attempt(cart)
+
+    response = post(api_client, payment_event(payment, "payment.failed", decline_code=code))
+
+    assert response.status_code == 200
+    payment.refresh_from_db()
+    assert (payment.status, payment.decline_code) == (PaymentAttemptStatus.FAILED, "")
 
 
 def test_stray_charges_whose_key_is_not_text_are_each_recorded_and_given_back(

@@ -122,3 +122,27 @@ def test_the_cart_action_refunds_what_is_left_through_the_refund_service(
     cart.refresh_from_db()
     assert (cart.payment_status, cart.amount_refunded) == ("refunded", Decimal("12.00"))
     assert [r["amount"] for r in fake_provider.refunds()] == [1200]
+
+
+@pytest.mark.integration
+def test_a_refund_left_unknown_by_the_action_says_reconcile_settles_it(
+    admin_client, fake_provider
+):
+    # The admin sends no Idempotency-Key: "retry with the same key" cannot be followed,
+    # and trying again only says the amount is held.
+    cart = CartFactory(total=Decimal("12.00"))
+    pay = admin_client.post(f"/api/cart/{cart.pk}/pay/", {}, content_type="application/json")
+    assert pay.status_code == 200
+    fake_provider.fault("http_503", count=None)
+
+    response = admin_client.post(
+        "/admin/cart/cart/",
+        {"action": "refund_remaining", "_selected_action": [cart.pk]},
+        follow=True,
+    )
+
+    [line] = [str(message) for message in response.context["messages"]]
+    assert "reconcile_payments" in line
+    assert "Idempotency-Key" not in line
+    assert "12.00 USD" in line
+    assert fake_provider.refunds() == []

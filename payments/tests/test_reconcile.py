@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 import utils
@@ -217,6 +217,32 @@ def test_a_fresh_processing_attempt_is_left_to_the_request_sending_it():
     assert state(cart, payment) == ("processing", "processing")
 
 
+@pytest.mark.parametrize("older_than", [timedelta(0), timedelta(seconds=-5)])
+def test_an_attempt_being_sent_is_never_closed_whatever_older_than_says(older_than):
+    # `--older-than 0` while the service serves: the attempt's request may still be on
+    # its way (its worker waits for the answer); an empty ledger proves nothing yet.
+    cart = CartFactory()
+    payment = leave_processing(cart)  # touched just now, as a pay being sent leaves it
+    provider = ScriptedProvider(find=[NOT_FOUND])
+
+    result = payments_reconcile(older_than=older_than, api=provider)
+
+    assert result == counts(still_unknown=1)
+    assert state(cart, payment) == ("processing", "processing")
+    assert not cart.events.exists()  # no cart.payment_failed telling the shop nothing was taken
+
+
+def test_a_refund_being_sent_is_never_closed_whatever_older_than_says():
+    charged = refund_left_open_and_landed()
+    Refund.objects.update(status="processing", updated=timezone.now(), in_flight_until=None)
+
+    result = payments_reconcile(older_than=timedelta(0), api=ScriptedProvider(find=[NOT_FOUND]))
+
+    assert result == counts(refunds_unknown=1)
+    assert Refund.objects.get().status == "processing"
+    assert Payment.objects.get(pk=charged.pk).amount_refunded == Decimal("5.00")
+
+
 def test_older_than_defaults_to_the_stale_attempt_setting(settings):
     settings.PAYMENT_ATTEMPT_STALE_SECONDS = 120
     _, old = open_attempt(idle=timedelta(seconds=150))
@@ -268,6 +294,20 @@ def run_command(*args: str) -> tuple[str, str]:
     out, err = io.StringIO(), io.StringIO()
     call_command("reconcile_payments", *args, stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--older-than", "-1"),
+        ("--older-than", "99999999999999"),
+        ("--recheck-closed-minutes", "-1"),
+        ("--recheck-closed-minutes", "9999999999999"),
+    ],
+)
+def test_the_command_refuses_windows_it_cannot_use(args):
+    with pytest.raises(CommandError, match=args[0]):
+        run_command(*args)
 
 
 @pytest.mark.integration

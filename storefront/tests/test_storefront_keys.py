@@ -6,7 +6,8 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from cart.models import Cart
@@ -124,3 +125,45 @@ def test_the_command_issues_a_key():
     out = io.StringIO()
     call_command("create_storefront_key", "ops", stdout=out)
     assert StorefrontKey.objects.verify(out.getvalue().strip()).name == "ops"
+
+
+# The name's rule is the model's (StorefrontKey.clean_fields): a name, spaces around it
+# dropped, of at most 100 characters. Every door refuses the same names.
+BAD_NAMES = [
+    ("", "This field cannot be blank."),
+    ("   ", "This field cannot be blank."),
+    ("x" * 101, "Ensure this value has at most 100 characters (it has 101)."),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), BAD_NAMES)
+def test_issue_refuses_a_name_the_admin_refuses(admin_client, name, message):
+    with pytest.raises(ValidationError) as raised:
+        StorefrontKey.issue(name=name)
+
+    assert raised.value.message_dict == {"name": [message]}
+    response = admin_client.post("/admin/storefront/storefrontkey/add/", {"name": name})
+    # The same refusal (its form words a blank name "This field is required.").
+    assert list(response.context["adminform"].form.errors) == ["name"]
+    assert not StorefrontKey.objects.exists()
+
+
+@pytest.mark.parametrize(("name", "message"), BAD_NAMES)
+def test_the_command_refuses_a_bad_name_saying_why(name, message):
+    with pytest.raises(CommandError, match=re.escape(f"name: {message}")):
+        call_command("create_storefront_key", name, stdout=io.StringIO())
+
+    assert not StorefrontKey.objects.exists()
+
+
+def test_a_name_loses_the_spaces_around_it_at_every_door(admin_client):
+    StorefrontKey.issue(name="  web shop ")
+    call_command("create_storefront_key", " ops  ", stdout=io.StringIO())
+    admin_client.post("/admin/storefront/storefrontkey/add/", {"name": " pos ", "active": "on"})
+
+    assert sorted(StorefrontKey.objects.values_list("name", flat=True)) == [
+        "ops",
+        "pos",
+        "web shop",
+    ]
+    assert StorefrontKey.issue(name=" " + "x" * 100 + " ")[0].name == "x" * 100

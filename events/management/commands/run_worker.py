@@ -14,15 +14,30 @@ from __future__ import annotations
 
 import logging
 import threading
+from argparse import ArgumentTypeError
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connection
 
+# db_worker's own check of --interval: keyword arguments to call_command skip its parser,
+# so run_worker's parser applies it (django-tasks-db is pinned; an upgrade that drops it
+# fails at import, in every test).
+from django_tasks_db.management.commands.db_worker import valid_interval
+
 from events.services import events_requeue_due
 
 logger = logging.getLogger(__name__)
+
+
+def seconds(text: str) -> float:
+    """--interval: db_worker's rule, and a message of our own for text that is no number
+    (argparse would name the function: "invalid valid_interval value")."""
+    try:
+        return valid_interval(text)
+    except ValueError:
+        raise ArgumentTypeError(f"{text!r} is not a number of seconds") from None
 
 
 class Command(BaseCommand):
@@ -31,7 +46,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument(
             "--interval",
-            type=float,
+            # A negative, NaN or infinite one would start a worker that dies on its
+            # first idle poll (time.sleep refuses it).
+            type=seconds,
             default=0.5,
             help="Seconds between looks for new tasks when none is waiting (default 0.5).",
         )

@@ -8,12 +8,32 @@ itself, idempotently. Run it from cron (e.g. every few minutes); it is safe to r
 the service is serving, and to run again.
 """
 
+import argparse
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from payments.reconcile import payments_reconcile
+
+YEAR_IN_SECONDS = 366 * 24 * 3600
+
+
+def window(unit_seconds: int):
+    """An argparse type: a whole number of units from 0 to a year (a timedelta beyond
+    Python's range was an OverflowError traceback; a negative one means nothing)."""
+
+    def parse(text: str) -> int:
+        most = YEAR_IN_SECONDS // unit_seconds
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 0 <= value <= most:
+            raise argparse.ArgumentTypeError(f"{value} is not between 0 and {most}")
+        return value
+
+    return parse
 
 
 class Command(BaseCommand):
@@ -25,16 +45,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--recheck-closed-minutes",
-            type=int,
+            type=window(60),
             default=60,
             help="Also re-check attempts and refunds closed as not done, and carts paid, "
             "this recently (default: %(default)s).",
         )
         parser.add_argument(
             "--older-than",
-            type=int,
+            type=window(1),
             default=settings.PAYMENT_ATTEMPT_STALE_SECONDS,
-            help="Only open rows untouched for this many seconds (default: %(default)s).",
+            help="Only open rows untouched for this many seconds (default: %(default)s). "
+            "Whatever it says, a row whose request may still land is left open.",
         )
 
     def handle(self, *args, older_than: int, recheck_closed_minutes: int, **options):

@@ -3,7 +3,8 @@
 The same as adding a key in the admin, for scripts and first deployments.
 """
 
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 from storefront.models import StorefrontKey
 
@@ -15,5 +16,14 @@ class Command(BaseCommand):
         parser.add_argument("name", help="Which storefront will use it.")
 
     def handle(self, *args, name: str, **options):
-        _, secret = StorefrontKey.issue(name=name)
+        try:
+            _, secret = StorefrontKey.issue(name=name)
+        except ValidationError as error:
+            raise CommandError(
+                "; ".join(
+                    f"{field}: {message}"
+                    for field, messages in error.message_dict.items()
+                    for message in messages
+                )
+            ) from None
         self.stdout.write(secret)
