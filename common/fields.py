@@ -53,9 +53,10 @@ class JSONAmountField(serializers.DecimalField):
 
 def is_ascii_number(text: str) -> bool:
     """Whether a whole number typed as `text` is in ASCII digits: int() would also read
-    Arabic-Indic "١٢" or full-width "１２" as 12, which nobody typing them means. The
-    API's whole numbers and the admin's read it so."""
-    return text.isascii()
+    Arabic-Indic "١٢" or full-width "１２" as 12, and "1_000" as 1000, which nobody
+    typing them means (amounts refuse them too). The API's whole numbers and the
+    admin's read it so."""
+    return text.isascii() and "_" not in text
 
 
 class WholeNumberField(serializers.IntegerField):

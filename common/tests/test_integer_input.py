@@ -14,7 +14,7 @@ from discount.tests.factories import DiscountFactory
 
 pytestmark = pytest.mark.django_db
 
-NOT_ASCII = ["١٢", "１２", "1٢"]
+NOT_ASCII = ["١٢", "１２", "1٢", "1_000"]  # int() reads all four
 
 
 @pytest.mark.parametrize("number", NOT_ASCII)

@@ -361,7 +361,7 @@ def test_plain_amounts_still_save_on_add_and_change(admin_client):
 
 
 # Whole numbers the API refuses (common.fields.is_ascii_number): int() reads them as 12.
-NOT_ASCII_NUMBERS = ["١٢", "１２", "1٢"]
+NOT_ASCII_NUMBERS = ["١٢", "１２", "1٢", "1_000"]
 WHOLE_NUMBERS = ["usage_limit", "limit_per_customer"]
 
 
