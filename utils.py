@@ -913,6 +913,8 @@ class PaymentAPI:
             bad(f"currency {cur!r} is not an upper-case ISO 4217 code")
         if currency is not None and cur != currency:
             bad(f"currency {cur!r} is not the {currency!r} charged")
+        if units > to_minor_units(MAX_AMOUNT, cur):  # no payment of ours; nor a Decimal
+            bad(f"amount {units} minor units is more than {MAX_AMOUNT} {cur}")
 
         try:
             status = PaymentOutcome(data["payment_status"])
@@ -985,6 +987,8 @@ class PaymentAPI:
             valid_currency = False
         if not valid_currency or (currency is not None and cur != currency):
             bad(f"currency {cur!r} is not the {currency!r} refunded")
+        if units > to_minor_units(MAX_AMOUNT, cur):  # no refund of ours; nor a Decimal
+            bad(f"amount {units} minor units is more than {MAX_AMOUNT} {cur}")
         try:
             status = RefundOutcome(data["status"])
         except ValueError:

@@ -1012,8 +1012,9 @@ def test_find_payment_when_provider_is_down_raises_unavailable():
         {"data": None},
         {"data": [payment(), payment(id="pay_2")]},
         {"data": [payment(idempotency_key="other")]},
+        {"data": [payment(amount=10**90)]},
     ],
-    ids=["not-an-object", "data-not-a-list", "two-payments-one-key", "other-key"],
+    ids=["not-an-object", "data-not-a-list", "two-payments-one-key", "other-key", "huge-amount"],
 )
 def test_find_payment_nonsense_is_a_protocol_error(body):
     api, _, _ = make_api(FakeResponse(200, body))
@@ -1461,6 +1462,7 @@ def test_find_refund_returns_the_refund_stored_under_the_key_or_none():
         {"data": [refund_body(currency="usd")]},
         {"data": [refund_body(currency="XYZ")]},
         {"data": [refund_body(currency=840)]},
+        {"data": [refund_body(amount=10**90)]},
     ],
     ids=[
         "two-refunds-one-key",
@@ -1470,6 +1472,7 @@ def test_find_refund_returns_the_refund_stored_under_the_key_or_none():
         "lower-case-currency",
         "unknown-currency",
         "numeric-currency",
+        "huge-amount",
     ],
 )
 def test_find_refund_nonsense_is_a_protocol_error(body):
