@@ -8,6 +8,7 @@ the service down and refuses to start without the secrets a deployment must prov
 """
 
 import ipaddress
+import math
 import os
 import re
 from pathlib import Path
@@ -37,12 +38,19 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}.")
 
 
-def env_number(name: str, default, cast):
+def env_number(name: str, default, cast, *, positive: bool = False):
+    """A number of the environment: finite and not negative (every one here is a count,
+    a size or a time), above 0 with `positive` (where 0 would mean a busy loop or no
+    time at all)."""
     value = env_str(name)
     try:
-        return cast(value) if value else default
+        number = cast(value) if value else default
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}.") from None
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        least = "above 0" if positive else "0 or more"
+        raise ImproperlyConfigured(f"{name} must be a finite number {least}, not {value!r}.")
+    return number
 
 
 def split_list(value: str) -> list[str]:
@@ -229,7 +237,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": 1,
-            "max_size": env_number("DB_POOL_MAX_SIZE", 4, int),
+            "max_size": env_number("DB_POOL_MAX_SIZE", 4, int, positive=True),
             "timeout": 10,
         }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -339,7 +347,7 @@ SPECTACULAR_SETTINGS = {
 # Seconds a cart holds its reserved use of a code before paying; then the use is no
 # longer counted against usage_limit and `release_discount_reservations` takes the
 # discount off the cart (it is reserved again at payment if the code still allows).
-DISCOUNT_RESERVATION_TTL = env_number("DISCOUNT_RESERVATION_TTL", 1800, int)
+DISCOUNT_RESERVATION_TTL = env_number("DISCOUNT_RESERVATION_TTL", 1800, int, positive=True)
 # Anonymous callers get one `discount_invalid` for unknown, inactive, not started,
 # expired and used-up codes, so guessing tells nothing (staff always see the reason).
 DISCOUNT_HIDE_REFUSAL_REASONS = env_bool("DISCOUNT_HIDE_REFUSAL_REASONS", IS_PROD)
@@ -361,14 +369,25 @@ if IS_PROD and not PAYMENT_API_BASE_URL.startswith("https://") and not PAYMENT_A
         f"REAL_PAYMENT_API must be an https:// URL with ENV=PROD, not {REAL_PAYMENT_API!r}. "
         "Set PAYMENT_API_ALLOW_HTTP=true only for a provider on a private network."
     )
-PAYMENT_API_CONNECT_TIMEOUT = env_number("PAYMENT_API_CONNECT_TIMEOUT", 2.0, float)
-PAYMENT_API_READ_TIMEOUT = env_number("PAYMENT_API_READ_TIMEOUT", 5.0, float)
+PAYMENT_API_CONNECT_TIMEOUT = env_number("PAYMENT_API_CONNECT_TIMEOUT", 2.0, float, positive=True)
+PAYMENT_API_READ_TIMEOUT = env_number("PAYMENT_API_READ_TIMEOUT", 5.0, float, positive=True)
 PAYMENT_API_MAX_RETRIES = env_number("PAYMENT_API_MAX_RETRIES", 2, int)
 PAYMENT_API_RETRY_BACKOFF = env_number("PAYMENT_API_RETRY_BACKOFF", 0.2, float)
 # A payment attempt untouched for this long is no longer being sent (its worker died):
-# the next pay request or `manage.py reconcile_payments` may settle it. Keep it above the
-# client's worst case: (connect + read timeout) x (retries + 1) plus the backoff.
-PAYMENT_ATTEMPT_STALE_SECONDS = env_number("PAYMENT_ATTEMPT_STALE_SECONDS", 60, int)
+# the next pay request or `manage.py reconcile_payments` may settle it. It must be above
+# the client's worst case, (connect + read timeout) x (retries + 1) plus the backoffs
+# (utils.PaymentAPI), or an attempt still being sent could be closed as not charged and
+# another card charged beside it.
+PAYMENT_ATTEMPT_STALE_SECONDS = env_number("PAYMENT_ATTEMPT_STALE_SECONDS", 60, int, positive=True)
+_PAYMENT_API_WORST_CASE = (PAYMENT_API_CONNECT_TIMEOUT + PAYMENT_API_READ_TIMEOUT) * (
+    PAYMENT_API_MAX_RETRIES + 1
+) + PAYMENT_API_RETRY_BACKOFF * (2**PAYMENT_API_MAX_RETRIES - 1)
+if PAYMENT_ATTEMPT_STALE_SECONDS <= _PAYMENT_API_WORST_CASE:
+    raise ImproperlyConfigured(
+        f"PAYMENT_ATTEMPT_STALE_SECONDS ({PAYMENT_ATTEMPT_STALE_SECONDS}) must be above the "
+        f"payment client's worst case, {_PAYMENT_API_WORST_CASE:g} s: (connect + read "
+        "timeout) x (retries + 1) plus the backoffs."
+    )
 # Pays and refunds that may wait on the provider at once in one process; one more is
 # answered 503 payment_provider_busy (Retry-After) at once, before anything is sent. The
 # default keeps half of the gunicorn threads (GUNICORN_THREADS, CoreRoot/gunicorn.py) for
@@ -406,13 +425,17 @@ if SHOP_WEBHOOK_URL and not SHOP_WEBHOOK_SECRET:
 # until EVENTS_RETRY_FOR_SECONDS (3 days) after the event; then it is marked failed (the
 # admin's "redeliver now" and GET /api/events/ still have it).
 EVENTS_RETRY_FIRST_SECONDS = env_number("EVENTS_RETRY_FIRST_SECONDS", 10.0, float)
-EVENTS_RETRY_MAX_INTERVAL_SECONDS = env_number("EVENTS_RETRY_MAX_INTERVAL_SECONDS", 21600.0, float)
-EVENTS_RETRY_FOR_SECONDS = env_number("EVENTS_RETRY_FOR_SECONDS", 259200.0, float)
-EVENTS_DELIVERY_TIMEOUT = env_number("EVENTS_DELIVERY_TIMEOUT", 10.0, float)
+EVENTS_RETRY_MAX_INTERVAL_SECONDS = env_number(
+    "EVENTS_RETRY_MAX_INTERVAL_SECONDS", 21600.0, float, positive=True
+)
+EVENTS_RETRY_FOR_SECONDS = env_number("EVENTS_RETRY_FOR_SECONDS", 259200.0, float, positive=True)
+EVENTS_DELIVERY_TIMEOUT = env_number("EVENTS_DELIVERY_TIMEOUT", 10.0, float, positive=True)
 # A delivery started this long ago and never recorded (its worker died) is started again
 # by the worker's sweep; keep it above EVENTS_DELIVERY_TIMEOUT.
-EVENTS_DELIVERY_LEASE_SECONDS = env_number("EVENTS_DELIVERY_LEASE_SECONDS", 60.0, float)
-EVENTS_SWEEP_SECONDS = env_number("EVENTS_SWEEP_SECONDS", 30.0, float)
+EVENTS_DELIVERY_LEASE_SECONDS = env_number(
+    "EVENTS_DELIVERY_LEASE_SECONDS", 60.0, float, positive=True
+)
+EVENTS_SWEEP_SECONDS = env_number("EVENTS_SWEEP_SECONDS", 30.0, float, positive=True)
 
 # --- The edge: proxies and request size ------------------------------------------------
 # The reverse proxies in front of the service: addresses, CIDRs, host names (Compose:
@@ -435,7 +458,7 @@ if TRUSTED_PROXIES:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Largest request body accepted (413 payload_too_large above it). The API's bodies are a
 # few hundred bytes; the proxy's client_max_body_size is set to the same value.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_number("REQUEST_BODY_MAX_BYTES", 262144, int)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_number("REQUEST_BODY_MAX_BYTES", 262144, int, positive=True)
 
 # --- Rate limits (common.ratelimit) ----------------------------------------------------
 # Counters live in a cache every process shares: Redis when REDIS_URL is set (required

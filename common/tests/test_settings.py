@@ -246,6 +246,45 @@ def test_env_example_and_readme_list_every_variable():
     assert {v for v in variables if f"`{v}`" not in readme} == set()
 
 
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"EVENTS_SWEEP_SECONDS": "0"}, "EVENTS_SWEEP_SECONDS"),  # a sweep without a pause
+        ({"EVENTS_SWEEP_SECONDS": "nan"}, "EVENTS_SWEEP_SECONDS"),
+        ({"PAYMENT_API_READ_TIMEOUT": "-1"}, "PAYMENT_API_READ_TIMEOUT"),
+        ({"PAYMENT_API_CONNECT_TIMEOUT": "inf"}, "PAYMENT_API_CONNECT_TIMEOUT"),
+        ({"PAYMENT_API_MAX_RETRIES": "-1"}, "PAYMENT_API_MAX_RETRIES"),
+        ({"DISCOUNT_RESERVATION_TTL": "0"}, "DISCOUNT_RESERVATION_TTL"),
+        # An attempt closed as abandoned while its request may still land: a second card.
+        ({"PAYMENT_ATTEMPT_STALE_SECONDS": "20"}, "PAYMENT_ATTEMPT_STALE_SECONDS"),
+        (
+            {"PAYMENT_API_READ_TIMEOUT": "30", "PAYMENT_ATTEMPT_STALE_SECONDS": "60"},
+            "PAYMENT_ATTEMPT_STALE_SECONDS",
+        ),
+    ],
+)
+def test_numbers_the_service_cannot_run_with_are_refused_at_start(env, named):
+    result = manage("check", ENV="DEV", **env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert named in result.stderr.splitlines()[-1]
+
+
+def test_zero_where_it_means_something_is_taken():
+    # No retries, no pause between them, no limit on pays in flight, no persistent
+    # connections: each is a choice an operator may make.
+    result = manage(
+        "check",
+        ENV="DEV",
+        PAYMENT_API_MAX_RETRIES="0",
+        PAYMENT_API_RETRY_BACKOFF="0",
+        PAYMENT_MAX_IN_FLIGHT="0",
+        DB_CONN_MAX_AGE="0",
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def _settings_seen_with(env: dict) -> dict:
     code = (
         "import json; from django.conf import settings as s;"
