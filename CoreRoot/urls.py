@@ -29,6 +29,10 @@ class OptionalSlashRouter(DefaultRouter):
     clients follow as a GET, losing the body."""
 
     include_root_view = False
+    # The API speaks JSON only, so a suffix (`/api/cart/{id}.json`) would choose nothing;
+    # and the actions' handlers take no `format` argument: such a URL was a 500. Without
+    # the suffix routes it is simply no route, a JSON 404.
+    include_format_suffixes = False
 
     def __init__(self):
         super().__init__()
