@@ -13,7 +13,6 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from cart.viewsets import CartViewSet
@@ -52,8 +51,8 @@ urlpatterns = [
         name="payment-provider-webhook",
     ),
     path("api/auth/token/", common_views.ObtainTokenView.as_view(), name="api-token"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/schema/", common_views.SchemaView.as_view(), name="schema"),
+    path("api/docs/", common_views.DocsView.as_view(url_name="schema"), name="docs"),
     path("health/", common_views.LivenessView.as_view(), name="health-live"),
     path("health/ready/", common_views.ReadinessView.as_view(), name="health-ready"),
     path("metrics", MetricsView.as_view(), name="metrics"),

@@ -4,10 +4,13 @@ error pages.
     GET /health/          liveness: the process answers (no database touched)
     GET /health/ready/    readiness: the database answers too; 503 when it does not
     POST /api/auth/token/ a staff user's username and password in, their API token out
+    GET /api/schema/      the OpenAPI schema, YAML or JSON (drf-spectacular's view)
+    GET /api/docs/        Swagger UI, an HTML page (drf-spectacular's view)
 
 They are DRF views with no authentication, so a wrong method or a CSRF-less POST still
-gets a JSON answer. Django's own error pages (URLs outside the API, CSRF failures) are
-JSON in the service's error shape as well: no client ever has to parse HTML.
+gets a JSON answer; the schema's and the docs' errors are JSON too (`JSONErrorsMixin`).
+Django's own error pages (URLs outside the API, CSRF failures) are JSON in the service's
+error shape as well: no client ever has to parse HTML.
 """
 
 import logging
@@ -15,6 +18,7 @@ import logging
 from django.contrib.auth import authenticate
 from django.db import DatabaseError, connection
 from django.http import JsonResponse
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
@@ -121,6 +125,28 @@ class ObtainTokenView(ObtainAuthToken):
     )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
+
+
+class JSONErrorsMixin:
+    """For a view whose own answer is not JSON (an HTML page, a YAML document): its errors
+    and its OPTIONS answer are JSON like every other view's. drf-spectacular's views render
+    them with their one renderer instead: a 405 as text/html or YAML, and OPTIONS on the
+    docs page was a 500 (TemplateHTMLRenderer has no template for the metadata)."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response) and (response.exception or request.method == "OPTIONS"):
+            # Chosen here, after the view: a 406 has no renderer negotiated at all.
+            request.accepted_renderer = DecimalJSONRenderer()
+            request.accepted_media_type = request.accepted_renderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class SchemaView(JSONErrorsMixin, SpectacularAPIView):
+    """The OpenAPI 3 schema of this API (JSON: `Accept: application/vnd.oai.openapi+json`)."""
+
+
+class DocsView(JSONErrorsMixin, SpectacularSwaggerView):
+    """Interactive docs of this API (Swagger UI)."""
 
 
 def not_found(request, exception=None) -> JsonResponse:

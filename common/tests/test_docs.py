@@ -12,6 +12,7 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 
 from common.schema import error_table
+from common.testing import error_of
 
 pytestmark = pytest.mark.django_db
 
@@ -92,6 +93,41 @@ def test_docs_page_loads_its_assets_from_this_server(client):
     asset = client.get(bundle)
     assert asset.status_code == 200
     assert b"SwaggerUI" in b"".join(asset.streaming_content)
+
+
+@pytest.mark.parametrize("url", ["/api/docs/", "/api/schema/"])
+def test_docs_and_schema_answer_options_in_json_as_every_view_does(client, url):
+    client.raise_request_exception = False  # a 500 is an answer to see, as a caller sees it
+
+    response = client.options(url)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response["Allow"] == "GET, HEAD, OPTIONS"
+    assert response.json()["name"]
+
+
+@pytest.mark.parametrize("url", ["/api/docs/", "/api/schema/"])
+@pytest.mark.parametrize(
+    ("method", "headers", "status", "code"),
+    [
+        ("POST", {}, 405, "method_not_allowed"),
+        ("PUT", {}, 405, "method_not_allowed"),
+        ("PATCH", {}, 405, "method_not_allowed"),
+        ("DELETE", {}, 405, "method_not_allowed"),
+        ("GET", {"HTTP_ACCEPT": "application/xml"}, 406, "not_acceptable"),
+        ("GET", {"HTTP_AUTHORIZATION": "Token not-a-token"}, 401, "authentication_failed"),
+    ],
+)
+def test_docs_and_schema_refuse_in_the_json_error_shape(
+    client, url, method, headers, status, code
+):
+    # The page is HTML and the schema YAML or JSON, but an error is JSON like any other.
+    response = client.generic(method, url, **headers)
+
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert error_of(response)["code"] == code
 
 
 def test_every_operation_has_its_own_summary_and_description_for_callers(schema):
