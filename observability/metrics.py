@@ -99,7 +99,15 @@ PROVIDER_RETRIES = Counter(
 _ID_SEGMENT = re.compile(r"^(/payments|/refunds)/[^/]+")
 
 
+# The methods a request is counted under; any other is "OTHER". The method is whatever the
+# caller sent, and each label value is a series of its own: anyone could grow /metrics
+# (and Prometheus's storage) without end by inventing methods. The route is already a
+# template or "<unmatched>", and a status is one of a few hundred three-digit codes.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def observe_request(*, method: str, route: str, status: int, seconds: float, code: str | None):
+    method = method if method in HTTP_METHODS else "OTHER"
     HTTP_REQUESTS.labels(method, route, str(status)).inc()
     HTTP_LATENCY.labels(method, route).observe(seconds)
     if code:

@@ -67,6 +67,24 @@ def test_requests_are_counted_by_route_template_not_by_path(api_client):
     assert not any(str(carts[0].pk) in str(key) for key in after)
 
 
+def test_invented_methods_are_counted_as_one_other_method(api_client):
+    # Any caller can send any method: each one a series of its own would let anyone grow
+    # /metrics (and Prometheus) without end.
+    before = scrape(api_client)
+
+    for n in range(5):
+        api_client.generic(f"Q{n:05}", "/nope")
+        api_client.generic(f"Q{n:05}", "/api/cart/")
+    after = scrape(api_client)
+
+    methods = {dict(labels)["method"] for _, labels in after if "method" in dict(labels)}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"}
+    other = {"method": "OTHER", "route": "<unmatched>", "status": "404"}
+    assert moved(before, after, "http_requests_total", **other) == 5
+    cart = {"method": "OTHER", "route": "/api/cart/", "status": "405"}
+    assert moved(before, after, "http_requests_total", **cart) == 5
+
+
 def test_discount_uses_refusals_and_rate_limits_are_counted(api_client, settings):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "apply_discount_per_cart": "2/m"}
     discount = DiscountFactory(code="SAVE5")
