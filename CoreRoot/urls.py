@@ -12,7 +12,7 @@
 """
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
 from cart.viewsets import CartViewSet
@@ -45,12 +45,15 @@ router.register("events", EventViewSet, basename="event")
 
 urlpatterns = [
     path("api/", include(router.urls)),
-    path(
-        "api/webhooks/payment-provider/",
+    # POST endpoints take the optional slash of the router's routes: without it Django
+    # (APPEND_SLASH) would answer a 301 that clients follow as a GET, losing the body.
+    # The GET-only paths below keep that redirect: followed, it is the same request.
+    re_path(
+        r"^api/webhooks/payment-provider/?$",
         payment_provider_webhook,
         name="payment-provider-webhook",
     ),
-    path("api/auth/token/", common_views.ObtainTokenView.as_view(), name="api-token"),
+    re_path(r"^api/auth/token/?$", common_views.ObtainTokenView.as_view(), name="api-token"),
     path("api/schema/", common_views.SchemaView.as_view(), name="schema"),
     path("api/docs/", common_views.DocsView.as_view(url_name="schema"), name="docs"),
     path("health/", common_views.LivenessView.as_view(), name="health-live"),
