@@ -53,6 +53,17 @@ def test_metrics_need_a_staff_token_in_prod(api_client, staff_user, settings):
     assert b"http_requests_total" in staff.content
 
 
+def test_the_readme_overview_says_metrics_need_staff_with_prod():
+    # METRICS_PUBLIC is false with ENV=PROD (the configuration table says so): the API
+    # overview's column for PROD must not call the endpoint open.
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `GET /metrics` |"))
+    with_prod = row.split(" | ")[-1]
+
+    assert with_prod.startswith("staff")
+    assert "`METRICS_PUBLIC=true`" in with_prod
+
+
 def test_requests_are_counted_by_route_template_not_by_path(api_client):
     carts = [CartFactory(total="10.00") for _ in range(3)]
     before = scrape(api_client)
