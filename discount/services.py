@@ -277,9 +277,11 @@ def discount_apply_best_automatic(*, cart: Cart, at: datetime | None = None) -> 
             continue
     offers.sort(key=lambda offer: offer[0], reverse=True)  # stable: the oldest on a tie
     if current is not None:
-        if offers and offers[0][1].pk == current.pk:
+        # The one it holds stays unless another takes off more: it is on offer no more
+        # (switched off, ended) only for carts that do not hold it yet, as a code is.
+        if not offers or offers[0][1].pk == current.pk:
             return current
-        if offers and offers[0][0] <= cart.amount_discounted:
+        if offers[0][0] <= cart.amount_discounted:
             return current
         live = cart.discount_reservations.filter(
             discount_id=current.pk, status=ReservationStatus.RESERVED
