@@ -21,6 +21,11 @@ from observability.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
+# Empty means unset, as for every variable here (.env.example and Compose pass it empty);
+# prometheus_client takes its mere presence for multiprocess mode, and would write its
+# files into the working directory. gunicorn (CoreRoot/gunicorn.py) makes one.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
 def env_str(name: str, default: str = "") -> str:

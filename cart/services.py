@@ -214,6 +214,10 @@ def _change_lines(cart: Cart, change: Callable[[Cart], CartLine]) -> LineChange:
         locked.save(update_fields=["subtotal", "items_number", "updated"])
         reason = discount_reevaluate(cart=locked)
         discount_apply_best_automatic(cart=locked)
+        # Its share of the discount was split again over the cart's lines (other copies
+        # of them): the answer shows the line as the cart now holds it (unless removed).
+        shares = {kept.pk: kept.amount_discounted for kept in locked.lines.all()}
+        line.amount_discounted = shares.get(line.pk, line.amount_discounted)
     for name in (*_LINE_FIELDS, "payment_status"):
         setattr(cart, name, getattr(locked, name))
     return LineChange(

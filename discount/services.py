@@ -277,9 +277,11 @@ def discount_apply_best_automatic(*, cart: Cart, at: datetime | None = None) -> 
             continue
     offers.sort(key=lambda offer: offer[0], reverse=True)  # stable: the oldest on a tie
     if current is not None:
-        if offers and offers[0][1].pk == current.pk:
+        # The one it holds stays unless another takes off more: it is on offer no more
+        # (switched off, ended) only for carts that do not hold it yet, as a code is.
+        if not offers or offers[0][1].pk == current.pk:
             return current
-        if offers and offers[0][0] <= cart.amount_discounted:
+        if offers[0][0] <= cart.amount_discounted:
             return current
         live = cart.discount_reservations.filter(
             discount_id=current.pk, status=ReservationStatus.RESERVED
@@ -513,10 +515,10 @@ def discount_match_charge(*, cart: Cart, charged: Decimal) -> bool:
     """Whether `cart` (its row locked, in the caller's transaction) can show `charged` as
     its total, as the charge of an attempt closed before it landed had it: as it is,
     without its discount (the charge was made before the code was applied), or with the
-    discount released since that took off the difference (back to `reserved`, for
-    `discount_consume_reservation` to consume). The cart is changed so when it can. False
-    when nothing it held explains the charge (its lines changed, say): the charge does
-    not pay the cart as it stands."""
+    discount released since that took off the difference and still takes it off the
+    cart's lines as they are (back to `reserved`, for `discount_consume_reservation`).
+    The cart is changed so when it can. False when nothing it held explains the charge
+    (its lines changed, say): the charge does not pay the cart as it stands."""
     if charged == cart.total:
         return True
     return _match_the_charge(cart, charged)
@@ -552,6 +554,11 @@ def _match_the_charge(cart: Cart, charged: Decimal) -> bool:
         # (`reservation_one_per_generated_code`).
         logger.error("Cart %s charged %s: its released code is another cart's", cart.pk, charged)
         return False
+    if not _still_gives(earlier, cart):
+        # Its lines changed since: the code takes off something else now (a scoped code
+        # whose lines went), so the cart cannot show the charge as its total.
+        logger.error("Cart %s charged %s: its released code no longer fits it", cart.pk, charged)
+        return False
     logger.error("Cart %s charged %s after its discount was released: back", cart.pk, charged)
     if live is not None:
         _release(live, cart)
@@ -564,6 +571,14 @@ def _match_the_charge(cart: Cart, charged: Decimal) -> bool:
     cart.total = charged
     cart.save_discount()
     return True
+
+
+def _still_gives(reservation: DiscountReservation, cart: Cart) -> bool:
+    """Whether the reservation's code takes off `cart`, as it is now, what it took then."""
+    try:
+        return reservation.discount.amount_off_cart(cart) == reservation.amount
+    except DiscountError:
+        return False
 
 
 def discount_release_expired_reservations(*, now: datetime | None = None, batch: int = 500) -> int:

@@ -259,6 +259,34 @@ class TestDiscountFollowsTheLines:
         assert data["discount_removed"] is None
         assert DiscountReservation.objects.get().amount == Decimal("2.90")
 
+    def test_the_changed_line_in_the_answer_carries_its_new_share(self, api_client):
+        # The answer's `line` is the same line as in its `cart`, share of the discount
+        # included (it showed the share from before the change).
+        cart = itemized_cart(("TEA", 1, "10.00"))
+        PercentDiscountFactory(code="TEN", value=Decimal("10"))
+        apply(api_client, cart, "TEN")
+        tea = cart.lines.get(sku="TEA")
+
+        changed = response_json(
+            api_client.patch(lines_url(cart, tea.pk), {"quantity": 5}, format="json")
+        )
+        added = response_json(
+            api_client.post(
+                lines_url(cart),
+                {"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": "50.00"},
+                format="json",
+            )
+        )
+
+        for data in (changed, added):
+            [same] = [line for line in data["cart"]["lines"] if line["id"] == data["line"]["id"]]
+            assert data["line"] == same
+        assert (changed["line"]["amount_discounted"], changed["line"]["total"]) == (
+            Decimal("5.00"),
+            Decimal("45.00"),
+        )
+        assert added["line"]["amount_discounted"] == Decimal("5.00")
+
     def test_a_code_that_no_longer_fits_leaves_the_cart_and_says_why(self, api_client):
         cart = itemized_cart(("TEA", 2, "4.50"), ("MUG", 1, "11"))
         DiscountFactory(code="SPEND20", currency="USD", min_cart_total=Decimal("20"))

@@ -132,3 +132,32 @@ def test_a_code_replacing_a_promotion_applied_twice_gives_its_live_use_back(api_
     assert (applied["discount"]["code"], applied["total"]) == ("FIVE", Decimal("20.00"))
     live = DiscountReservation.objects.filter(status="reserved")
     assert list(live.values_list("discount__code", flat=True)) == ["FIVE"]
+
+
+@pytest.mark.parametrize("unrelated", [False, True], ids=["alone", "beside_another"])
+def test_a_held_promotion_switched_off_since_stays_with_its_cart(api_client, unrelated):
+    # The cart holds its use (the switch-off is not asked again, as for a code); it was
+    # dropped, unannounced, only when no other promotion was on offer.
+    held = PercentDiscountFactory(code="AUTO-10PC", value=Decimal("10"), automatic=True)
+    if unrelated:
+        PercentDiscountFactory(code="AUTO-5PC", value=Decimal("5"), automatic=True)
+    cart = itemized_cart(("TEA", 1, "100.00"))
+    assert Cart.objects.get(pk=cart.pk).discount == held
+    held.active = False
+    held.save(update_fields=["active"])
+
+    data = response_json(
+        api_client.post(
+            f"/api/cart/{cart.pk}/lines/",
+            {"sku": "MUG", "name": "Mug", "quantity": 1, "unit_price": "100.00"},
+            format="json",
+        )
+    )
+
+    assert data["cart"]["discount"]["code"] == "AUTO-10PC"
+    assert (data["cart"]["amount_discounted"], data["cart"]["total"]) == (
+        Decimal("20.00"),
+        Decimal("180.00"),
+    )
+    assert data["discount_removed"] is None
+    assert DiscountReservation.objects.get(status="reserved").discount == held

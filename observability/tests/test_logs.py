@@ -174,6 +174,34 @@ def test_a_command_run_with_gunicorns_metrics_directory_unmade_still_starts(tmp_
     assert directory.is_dir()
 
 
+def test_an_empty_metrics_directory_means_one_process_as_env_example_passes_it(tmp_path):
+    # prometheus_client takes the variable's mere presence for multiprocess mode: set
+    # empty (a copied .env.example, Compose's worker), it wrote counter_<pid>.db files
+    # into the working directory of `make run` and of every command.
+    code = (
+        "import os, django; django.setup(); from observability import metrics;"
+        "metrics.HTTP_REQUESTS.labels('GET', '/x', '200').inc();"
+        "print(os.listdir('.'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DJANGO_SETTINGS_MODULE": "CoreRoot.settings",
+            "ENV": "DEV",
+            "PROMETHEUS_MULTIPROC_DIR": "",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_empty_log_settings_mean_the_defaults_as_compose_and_env_example_pass_them():
     # Compose passes `LOG_FORMAT: ${LOG_FORMAT:-}` and .env.example has `LOG_FORMAT=`:
     # empty is "not set", so PROD still logs JSON and DEV text, at INFO.

@@ -103,6 +103,39 @@ def test_a_late_charge_whose_discount_was_resized_then_released_is_given_back():
     assert Discount.objects.get(pk=discount.pk).times_used == 0
 
 
+def test_a_late_charge_whose_scoped_code_no_longer_gives_that_much_is_given_back():
+    # The released code took 5.00 off the B lines; the B line now costs 1.00: bringing
+    # the code back would show B at -4.00 and the cart paid for what its lines do not say.
+    discount = DiscountFactory(code="BX", value=Decimal("5"), sku_prefixes=["B"])
+    cart = itemized_cart(("A", 1, "10.00"), ("B", 1, "10.00"))
+    cart_apply_discount(cart=cart, discount=discount)
+    attempt = closed_as_not_charged(cart)  # 15.00
+    cart_line_remove(cart=cart, line_id=cart.lines.get(sku="B").pk)  # the code leaves
+    cart_line_add(cart=cart, line=LineInput("B2", "B2", 1, Decimal("1.00")))
+    cart_line_add(cart=cart, line=LineInput("C", "C", 1, Decimal("9.00")))  # 20.00
+
+    lands_late(attempt)
+
+    assert_given_back_and_payable(cart, attempt, "20.00")
+    assert all(line.total >= 0 for line in Cart.objects.get(pk=cart.pk).lines.all())
+    assert not DiscountReservation.objects.filter(cart=cart).exclude(status="released")
+
+
+def test_a_late_charge_whose_scoped_code_has_no_line_left_is_given_back():
+    # No line the code applies to: showing it again split its 5.00 over nothing (a
+    # ValueError in the settlement, so the charge was never recorded, on every retry).
+    discount = DiscountFactory(code="B5", value=Decimal("5"), skus=["B"])
+    cart = itemized_cart(("A", 1, "10.00"), ("B", 1, "10.00"))
+    cart_apply_discount(cart=cart, discount=discount)
+    attempt = closed_as_not_charged(cart)  # 15.00
+    cart_line_remove(cart=cart, line_id=cart.lines.get(sku="B").pk)
+    cart_line_add(cart=cart, line=LineInput("C", "C", 1, Decimal("10.00")))  # 20.00
+
+    lands_late(attempt)
+
+    assert_given_back_and_payable(cart, attempt, "20.00")
+
+
 def test_a_late_charge_whose_generated_code_another_cart_holds_now_is_given_back():
     discount = DiscountFactory(code="XMAS", value=Decimal("5"))
     [code] = discount_generate_codes(discount=discount, count=1)
