@@ -8,8 +8,10 @@ The api and worker Deployments and the migrate Job and reconcile CronJob keep th
 command, security context (non-root, read-only root filesystem, no capabilities),
 resources and probes. What podman cannot do is replaced, and only that:
 - the pods use the host's network on ports N+... (podman has no Services or cluster DNS);
-- the Secret becomes a ConfigMap of smoke values (kube play 4.3 reads no Secret), with
-  a plain-HTTP provider (the fake) and no HTTPS redirect (no TLS in front);
+- the overlay has no Secret (the operator creates `shop-secrets`, README "Kubernetes"):
+  the keys the service needs of it (deploy/kubernetes/shop-secrets.example.env) come
+  with smoke values in one ConfigMap beside the overlay's settings (kube play 4.3 reads
+  no Secret), with a plain-HTTP provider (the fake) and no HTTPS redirect (no TLS);
 - `$(VAR)` references and the Downward API are written out (podman expands neither);
 - `emptyDir` volumes become host directories (podman 4.3 has no emptyDir);
 - a Job's or CronJob's pod template is played as a Pod that runs once;
