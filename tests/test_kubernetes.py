@@ -5,6 +5,7 @@ reconcile CronJob, a PodDisruptionBudget and an HPA for the api, selectors that 
 and a NetworkPolicy that lets only the provider's clients reach the provider.
 `podman kube play` runs the api and the worker for real in `.ci/kubernetes-smoke.sh`."""
 
+import re
 import shutil
 import subprocess
 
@@ -208,3 +209,16 @@ def test_applying_the_overlay_never_creates_or_overwrites_the_secret(rendered):
         "kubectl -n shop create secret generic shop-secrets \\ --from-env-file=shop-secrets.env"
         in " ".join(readme.split())
     )
+
+
+def test_a_changed_configmap_rolls_the_pods(rendered):
+    """Pods read the ConfigMap when they start: its name carries a hash of its data
+    (kustomize's generator), and every reference uses that name, so a changed setting
+    is a new name and a new pod template, which rolls the Deployments."""
+    [config] = [r["metadata"]["name"] for r in rendered if r["kind"] == "ConfigMap"]
+
+    assert re.fullmatch(r"shop-config-[a-z0-9]{6,}", config)
+    for kind, name in WORKLOADS:
+        for container in pod_spec(find(rendered, kind, name))["containers"]:
+            refs = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
+            assert refs == [config]
