@@ -4,7 +4,7 @@ one machine for the smoke test of .ci/kubernetes-smoke.sh, and writes it to a fo
     python .ci/kube_smoke.py RENDERED.yaml OUT_DIR --image IMG --tmp DIR --port-base N
     python .ci/kube_smoke.py ... --without-worker     # the api alone
 
-The api and worker Deployments and the migrate Job and reconcile CronJob keep their
+The api and worker Deployments, the migrate Job and the CronJobs keep their
 command, security context (non-root, read-only root filesystem, no capabilities),
 resources and probes. What podman cannot do is replaced, and only that:
 - the pods use the host's network on ports N+... (podman has no Services or cluster DNS);
@@ -213,6 +213,10 @@ def main() -> None:
         services.append(played("Deployment", "worker", "worker", once=False))
     write("services.yaml", *services)
     write("reconcile.yaml", played("CronJob", "reconcile-payments", "reconcile", once=True))
+    write(
+        "release.yaml",
+        played("CronJob", "release-discount-reservations", "release", once=True),
+    )
     (args.out / "ports.env").write_text(
         "".join(f"{k.upper()}_PORT={v}\n" for k, v in ports.items())
     )

@@ -4,9 +4,10 @@
 # podman 4.3 plays on one machine, runs the migrate Job, the api and the worker, answers
 # /health/ready/, pays a cart through the fake provider, counts it in /metrics, sees the
 # worker deliver the cart.paid event to a shop endpoint (signed, with the pay request's
-# id), and runs the reconcile CronJob's pod once. Bounded: every wait
-# has a deadline. Needs the images of verify-containers.sh and .ci/container-standins.sh
-# (python, postgres and redis stand-ins). Hold the podman lock while it runs.
+# id), and runs the pods of the reconcile and release-discount-reservations CronJobs
+# once. Bounded: every wait has a deadline. Needs the images of verify-containers.sh and
+# .ci/container-standins.sh (python, postgres and redis stand-ins). Hold the podman lock
+# while it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 fail() {
     echo "kube smoke: FAILED: $*"
-    for pod in api worker support migrate reconcile; do
+    for pod in api worker support migrate reconcile release; do
         podman pod exists "$pod" 2>/dev/null || continue
         for c in $(podman ps -a --filter "pod=$pod" --format '{{.Names}}'); do
             echo "--- logs $c"; podman logs --tail 30 "$c" 2>&1 || true
@@ -67,7 +68,7 @@ kubectl kustomize deploy/kubernetes/overlays/production > "$work/rendered.yaml"
 api=http://127.0.0.1:$API_PORT
 
 # Leftovers of an interrupted run would hold the ports.
-for pod in api worker support migrate reconcile; do
+for pod in api worker support migrate reconcile release; do
     podman pod rm -f "$pod" >/dev/null 2>&1 || true
 done
 
@@ -117,4 +118,5 @@ print(event.status, event.request_id)" 2>/dev/null | tail -1)
 [ "$event" = "delivered kube-smoke-1" ] || fail "the cart.paid event is: $event"
 echo "worker: cart.paid delivered to the shop (signature verified, X-Request-ID kube-smoke-1)"
 run_once "$work/play/reconcile.yaml" reconcile-reconcile
+run_once "$work/play/release.yaml" release-release
 echo "kube smoke: passed"

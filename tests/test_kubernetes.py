@@ -1,13 +1,16 @@
 """deploy/kubernetes: the production overlay, rendered by kustomize (`kubectl kustomize`),
 is valid against the Kubernetes API schemas (kubernetes-validate, offline) and holds what
 the README promises: probes, non-root read-only pods, limits, a migration Job, the
-reconcile CronJob, a PodDisruptionBudget and an HPA for the api, selectors that select,
-and a NetworkPolicy that lets only the provider's clients reach the provider.
-`podman kube play` runs the api and the worker for real in `.ci/kubernetes-smoke.sh`."""
+reconcile and release-discount-reservations CronJobs, a PodDisruptionBudget and an HPA
+for the api, selectors that select, and a NetworkPolicy that lets only the provider's
+clients reach the provider. `podman kube play` runs the api and the worker for real in
+`.ci/kubernetes-smoke.sh`."""
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 
 import kubernetes_validate
 import pytest
@@ -63,7 +66,8 @@ def selects(selector: dict, labels: dict) -> bool:
 
 
 WORKLOADS = [("Deployment", "api"), ("Deployment", "worker"), ("Job", "migrate"),
-             ("CronJob", "reconcile-payments")]  # fmt: skip
+             ("CronJob", "reconcile-payments"),
+             ("CronJob", "release-discount-reservations")]  # fmt: skip
 
 
 def test_every_resource_is_valid_against_the_kubernetes_schemas(rendered):
@@ -127,6 +131,30 @@ def test_the_commands_are_the_ones_the_project_runs(rendered):
         assert " ".join(command("Deployment", "worker")) == worker_line.split(":", 1)[1].strip()
     assert command("Job", "migrate") == ["python", "manage.py", "migrate", "--noinput"]
     assert command("CronJob", "reconcile-payments")[-1] == "reconcile_payments"
+    assert command("CronJob", "release-discount-reservations") == [
+        "python",
+        "manage.py",
+        "release_discount_reservations",
+    ]
+
+
+@pytest.mark.parametrize("name", ["reconcile-payments", "release-discount-reservations"])
+def test_the_cronjobs_run_one_at_a_time_within_their_period_with_the_services_settings(
+    rendered, name
+):
+    """The README says to run reconcile_payments and release_discount_reservations from
+    cron: each has its CronJob, one run at a time, a run (or a late start) never
+    outlasting its period, with the api's settings and Secret."""
+    cronjob = find(rendered, "CronJob", name)
+    minutes = int(cronjob["spec"]["schedule"].split()[0].removeprefix("*/"))
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    [container] = pod_spec(cronjob)["containers"]
+    [api] = pod_spec(find(rendered, "Deployment", "api"))["containers"]
+
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cronjob["spec"]["startingDeadlineSeconds"] < minutes * 60
+    assert job["activeDeadlineSeconds"] < minutes * 60
+    assert container["envFrom"] == api["envFrom"]
 
 
 def test_the_budget_the_autoscaler_and_the_service_point_at_the_api(rendered):
@@ -222,3 +250,42 @@ def test_a_changed_configmap_rolls_the_pods(rendered):
         for container in pod_spec(find(rendered, kind, name))["containers"]:
             refs = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
             assert refs == [config]
+
+
+def test_the_smoke_plays_every_workload_with_settings_the_service_starts_with(rendered, tmp_path):
+    """.ci/kube_smoke.py (run by .ci/kubernetes-smoke.sh with podman, in CI) turns the
+    overlay into pods, offline here: each workload is played, its settings are the
+    overlay's ConfigMap plus smoke values for the Secret the operator creates, and the
+    service starts with them under ENV=PROD."""
+    source = tmp_path / "rendered.yaml"
+    source.write_text(yaml.safe_dump_all(rendered))
+    out = tmp_path / "play"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "kube_smoke.py"), str(source), str(out),
+         "--image", "shop-api:smoke", "--tmp", str(tmp_path / "volumes"),
+         "--port-base", "45800"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    played = {}
+    for name in ("migrate", "services", "reconcile", "release"):
+        [settings, *pods] = yaml.safe_load_all((out / f"{name}.yaml").read_text())
+        played |= {pod["metadata"]["name"]: pod for pod in pods}
+    config = next(r for r in rendered if r["kind"] == "ConfigMap")
+
+    assert set(played) == {"migrate", "api", "worker", "reconcile", "release"}
+    for pod in played.values():
+        for container in pod["spec"]["containers"]:
+            assert container["envFrom"] == [{"configMapRef": {"name": "shop-smoke-settings"}}]
+    assert set(config["data"]) <= set(settings["data"])
+    assert SECRET_KEYS - {"PAYMENT_WEBHOOK_SECRET"} <= set(settings["data"])
+    env = {
+        **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+        **settings["data"],
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+    }
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "ERROR"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr
