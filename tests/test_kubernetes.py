@@ -289,3 +289,46 @@ def test_the_smoke_plays_every_workload_with_settings_the_service_starts_with(re
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
+
+
+ROLLOUT_STEP = "shop.example.com/rollout-step"
+
+
+def test_a_rollout_migrates_before_any_new_pod_starts(rendered):
+    """New pods run the new code, which may need the new migrations: the migrate Job runs
+    alone first. `kubectl apply -k … -l shop.example.com/rollout-step=migrate` applies the
+    Job and exactly what its pod needs of the overlay, no Deployment or CronJob; the
+    README's procedure waits for it to complete before applying the rest."""
+    job = find(rendered, "Job", "migrate")
+    spec = pod_spec(job)
+    needs = {
+        ("Job", "migrate"),
+        ("Namespace", job["metadata"]["namespace"]),
+        ("ServiceAccount", spec["serviceAccountName"]),
+        *(
+            ("ConfigMap", source["configMapRef"]["name"])
+            for container in spec["containers"]
+            for source in container["envFrom"]
+            if "configMapRef" in source
+        ),
+    }
+    step = {
+        (r["kind"], r["metadata"]["name"])
+        for r in rendered
+        if r["metadata"].get("labels", {}).get(ROLLOUT_STEP) == "migrate"
+    }
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    overlay = "kubectl apply -k deploy/kubernetes/overlays/production"
+    procedure = [
+        "kubectl -n shop delete job migrate --ignore-not-found",
+        f"{overlay} -l {ROLLOUT_STEP}=migrate",
+        "kubectl -n shop wait --for=condition=complete job/migrate --timeout=10m",
+        f"{overlay}(?! -l)",  # then the rest
+    ]
+
+    assert step == needs
+    at = 0
+    for command in procedure:
+        found = re.compile(command.replace(".", r"\.")).search(readme, at)
+        assert found, f"the README's rollout lacks {command!r} after what comes before it"
+        at = found.end()
