@@ -2,6 +2,7 @@
 payment provider process for integration tests. Browser tests (`tests/browser/`) need
 Chromium: without one they are deselected on a developer's machine, and fail in CI."""
 
+import json
 import os
 import shutil
 import socket
@@ -190,6 +191,51 @@ def wait_until_answers(url: str, process: subprocess.Popen | None = None, timeou
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+# A pay waits on the provider for three calls at most, each within the payment client's
+# worst case, (connect + read timeout) x (retries + 1) plus the backoffs: with an open
+# attempt of another payment method, the ledger lookup that settles it first; the
+# charge; after a failed charge, the ledger lookup by its key (payments/services.py).
+PAY_PROVIDER_CALLS = 3
+
+
+def pay_worst_case_seconds(**env: str) -> float:
+    """Seconds a pay may take with the settings' defaults (and `env` over them): what
+    waits for its answer (the proxies, a stopping gunicorn) must wait longer."""
+    code = (
+        "from django.conf import settings as s; print((s.PAYMENT_API_CONNECT_TIMEOUT"
+        " + s.PAYMENT_API_READ_TIMEOUT) * (s.PAYMENT_API_MAX_RETRIES + 1)"
+        " + s.PAYMENT_API_RETRY_BACKOFF * (2**s.PAYMENT_API_MAX_RETRIES - 1))"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PAYMENT_API_", "ENV"))}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        cwd=ROOT,
+        env={**clean, "ENV": "DEV", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return PAY_PROVIDER_CALLS * float(result.stdout)
+
+
+def gunicorn_setting(name: str, **env: str):
+    """A setting of CoreRoot/gunicorn.py as gunicorn reads it with `env` (and no
+    GUNICORN_* variable of this process)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")}
+    code = f"import json, CoreRoot.gunicorn as g; print(json.dumps(g.{name}))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def start_process(args: list[str], env: dict | None = None) -> subprocess.Popen:

@@ -3,9 +3,15 @@
     gunicorn --config python:CoreRoot.gunicorn CoreRoot.wsgi
 
 GUNICORN_WORKERS (processes, default 2), GUNICORN_THREADS (per process, default 4),
-GUNICORN_TIMEOUT (seconds a request may take before its worker is restarted, default 30:
-above the payment client's worst case), GUNICORN_BIND (default 0.0.0.0:8000),
-GUNICORN_MAX_REQUESTS (requests before a worker is replaced, default 100,000, 0: never).
+GUNICORN_TIMEOUT (default 30), GUNICORN_GRACEFUL_TIMEOUT (default 70),
+GUNICORN_BIND (default 0.0.0.0:8000), GUNICORN_MAX_REQUESTS (requests before a worker is
+replaced, default 100,000, 0: never).
+
+GUNICORN_TIMEOUT bounds no request. The master restarts a worker process whose heartbeat
+is older than it (gunicorn's arbiter, murder_workers), and a threaded (gthread) worker's
+main thread beats about once a second while its threads serve requests of any length:
+so it catches a worker whose main loop is stuck, or one that takes longer to load the app
+at start. What bounds a pay is the payment client's timeouts (README, "Configuration").
 
 In production gunicorn runs behind the reverse proxy of `deploy/nginx` (its own docs ask
 for a buffering proxy): the proxy reads whole requests, so slow clients and chunked
@@ -21,7 +27,12 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = 30
+# On SIGTERM (a rollout, a scale-down) the workers stop accepting and the requests in
+# progress get this long to finish before the master kills them. A pay may wait on the
+# provider for three calls at their worst, about 65 s with the default client timeouts
+# (README, "Pay and a slow provider"): cut off, its answer would be lost. Whatever stops
+# gunicorn must wait longer (Kubernetes' grace period, Compose's stop_grace_period).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT") or "70")
 # The service logs one line per request itself (observability.middleware), with the
 # route template, the request id and the level an operator needs: gunicorn's own access
 # log would say it again without them.

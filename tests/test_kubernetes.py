@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import ROOT, require_local_service
+from conftest import ROOT, gunicorn_setting, pay_worst_case_seconds, require_local_service
 
 OVERLAY = ROOT / "deploy" / "kubernetes" / "overlays" / "production"
 SECRET_EXAMPLE = ROOT / "deploy" / "kubernetes" / "shop-secrets.example.env"
@@ -332,3 +332,25 @@ def test_a_rollout_migrates_before_any_new_pod_starts(rendered):
         found = re.compile(command.replace(".", r"\.")).search(readme, at)
         assert found, f"the README's rollout lacks {command!r} after what comes before it"
         at = found.end()
+
+
+def test_a_stopping_api_pod_lets_the_slowest_pay_finish_and_the_ingress_waits_for_it(rendered):
+    """A pay may take three provider calls at their worst (conftest.pay_worst_case_seconds,
+    64.8 s with the defaults). The ingress waits longer for its answer, or the client
+    gets a 504 while the pay goes on; a stopping pod (a rollout, a scale-down, a drain)
+    gives gunicorn's graceful stop longer than that, and Kubernetes waits for the preStop
+    pause and the graceful stop before it kills the container."""
+    [config] = [r["data"] for r in rendered if r["kind"] == "ConfigMap"]
+    worst = pay_worst_case_seconds(**{k: v for k, v in config.items() if "PAYMENT_API_" in k})
+    graceful = gunicorn_setting(
+        "graceful_timeout", **{k: v for k, v in config.items() if k.startswith("GUNICORN_")}
+    )
+    spec = pod_spec(find(rendered, "Deployment", "api"))
+    [container] = spec["containers"]
+    sleep, pause = container["lifecycle"]["preStop"]["exec"]["command"]
+    annotations = find(rendered, "Ingress", "api")["metadata"]["annotations"]
+
+    assert sleep == "sleep"
+    assert graceful > worst
+    assert spec["terminationGracePeriodSeconds"] > int(pause) + graceful
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > worst

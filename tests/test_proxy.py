@@ -29,6 +29,8 @@ from django.conf import settings
 from conftest import (
     ROOT,
     free_port,
+    gunicorn_setting,
+    pay_worst_case_seconds,
     require_local_service,
     start_process,
     stop_process,
@@ -350,3 +352,21 @@ def test_the_proxy_limits_sit_below_gunicorns_and_match_the_apis():
     error_pages = set(re.findall(r"error_page ([\d ]+) (?:=\d+ )?/_edge/", conf))
     statuses = {int(code) for line in error_pages for code in line.split()}
     assert statuses >= {400, 404, 405, 408, 413, 414, 429, 431, 494, 500, 502, 503, 504}
+
+
+def test_the_proxy_waits_for_the_slowest_pay_and_compose_for_gunicorns_graceful_stop():
+    """A pay may take three provider calls at their worst (conftest.pay_worst_case_seconds,
+    64.8 s with the defaults): nginx waits longer for its answer, or the client gets a
+    504 while the pay goes on; and `docker compose stop` gives gunicorn longer than its
+    graceful timeout to finish the requests in progress before it is killed."""
+    conf = TEMPLATE.read_text()
+    api = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["api"]
+    graceful = gunicorn_setting(
+        "graceful_timeout",
+        GUNICORN_GRACEFUL_TIMEOUT=api["environment"]["GUNICORN_GRACEFUL_TIMEOUT"]
+        .removeprefix("${GUNICORN_GRACEFUL_TIMEOUT:-")
+        .removesuffix("}"),
+    )
+
+    assert int(re.search(r"proxy_read_timeout (\d+)s;", conf).group(1)) > pay_worst_case_seconds()
+    assert int(api["stop_grace_period"].removesuffix("s")) > graceful

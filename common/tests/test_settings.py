@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import gunicorn_setting, pay_worst_case_seconds
 from fake_payment_server import (
     BALANCE_ENV_VAR,
     CARD_LIMIT_ENV_VAR,
@@ -436,3 +437,17 @@ def test_gunicorn_replaces_a_worker_after_max_requests(value, expected):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 70), ("", 70), ("120", 120)])
+def test_a_stopping_gunicorn_waits_for_requests_in_progress_as_long_as_the_slowest_pay(
+    value, expected
+):
+    """On SIGTERM (a rollout, a scale-down) gunicorn stops accepting and gives the
+    requests in progress GUNICORN_GRACEFUL_TIMEOUT seconds: by default more than a pay
+    may take (three provider calls at their worst, conftest.pay_worst_case_seconds),
+    so a stopping replica never cuts a pay off while it waits on the provider."""
+    env = {} if value is None else {"GUNICORN_GRACEFUL_TIMEOUT": value}
+
+    assert gunicorn_setting("graceful_timeout", **env) == expected
+    assert gunicorn_setting("graceful_timeout") > pay_worst_case_seconds()
