@@ -354,3 +354,38 @@ def test_a_stopping_api_pod_lets_the_slowest_pay_finish_and_the_ingress_waits_fo
     assert graceful > worst
     assert spec["terminationGracePeriodSeconds"] > int(pause) + graceful
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > worst
+
+
+def test_the_overlay_names_every_outside_network_the_operator_must_set(rendered):
+    """Each NetworkPolicy's address block (the provider's, the shop's webhook receiver's,
+    the database's) is the operator's to set: the production overlay replaces each one
+    in a patch that says what to set it to, and the README says to set them before the
+    first rollout."""
+    kustomization = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    policy_patches = [
+        patch["patch"]
+        for patch in kustomization["patches"]
+        if patch.get("target", {}).get("kind") == "NetworkPolicy"
+    ]
+    patched = {
+        (patch["target"]["name"], op["path"])
+        for patch in kustomization["patches"]
+        if patch.get("target", {}).get("kind") == "NetworkPolicy"
+        for op in yaml.safe_load(patch["patch"])
+        if op["op"] == "replace" and op["path"].endswith("/ipBlock/cidr")
+    }
+    blocks = {
+        (policy["metadata"]["name"], f"/spec/egress/{e}/to/{t}/ipBlock/cidr")
+        for policy in rendered
+        if policy["kind"] == "NetworkPolicy"
+        for e, rule in enumerate(policy["spec"].get("egress", []))
+        for t, peer in enumerate(rule["to"])
+        if "ipBlock" in peer
+    }
+    readme = " ".join((ROOT / "README.md").read_text().split())
+
+    assert blocks == patched
+    assert all("# set to " in patch for patch in policy_patches)
+    for name, _ in blocks:
+        assert f"`{name}`" in readme[readme.index("### Kubernetes") :]
+    assert "set the address blocks" in readme
