@@ -29,10 +29,11 @@ written against; its parts live in the `fake_provider` package. The rules, in sh
   `count` valid charges or refunds; `{"mode": "random", "rate": 0.2, "seed": 7}` breaks
   a seeded, reproducible share of them with kinds drawn from every kind. Kinds: latency,
   http_500, http_503, reset, empty_reply, malformed, charge_then_delay,
-  charge_then_reset, charge_then_empty_reply, reset_then_charge. latency and the
-  charge_then_* kinds process the request (it is stored under its key) before the
-  answer is late or lost; reset_then_charge resets the connection first and processes
-  the request `delay_ms` (500) later; the others store nothing. The kinds that drop the
+  charge_then_reset, charge_then_empty_reply, reset_then_charge, charge_then_trickle.
+  latency and the charge_then_* kinds process the request (it is stored under its key)
+  before the answer is late, lost or sent a byte every `delay_ms` (200);
+  reset_then_charge resets the connection first and processes the request `delay_ms`
+  (500) later; the others store nothing. The kinds that drop the
   connection need a real server socket; the server then logs that writing its answer
   failed, which is expected.
 * Webhooks (`fake_provider.webhooks`): every processed charge and refund is pushed to

@@ -205,7 +205,8 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 # DATABASE_URL picks the database: sqlite:///path (default: db.sqlite3 beside manage.py)
-# or postgres://user:password@host:5432/name (psycopg 3).
+# or postgres://user:password@host:5432/name (psycopg 3), with libpq's options as its
+# query (?sslmode=verify-full&connect_timeout=3).
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
@@ -229,6 +230,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # between clients: DB_PREPARED_STATEMENTS=false there.
     prepared = env_bool("DB_PREPARED_STATEMENTS", True)
     DATABASES["default"]["OPTIONS"] = {
+        # libpq waits for a host that drops packets as long as the system lets it (two
+        # minutes and more): a bounded connect, unless the URL says otherwise.
+        "connect_timeout": 5,
+        # What the URL's query asks for (?sslmode=verify-full&connect_timeout=3).
+        **DATABASES["default"].get("OPTIONS", {}),
         "server_side_binding": prepared,
         "prepare_threshold": 5 if prepared else None,
     }

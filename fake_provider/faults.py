@@ -15,6 +15,8 @@ Kinds, and whether the request is processed (charged, refunded) before it breaks
     charge_then_empty_reply  processed, then the connection is closed        processed
     reset_then_charge        the connection is reset, then processed after    processed,
                              delay_ms (500 by default)                        later
+    charge_then_trickle      processed, then the answer sent one byte every   processed
+                             delay_ms (200 by default)
 
 `charge_then_reset` and `charge_then_empty_reply` are what a load balancer resetting the
 connection, or the provider's process dying right after it committed, look like to a
@@ -22,7 +24,10 @@ client: a request that *was* processed and never answered. A client that takes t
 "nothing happened" charges twice. `reset_then_charge` is the harder case: the connection
 is reset while the provider is still at work, and the charge is committed only after
 the reset, so a ledger lookup right after the reset finds nothing. A client that takes
-that empty ledger for "nothing was charged" charges twice too.
+that empty ledger for "nothing was charged" charges twice too. `charge_then_trickle`
+sends every byte within any read timeout, so only a deadline on the whole exchange ends
+it: a client without one waits minutes, past the time after which its attempt is taken
+for abandoned.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class FaultKind(StrEnum):
     CHARGE_THEN_RESET = "charge_then_reset"
     CHARGE_THEN_EMPTY_REPLY = "charge_then_empty_reply"
     RESET_THEN_CHARGE = "reset_then_charge"
+    CHARGE_THEN_TRICKLE = "charge_then_trickle"
 
 
 FAULT_KINDS = tuple(kind.value for kind in FaultKind)
@@ -70,13 +76,24 @@ PROCESSING_KINDS = frozenset(
         FaultKind.CHARGE_THEN_RESET,
         FaultKind.CHARGE_THEN_EMPTY_REPLY,
         FaultKind.RESET_THEN_CHARGE,
+        FaultKind.CHARGE_THEN_TRICKLE,
     }
 )
 DELAYED_KINDS = frozenset(
-    {FaultKind.LATENCY, FaultKind.CHARGE_THEN_DELAY, FaultKind.RESET_THEN_CHARGE}
+    {
+        FaultKind.LATENCY,
+        FaultKind.CHARGE_THEN_DELAY,
+        FaultKind.RESET_THEN_CHARGE,
+        FaultKind.CHARGE_THEN_TRICKLE,
+    }
 )
 DEFAULT_DELAY_MS: Mapping[FaultKind, int] = MappingProxyType(
-    {FaultKind.LATENCY: 0, FaultKind.CHARGE_THEN_DELAY: 3000, FaultKind.RESET_THEN_CHARGE: 500}
+    {
+        FaultKind.LATENCY: 0,
+        FaultKind.CHARGE_THEN_DELAY: 3000,
+        FaultKind.RESET_THEN_CHARGE: 500,
+        FaultKind.CHARGE_THEN_TRICKLE: 200,
+    }
 )
 # Delays the random mode draws from for the delayed kinds, unless told otherwise.
 RANDOM_DELAY_MS = (0, 3000)
@@ -161,6 +178,21 @@ def answer_after_processing(kind: FaultKind) -> Answer | None:
     if kind == FaultKind.CHARGE_THEN_EMPTY_REPLY:
         return drop_connection(FaultKind.EMPTY_REPLY)
     return None
+
+
+def trickled(response: Response, pause_seconds: float, sleep) -> Response:
+    """`response`, its body sent one byte every `pause_seconds` (each byte well within a
+    client's read timeout). Stops when the client has gone: the write fails."""
+    body = response.get_data()
+
+    def bytes_slowly():
+        for byte in body:
+            yield bytes([byte])
+            sleep(pause_seconds)
+
+    slow = Response(bytes_slowly(), response.status_code, headers=dict(response.headers))
+    slow.headers["Content-Length"] = str(len(body))
+    return slow
 
 
 def drop_connection(kind: FaultKind) -> Answer:

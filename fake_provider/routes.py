@@ -28,6 +28,7 @@ from fake_provider.faults import (
     answer_after_processing,
     drop_connection,
     fault_answer,
+    trickled,
 )
 from fake_provider.state import JournalEntry, ProviderState, StoredReply
 from fake_provider.webhooks import (
@@ -155,6 +156,9 @@ def process_write(
         broken = answer_after_processing(fault.kind)
         if broken is not None:
             return broken
+        if fault.kind == FaultKind.CHARGE_THEN_TRICKLE:
+            answer = stored_response(reply, replayed)
+            return trickled(answer, fault.delay_ms / 1000, current.sleep), 200
     return stored_response(reply, replayed), 200
 
 

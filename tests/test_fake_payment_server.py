@@ -820,6 +820,26 @@ def test_charge_then_delay_records_the_charge_before_sleeping() -> None:
     assert inspect(client)["charges"] == 1
 
 
+def test_charge_then_trickle_charges_then_sends_the_answer_a_byte_at_a_time() -> None:
+    seen: list[tuple[float, int]] = []
+    app = create_app(
+        balance="20.00",
+        sleep=lambda seconds: seen.append((seconds, len(app.extensions["fake_payment"].ledger))),
+    )
+    client = app.test_client()
+    headers = {"Idempotency-Key": "k-trickle", "X-Fake-Delay-Ms": "50"}
+
+    first = charge(client, headers | {"X-Fake-Fault": "charge_then_trickle"})
+    body = first.get_data()
+    retry = charge(client, {"Idempotency-Key": "k-trickle"})
+
+    assert first.headers["Content-Length"] == str(len(body))
+    assert seen == [(0.05, 1)] * len(body)  # a pause after every byte, the charge made
+    assert first.get_json()["payment_status"] == "success"
+    assert retry.get_data() == body
+    assert inspect(client)["charges"] == 1
+
+
 def test_queued_charge_then_delay_uses_its_delay(client: FlaskClient, sleeps: list[float]) -> None:
     client.post("/control/faults", json={"kind": "charge_then_delay", "delay_ms": 1500})
     assert inspect(client)["faults"] == [
@@ -909,6 +929,7 @@ def test_random_faults_draw_from_every_kind(client: FlaskClient) -> None:
         "charge_then_reset",
         "charge_then_empty_reply",
         "reset_then_charge",
+        "charge_then_trickle",
     }
 
 

@@ -68,6 +68,12 @@ class FakeResponse:
     def json(self) -> Any:
         return json.loads(self.text)
 
+    def iter_content(self, chunk_size: int):
+        yield self.text.encode("utf-8", "surrogateescape")
+
+    def close(self) -> None:
+        pass
+
 
 @dataclass
 class Call:
@@ -86,7 +92,10 @@ class FakeSession:
         self.script = list(script)
         self.calls: list[Call] = []
 
-    def request(self, method, url, *, json=None, params=None, headers=None, timeout=None):
+    def request(
+        self, method, url, *, json=None, params=None, headers=None, timeout=None, stream=False
+    ):
+        assert stream, "the client reads answers itself, bounded (MAX_ANSWER_BYTES)"
         self.calls.append(Call(method, url, json, params, headers, timeout))
         if not self.script:
             raise AssertionError(f"unexpected extra request {method} {url}")

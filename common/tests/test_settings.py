@@ -402,6 +402,38 @@ def postgres_settings(**env: str) -> list[str]:
     return result.stdout.strip().split(" ", 4)
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # TLS and a connect timeout asked for in the URL reach psycopg (they were dropped:
+        # no TLS to a managed database, and a connect to a silent host hung for minutes).
+        (
+            "?sslmode=verify-full&connect_timeout=3",
+            {"sslmode": "verify-full", "connect_timeout": 3},
+        ),
+        ("", {"connect_timeout": 5}),  # never the system's unbounded default
+    ],
+)
+def test_postgres_takes_the_urls_connection_options(query, expected):
+    code = (
+        "import json; from django.conf import settings as s;"
+        "print(json.dumps(s.DATABASES['default']['OPTIONS'], default=str))"
+    )
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        code,
+        ENV="DEV",
+        DATABASE_URL=f"postgres://shop:pw@db:5432/shop{query}",
+    )
+
+    assert result.returncode == 0, result.stderr
+    options = json.loads(result.stdout)
+    assert options.items() >= expected.items()
+    assert options["server_side_binding"] is True
+
+
 def test_postgres_prepares_statements_and_sends_no_select_1_per_request():
     assert postgres_settings() == ["600", "False", "5", "True", "None"]
     # Behind PgBouncer in transaction pooling mode; Django's own check back.

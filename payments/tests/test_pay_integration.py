@@ -372,6 +372,28 @@ class TestFaults:
         assert len(fake_provider.charges(cart.pk)) == 1  # the retry reused the key
         assert len(fake_provider.journal()) == 2
 
+    @pytest.mark.parametrize("retries", [2, 0])
+    def test_an_answer_sent_a_byte_at_a_time_is_given_up_at_the_deadline(
+        self, api_client, fake_provider, settings, retries
+    ):
+        # Each byte comes within the read timeout; the whole answer would take a minute,
+        # past the stale window after which another card could be charged. The exchange
+        # ends at connect + read timeout: the retry (same key) or the ledger lookup that
+        # follows finds the charge.
+        settings.PAYMENT_API_MAX_RETRIES = retries
+        cart = CartFactory(total=Decimal("10"))
+        fake_provider.fault("charge_then_trickle", delay_ms=200)
+        started = time.monotonic()
+
+        response = pay(api_client, cart)
+
+        took = time.monotonic() - started
+        deadline = settings.PAYMENT_API_CONNECT_TIMEOUT + settings.PAYMENT_API_READ_TIMEOUT
+        assert took < deadline + 2.0
+        assert response.status_code == 200
+        assert status_of(cart) == "success"
+        assert len(fake_provider.charges(cart.pk)) == 1
+
 
 def wait_for(condition, timeout=5.0):
     deadline = time.monotonic() + timeout
