@@ -64,13 +64,11 @@ pass their own stable key, e.g. derived from the cart and the attempt.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -83,12 +81,16 @@ from urllib.parse import quote
 import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from common.http import (
+    Answer,
+    AnswerTooLargeError,
+    Deadline,
+    WatchedAdapter,
+    read_whole,
+)
 from common.money import (
     MAX_AMOUNT,
     UnknownCurrencyError,
@@ -113,9 +115,6 @@ POOL_CONNECTIONS = 1
 POOL_MAXSIZE = 10
 # The provider accepts keys of 1-255 printable ASCII characters.
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
-# The largest answer read: the provider's are a few hundred bytes; a larger one (a broken
-# proxy, a decompression bomb) is not held in memory.
-MAX_ANSWER_BYTES = 1 << 20
 # Causes of a transport failure that prove the request never left: the connection was
 # refused, the name did not resolve, or connecting timed out. (urllib3's
 # NewConnectionError and NameResolutionError are ConnectTimeoutErrors.)
@@ -400,130 +399,13 @@ def _check_amount(amount: object, currency: str) -> tuple[Decimal, str, int]:
     return amount, currency, to_minor_units(amount, currency)  # ValueError: too many decimals
 
 
-# -- one exchange's deadline ------------------------------------------------------------
-#
-# requests' read timeout bounds each read from the socket, not the exchange: a provider
-# (or a proxy) sending its answer a byte at a time keeps a call alive for as long as it
-# likes, past the time after which the service takes the attempt for abandoned
-# (PAYMENT_ATTEMPT_STALE_SECONDS, which must exceed connect + read timeout per request).
-# So each exchange has a deadline of connect + read timeout: when it passes, a timer
-# shuts the connection's socket down, and whatever read was waiting ends at once.
-
-
-class _Deadline:
-    """The deadline of the exchange the current thread is making (see above)."""
-
-    _current = threading.local()
-
-    def __init__(self, seconds: float) -> None:
-        self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
-        self._over = False
-        self.passed = False
-        self._timer = threading.Timer(seconds, self._pass)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Deadline:
-        _Deadline._current.value = self
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self._over = True
-        self._timer.cancel()
-        _Deadline._current.value = None
-
-    @classmethod
-    def watch(cls, sock: socket.socket | None) -> None:
-        """Called as the connection waits for its answer: this socket is the one to shut."""
-        deadline = getattr(cls._current, "value", None)
-        if deadline is None or sock is None:
-            return
-        with deadline._lock:
-            deadline._socket = sock
-            if deadline.passed:
-                _shut(sock)
-
-    def _pass(self) -> None:
-        with self._lock:
-            if self._over:
-                return
-            self.passed = True
-            if self._socket is not None:
-                _shut(self._socket)
-
-
-def _shut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed: nothing is waiting on it
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-class _WatchedHTTPConnection(HTTPConnection):
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        _Deadline.watch(self.sock)
-        return super().getresponse(*args, **kwargs)
-
-
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        _Deadline.watch(self.sock)
-        return super().getresponse(*args, **kwargs)
-
-
-class _WatchedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_WATCHED_POOLS = {"http": _WatchedHTTPConnectionPool, "https": _WatchedHTTPSConnectionPool}
-
-
-class _WatchedAdapter(HTTPAdapter):
-    """requests' adapter whose connections (direct or through a proxy) tell `_Deadline`
-    which socket to shut."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
-
-    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(*args, **kwargs)
-        manager.pool_classes_by_scheme = _WATCHED_POOLS
-        return manager
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """An answer read whole (within the deadline and MAX_ANSWER_BYTES)."""
-
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes
-
-    @property
-    def text(self) -> str:
-        # Strictly: bytes that are not UTF-8 are a bad answer (a ValueError), not an id
-        # with U+FFFD in it recorded on the attempt.
-        return self.content.decode("utf-8")
-
-
-def _read_whole(response: Any) -> _Answer:
-    """The whole answer of a streamed `response`, or `_Retryable` when it is too large."""
-    body = bytearray()
+def _read_whole(response: Any) -> Answer:
+    """The whole answer (common.http: read within the exchange's deadline, bounded in
+    size); one too large is a failure that may have been processed."""
     try:
-        for chunk in response.iter_content(64 * 1024):
-            body += chunk
-            if len(body) > MAX_ANSWER_BYTES:
-                raise _Retryable(
-                    f"answer too large: more than {MAX_ANSWER_BYTES} bytes", maybe_processed=True
-                )
-    finally:
-        response.close()  # back to the pool once read whole; closed otherwise
-    return _Answer(response.status_code, response.headers, bytes(body))
+        return read_whole(response)
+    except AnswerTooLargeError as exc:
+        raise _Retryable(str(exc), maybe_processed=True) from exc
 
 
 class PaymentAPI:
@@ -590,7 +472,7 @@ class PaymentAPI:
             session.verify = bundle
         session.auth = requests.utils.get_netrc_auth(base_url)
         # total=0: urllib3 never retries on its own, `_exchange` does (with the same key).
-        adapter = _WatchedAdapter(
+        adapter = WatchedAdapter(
             pool_connections=POOL_CONNECTIONS,
             pool_maxsize=POOL_MAXSIZE,
             max_retries=Retry(total=0, read=False, redirect=False),
@@ -937,7 +819,7 @@ class PaymentAPI:
         request may have left: only a refused, unresolved or timed-out connection proves
         it did not."""
         seconds = self.connect_timeout + self.read_timeout
-        with _Deadline(seconds) as deadline:
+        with Deadline(seconds) as deadline:
             try:
                 return self._request_whole(method, url, json_body, params, headers)
             except (requests.RequestException, _Retryable) as exc:
@@ -953,7 +835,7 @@ class PaymentAPI:
         json_body: Mapping[str, str | int] | None,
         params: Mapping[str, str] | None,
         headers: Mapping[str, str],
-    ) -> _Answer:
+    ) -> Answer:
         try:
             response = self._session.request(
                 method,

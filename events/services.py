@@ -35,6 +35,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from common import money
+from common.http import Deadline, WatchedAdapter
 from events.models import Event, EventDelivery, EventStatus, EventType
 from observability.context import HEADER as REQUEST_ID_HEADER
 from observability.context import current_request_id, request_id_bound
@@ -263,18 +264,32 @@ def _post(event: Event, url: str) -> tuple[int | None, str, int]:
     headers["User-Agent"] = USER_AGENT
     if event.request_id:
         headers[REQUEST_ID_HEADER] = event.request_id
+    connect = min(3.0, settings.EVENTS_DELIVERY_TIMEOUT)
     started = time.monotonic()
-    try:
-        response = requests.post(
-            url,
-            data=event.body.encode(),
-            headers=headers,
-            timeout=(min(3.0, settings.EVENTS_DELIVERY_TIMEOUT), settings.EVENTS_DELIVERY_TIMEOUT),
-            allow_redirects=False,
-        )
-        status_code, error = response.status_code, ""
-    except requests.RequestException as exc:
-        status_code, error = None, f"{type(exc).__name__}: {exc}"
+    # The whole exchange ends by connect + read timeout (common.http), so a shop answering
+    # a byte at a time cannot hold the worker past the delivery's lease; only the status
+    # counts, so the body is never read.
+    with (
+        requests.Session() as session,
+        Deadline(connect + settings.EVENTS_DELIVERY_TIMEOUT) as deadline,
+    ):
+        session.mount("http://", WatchedAdapter())
+        session.mount("https://", WatchedAdapter())
+        try:
+            response = session.post(
+                url,
+                data=event.body.encode(),
+                headers=headers,
+                timeout=(connect, settings.EVENTS_DELIVERY_TIMEOUT),
+                allow_redirects=False,
+                stream=True,
+            )
+            response.close()
+            status_code, error = response.status_code, ""
+        except requests.RequestException as exc:
+            status_code, error = None, f"{type(exc).__name__}: {exc}"
+            if deadline.passed:
+                error = f"Timeout: no answer within {deadline.seconds:g} s"
     latency_ms = round((time.monotonic() - started) * 1000)
     return status_code, error, latency_ms
 

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from common.http import MAX_ANSWER_BYTES
 from utils import (
-    MAX_ANSWER_BYTES,
     PaymentAPI,
     PaymentProviderProtocolError,
     PaymentProviderTimeoutError,

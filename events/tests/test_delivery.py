@@ -16,6 +16,8 @@ from common.testing import WebhookReceiver
 from events import services
 from events.models import Event, EventDelivery, EventStatus, EventType
 from events.tasks import deliver_event
+from tests.test_payment_api_wire import provider as loopback_server
+from tests.test_payment_api_wire import slowly
 
 pytestmark = pytest.mark.django_db
 
@@ -168,6 +170,35 @@ def test_a_shop_that_does_not_answer_in_time_is_a_failed_try_with_its_wait_logge
     assert delivery.error.startswith("ReadTimeout: ")
     assert 300 <= delivery.latency_ms < 3000
     assert delivery.next_retry_at is not None
+
+
+def test_a_shop_answering_a_byte_at_a_time_is_given_up_at_the_deadline(settings):
+    # Every byte within the read timeout, the whole in seconds: without a deadline on the
+    # exchange the worker waited past the delivery's lease, and the event went twice.
+    settings.EVENTS_DELIVERY_TIMEOUT = 0.5
+    status_line = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    with loopback_server(slowly(status_line, 0.2)) as url:
+        settings.SHOP_WEBHOOK_URL = f"{url}/hooks"
+        delivery = services.event_deliver(event_id=record_paid_event().pk)
+
+    assert delivery.status_code is None
+    assert "no answer within 1 s" in delivery.error
+    assert delivery.latency_ms < 2500
+    assert delivery.next_retry_at is not None
+
+
+def test_a_shop_whose_answer_never_ends_is_delivered_on_its_status(settings):
+    # Only the status counts: the body is not read (nor held in memory).
+    settings.EVENTS_DELIVERY_TIMEOUT = 0.5
+    endless = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 200
+    with loopback_server(slowly(endless, 0.05)) as url:
+        settings.SHOP_WEBHOOK_URL = f"{url}/hooks"
+        event = record_paid_event()
+        delivery = services.event_deliver(event_id=event.pk)
+
+    assert delivery.status_code == 200
+    assert delivery.latency_ms < 2500
+    assert Event.objects.get(pk=event.pk).status == EventStatus.DELIVERED
 
 
 @pytest.mark.parametrize("answer", [300, 307])

@@ -1,0 +1,155 @@
+"""HTTP exchanges that end when they should, whatever the other side sends.
+
+requests' read timeout bounds each read from the socket, not the exchange: a server (or
+a proxy) sending its answer a byte at a time keeps a call alive for as long as it likes.
+For the payment provider's client that broke a rule money depends on (an attempt
+untouched for PAYMENT_ATTEMPT_STALE_SECONDS is taken for abandoned, and another card may
+be charged); for a delivery to the shop it held a worker past the delivery's lease (and
+the event was sent twice). So:
+
+    adapter = WatchedAdapter(...)          # HTTPAdapter's arguments; mount it on a session
+    with Deadline(seconds) as deadline:
+        response = session.request(..., stream=True)
+        answer = read_whole(response)      # raises AnswerTooLargeError past the limit
+    deadline.passed                        # True: whatever failed failed because of it
+
+When the deadline passes, a timer shuts the connection's socket down (the connection
+classes of `WatchedAdapter` tell it which) and the read waiting on it ends at once. An
+answer is read whole up to `MAX_ANSWER_BYTES`, so a huge one (or a small gzip expanding
+to one) is never held in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+# The largest answer read: the provider's and the shop's are a few hundred bytes.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+class Deadline:
+    """The deadline of the exchange the current thread is making (see above)."""
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._over = False
+        self.passed = False
+        self._timer = threading.Timer(seconds, self._pass)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        Deadline._current.value = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._over = True
+        self._timer.cancel()
+        Deadline._current.value = None
+
+    @classmethod
+    def watch(cls, sock: socket.socket | None) -> None:
+        """Called as a connection waits for its answer: this socket is the one to shut."""
+        deadline = getattr(cls._current, "value", None)
+        if deadline is None or sock is None:
+            return
+        with deadline._lock:
+            deadline._socket = sock
+            if deadline.passed:
+                _shut(sock)
+
+    def _pass(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self.passed = True
+            if self._socket is not None:
+                _shut(self._socket)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed: nothing is waiting on it
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        Deadline.watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        Deadline.watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPConnectionPool, "https": _WatchedHTTPSConnectionPool}
+
+
+class WatchedAdapter(HTTPAdapter):
+    """requests' adapter whose connections (direct or through a proxy) tell `Deadline`
+    which socket to shut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(*args, **kwargs)
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer read whole (within the deadline and MAX_ANSWER_BYTES)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        # Strictly: bytes that are not UTF-8 are a bad answer (a ValueError), not text
+        # with U+FFFD in it.
+        return self.content.decode("utf-8")
+
+
+class AnswerTooLargeError(Exception):
+    pass
+
+
+def read_whole(response: Any, limit: int = MAX_ANSWER_BYTES) -> Answer:
+    """The whole answer of a streamed `response`; AnswerTooLargeError past `limit`."""
+    body = bytearray()
+    try:
+        for chunk in response.iter_content(64 * 1024):
+            body += chunk
+            if len(body) > limit:
+                raise AnswerTooLargeError(f"answer too large: more than {limit} bytes")
+    finally:
+        response.close()  # back to the pool once read whole; closed otherwise
+    return Answer(response.status_code, response.headers, bytes(body))
