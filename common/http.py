@@ -44,7 +44,7 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
+        self._socket: Any = None
         self._over = False
         self.passed = False
         self._timer = threading.Timer(seconds, self._pass)
@@ -62,7 +62,7 @@ class Deadline:
         Deadline._current.value = None
 
     @classmethod
-    def watch(cls, sock: socket.socket | None) -> None:
+    def watch(cls, sock: Any) -> None:
         """Called as a connection waits for its answer: this socket is the one to shut."""
         deadline = getattr(cls._current, "value", None)
         if deadline is None or sock is None:
@@ -71,6 +71,17 @@ class Deadline:
             deadline._socket = sock
             if deadline.passed:
                 _shut(sock)
+
+    @classmethod
+    def forget(cls, sock: object) -> None:
+        """Called as a connection goes back to the pool, answered: its socket is no longer
+        this exchange's to shut (another thread may take it at once)."""
+        deadline = getattr(cls._current, "value", None)
+        if deadline is None:
+            return
+        with deadline._lock:
+            if deadline._socket is sock:
+                deadline._socket = None
 
     def _pass(self) -> None:
         with self._lock:
@@ -81,9 +92,12 @@ class Deadline:
                 _shut(self._socket)
 
 
-def _shut(sock: socket.socket) -> None:
+def _shut(sock: Any) -> None:
+    # Through an HTTPS proxy to an HTTPS server the connection's socket is urllib3's
+    # SSLTransport, which wraps the real one.
+    real = getattr(sock, "socket", sock)
     with contextlib.suppress(OSError):  # already closed: nothing is waiting on it
-        sock.shutdown(socket.SHUT_RDWR)
+        real.shutdown(socket.SHUT_RDWR)
 
 
 class _WatchedHTTPConnection(HTTPConnection):
@@ -101,9 +115,17 @@ class _WatchedHTTPSConnection(HTTPSConnection):
 class _WatchedHTTPConnectionPool(HTTPConnectionPool):
     ConnectionCls = _WatchedHTTPConnection
 
+    def _put_conn(self, conn: Any) -> None:
+        Deadline.forget(getattr(conn, "sock", None))
+        super()._put_conn(conn)
+
 
 class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
+
+    def _put_conn(self, conn: Any) -> None:
+        Deadline.forget(getattr(conn, "sock", None))
+        super()._put_conn(conn)
 
 
 _WATCHED_POOLS = {"http": _WatchedHTTPConnectionPool, "https": _WatchedHTTPSConnectionPool}

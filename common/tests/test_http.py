@@ -1,0 +1,89 @@
+"""common.http's deadline shuts only its own exchange's socket, whatever connection it
+rides on: never a pooled connection another thread took since, and through an HTTPS
+proxy too (where the socket is urllib3's SSLTransport around the real one)."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import socketserver
+import threading
+import time
+from types import SimpleNamespace
+
+import requests
+
+from common import http as bounded
+from common.http import Deadline, WatchedAdapter, read_whole
+
+
+class Answers(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: one pooled connection serves both
+
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(0.5)
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_deadline_passing_after_its_answer_leaves_the_pooled_connection_alone(monkeypatch):
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Answers)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    session = requests.Session()
+    session.mount("http://", WatchedAdapter(pool_maxsize=1))
+    # Thread "first" is descheduled between its answer (its connection back in the pool)
+    # and the end of its deadline, which passes meanwhile.
+    leave = Deadline.__exit__
+
+    def late_exit(self, *exc_info):
+        if threading.current_thread().name == "first":
+            time.sleep(0.6)
+        return leave(self, *exc_info)
+
+    monkeypatch.setattr(Deadline, "__exit__", late_exit)
+    outcome = {}
+
+    def first():
+        with Deadline(0.3) as deadline:
+            read_whole(session.get(f"{base}/fast", stream=True))
+        outcome["first passed"] = deadline.passed
+
+    def second():
+        time.sleep(0.1)  # takes the connection "first" gave back
+        try:
+            with Deadline(10):
+                outcome["second"] = read_whole(session.get(f"{base}/slow", stream=True))
+        except requests.RequestException as exc:
+            outcome["second"] = exc
+
+    threads = [threading.Thread(target=first, name="first"), threading.Thread(target=second)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    finally:
+        server.shutdown()
+        session.close()
+
+    assert outcome["first passed"]
+    assert getattr(outcome["second"], "status_code", outcome["second"]) == 200
+
+
+def test_the_socket_under_an_ssl_transport_is_the_one_shut():
+    left, right = socket.socketpair()
+    try:
+        bounded._shut(SimpleNamespace(socket=left))  # SSLTransport has no shutdown()
+        assert right.recv(1) == b""  # the other end sees the shutdown
+    finally:
+        left.close()
+        right.close()
