@@ -555,8 +555,8 @@ def _match_the_charge(cart: Cart, charged: Decimal) -> bool:
         logger.error("Cart %s charged %s: its released code is another cart's", cart.pk, charged)
         return False
     if not _still_gives(earlier, cart):
-        # Its lines changed since: the code takes off something else now (a scoped code
-        # whose lines went), so the cart cannot show the charge as its total.
+        # Its lines changed since: the lines it took the amount off are gone or smaller
+        # (a scoped code), so the cart cannot show the charge as its total.
         logger.error("Cart %s charged %s: its released code no longer fits it", cart.pk, charged)
         return False
     logger.error("Cart %s charged %s after its discount was released: back", cart.pk, charged)
@@ -574,11 +574,18 @@ def _match_the_charge(cart: Cart, charged: Decimal) -> bool:
 
 
 def _still_gives(reservation: DiscountReservation, cart: Cart) -> bool:
-    """Whether the reservation's code takes off `cart`, as it is now, what it took then."""
-    try:
-        return reservation.discount.amount_off_cart(cart) == reservation.amount
-    except DiscountError:
+    """Whether the cart's lines, as they are now, can carry what the reservation took
+    off: for a scoped code, the lines it applies to. Not the code's terms of today: staff
+    may have edited them since; what it gave is what was charged."""
+    discount = reservation.discount
+    if not discount.scoped:
+        return reservation.amount <= cart.subtotal
+    if not cart.itemized:
         return False
+    eligible = sum(
+        (line.amount for line in cart.lines.all() if discount.applies_to(line.sku)), Decimal(0)
+    )
+    return reservation.amount <= eligible
 
 
 def discount_release_expired_reservations(*, now: datetime | None = None, batch: int = 500) -> int:

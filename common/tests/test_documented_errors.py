@@ -70,12 +70,6 @@ IMPOSSIBLE = {
     ("cart_pay_create", 400, "discount_customer_limit_reached"),
     ("cart_pay_create", 400, "discount_customer_required"),
     ("cart_pay_create", 400, "discount_first_order_only"),
-    # A charge landing late asks whether its released code still fits the cart
-    # (discount.services._still_gives), which catches the reason it does not.
-    ("cart_pay_create", 400, "discount_currency_mismatch"),
-    ("cart_pay_create", 400, "discount_has_no_effect"),
-    ("cart_pay_create", 400, "discount_minimum_not_met"),
-    ("cart_pay_create", 400, "discount_no_matching_lines"),
     # Creating: nothing is held yet against a new code's budget.
     ("discount_create", 400, "below_amount_held"),
     # Creating a cart and changing lines: a code that no longer fits the cart is caught

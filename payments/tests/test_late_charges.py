@@ -16,7 +16,11 @@ from cart.services import LineInput, cart_apply_discount, cart_line_add, cart_li
 from cart.tests.factories import CartFactory, itemized_cart
 from common.testing import response_json
 from discount.models import Discount, DiscountReservation
-from discount.services import discount_generate_codes, discount_release_expired_reservations
+from discount.services import (
+    discount_generate_codes,
+    discount_release_expired_reservations,
+    discount_update,
+)
 from discount.tests.factories import DiscountFactory
 from events.models import Event, EventType, ProviderEvent
 from events.tests.test_inbound import payment_event, post
@@ -134,6 +138,33 @@ def test_a_late_charge_whose_scoped_code_has_no_line_left_is_given_back():
     lands_late(attempt)
 
     assert_given_back_and_payable(cart, attempt, "20.00")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [{"value": Decimal("15")}, {"min_cart_total": Decimal("50"), "currency": "USD"}],
+    ids=["value", "minimum"],
+)
+def test_a_late_charge_on_unchanged_lines_pays_the_cart_though_its_code_was_edited(edit):
+    # What the code gave is what was charged: staff editing its terms since does not make
+    # the cart changed.
+    discount = DiscountFactory(code="TEN", kind="percent", value=Decimal("10"))
+    cart = itemized_cart(("apple", 1, "20.00"))
+    cart_apply_discount(cart=cart, discount=discount)
+    attempt = closed_as_not_charged(cart)  # 18.00
+    expire_and_sweep(cart)  # the code released, the cart back at 20.00
+    discount_update(discount=discount, data=edit)
+
+    lands_late(attempt)
+
+    attempt.refresh_from_db()
+    cart = Cart.objects.get(pk=cart.pk)
+    assert attempt.status == PaymentAttemptStatus.SUCCESS
+    assert (cart.payment_status, cart.total, cart.amount_discounted) == (
+        PaymentStatus.SUCCESS,
+        Decimal("18.00"),
+        Decimal("2.00"),
+    )
 
 
 def test_a_late_charge_whose_generated_code_another_cart_holds_now_is_given_back():
