@@ -386,18 +386,20 @@ PAYMENT_API_MAX_RETRIES = env_number("PAYMENT_API_MAX_RETRIES", 2, int)
 PAYMENT_API_RETRY_BACKOFF = env_number("PAYMENT_API_RETRY_BACKOFF", 0.2, float)
 # A payment attempt untouched for this long is no longer being sent (its worker died):
 # the next pay request or `manage.py reconcile_payments` may settle it. It must be above
-# the client's worst case, (connect + read timeout) x (retries + 1) plus the backoffs
-# (utils.PaymentAPI), or an attempt still being sent could be closed as not charged and
-# another card charged beside it.
+# twice the client's worst case, (connect + read timeout) x (retries + 1) plus the
+# backoffs (utils.PaymentAPI): a failed charge is followed by a ledger lookup before the
+# attempt is written again. Below it, an attempt still being sent could be closed as not
+# charged and another card charged beside it.
 PAYMENT_ATTEMPT_STALE_SECONDS = env_number("PAYMENT_ATTEMPT_STALE_SECONDS", 60, int, positive=True)
 _PAYMENT_API_WORST_CASE = (PAYMENT_API_CONNECT_TIMEOUT + PAYMENT_API_READ_TIMEOUT) * (
     PAYMENT_API_MAX_RETRIES + 1
 ) + PAYMENT_API_RETRY_BACKOFF * (2**PAYMENT_API_MAX_RETRIES - 1)
-if PAYMENT_ATTEMPT_STALE_SECONDS <= _PAYMENT_API_WORST_CASE:
+if PAYMENT_ATTEMPT_STALE_SECONDS <= 2 * _PAYMENT_API_WORST_CASE:
     raise ImproperlyConfigured(
-        f"PAYMENT_ATTEMPT_STALE_SECONDS ({PAYMENT_ATTEMPT_STALE_SECONDS}) must be above the "
-        f"payment client's worst case, {_PAYMENT_API_WORST_CASE:g} s: (connect + read "
-        "timeout) x (retries + 1) plus the backoffs."
+        f"PAYMENT_ATTEMPT_STALE_SECONDS ({PAYMENT_ATTEMPT_STALE_SECONDS}) must be above twice "
+        f"the payment client's worst case, 2 x {_PAYMENT_API_WORST_CASE:g} s: (connect + "
+        "read timeout) x (retries + 1) plus the backoffs, for a charge and the ledger "
+        "lookup after it."
     )
 # Pays and refunds that may wait on the provider at once in one process; one more is
 # answered 503 payment_provider_busy (Retry-After) at once, before anything is sent. The
@@ -439,7 +441,7 @@ EVENTS_RETRY_FIRST_SECONDS = env_number("EVENTS_RETRY_FIRST_SECONDS", 10.0, floa
 EVENTS_RETRY_MAX_INTERVAL_SECONDS = env_number(
     "EVENTS_RETRY_MAX_INTERVAL_SECONDS", 21600.0, float, positive=True
 )
-EVENTS_RETRY_FOR_SECONDS = env_number("EVENTS_RETRY_FOR_SECONDS", 259200.0, float, positive=True)
+EVENTS_RETRY_FOR_SECONDS = env_number("EVENTS_RETRY_FOR_SECONDS", 259200.0, float)
 EVENTS_DELIVERY_TIMEOUT = env_number("EVENTS_DELIVERY_TIMEOUT", 10.0, float, positive=True)
 # A delivery started this long ago and never recorded (its worker died) is started again
 # by the worker's sweep; keep it above EVENTS_DELIVERY_TIMEOUT.
