@@ -274,6 +274,37 @@ def test_numbers_the_service_cannot_run_with_are_refused_at_start(env, named):
     assert named in result.stderr.splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {
+            "PAYMENT_API_CONNECT_TIMEOUT": "0.5",
+            "PAYMENT_API_READ_TIMEOUT": "1.5",
+            "PAYMENT_API_MAX_RETRIES": "3",
+            "PAYMENT_API_RETRY_BACKOFF": "0.1",
+        },
+    ],
+)
+def test_the_start_up_check_uses_the_clients_own_worst_case(env):
+    # The settings cannot import the client, so they compute the bound themselves
+    # (PAYMENT_ATTEMPT_STALE_SECONDS must be above twice it): the two stay equal.
+    code = (
+        "from django.conf import settings as s; import CoreRoot.settings as c;"
+        "from utils import PaymentAPI;"
+        "api = PaymentAPI('http://127.0.0.1:9', connect_timeout=s.PAYMENT_API_CONNECT_TIMEOUT,"
+        " read_timeout=s.PAYMENT_API_READ_TIMEOUT, max_retries=s.PAYMENT_API_MAX_RETRIES,"
+        " backoff=s.PAYMENT_API_RETRY_BACKOFF);"
+        "print(repr(c._PAYMENT_API_WORST_CASE), repr(api.worst_case_seconds))"
+    )
+    result = manage("shell", "--no-imports", "-c", code, ENV="DEV", **env)
+
+    assert result.returncode == 0, result.stderr
+    checked, client = (float(value) for value in result.stdout.split())
+    assert checked == pytest.approx(client)
+    assert client > 0
+
+
 def test_zero_where_it_means_something_is_taken():
     # No retries, no pause between them, no limit on pays in flight, no persistent
     # connections, one try per shop event: each is a choice an operator may make.
