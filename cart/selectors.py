@@ -2,7 +2,7 @@
 
     carts = with_related_in_one_statement(Cart.objects.filter(...))
     cart_related(carts[0]).payments   # no query: read by the cart's own statement
-    cart = cart_as_shown(cart_id)     # the same for one cart, by a statement built once
+    cart = cart_as_shown(cart_id)     # the same for one cart, by a statement compiled once
     cart = cart_get(cart_id)          # the cart's row alone (None: no such cart)
     locked = cart_get_locked(cart.pk)  # its row locked, in the caller's transaction
     locked = cart_get_locked(cart.pk, with_has_payments=True)  # and whether it was tried
@@ -25,7 +25,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 
-from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db import connections, models
 from django.db.models import Count, Exists, OuterRef, Sum
 from django.db.models.expressions import RawSQL
 from django.utils.dateparse import parse_datetime
@@ -159,46 +159,23 @@ def carts_newest(limit: int) -> list[Cart]:
     return query.run()
 
 
-@functools.cache
-def _one_cart_sql(vendor: str) -> str:
-    # The statement of `with_related_in_one_statement(Cart.objects.filter(pk=…))`,
-    # written once: compiling it through the ORM was most of a get cart's CPU.
-    table = Cart._meta.db_table
-    columns = [f'"{table}"."{field.column}"' for field in Cart._meta.concrete_fields]
-    columns += [f'{text} AS "{name}"' for name, text in _related_sql(vendor).items()]
-    return f'SELECT {", ".join(columns)} FROM "{table}" WHERE "{table}"."id" = %s'
+# One cart as `with_related_in_one_statement` reads it, compiled once: compiling it
+# through the ORM on every request was most of a get cart's CPU.
+_AS_SHOWN = CompiledQuery(
+    lambda pk: with_related_in_one_statement(Cart.objects.filter(pk=pk)), pk=uuid.UUID
+)
 
 
-def cart_as_shown(cart_id: str, using: str = DEFAULT_DB_ALIAS) -> Cart | None:
+def cart_as_shown(cart_id: str) -> Cart | None:
     """One cart as `with_related_in_one_statement` reads it (one statement, its related
-    rows beside it), by a statement built once per database instead of compiled by the
-    ORM on every request. None when no cart has that id (or it is no UUID). Its values
-    go through Django's own converters for each column, as a queryset's would."""
+    rows beside it), by a statement compiled once. None when no cart has that id (or it
+    is no UUID)."""
     try:
         key = uuid.UUID(str(cart_id))
     except ValueError:
         return None
-    connection = connections[using]
-    fields = Cart._meta.concrete_fields
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _one_cart_sql(connection.vendor), [Cart._meta.pk.get_db_prep_value(key, connection)]
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = []
-    for field, value in zip(fields, row, strict=False):
-        column = field.get_col(Cart._meta.db_table)
-        for convert in connection.ops.get_db_converters(column) + field.get_db_converters(
-            connection
-        ):
-            value = convert(value, column, connection)
-        values.append(value)
-    cart = Cart.from_db(using, [field.attname for field in fields], values)
-    for name, value in zip(_related_sql(connection.vendor), row[len(fields) :], strict=True):
-        setattr(cart, name, value)
-    return cart
+    found = _AS_SHOWN.run(pk=key)
+    return found[0] if found else None
 
 
 def _converter(field: models.Field):
