@@ -511,7 +511,9 @@ def _open_refund(
                     return refund, earlier
                 if _replayable(refund):
                     return refund, FIRST_CALL  # the same request again: its outcome
-                # Proven not made: the same request again tries it again, same key.
+                # Proven not made: the same request again tries it again, same key, if
+                # what it gives back is still left (its units were freed meanwhile).
+                _check_lines_still_left(locked, refund)
                 if not transitions.refund_reopened(refund=refund):
                     left = refund.payment.amount - refund.payment.amount_refunded
                     raise RefundExceedsCapturedError(_only_left(left, refund.currency))
@@ -544,6 +546,26 @@ def _open_refund(
         RefundLine.objects.bulk_create(given_back)
     refund.payment = payment
     return refund, FIRST_CALL
+
+
+def _check_lines_still_left(cart: Cart, refund: Refund) -> None:
+    """Before a refund by line proven not made is tried again: its units were freed when
+    it was closed, and other refunds may have given them back since. It takes them again
+    only if they are left, and still count for what it reserves and sends (a unit counts
+    for another amount once it is a line's last): otherwise `RefundExceedsLineError`."""
+    given = list(refund.lines.values("line_id", "quantity", "amount"))
+    if not given:
+        return
+    amount, rows = refund_lines_amount(cart=cart, lines=given)  # raises if not left
+    counted = {row.line_id: row.amount for row in rows}
+    if amount != refund.amount or any(counted[row["line_id"]] != row["amount"] for row in given):
+        raise RefundExceedsLineError(
+            "The units this refund asked for now count for "
+            f"{money.format_amount(amount, refund.currency)}, not the "
+            f"{money.format_amount(refund.amount, refund.currency)} it was made for: other "
+            "refunds gave back units of their lines since. Ask again with a new "
+            "Idempotency-Key."
+        )
 
 
 def _asks_for(refund: Refund, amount: Decimal | None, lines: Sequence[Mapping] | None) -> bool:

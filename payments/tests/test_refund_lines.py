@@ -5,10 +5,11 @@ from decimal import Decimal
 
 import pytest
 
+from cart.models import Cart
 from cart.tests.factories import itemized_cart
 from common.testing import error_of, response_json
 from discount.tests.factories import DiscountFactory
-from payments.models import Refund, RefundLine
+from payments.models import Payment, Refund, RefundLine
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
@@ -81,6 +82,89 @@ def test_units_of_a_declined_refund_are_left_to_give_back(api_client, paid_lines
     assert declined.status_code == 402, declined.content
 
     assert refund_lines(api_client, cart, (tea.pk, 3)).status_code == 200
+
+
+@pytest.fixture
+def provider_down(fake_provider, settings):
+    """Calls `down()` to make the provider unreachable (never reached: proven not made),
+    `up()` to point back at the fake provider."""
+    from conftest import free_port
+
+    class Switch:
+        def down(self):
+            settings.PAYMENT_API_BASE_URL = f"http://127.0.0.1:{free_port()}"
+
+        def up(self):
+            settings.PAYMENT_API_BASE_URL = fake_provider.url
+
+    return Switch()
+
+
+def test_a_refund_not_made_is_tried_again_with_its_key_while_its_units_are_left(
+    api_client, paid_lines, provider_down, fake_provider
+):
+    cart, tea, _ = paid_lines
+    provider_down.down()
+    assert refund_lines(api_client, cart, (tea.pk, 3), key="r1").status_code == 503
+    provider_down.up()
+
+    again = refund_lines(api_client, cart, (tea.pk, 3), key="r1")
+
+    data = response_json(again)
+    assert again.status_code == 200, data
+    assert (data["refund"]["status"], data["refund"]["amount"]) == ("success", Decimal("8.53"))
+    assert data["cart"]["amount_refunded"] == Decimal("8.53")
+    assert len(fake_provider.refunds()) == 1
+
+
+def test_a_refund_not_made_tried_again_after_its_units_were_given_back_is_refused(
+    api_client, paid_lines, provider_down, fake_provider
+):
+    # Its 503 freed the units; another request gave them back; the first request
+    # repeated with its key asked for them again and got them: 6 of 3 units refunded.
+    cart, tea, _ = paid_lines
+    provider_down.down()
+    assert refund_lines(api_client, cart, (tea.pk, 3), key="r1").status_code == 503
+    provider_down.up()
+    assert refund_lines(api_client, cart, (tea.pk, 3), key="r2").status_code == 200
+
+    again = refund_lines(api_client, cart, (tea.pk, 3), key="r1")
+
+    assert again.status_code == 409, again.content
+    error = error_of(again)
+    assert error["code"] == "refund_exceeds_line"
+    assert "Only 0 of the 3 units" in error["message"]
+    first = Refund.objects.get(request_key="r1")
+    assert (first.status, first.error_code) == ("error", "provider_unavailable")
+    assert Payment.objects.get(cart=cart, status="success").amount_refunded == Decimal("8.53")
+    assert Cart.objects.get(pk=cart.pk).amount_refunded == Decimal("8.53")
+    assert (
+        sum(RefundLine.objects.filter(refund__status="success").values_list("quantity", flat=True))
+        == 3
+    )
+    assert len(fake_provider.refunds()) == 1
+
+
+def test_a_refund_not_made_whose_units_now_count_for_another_amount_is_refused(
+    api_client, paid_lines, provider_down, fake_provider
+):
+    # 1 tea unit counts 2.84 as the first or second of 3, 2.85 as the last: once two were
+    # given back by another request, the refund made for 2.84 cannot be sent as it was.
+    cart, tea, _ = paid_lines
+    provider_down.down()
+    assert refund_lines(api_client, cart, (tea.pk, 1), key="r1").status_code == 503
+    provider_down.up()
+    assert refund_lines(api_client, cart, (tea.pk, 2), key="r2").status_code == 200
+
+    again = refund_lines(api_client, cart, (tea.pk, 1), key="r1")
+
+    assert again.status_code == 409, again.content
+    assert error_of(again)["code"] == "refund_exceeds_line"
+    assert Refund.objects.get(request_key="r1").status == "error"
+    assert Payment.objects.get(cart=cart, status="success").amount_refunded == Decimal("5.68")
+    assert len(fake_provider.refunds()) == 1
+    last = refund_lines(api_client, cart, (tea.pk, 1), key="r3")  # a new request: 2.85
+    assert response_json(last)["refund"]["amount"] == Decimal("2.85")
 
 
 @pytest.mark.parametrize(
