@@ -402,7 +402,7 @@ def refund_create(
         try:
             stack.enter_context(provider_slot(subject="refund"))
         except ProviderBusyError:
-            answered = _refund_answer_without_provider(cart, amount, idempotency_key)
+            answered = _refund_answer_without_provider(cart, amount, lines, idempotency_key)
             if answered is None:
                 raise
             return answered
@@ -463,14 +463,17 @@ def _check_refund_amount(amount: Decimal, currency: str) -> None:
 
 
 def _refund_answer_without_provider(
-    cart: Cart, amount: Decimal | None, request_key: str | None
+    cart: Cart,
+    amount: Decimal | None,
+    lines: Sequence[Mapping] | None,
+    request_key: str | None,
 ) -> Refund | None:
     if not request_key:
         return None
     refund = Refund.objects.filter(cart=cart, request_key=request_key).first()
     if refund is None:
         return None
-    if amount is not None and amount != refund.amount:
+    if not _asks_for(refund, amount, lines):  # as when not busy: another body is a 409
         raise IdempotencyKeyReusedError()
     if not _replayable(refund):
         return None  # open, or not made and to be tried again: that needs the provider
