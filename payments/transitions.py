@@ -205,7 +205,11 @@ def _charge_to_give_back(attempt: Payment, code: ErrorCode) -> Payment:
 
 def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Payment:
     """The provider declined the card: the attempt and the cart end `failed`. Raises
-    `RecordMismatchError` for a decline of another payment."""
+    `RecordMismatchError` for a decline of another payment.
+
+    The cart may have been paid while the attempt was open (another card's charge that
+    landed late, `attempt_charged`): the attempt still ends `failed`, and the cart stays
+    paid, without a `cart.payment_failed` (it cannot be paid again)."""
     _check_describes(payment, result)
     with transaction.atomic():
         cart, current, attempts = _locked_with_attempts(payment.cart_id, payment.pk)
@@ -218,6 +222,9 @@ def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Paymen
         current.completed = timezone.now()
         current.in_flight_until = None
         current.save(update_fields=_SETTLED_FIELDS)
+        if cart.is_paid:
+            logger.warning("Payment %s declined after its cart was paid", current.pk)
+            return current
         cart.move_to(PaymentStatus.FAILED)
         cart.save(update_fields=_CART_STATE_FIELDS)
         event_cart_payment_failed(cart=cart, payment=current)
@@ -234,7 +241,10 @@ def attempt_not_charged(
 
     `as_of`: the attempt's `updated` when the proof was gathered (an empty ledger read
     after it). If anything touched it since, such as a pay resuming it and sending it
-    again, the proof is about a state that is gone: nothing changes."""
+    again, the proof is about a state that is gone: nothing changes.
+
+    A cart paid while the attempt was open (as for `attempt_declined`) stays paid: the
+    attempt ends `error` without a `cart.payment_failed`."""
     with transaction.atomic():
         cart, current = _locked(payment.cart_id, Payment, payment.pk)
         if not current.is_open or (as_of is not None and current.updated != as_of):
@@ -245,6 +255,9 @@ def attempt_not_charged(
         current.completed = timezone.now()
         current.in_flight_until = None
         current.save(update_fields=_SETTLED_FIELDS)
+        if cart.is_paid:
+            logger.warning("Payment %s closed as not charged after its cart was paid", current.pk)
+            return current
         declined_before = cart.payments.filter(status=PaymentAttemptStatus.FAILED).exists()
         cart.move_to(PaymentStatus.FAILED if declined_before else PaymentStatus.PENDING)
         cart.save(update_fields=_CART_STATE_FIELDS)

@@ -2,7 +2,8 @@
 changed since (its lines, or a discount released and taken by another cart): it pays
 the cart only if it is still what the cart costs; otherwise it is given back and the
 cart stays payable at its new total. Never a cart marked paid for what was not charged,
-nor a settlement that fails and loses the charge."""
+nor a settlement that fails and loses the charge. When it pays the cart while another
+card's attempt is open, that attempt is still settled, and the cart stays paid."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -24,11 +25,19 @@ from discount.services import (
 from discount.tests.factories import DiscountFactory
 from events.models import Event, EventType, ProviderEvent
 from events.tests.test_inbound import payment_event, post
-from payments.errors import ProviderUnavailableError
+from payments.errors import PaymentOutcomeUnknownError, ProviderUnavailableError
 from payments.models import ErrorCode, Payment, PaymentAttemptStatus, RefundReason
 from payments.reconcile import payments_reconcile
 from payments.services import payment_record_result
-from payments.tests.test_pay_service import REFUNDED, Answer, ScriptedProvider, unavailable
+from payments.tests.test_pay_service import (
+    NOT_FOUND,
+    REFUNDED,
+    Answer,
+    ScriptedProvider,
+    declined,
+    timeout,
+    unavailable,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -253,3 +262,113 @@ def test_a_settlement_that_fails_is_not_taken_for_a_second_delivery(api_client, 
 
     assert response.status_code == 500
     assert not ProviderEvent.objects.exists()
+
+
+# -- a late charge pays the cart while another card's attempt is open ----------------------
+
+
+def events_of(cart: Cart) -> list[str]:
+    return list(Event.objects.filter(cart=cart).order_by("created").values_list("type", flat=True))
+
+
+def paid_late_while_another_card_is_open(cart: Cart) -> tuple[Payment, Payment]:
+    """The first card's attempt closed as not charged; a second card's attempt left open
+    (its answer lost, nothing in the ledger yet); then the first card's charge lands and
+    pays the cart."""
+    first = closed_as_not_charged(cart)
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(
+            cart=cart,
+            payment_method="pm_card_mastercard",
+            api=ScriptedProvider(pay=[timeout()], find=[NOT_FOUND]),
+        )
+    second = Payment.objects.get(cart=cart, status=PaymentAttemptStatus.UNKNOWN)
+    lands_late(first)
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
+    return first, second
+
+
+def reconcile_finds(second: Payment, record) -> dict:
+    Payment.objects.filter(pk=second.pk).update(in_flight_until=timezone.now())  # it ended
+    provider = ScriptedProvider(ledger={second.idempotency_key: record})
+    counts = payments_reconcile(older_than=timedelta(0), api=provider)
+    assert counts["still_unknown"] == 0
+    return counts
+
+
+def webhook_declines(second: Payment, api_client) -> str:
+    response = post(api_client, payment_event(second, "payment.failed", id="pay_second"))
+    assert response.status_code == 200
+    return response_json(response)["outcome"]
+
+
+@pytest.mark.parametrize(
+    ("settle", "status", "error_code"),
+    [
+        pytest.param(
+            lambda second, _: reconcile_finds(second, declined())["failed"],
+            PaymentAttemptStatus.FAILED,
+            "",
+            id="reconcile_finds_it_declined",
+        ),
+        pytest.param(
+            lambda second, _: reconcile_finds(second, NOT_FOUND)["not_charged"],
+            PaymentAttemptStatus.ERROR,
+            ErrorCode.NOT_IN_LEDGER,
+            id="reconcile_finds_nothing",
+        ),
+        pytest.param(
+            lambda second, client: webhook_declines(second, client) == "attempt unknown -> failed",
+            PaymentAttemptStatus.FAILED,
+            "",
+            id="a_webhook_declines_it",
+        ),
+    ],
+)
+def test_another_cards_attempt_open_when_a_late_charge_paid_the_cart_is_still_settled(
+    api_client, settle, status, error_code
+):
+    # It was left `unknown` forever: settling it moved the paid cart to failed or
+    # pending (CartPaidError), so reconcile reported it on every run and the webhook
+    # declining it was answered "left open".
+    cart = CartFactory()
+    first, second = paid_late_while_another_card_is_open(cart)
+    events_before = events_of(cart)
+
+    assert settle(second, api_client)
+
+    second.refresh_from_db()
+    assert (second.status, second.error_code) == (status, error_code)
+    assert second.completed is not None
+    cart = Cart.objects.get(pk=cart.pk)
+    assert cart.payment_status == PaymentStatus.SUCCESS
+    assert Payment.objects.get(pk=first.pk).status == PaymentAttemptStatus.SUCCESS
+    # The shop heard the first attempt fail, then the cart paid: nothing more (a
+    # `cart.payment_failed` says the cart can be paid again).
+    assert events_of(cart) == events_before == [EventType.CART_PAYMENT_FAILED, EventType.CART_PAID]
+
+
+@pytest.mark.parametrize("answer", ["declined", "never_reached"])
+def test_another_cards_pay_answered_after_a_late_charge_paid_the_cart_settles_it(answer):
+    cart = CartFactory()
+    first = closed_as_not_charged(cart)
+
+    def meanwhile_the_first_charge_lands(request):
+        lands_late(first)
+        if answer == "never_reached":
+            raise unavailable()
+        return ScriptedProvider()._result(declined(), request)
+
+    provider = ScriptedProvider(pay=[meanwhile_the_first_charge_lands])
+    if answer == "declined":
+        second = cart_pay(cart=cart, payment_method="pm_card_mastercard", api=provider)
+        assert (second.status, second.decline_code) == ("failed", "insufficient_funds")
+    else:
+        with pytest.raises(ProviderUnavailableError):
+            cart_pay(cart=cart, payment_method="pm_card_mastercard", api=provider)
+        second = Payment.objects.get(cart=cart, payment_method="pm_card_mastercard")
+        assert (second.status, second.error_code) == ("error", ErrorCode.PROVIDER_UNAVAILABLE)
+
+    assert cart.payment_status == PaymentStatus.SUCCESS  # the caller's copy too
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
+    assert events_of(cart) == [EventType.CART_PAYMENT_FAILED, EventType.CART_PAID]
