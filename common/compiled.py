@@ -13,7 +13,10 @@ positions among the statement's parameters are kept. Each run sends the same SQL
 the caller's values in those positions (adapted for the database as the ORM adapts them)
 and builds the model instances as `QuerySet.raw` does. A query whose compiled parameters
 do not contain every marker (the builder changed a value: upper-cased it, say) is refused
-on its first run: the builder must use its arguments as given.
+on its first run: the builder must use its arguments as given. So is one whose SQL or
+constants change when compiled again with other markers (a value derived from a
+parameter, `at - timedelta(hours=1)`, or escaped by its lookup, SQLite's LIKE for
+`iexact`), and a run with a None value (the ORM writes `IS NULL` for it).
 
 Parameters are `str`, `datetime` (aware), `int` or `UUID`. A test per query checks it
 answers what the ORM's queryset answers.
@@ -54,6 +57,10 @@ class CompiledQuery:
 
     def run(self, *, using: str = DEFAULT_DB_ALIAS, **values) -> list[Model]:
         model, sql, slots, locks, names = self._compiled.get(using) or self._compile(using)
+        for name, value in values.items():
+            if value is None:
+                # The ORM writes `IS NULL` for None; the compiled `= %s` would match nothing.
+                raise TypeError(f"{name}: None is no value of a compiled query.")
         connection = connections[using]
         if locks and connection.get_autocommit():
             # As the ORM refuses it: a lock taken outside a transaction ends at once.
@@ -77,7 +84,28 @@ class CompiledQuery:
 
     def _compile(self, using: str) -> tuple[type[Model], str, list, bool, list | None]:
         connection = connections[using]
-        markers = {name: _marker(kind) for name, kind in self._params.items()}
+        queryset, sql, slots = self._compile_with(using, variant=0)
+        # Compiled again with other markers, the statement must be the same but for the
+        # values: a builder that derives a value from a parameter (`at - timedelta(…)`)
+        # would leave the first marker's result in it as a constant, and a lookup that
+        # escapes its value (SQLite's LIKE for iexact: `_`, `%`, `\`) would send each
+        # run's value unescaped. Such a builder is refused, not run wrong.
+        _, again, slots_again = self._compile_with(using, variant=1)
+        if again != sql or not all(map(_same_slot, slots, slots_again)):
+            raise ImproperlyConfigured(
+                "The compiled query's SQL or constants depend on the values of "
+                f"{sorted(self._params)}: its builder must use each parameter unchanged."
+            )
+        locks = queryset.query.select_for_update and connection.features.has_select_for_update
+        names = _combined_names(queryset, using) if queryset.query.combinator else None
+        compiled = self._compiled[using] = (queryset.model, sql, slots, locks, names)
+        return compiled
+
+    def _compile_with(self, using: str, variant: int) -> tuple[QuerySet, str, list]:
+        """The builder's queryset for markers standing for the parameters, its SQL, and
+        its parameters: each a constant or the `_Slot` of the marker found there."""
+        connection = connections[using]
+        markers = {name: _marker(kind, variant) for name, kind in self._params.items()}
         queryset = self._build(**markers)
         sql, params = queryset.query.get_compiler(using=using).as_sql()
         adapted = {
@@ -97,10 +125,7 @@ class CompiledQuery:
                 f"The compiled query does not take {sorted(missing)} as given: its builder "
                 "must use each parameter unchanged."
             )
-        locks = queryset.query.select_for_update and connection.features.has_select_for_update
-        names = _combined_names(queryset, using) if queryset.query.combinator else None
-        compiled = self._compiled[using] = (queryset.model, sql, slots, locks, names)
-        return compiled
+        return queryset, sql, slots
 
 
 def _combined_names(queryset: QuerySet, using: str) -> list[str]:
@@ -165,19 +190,20 @@ class _Slot:
         return value if self.int_type is None else self.int_type(value)
 
 
-def _marker(kind: type):
+def _marker(kind: type, variant: int = 0):
     if kind is int:
         # Within every integer column's range (Django refuses a value outside the
-        # field's), and unlike any constant a query holds.
-        return 1_000_000_007 + secrets.randbelow(10**9)
+        # field's), and unlike any constant a query holds; each variant its own half.
+        return 1_000_000_007 + variant * 500_000_000 + secrets.randbelow(500_000_000)
     if kind is UUID:
         return uuid4()
     if kind is str:
         # Lower-case letters and digits: valid wherever a code or a key is, and unchanged
-        # by the normalisations the builders may apply (strip, lower).
-        return f"zq{secrets.token_hex(12)}"
+        # by the normalisations the builders may apply (strip, lower). The second holds
+        # `_` too (valid in a code and a key), which a LIKE lookup would escape.
+        return f"zq{'_' * variant}{secrets.token_hex(12)}"
     # A moment no data holds, unique to this compilation.
-    return datetime(1901, 2, 3, 4, 5, 6, secrets.randbelow(10**6), tzinfo=UTC)
+    return datetime(1901 + variant, 2, 3, 4, 5, 6, secrets.randbelow(10**6), tzinfo=UTC)
 
 
 def _adapt(connection, kind: type, value):
@@ -189,6 +215,14 @@ def _adapt(connection, kind: type, value):
         # As UUIDField sends it: natively, or as 32 hex digits (SQLite).
         return value if connection.features.has_native_uuid_field else value.hex
     return value
+
+
+def _same_slot(first, second) -> bool:
+    """Whether two compilations put the same thing at one position of the parameters:
+    the same parameter, or the same constant."""
+    if isinstance(first, _Slot) or isinstance(second, _Slot):
+        return isinstance(first, _Slot) and isinstance(second, _Slot) and first.name == second.name
+    return type(first) is type(second) and first == second
 
 
 def _same(param, marker) -> bool:

@@ -100,7 +100,17 @@ def refund_remaining(modeladmin, request, queryset):
         except RefundOutcomeUnknownError:
             # The API's message says to retry with the same Idempotency-Key; this door
             # sends none, and trying again only finds the amount held.
-            held = cart.refunds.filter(status__in=OPEN_REFUND_STATUSES).latest("created")
+            held = (
+                cart.refunds.filter(status__in=OPEN_REFUND_STATUSES).order_by("-created").first()
+            )
+            if held is None:  # its webhook (or reconcile) settled it since
+                modeladmin.message_user(
+                    request,
+                    f"Cart {cart.pk}: the provider did not confirm the refund at once, and "
+                    "it was settled since: see the cart's refunds.",
+                    messages.WARNING,
+                )
+                continue
             modeladmin.message_user(
                 request,
                 f"Cart {cart.pk}: the provider has not confirmed the refund of "

@@ -149,6 +149,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
         finally:
             self._leave_queue_when_done()
 
+    def _set_autocommit(self, autocommit):
+        try:
+            return super()._set_autocommit(autocommit)
+        finally:
+            if autocommit:
+                # Back to autocommit, sqlite3 commits a transaction it had opened itself
+                # (set_autocommit(False), then a write): the turn ends with it.
+                self._leave_queue_when_done()
+
     def _close(self):
         try:
             return super()._close()

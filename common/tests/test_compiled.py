@@ -1,12 +1,13 @@
 """`CompiledQuery`: an ORM query compiled once, run with new values."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db.transaction import TransactionManagementError
+from django.utils import timezone
 
 from cart.models import Cart
 from cart.tests.factories import CartFactory
@@ -31,6 +32,40 @@ def test_a_builder_that_changes_its_argument_is_refused_rather_than_run_wrong():
 
     with pytest.raises(ImproperlyConfigured, match="code"):
         upper.run(code="first")
+
+
+def test_a_builder_that_derives_a_value_from_its_argument_is_refused():
+    # The derived moment would be compiled in as a constant (the first marker's hour
+    # before), and every run would compare with that instead of its own.
+    last_hour = CompiledQuery(
+        lambda at: Discount.objects.filter(created__lt=at, created__gte=at - timedelta(hours=1)),
+        at=datetime,
+    )
+
+    with pytest.raises(ImproperlyConfigured, match="depend"):
+        last_hour.run(at=timezone.now())
+
+
+@pytest.mark.parametrize("typed", ["dis_0", "d%", "DIS\\20"])
+def test_a_lookup_that_escapes_its_value_is_refused_or_answers_as_the_orm(typed):
+    # SQLite's iexact is a LIKE: the ORM escapes _ and %; a value sent as the marker was
+    # would be a pattern.
+    DiscountFactory(code="DIS20")
+    named = CompiledQuery(lambda code: Discount.objects.filter(code__iexact=code), code=str)
+
+    try:
+        found = named.run(code=typed)
+    except ImproperlyConfigured:
+        return
+    assert [d.pk for d in found] == [d.pk for d in named.queryset(code=typed)]
+
+
+def test_none_is_refused_where_the_orm_would_write_is_null():
+    DiscountFactory(usage_limit=None)
+    by_limit = CompiledQuery(lambda n: Discount.objects.filter(usage_limit=n), n=int)
+
+    with pytest.raises(TypeError, match="n"):
+        by_limit.run(n=None)
 
 
 def test_only_text_moments_numbers_and_uuids_are_parameters():

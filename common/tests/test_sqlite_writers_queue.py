@@ -158,6 +158,18 @@ def test_a_transaction_begun_and_committed_through_a_cursor_holds_the_queue_unti
     assert Cart.objects.count() == 1
 
 
+def test_a_manual_transaction_ended_by_turning_autocommit_on_frees_the_queue():
+    transaction.set_autocommit(False)
+    try:
+        CartFactory()  # sqlite3 opens the transaction itself
+        assert not queue_is_free()
+    finally:
+        transaction.set_autocommit(True)  # sqlite3 commits it as it goes back to autocommit
+
+    assert queue_is_free()
+    assert Cart.objects.count() == 1
+
+
 def test_closing_the_connection_in_a_transaction_frees_the_queue():
     with transaction.atomic():
         CartFactory()

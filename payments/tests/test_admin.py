@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from cart.tests.factories import CartFactory
+from payments.errors import RefundOutcomeUnknownError
 from payments.models import Payment, Refund
 
 pytestmark = pytest.mark.django_db
@@ -146,3 +147,24 @@ def test_a_refund_left_unknown_by_the_action_says_reconcile_settles_it(
     assert "Idempotency-Key" not in line
     assert "12.00 USD" in line
     assert fake_provider.refunds() == []
+
+
+def test_a_refund_settled_before_the_action_reads_it_back_is_said_so(admin_client, monkeypatch):
+    # Between the refund's 504 and the action's reading of the held amount, the
+    # provider's webhook (or reconcile) may settle it: no open refund is left to show.
+    cart = CartFactory(payment_status="success")
+
+    def settled_meanwhile(*, cart):
+        raise RefundOutcomeUnknownError()
+
+    monkeypatch.setattr("payments.admin.refund_create", settled_meanwhile)
+
+    response = admin_client.post(
+        "/admin/cart/cart/",
+        {"action": "refund_remaining", "_selected_action": [cart.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    [line] = [str(message) for message in response.context["messages"]]
+    assert "settled since" in line, line
