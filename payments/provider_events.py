@@ -70,10 +70,12 @@ def _settle_payment(result: utils.PaymentResult) -> str:
         except transitions.RecordMismatchError:
             logger.error("Provider event for closed attempt %s is not its own", payment.pk)
             return "does not match its attempt: left closed"
-        if settled.status == PaymentAttemptStatus.DUPLICATE:
-            _give_back_later(settled)
     else:
         return f"attempt already {before}: unchanged"
+    if settled.status == PaymentAttemptStatus.DUPLICATE:
+        # A charge the cart does not owe: a closed attempt's, or an open one's on a cart
+        # another attempt's late charge paid meanwhile.
+        _give_back_later(settled)
     return f"attempt {before} -> {settled.status}"
 
 

@@ -207,6 +207,26 @@ def test_a_late_charge_of_a_cart_paid_since_is_a_duplicate_given_back(
     assert not Event.objects.filter(type=EventType.CART_PAID).exists()
 
 
+def test_a_charge_of_an_attempt_open_on_a_cart_paid_since_is_a_duplicate_given_back(
+    api_client, django_capture_on_commit_callbacks
+):
+    # Another card's late charge paid the cart while this attempt was open: its own
+    # charge, when its webhook comes, is one too many, given back as a closed one's is
+    # (it waited for the next reconcile run).
+    cart = CartFactory()
+    attempt(cart, PaymentAttemptStatus.SUCCESS, key="first", provider_payment_id="pay_1")
+    still_open = attempt(cart, PaymentAttemptStatus.UNKNOWN, key="second")
+    Cart.objects.filter(pk=cart.pk).update(payment_status=PaymentStatus.SUCCESS)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(api_client, payment_event(still_open, id="pay_2"))
+
+    assert response_json(response)["outcome"] == "attempt unknown -> duplicate"
+    assert Payment.objects.get(pk=still_open.pk).status == PaymentAttemptStatus.DUPLICATE
+    assert queued_give_backs() == [[str(still_open.pk)]]
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
+
+
 def test_a_refund_succeeded_settles_an_open_refund(api_client):
     cart = CartFactory(total=Decimal("20.00"), payment_status=PaymentStatus.SUCCESS)
     paid = attempt(cart, PaymentAttemptStatus.SUCCESS, provider_payment_id="pay_9")
