@@ -13,17 +13,26 @@ the event was sent twice). So:
         answer = read_whole(response)      # raises AnswerTooLargeError past the limit
     deadline.passed                        # True: whatever failed failed because of it
 
-When the deadline passes, a timer shuts the connection's socket down (the connection
-classes of `WatchedAdapter` tell it which) and the read waiting on it ends at once. An
-answer is read whole up to `MAX_ANSWER_BYTES`, so a huge one (or a small gzip expanding
-to one) is never held in memory.
+When the deadline passes, the process's watchdog thread shuts the connection's socket
+down (the connection classes of `WatchedAdapter` tell it which) and the read waiting on
+it ends at once. An answer is read whole up to `MAX_ANSWER_BYTES`, so a huge one (or a
+small gzip expanding to one) is never held in memory.
+
+One watchdog thread per process watches every deadline (`_Watchdog`): a thread started
+for each exchange (a `threading.Timer`, as until 2026-12-02) cost more CPU than the
+rest of the deadline's work on every provider call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import logging
+import os
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +40,8 @@ from typing import Any
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+logger = logging.getLogger(__name__)
 
 # The largest answer read: the provider's and the shop's are a few hundred bytes.
 MAX_ANSWER_BYTES = 1 << 20
@@ -47,18 +58,16 @@ class Deadline:
         self._socket: Any = None
         self._over = False
         self.passed = False
-        self._timer = threading.Timer(seconds, self._pass)
-        self._timer.daemon = True
 
     def __enter__(self) -> Deadline:
         Deadline._current.value = self
-        self._timer.start()
+        _watchdog.watch(self, time.monotonic() + self.seconds)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         with self._lock:
             self._over = True
-        self._timer.cancel()
+            self._socket = None
         Deadline._current.value = None
 
     @classmethod
@@ -90,6 +99,61 @@ class Deadline:
             self.passed = True
             if self._socket is not None:
                 _shut(self._socket)
+
+
+class _Watchdog:
+    """One daemon thread passing the process's deadlines as their time comes.
+
+    A deadline is put in a heap by the time it passes; one that ends first stays there,
+    marked over, and is dropped when the thread next wakes. The thread sleeps until the
+    earliest deadline it holds and is woken only by one earlier than that: with
+    exchanges that end well within their deadline it wakes about once per deadline's
+    length, whatever the rate of exchanges (a timer per exchange started and stopped a
+    thread for each one)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._order = itertools.count()  # equal times: no Deadline is ever compared
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: Deadline, when: float) -> None:
+        with self._condition:
+            heap = self._heap
+            heapq.heappush(heap, (when, next(self._order), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="http-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif heap[0][2] is deadline:
+                self._condition.notify()  # earlier than what the thread sleeps until
+
+    def _run(self) -> None:
+        condition, heap = self._condition, self._heap
+        while True:
+            due = []
+            with condition:
+                while True:
+                    now = time.monotonic()
+                    while heap and (heap[0][2]._over or heap[0][0] <= now):
+                        due.append(heapq.heappop(heap)[2])
+                    if due:
+                        break
+                    condition.wait(heap[0][0] - now if heap else None)
+            for deadline in due:
+                try:
+                    deadline._pass()  # an exchange that ended first is left alone
+                except Exception:  # one deadline's failure must not end every other's
+                    logger.exception("A deadline could not shut its connection")
+
+
+_watchdog = _Watchdog()
+# A forked child (a gunicorn worker) has no watchdog thread: it starts its own.
+os.register_at_fork(after_in_child=_watchdog._reset)
 
 
 def _shut(sock: Any) -> None:

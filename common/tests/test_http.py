@@ -87,3 +87,69 @@ def test_the_socket_under_an_ssl_transport_is_the_one_shut():
     finally:
         left.close()
         right.close()
+
+
+def test_deadlines_share_one_watchdog_thread():
+    before = threading.active_count()
+    for _ in range(50):
+        with Deadline(30):
+            pass
+    # At most the watchdog itself is new (when no deadline had started it yet).
+    assert threading.active_count() <= before + 1
+    assert sum(t.name == "http-deadlines" for t in threading.enumerate()) == 1
+
+
+def test_a_shorter_deadline_passes_on_time_behind_a_longer_one():
+    outcome = {}
+
+    def long_exchange():
+        with Deadline(5) as deadline:
+            time.sleep(0.6)
+        outcome["long passed"] = deadline.passed
+
+    thread = threading.Thread(target=long_exchange)
+    thread.start()
+    time.sleep(0.05)  # the watchdog sleeps until the 5 s deadline
+    started = time.monotonic()
+    with Deadline(0.2) as short:
+        while not short.passed and time.monotonic() - started < 3:
+            time.sleep(0.01)
+    waited = time.monotonic() - started
+    thread.join(5)
+    assert short.passed
+    assert 0.2 <= waited < 0.5
+    assert outcome["long passed"] is False
+
+
+def test_a_deadline_that_ended_is_never_passed():
+    with Deadline(0.1) as deadline:
+        pass
+    time.sleep(0.3)
+    assert not deadline.passed
+
+
+def test_a_passing_deadline_shuts_the_socket_it_watches():
+    left, right = socket.socketpair()
+    try:
+        with Deadline(0.1) as deadline:
+            Deadline.watch(left)
+            right.settimeout(3)
+            assert right.recv(1) == b""  # shut down by the watchdog
+        assert deadline.passed
+    finally:
+        left.close()
+        right.close()
+
+
+def test_a_deadline_that_fails_to_shut_its_socket_leaves_the_watchdog_running():
+    class Unshuttable:
+        def shutdown(self, how):
+            raise RuntimeError("not a socket after all")
+
+    with Deadline(0.05) as broken:
+        Deadline.watch(Unshuttable())
+        time.sleep(0.2)
+    assert broken.passed
+    with Deadline(0.05) as later:
+        time.sleep(0.2)
+    assert later.passed  # the watchdog still runs
