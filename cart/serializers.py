@@ -24,7 +24,7 @@ from common.fields import (
     run_model_clean,
     run_validator,
 )
-from common.serializers import ValidatorsBuiltOnce, built_once
+from common.serializers import FieldsBuiltOnce, ValidatorsBuiltOnce, built_once
 from discount.models import DiscountKind
 from payments.serializers import (
     PaymentSerializer,
@@ -44,7 +44,8 @@ class AppliedDiscountSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=DiscountKind.choices, read_only=True)
 
 
-class PayCartSerializer(serializers.Serializer):
+class PayCartSerializer(FieldsBuiltOnce, serializers.Serializer):
+    # Its one field is built once per class (`common.serializers`), not for every pay.
     payment_method = serializers.RegexField(
         r"^[A-Za-z0-9_]+$",
         max_length=64,
