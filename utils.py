@@ -81,6 +81,8 @@ from urllib.parse import quote
 import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from requests.cookies import RequestsCookieJar, merge_cookies
+from requests.sessions import merge_hooks
 from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
 from urllib3.util.retry import Retry
@@ -414,6 +416,52 @@ def _read_whole(response: Any) -> Answer:
         raise _Retryable(str(exc), maybe_processed=True) from exc
 
 
+class _ProviderSession(requests.Session):
+    """The client's `requests.Session`, which merges its own settings into each request
+    without requests' general merging.
+
+    Its settings are plain dicts and values, set once when it is made (the environment is
+    not read: `trust_env` is off). requests merged them into every request through a
+    runtime-checked `Protocol` per dict (`to_key_val_list`: about 30 Python calls each),
+    encoded an empty query string, and merged them again as "environment settings": a
+    fifth of the Python calls of a charge. The result is the same request: the session's
+    headers overridden by the request's (None removes one), the request's query string,
+    auth, cookies and hooks, the session's proxies, CA bundle and certificate.
+    """
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        headers = CaseInsensitiveDict(self.headers)
+        headers.update(request.headers or {})
+        for name in [name for name, value in headers.items() if value is None]:
+            del headers[name]
+        cookies = merge_cookies(RequestsCookieJar(), self.cookies)
+        if request.cookies:
+            cookies = merge_cookies(cookies, request.cookies)
+        prepared = requests.PreparedRequest()
+        prepared.prepare(
+            method=request.method.upper(),
+            url=request.url,
+            files=request.files,
+            data=request.data,
+            json=request.json,
+            headers=headers,
+            params=request.params or None,  # none: no query string to encode
+            auth=request.auth if request.auth is not None else self.auth,
+            cookies=cookies,
+            hooks=merge_hooks(request.hooks, self.hooks),
+        )
+        return prepared
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert) -> dict[str, Any]:
+        merged = {**self.proxies, **(proxies or {})}
+        return {
+            "proxies": {key: value for key, value in merged.items() if value is not None},
+            "stream": self.stream if stream is None else stream,
+            "verify": self.verify if verify is None else verify,
+            "cert": self.cert if cert is None else cert,
+        }
+
+
 class PaymentAPI:
     """Client for the payment provider. Create one and reuse it: it pools connections.
 
@@ -467,7 +515,7 @@ class PaymentAPI:
 
     @staticmethod
     def _new_session(base_url: str) -> requests.Session:
-        session = requests.Session()
+        session = _ProviderSession()
         # What the environment says about reaching the provider (a proxy, unless no_proxy
         # names it; a CA bundle; .netrc credentials), read once here: requests would read
         # it again for every request, the largest part of its own CPU per charge.

@@ -1236,6 +1236,52 @@ def test_default_session_sends_directly_to_a_provider_no_proxy_names(monkeypatch
         api.close()
 
 
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [
+        {  # a charge
+            "method": "post",
+            "url": f"{BASE_URL}/request_payment",
+            "json": {"cart_id": "42", "amount": 1500, "currency": "USD"},
+            "headers": {"Accept": "application/json", "Idempotency-Key": KEY},
+        },
+        {  # a ledger lookup
+            "method": "GET",
+            "url": f"{BASE_URL}/payments",
+            "params": {"idempotency_key": "k y/é"},
+            "headers": {"Accept": "application/json", "X-Request-ID": "req-1"},
+        },
+        {  # a header removed, a cookie and auth of the request's own
+            "method": "GET",
+            "url": f"{BASE_URL}/inspect?x=1",
+            "params": {"y": "2"},
+            "headers": {"User-Agent": None},
+            "cookies": {"c": "d"},
+            "auth": ("user", "pw"),
+        },
+    ],
+)
+def test_the_default_session_prepares_each_request_as_requests_does(monkeypatch, request_kwargs):
+    _environment(monkeypatch, http_proxy="http://proxy.test:3128", REQUESTS_CA_BUNDLE="/ca.pem")
+    api = PaymentAPI(BASE_URL, connect_timeout=1, read_timeout=1, max_retries=0, backoff=0)
+    try:
+        session = api._session
+        session.auth = ("netrc-user", "netrc-pw")
+        session.cookies.set("session-cookie", "1")
+        ours = session.prepare_request(requests.Request(**request_kwargs))
+        theirs = requests.Session.prepare_request(session, requests.Request(**request_kwargs))
+        assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
+        assert list(ours.headers.items()) == list(theirs.headers.items())
+        assert ours.hooks == theirs.hooks
+        for proxies, stream, verify, cert in [({}, True, None, None), (None, None, False, "c")]:
+            environment = (f"{BASE_URL}/x", proxies, stream, verify, cert)
+            assert session.merge_environment_settings(
+                *environment
+            ) == requests.Session.merge_environment_settings(session, *environment)
+    finally:
+        api.close()
+
+
 def test_close_leaves_an_injected_session_alone():
     class ClosableSession(FakeSession):
         closed = False
