@@ -35,7 +35,7 @@ from uuid import UUID, uuid4
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Model, QuerySet
+from django.db.models import CharField, Model, QuerySet, TextField
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
 
@@ -371,12 +371,22 @@ def _compile_insert(
     return insert, params
 
 
+# Fields whose get_db_prep_save sends a str as it is, on every database: CharField's
+# to_python returns a str unchanged and neither class adapts it further. Most values a
+# save writes are such (statuses, codes, keys, messages); each went through five calls.
+# Exactly these classes: a subclass may prepare its values otherwise.
+_STR_AS_IS = frozenset({CharField, TextField})
+
+
 def _insert_values(instance, fields, connection) -> list | None:
     """Each field's value as Django's INSERT sends it (after the field's pre_save), or
     None when one is an expression (then Django builds the statement)."""
     params = []
     for field in fields:
         value = field.pre_save(instance, add=True)
+        if type(value) is str and type(field) in _STR_AS_IS:
+            params.append(value)
+            continue
         if hasattr(value, "resolve_expression"):
             return None
         value = field.get_db_prep_save(value, connection)
@@ -390,6 +400,9 @@ def _update_values(values, connection) -> list | None:
     """Each value as Django's UPDATE sends it, or None when one is an expression."""
     prepared = []
     for field, _, value in values:
+        if type(value) is str and type(field) in _STR_AS_IS:
+            prepared.append(value)
+            continue
         if hasattr(value, "resolve_expression") or hasattr(field, "get_placeholder"):
             return None
         if hasattr(value, "prepare_database_save"):

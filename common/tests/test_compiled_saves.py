@@ -166,3 +166,22 @@ def test_a_payment_inserted_and_updated_compiled_is_the_row_django_writes(built)
         payment.save()
         assert _row(payment) == _values(payment)
     assert built == {"insert": 0, "update": 0}  # the second time round
+
+
+def test_text_the_saves_send_as_it_is_is_what_django_prepares_for_every_such_field():
+    from django.apps import apps
+    from django.db import connection
+
+    from common.compiled import _STR_AS_IS
+
+    texts = ["", "pm_card_visa", "é ü 日本", "  spaced  ", "x" * 300, "0", "None"]
+    fields = [
+        field
+        for model in apps.get_models()
+        for field in model._meta.concrete_fields
+        if type(field) in _STR_AS_IS
+    ]
+    assert fields
+    for field in fields:
+        for text in texts:
+            assert field.get_db_prep_save(text, connection) is text
