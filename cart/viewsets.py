@@ -28,8 +28,8 @@ from cart.serializers import (
     CartLineSerializer,
     CartSerializer,
     PayCartSerializer,
-    PaymentSerializer,
     UpdateCartLineSerializer,
+    cart_representation,
     line_representation,
 )
 from cart.services import (
@@ -50,7 +50,11 @@ from discount.serializers import ApplyDiscountSerializer
 from discount.services import discount_refusal_reasons, discount_reveals_reasons
 from payments.errors import CardDeclinedError, RefundDeclinedError
 from payments.models import PaymentAttemptStatus, RefundStatus, check_request_key
-from payments.serializers import RefundCartSerializer, RefundSerializer
+from payments.serializers import (
+    RefundCartSerializer,
+    RefundSerializer,
+    payment_representation,
+)
 from payments.services import refund_create
 from storefront.access import StorefrontKeyAuthentication, StorefrontKeyRequired
 
@@ -153,9 +157,10 @@ class CartViewSet(
         try:
             payment = cart_pay(cart=cart, idempotency_key=key, **serializer.validated_data)
         except DiscountReservationExpiredError as exc:
-            exc.extra["cart"] = CartSerializer(cart).data  # its new total, to show
+            exc.extra["cart"] = cart_representation(cart)  # its new total, to show
             raise
-        body = {"cart": CartSerializer(cart).data, "payment": PaymentSerializer(payment).data}
+        # The answer's shapes, built directly (without a serializer instance each).
+        body = {"cart": cart_representation(cart), "payment": payment_representation(payment)}
         if payment.status == PaymentAttemptStatus.FAILED:
             raise CardDeclinedError(decline_code=payment.decline_code, **body)
         return Response(body)
