@@ -87,13 +87,14 @@ def event_record(*, type: str, cart, data: dict) -> Event:
 
 def _cart_data(cart) -> dict:
     currency = cart.currency
+    amount = money.quantizer(currency)  # the currency's minor unit found once
     return {
         "id": str(cart.pk),
         "currency": currency,
-        "subtotal": money.quantize(cart.subtotal, currency),
-        "amount_discounted": money.quantize(cart.amount_discounted, currency),
-        "total": money.quantize(cart.total, currency),
-        "amount_refunded": money.quantize(cart.amount_refunded, currency),
+        "subtotal": amount(cart.subtotal),
+        "amount_discounted": amount(cart.amount_discounted),
+        "total": amount(cart.total),
+        "amount_refunded": amount(cart.amount_refunded),
         "payment_status": cart.payment_status,
     }
 
