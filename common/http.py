@@ -60,8 +60,8 @@ class Deadline:
         self.passed = False
 
     def __enter__(self) -> Deadline:
+        _watchdog.watch(self, time.monotonic() + self.seconds)  # raises: nothing is set
         Deadline._current.value = self
-        _watchdog.watch(self, time.monotonic() + self.seconds)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -122,14 +122,16 @@ class _Watchdog:
 
     def watch(self, deadline: Deadline, when: float) -> None:
         with self._condition:
+            if self._thread is None or not self._thread.is_alive():
+                # Started by the first deadline, or again by the next one if it could not
+                # start (out of threads for a moment: that exchange fails, later ones
+                # are still watched) or stopped.
+                thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
+                thread.start()
+                self._thread = thread
             heap = self._heap
             heapq.heappush(heap, (when, next(self._order), deadline))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="http-deadlines", daemon=True
-                )
-                self._thread.start()
-            elif heap[0][2] is deadline:
+            if heap[0][2] is deadline:
                 self._condition.notify()  # earlier than what the thread sleeps until
 
     def _run(self) -> None:
@@ -143,7 +145,10 @@ class _Watchdog:
                         due.append(heapq.heappop(heap)[2])
                     if due:
                         break
-                    condition.wait(heap[0][0] - now if heap else None)
+                    # At most _LONGEST_WAIT at a time: Condition.wait refuses a timeout
+                    # past threading.TIMEOUT_MAX, and one absurd deadline must not stop
+                    # the thread that passes every other.
+                    condition.wait(min(heap[0][0] - now, _LONGEST_WAIT) if heap else None)
             for deadline in due:
                 try:
                     deadline._pass()  # an exchange that ended first is left alone
@@ -151,6 +156,7 @@ class _Watchdog:
                     logger.exception("A deadline could not shut its connection")
 
 
+_LONGEST_WAIT = 60.0
 _watchdog = _Watchdog()
 # A forked child (a gunicorn worker) has no watchdog thread: it starts its own.
 os.register_at_fork(after_in_child=_watchdog._reset)

@@ -11,6 +11,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+import pytest
 import requests
 
 from common import http as bounded
@@ -153,3 +154,45 @@ def test_a_deadline_that_fails_to_shut_its_socket_leaves_the_watchdog_running():
     with Deadline(0.05) as later:
         time.sleep(0.2)
     assert later.passed  # the watchdog still runs
+
+
+@pytest.fixture
+def own_watchdog(monkeypatch):
+    """A watchdog of the test's own, not the process's."""
+    watchdog = bounded._Watchdog()
+    monkeypatch.setattr(bounded, "_watchdog", watchdog)
+    return watchdog
+
+
+def test_a_watchdog_thread_that_could_not_start_is_started_by_the_next_deadline(
+    own_watchdog, monkeypatch
+):
+    # Out of threads for a moment (RLIMIT_NPROC, memory): that exchange fails, and every
+    # later one is still watched (a thread that never ran no longer takes the place).
+    real_start = threading.Thread.start
+    failures = []
+
+    def start_failing_once(thread):
+        if thread.name == "http-deadlines" and not failures:
+            failures.append(thread)
+            raise RuntimeError("can't start new thread")
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_failing_once)
+    with pytest.raises(RuntimeError), Deadline(0.05):
+        pass
+    assert getattr(Deadline._current, "value", None) is None  # no deadline left behind
+
+    with Deadline(0.1) as later:
+        time.sleep(0.5)
+    assert later.passed
+
+
+def test_a_deadline_too_long_to_wait_for_leaves_the_others_watched(own_watchdog):
+    # Condition.wait refuses a timeout past threading.TIMEOUT_MAX: the thread died, and no
+    # deadline of the process passed any more.
+    with Deadline(1e10):
+        time.sleep(0.2)
+    with Deadline(0.1) as later:
+        time.sleep(0.5)
+    assert later.passed
