@@ -426,17 +426,20 @@ class _ProviderSession(requests.Session):
     encoded an empty query string, and merged them again as "environment settings": a
     fifth of the Python calls of a charge. The result is the same request: the session's
     headers overridden by the request's (None removes one), the request's query string,
-    auth, cookies and hooks, the session's proxies, CA bundle and certificate.
+    auth and hooks, the session's proxies, CA bundle and certificate. A request with
+    cookies of its own, or a session given query parameters (neither is the client's),
+    goes through requests' merging.
     """
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if request.cookies or self.params:
+            # Never what the client sends: requests' own merging, whose rules these are.
+            return super().prepare_request(request)
         headers = CaseInsensitiveDict(self.headers)
         headers.update(request.headers or {})
         for name in [name for name, value in headers.items() if value is None]:
             del headers[name]
         cookies = merge_cookies(RequestsCookieJar(), self.cookies)
-        if request.cookies:
-            cookies = merge_cookies(cookies, request.cookies)
         prepared = requests.PreparedRequest()
         prepared.prepare(
             method=request.method.upper(),

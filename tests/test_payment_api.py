@@ -1259,6 +1259,11 @@ def test_default_session_sends_directly_to_a_provider_no_proxy_names(monkeypatch
             "cookies": {"c": "d"},
             "auth": ("user", "pw"),
         },
+        {  # a cookie of the session's name: the request's wins
+            "method": "GET",
+            "url": f"{BASE_URL}/inspect",
+            "cookies": {"session-cookie": "2"},
+        },
     ],
 )
 def test_the_default_session_prepares_each_request_as_requests_does(monkeypatch, request_kwargs):
@@ -1629,3 +1634,16 @@ def test_a_ledger_lookup_finds_the_charge_stored_under_the_key():
 
     assert (found.amount, found.currency, found.idempotency_key) == (Decimal("15.00"), "USD", KEY)
     assert session.calls[0].params == {"idempotency_key": KEY}
+
+
+def test_the_default_session_sends_its_own_query_parameters_as_requests_does():
+    api = PaymentAPI(BASE_URL, connect_timeout=1, read_timeout=1, max_retries=0, backoff=0)
+    try:
+        session = api._session
+        session.params = {"v": "1"}
+        request = {"method": "GET", "url": f"{BASE_URL}/x", "params": {"w": "2"}}
+        ours = session.prepare_request(requests.Request(**request))
+        theirs = requests.Session.prepare_request(session, requests.Request(**request))
+        assert ours.url == theirs.url
+    finally:
+        api.close()
