@@ -10,7 +10,7 @@ functions, so an event can only move an attempt forward:
   once: charged (the cart is paid), or declined;
 - an attempt closed as "nothing charged" that the provider did charge is a late charge:
   it pays the cart, or, if another attempt paid it first, it is a duplicate charge, given
-  back by the `give_back_duplicate` task as reconcile gives them back;
+  back by the `give_back_duplicate` task queued as it is recorded (reconcile too);
 - a settled attempt stays as it is: a late `payment.failed` never undoes a success, and
   an event seen twice changes nothing the second time;
 - `refund.succeeded` settles an open refund, or one closed as not made (the refund flow's
@@ -26,7 +26,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from django.db import models, transaction
+from django.db import models
 
 import utils
 from common import money
@@ -72,10 +72,8 @@ def _settle_payment(result: utils.PaymentResult) -> str:
             return "does not match its attempt: left closed"
     else:
         return f"attempt already {before}: unchanged"
-    if settled.status == PaymentAttemptStatus.DUPLICATE:
-        # A charge the cart does not owe: a closed attempt's, or an open one's on a cart
-        # another attempt's late charge paid meanwhile.
-        _give_back_later(settled)
+    # A charge the cart does not owe (`duplicate`) is given back by the task the
+    # transition queued.
     return f"attempt {before} -> {settled.status}"
 
 
@@ -90,8 +88,7 @@ def _charge_of_no_attempt(result: utils.PaymentResult) -> str:
         return "no attempt of ours: left to reconcile"
     if Payment.objects.filter(provider_payment_id=result.payment_id).exists():
         return "charge already recorded: unchanged"
-    duplicate = transitions.duplicate_charge_recorded(cart=cart, result=result)
-    _give_back_later(duplicate)
+    transitions.duplicate_charge_recorded(cart=cart, result=result)  # and its give-back
     return "duplicate charge recorded: to give back"
 
 
@@ -112,12 +109,6 @@ def _settle_refund(result: utils.RefundResult) -> str:
     except ApplicationError:
         return "does not match its refund: left open"
     return f"refund {before} -> {settled.status}"
-
-
-def _give_back_later(duplicate: Payment) -> None:
-    from payments.tasks import give_back_duplicate
-
-    transaction.on_commit(lambda: give_back_duplicate.enqueue(str(duplicate.pk)))
 
 
 def _uuid_or_none(value: str):

@@ -233,7 +233,7 @@ def payment_give_back_duplicate(*, duplicate: Payment, api: utils.PaymentAPI) ->
             provider_key=f"dup-{duplicate.provider_payment_id}-{number}",
         )
     except IntegrityError:
-        # Another caller (the webhook's task, another reconcile run) took this number
+        # Another caller (the give-back task, another reconcile run) took this number
         # since it was counted, before anything was sent: theirs stands, the next run
         # looks again.
         logger.info("Duplicate %s: its refund %s is another caller's", duplicate.pk, number)

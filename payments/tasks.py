@@ -1,6 +1,6 @@
 """Background tasks of the payments app (Django's task framework, `django_tasks`).
 
-    give_back_duplicate.enqueue(str(payment.pk))   # a provider event found a duplicate
+    give_back_duplicate.enqueue(str(payment.pk))   # queued as a duplicate charge is recorded
 
 The worker (`python manage.py run_worker`) runs them; `reconcile_payments` remains the
 safety net for anything a task could not finish.

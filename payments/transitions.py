@@ -147,7 +147,7 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
     already closed as "nothing charged" is recorded: the cart is paid by it, unless
     another attempt paid it first, or the cart changed since so that the charge is not
     its total (`discount_match_charge`); then it is a charge to give back (`duplicate`),
-    which reconcile or the webhook's task refunds.
+    which the `give_back_duplicate` task (queued as it is recorded) or reconcile refunds.
     Raises `RecordMismatchError` for a record about another payment, whichever door it
     came through (the pay request, a webhook, reconcile).
     """
@@ -195,12 +195,22 @@ def attempt_charged(*, payment: Payment, result: utils.PaymentResult | None) -> 
 
 def _charge_to_give_back(attempt: Payment, code: ErrorCode) -> Payment:
     """Record a charge the cart does not owe on `attempt` (locked, its charge's fields
-    set): `duplicate`, given back by reconcile or the webhook's task."""
+    set): `duplicate`, given back by the task queued as it commits (or by reconcile)."""
     attempt.status = PaymentAttemptStatus.DUPLICATE
     attempt.error_code = code
     attempt.error = ATTEMPT_MESSAGES[code]
     attempt.save(update_fields=_SETTLED_FIELDS)
+    _give_back_when_committed(attempt)
     return attempt
+
+
+def _give_back_when_committed(duplicate: Payment) -> None:
+    """Whichever door recorded it (a pay, a webhook, reconcile), a charge to give back is
+    given back by the worker at once, not at the next reconcile run. Giving it back twice
+    is harmless: the second finds nothing owed, or the first's refund number taken."""
+    from payments.tasks import give_back_duplicate  # the task module imports this one
+
+    transaction.on_commit(lambda: give_back_duplicate.enqueue(str(duplicate.pk)))
 
 
 def attempt_declined(*, payment: Payment, result: utils.PaymentResult) -> Payment:
@@ -282,7 +292,7 @@ def duplicate_charge_recorded(*, cart: Cart, result: utils.PaymentResult) -> Pay
     with transaction.atomic():
         Cart.objects.select_for_update().get(pk=cart.pk)
         key = result.idempotency_key or f"provider-{result.payment_id}"
-        payment, _ = Payment.objects.get_or_create(
+        payment, created = Payment.objects.get_or_create(
             idempotency_key=key,
             defaults={
                 "cart": cart,
@@ -297,6 +307,8 @@ def duplicate_charge_recorded(*, cart: Cart, result: utils.PaymentResult) -> Pay
             },
         )
         logger.error("Cart %s charged twice (%s): it will be given back", cart.pk, result)
+        if created:
+            _give_back_when_committed(payment)
         return payment
 
 

@@ -24,7 +24,7 @@ from discount.services import (
 )
 from discount.tests.factories import DiscountFactory
 from events.models import Event, EventType, ProviderEvent
-from events.tests.test_inbound import payment_event, post
+from events.tests.test_inbound import payment_event, post, queued_give_backs
 from payments.errors import PaymentOutcomeUnknownError, ProviderUnavailableError
 from payments.models import ErrorCode, Payment, PaymentAttemptStatus, RefundReason
 from payments.reconcile import payments_reconcile
@@ -372,3 +372,22 @@ def test_another_cards_pay_answered_after_a_late_charge_paid_the_cart_settles_it
     assert cart.payment_status == PaymentStatus.SUCCESS  # the caller's copy too
     assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
     assert events_of(cart) == [EventType.CART_PAYMENT_FAILED, EventType.CART_PAID]
+
+
+def test_a_charge_of_the_attempt_open_when_a_late_charge_paid_the_cart_is_given_back_at_once(
+    django_capture_on_commit_callbacks,
+):
+    # Recorded by the pay request resuming it (or reconcile), as by its webhook: its
+    # give-back is queued as it is recorded, not left for the next reconcile run.
+    cart = CartFactory()
+    _first, second = paid_late_while_another_card_is_open(cart)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        charged = lands_late(second)
+
+    assert (charged.status, charged.error_code) == (
+        PaymentAttemptStatus.DUPLICATE,
+        ErrorCode.DUPLICATE_CHARGE,
+    )
+    assert queued_give_backs() == [[str(second.pk)]]
+    assert Cart.objects.get(pk=cart.pk).payment_status == PaymentStatus.SUCCESS
