@@ -97,6 +97,12 @@ def provider_down(fake_provider, settings):
         def up(self):
             settings.PAYMENT_API_BASE_URL = fake_provider.url
 
+        def not_made(self, api_client, cart, line, key):
+            """A refund of `line` (id, units) proven not made: 503, its units freed."""
+            self.down()
+            assert refund_lines(api_client, cart, line, key=key).status_code == 503
+            self.up()
+
     return Switch()
 
 
@@ -104,9 +110,7 @@ def test_a_refund_not_made_is_tried_again_with_its_key_while_its_units_are_left(
     api_client, paid_lines, provider_down, fake_provider
 ):
     cart, tea, _ = paid_lines
-    provider_down.down()
-    assert refund_lines(api_client, cart, (tea.pk, 3), key="r1").status_code == 503
-    provider_down.up()
+    provider_down.not_made(api_client, cart, (tea.pk, 3), key="r1")
 
     again = refund_lines(api_client, cart, (tea.pk, 3), key="r1")
 
@@ -123,9 +127,7 @@ def test_a_refund_not_made_tried_again_after_its_units_were_given_back_is_refuse
     # Its 503 freed the units; another request gave them back; the first request
     # repeated with its key asked for them again and got them: 6 of 3 units refunded.
     cart, tea, _ = paid_lines
-    provider_down.down()
-    assert refund_lines(api_client, cart, (tea.pk, 3), key="r1").status_code == 503
-    provider_down.up()
+    provider_down.not_made(api_client, cart, (tea.pk, 3), key="r1")
     assert refund_lines(api_client, cart, (tea.pk, 3), key="r2").status_code == 200
 
     again = refund_lines(api_client, cart, (tea.pk, 3), key="r1")
@@ -151,9 +153,7 @@ def test_a_refund_not_made_whose_units_now_count_for_another_amount_is_refused(
     # 1 tea unit counts 2.84 as the first or second of 3, 2.85 as the last: once two were
     # given back by another request, the refund made for 2.84 cannot be sent as it was.
     cart, tea, _ = paid_lines
-    provider_down.down()
-    assert refund_lines(api_client, cart, (tea.pk, 1), key="r1").status_code == 503
-    provider_down.up()
+    provider_down.not_made(api_client, cart, (tea.pk, 1), key="r1")
     assert refund_lines(api_client, cart, (tea.pk, 2), key="r2").status_code == 200
 
     again = refund_lines(api_client, cart, (tea.pk, 1), key="r1")
