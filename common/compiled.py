@@ -28,6 +28,7 @@ save's values (see its docstring).
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -96,6 +97,8 @@ class CompiledQuery:
                 "The compiled query's SQL or constants depend on the values of "
                 f"{sorted(self._params)}: its builder must use each parameter unchanged."
             )
+        if connection.vendor == "sqlite":
+            sql, slots = _constants_written_in(sql, slots)
         locks = queryset.query.select_for_update and connection.features.has_select_for_update
         names = _combined_names(queryset, using) if queryset.query.combinator else None
         compiled = self._compiled[using] = (queryset.model, sql, slots, locks, names)
@@ -126,6 +129,44 @@ class CompiledQuery:
                 "must use each parameter unchanged."
             )
         return queryset, sql, slots
+
+
+def _constants_written_in(sql: str, slots: list) -> tuple[str, list]:
+    """The statement with its constant texts and integers written into the SQL, and the
+    parameters left to send (the markers' slots, and any other constant).
+
+    For SQLite: it keeps a prepared statement and runs it again with new values, unless
+    a value could decide whether a partial index applies (`NOT status = ?` where
+    `reservation_one_per_generated_code` says `WHERE NOT status = 'released'`); such a
+    statement it prepares again on every run, which cost the code's lookup on every apply
+    0.2 ms of SQLite's CPU against 0.02 ms with the constants written in. The constants
+    are the query's own (the same in every compilation, checked before), never a
+    caller's value."""
+    parts = re.split(r"(%%|%s)", sql)
+    if parts.count("%s") != len(slots):
+        raise ImproperlyConfigured("The compiled query's placeholders and parameters differ.")
+    remaining = iter(slots)
+    sent = []
+    for index, part in enumerate(parts):
+        if part != "%s":
+            continue
+        slot = next(remaining)
+        literal = _sqlite_literal(slot)
+        if literal is None:
+            sent.append(slot)
+        else:
+            parts[index] = literal.replace("%", "%%")  # the driver's placeholders are %s
+    return "".join(parts), sent
+
+
+def _sqlite_literal(value) -> str | None:
+    if isinstance(value, _Slot):
+        return None
+    if isinstance(value, str) and "\x00" not in value:  # text choices too
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, int):  # bool too: SQLite stores it as 0 or 1
+        return str(int(value))
+    return None
 
 
 def _combined_names(queryset: QuerySet, using: str) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from contextlib import contextmanager
 from decimal import Decimal
 
 
@@ -179,3 +181,94 @@ class WebhookReceiver:
                     return True
             time.sleep(0.05)
         return False
+
+
+@contextmanager
+def statements_sent(connection):
+    """Collects each statement sent on `connection` with its parameters, as
+    `[(sql, params), …]` (the SQL as the ORM gives it to the driver, `%s` placeholders)."""
+    sent: list[tuple[str, list]] = []
+
+    def collect(execute, sql, params, many, context):
+        if not many:
+            sent.append((sql, list(params or ())))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(collect):
+        yield sent
+
+
+def sqlite_reprepared(connection, statements) -> list[str]:
+    """The statements SQLite prepares again every time they run, given `(sql, params)` as
+    `statements_sent` collects them.
+
+    SQLite keeps a prepared statement and runs it again with new values, unless a bound
+    value could change its plan: a `status = ?` where a partial index says
+    `WHERE status = 'success'` makes it compile the statement anew on every run (it
+    cannot know whether the index applies until it sees the value). Each statement is
+    run twice, in a scratch in-memory database with `connection`'s schema (so a write
+    changes nothing of the test's), and SQLite's own count of re-preparations read
+    (`sqlite3_stmt_status`, which Python's sqlite3 does not expose: through ctypes, on
+    the library Python's sqlite3 uses).
+    """
+    import _sqlite3
+    import ctypes
+
+    lib = ctypes.CDLL(_sqlite3.__file__)  # its sqlite3_* functions, linked in or loaded
+    handle = ctypes.c_void_p
+    lib.sqlite3_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(handle)]
+    lib.sqlite3_exec.argtypes = [handle, ctypes.c_char_p, handle, handle, handle]
+    lib.sqlite3_prepare_v2.argtypes = [
+        handle,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.POINTER(handle),
+        handle,
+    ]
+    lib.sqlite3_bind_int64.argtypes = [handle, ctypes.c_int, ctypes.c_int64]
+    lib.sqlite3_bind_double.argtypes = [handle, ctypes.c_int, ctypes.c_double]
+    lib.sqlite3_bind_text.argtypes = [handle, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, handle]
+    lib.sqlite3_bind_null.argtypes = [handle, ctypes.c_int]
+    for name in ("sqlite3_step", "sqlite3_reset", "sqlite3_finalize", "sqlite3_close"):
+        getattr(lib, name).argtypes = [handle]
+    lib.sqlite3_stmt_status.argtypes = [handle, ctypes.c_int, ctypes.c_int]
+    sqlite_row, stmtstatus_reprepare, transient = 100, 5, handle(-1)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%%'"
+        )
+        schema = [row[0] for row in cursor.fetchall()]
+    db = handle()
+    assert lib.sqlite3_open(b":memory:", ctypes.byref(db)) == 0
+    reprepared = []
+    try:
+        for statement in schema:
+            assert lib.sqlite3_exec(db, statement.encode(), None, None, None) == 0, statement
+        for sql, params in statements:
+            # As Django's SQLite backend turns the ORM's SQL into SQLite's.
+            text = re.sub(r"(?<!%)%s", "?", sql).replace("%%", "%").encode()
+            stmt = handle()
+            assert lib.sqlite3_prepare_v2(db, text, -1, ctypes.byref(stmt), None) == 0, sql
+            lib.sqlite3_exec(db, b"SAVEPOINT scratch", None, None, None)
+            for _ in range(2):
+                for index, value in enumerate(params, start=1):
+                    if value is None:
+                        lib.sqlite3_bind_null(stmt, index)
+                    elif isinstance(value, int):
+                        lib.sqlite3_bind_int64(stmt, index, int(value))
+                    elif isinstance(value, float):
+                        lib.sqlite3_bind_double(stmt, index, value)
+                    else:
+                        data = value if isinstance(value, bytes) else str(value).encode()
+                        lib.sqlite3_bind_text(stmt, index, data, len(data), transient)
+                while lib.sqlite3_step(stmt) == sqlite_row:
+                    pass
+                lib.sqlite3_reset(stmt)
+            if lib.sqlite3_stmt_status(stmt, stmtstatus_reprepare, 0):
+                reprepared.append(sql)
+            lib.sqlite3_finalize(stmt)
+            lib.sqlite3_exec(db, b"ROLLBACK TO scratch; RELEASE scratch", None, None, None)
+    finally:
+        lib.sqlite3_close(db)
+    return reprepared

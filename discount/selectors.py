@@ -3,6 +3,7 @@
 discount = discount_get_by_code(code="dis20")   # DiscountNotFoundError if none
 discount.check_usable(at=now, reserved=discount.reserved_uses_now)
 discount, generated = discount_find_code(code="XMAS-7KQ4M-XW2P9-HD3")  # a generated one too
+discount_code_held(generated.pk)               # a cart holds it or used it
 promotions = discount_automatic_promotions()   # active automatic ones, oldest first
 """
 
@@ -104,6 +105,24 @@ def discount_get_locked(discount_id: int) -> Discount:
     if not found:
         raise Discount.DoesNotExist(f"No discount {discount_id}.")
     return found[0]
+
+
+# Asked under the code's lock on every apply of a generated code (compiled: SQLite
+# prepares the ORM's statement again on every run, see `common.compiled`).
+_CODE_HELD = CompiledQuery(
+    lambda code_id: (
+        DiscountReservation.objects.filter(code_id=code_id)
+        .exclude(status=ReservationStatus.RELEASED)
+        .only("pk")[:1]
+    ),
+    code_id=int,
+)
+
+
+def discount_code_held(code_id: int) -> bool:
+    """Whether a cart holds the generated code or used it: a reservation of it that was
+    not released."""
+    return bool(_CODE_HELD.run(code_id=code_id))
 
 
 def discount_find_code(

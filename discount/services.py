@@ -70,7 +70,11 @@ from discount.models import (
     ReservationStatus,
     generate_code,
 )
-from discount.selectors import discount_automatic_promotions, discount_get_locked
+from discount.selectors import (
+    discount_automatic_promotions,
+    discount_code_held,
+    discount_get_locked,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +251,7 @@ def discount_reserve(
     if code is None:
         reservation.save()
         return reservation
-    if code.reservations.exclude(status=ReservationStatus.RELEASED).exists():
+    if discount_code_held(code.pk):
         raise DiscountCodeUsedError()
     try:
         with transaction.atomic():

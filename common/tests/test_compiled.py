@@ -6,13 +6,15 @@ from uuid import UUID, uuid4
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from cart.models import Cart
 from cart.tests.factories import CartFactory
 from common.compiled import CompiledQuery
-from discount.models import Discount
+from common.testing import sqlite_reprepared, statements_sent
+from discount.models import Discount, DiscountReservation, ReservationStatus
 from discount.tests.factories import DiscountFactory
 
 pytestmark = pytest.mark.django_db
@@ -193,3 +195,42 @@ def test_a_union_reads_each_column_by_its_name_as_the_orm_does():
         (spring.pk, "SPRING", spring.value, spring.ended, "first"),
         (summer.pk, "SUMMER", summer.value, summer.ended, "second"),
     ]
+
+
+@pytest.mark.parametrize("description", ["it's 50% off", "100%% sure", "%s", "a ' and a \\"])
+def test_constants_are_matched_as_the_orm_matches_them(description):
+    # On SQLite the constants are written into the SQL (quotes doubled, % kept from
+    # the driver's placeholders); the rows found must be the ORM's.
+    wanted = DiscountFactory(code="WANTED", description=description, active=False)
+    DiscountFactory(code="OTHER", description="it's 50 off", active=False)
+    DiscountFactory(code="ACTIVE", description=description, active=True)
+    described = CompiledQuery(
+        lambda code: Discount.objects.filter(description=description, active=False).exclude(
+            code=code
+        ),
+        code=str,
+    )
+
+    found = described.run(code="NONE")
+
+    assert [d.pk for d in found] == [wanted.pk]
+    assert [d.pk for d in found] == [d.pk for d in described.queryset(code="NONE")]
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's statement cache")
+def test_on_sqlite_a_constant_that_decides_a_partial_index_does_not_cost_a_prepare_per_run():
+    # `reservation_one_per_generated_code` holds rows WHERE NOT status = 'released': with
+    # 'released' sent as a value SQLite compiles the statement again on every run.
+    held = CompiledQuery(
+        lambda code_id: DiscountReservation.objects.filter(code_id=code_id).exclude(
+            status=ReservationStatus.RELEASED
+        ),
+        code_id=int,
+    )
+
+    with statements_sent(connection) as sent:
+        held.run(code_id=1)
+
+    assert len(sent) == 1
+    assert ReservationStatus.RELEASED.value in sent[0][0]  # written into the SQL
+    assert sqlite_reprepared(connection, sent) == []
