@@ -1,5 +1,6 @@
 """Django's SQLite backend with one queue for the database's writers
-(`ENGINE: "common.sqlite"`, set in CoreRoot/settings.py; everything else is Django's).
+(`ENGINE: "common.sqlite"`, set in CoreRoot/settings.py; everything else is Django's, but
+each statement's placeholders are rewritten for SQLite once, not on every run).
 
 SQLite lets one connection write at a time. A writer that finds the write lock taken waits
 in SQLite's busy handler, which polls: it sleeps 1, 2, 5, 10 ... up to 100 milliseconds
