@@ -505,8 +505,11 @@ class DiscountCode(CompiledSaves, models.Model):
     """A generated single-use code of a discount: one cart may hold it (its reservation
     names it), and once that cart is paid nobody else can. Stored upper-case."""
 
-    # A discount no cart used may be deleted (a typo), its unused codes with it.
-    discount = models.ForeignKey(Discount, on_delete=models.CASCADE, related_name="codes")
+    # A discount no cart used may be deleted (a typo), its unused codes with it. No index
+    # of its own: `discountcode_discount` (discount, id) serves lookups by discount.
+    discount = models.ForeignKey(
+        Discount, on_delete=models.CASCADE, related_name="codes", db_index=False
+    )
     code = models.CharField(max_length=CODE_MAX_LENGTH, unique=True)
     created = models.DateTimeField(auto_now_add=True)
 
@@ -537,7 +540,11 @@ class DiscountReservation(CompiledSaves, models.Model):
     """One use of a code by one cart: reserved when applied, consumed when the cart is
     paid, released when it was not paid in time. `amount` is what the code took off."""
 
-    discount = models.ForeignKey(Discount, on_delete=models.PROTECT, related_name="reservations")
+    # No index of its own: `reservation_discount` (discount, status, expires) serves
+    # lookups by discount, and every apply would keep a second one up to date for nothing.
+    discount = models.ForeignKey(
+        Discount, on_delete=models.PROTECT, related_name="reservations", db_index=False
+    )
     cart = models.ForeignKey(
         "cart.Cart", on_delete=models.PROTECT, related_name="discount_reservations"
     )

@@ -208,8 +208,10 @@ class PaymentRequest(CompiledSaves, models.Model):
     key then stands for that attempt too.
     """
 
+    # No index of its own: the unique (cart, key) index serves lookups by cart too, and
+    # every pay with a key would keep a second one up to date for nothing.
     cart = models.ForeignKey(
-        "cart.Cart", on_delete=models.PROTECT, related_name="payment_requests"
+        "cart.Cart", on_delete=models.PROTECT, related_name="payment_requests", db_index=False
     )
     key = models.CharField(max_length=REQUEST_KEY_MAX_LENGTH)
     payment_method = models.CharField(max_length=64, blank=True, default="")

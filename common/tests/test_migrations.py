@@ -5,3 +5,69 @@ from django.core.management import call_command
 @pytest.mark.django_db
 def test_every_model_change_has_a_migration():
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def _indexed_columns(model) -> list[tuple[tuple[str, ...], str, bool]]:
+    """The column lists of the model's indexes that hold every row (no condition), each
+    with its name and whether it is unique."""
+    meta = model._meta
+    found = []
+    for field in meta.local_concrete_fields:
+        if field.db_index or field.unique:
+            found.append(((field.column,), field.name, field.unique))
+    for index in meta.indexes:
+        if index.condition is None and index.fields:
+            columns = tuple(meta.get_field(name.lstrip("-")).column for name in index.fields)
+            found.append((columns, index.name, False))
+    for constraint in meta.constraints:
+        if getattr(constraint, "fields", None) and constraint.condition is None:
+            columns = tuple(meta.get_field(name).column for name in constraint.fields)
+            found.append((columns, constraint.name, True))
+    return found
+
+
+def test_no_plain_index_is_the_prefix_of_another_of_its_table():
+    # Every write keeps each index up to date; one whose columns begin another index's
+    # serves no lookup that other cannot (a foreign key's own index, say, beside a
+    # (key, other) index), and costs every INSERT of the table.
+    from django.apps import apps
+
+    covered = []
+    for model in apps.get_models():
+        if model._meta.app_label not in {"cart", "discount", "payments", "events", "storefront"}:
+            continue
+        indexes = _indexed_columns(model)
+        for columns, name, unique in indexes:
+            if unique:  # it says something the wider one does not
+                continue
+            covered += [
+                f"{model._meta.db_table}: {name} {columns} begins {other} {wider}"
+                for wider, other, _ in indexes
+                if len(wider) > len(columns) and wider[: len(columns)] == columns
+            ]
+    assert covered == []
+
+
+@pytest.mark.django_db
+def test_the_database_has_no_index_covered_by_a_wider_one():
+    # What the migrations built, on this database: the indexes dropped by
+    # discount 0006 and payments 0006 are gone.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table, column in [
+            ("discount_discountreservation", "discount_id"),
+            ("discount_discountcode", "discount_id"),
+            ("cart_paymentrequest", "cart_id"),
+        ]:
+            constraints = connection.introspection.get_constraints(cursor, table)
+            alone = [
+                name
+                for name, about in constraints.items()
+                if about["index"] and not about["unique"] and about["columns"] == [column]
+            ]
+            assert alone == [], f"{table}: {alone}"
+            assert any(
+                about["columns"][:1] == [column] and len(about["columns"]) > 1
+                for about in constraints.values()
+            ), f"{table}: no index begins with {column}"
