@@ -71,3 +71,53 @@ def test_the_database_has_no_index_covered_by_a_wider_one():
                 about["columns"][:1] == [column] and len(about["columns"]) > 1
                 for about in constraints.values()
             ), f"{table}: no index begins with {column}"
+
+
+def _index_exists(name: str) -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        tables = connection.introspection.table_names(cursor)
+        return any(
+            name in connection.introspection.get_constraints(cursor, table) for table in tables
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drop_index_builds_the_index_again_when_reversed():
+    from django.db import connection
+
+    from common.migration_operations import DropIndex
+
+    drop = DropIndex(
+        "cart_paymentrequest", "cart_paymentrequest_cart_id_12c2a59c", column="cart_id"
+    )
+    try:
+        with connection.schema_editor(atomic=False) as editor:
+            drop.database_backwards("payments", editor, None, None)
+        assert _index_exists("cart_paymentrequest_cart_id_12c2a59c")
+    finally:
+        with connection.schema_editor(atomic=False) as editor:
+            drop.database_forwards("payments", editor, None, None)
+    assert not _index_exists("cart_paymentrequest_cart_id_12c2a59c")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drop_index_does_not_lock_the_table_on_postgresql():
+    # Django's AlterField(db_index=False) re-adds the foreign key there, checking every
+    # row under an exclusive lock of both tables.
+    from django.db import connection
+
+    from common.migration_operations import DropIndex
+
+    drop = DropIndex("t", "t_c_idx", column="c")
+    with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+        drop.database_forwards("app", editor, None, None)
+    (sql,) = editor.collected_sql
+    if connection.vendor == "postgresql":
+        assert sql.startswith('DROP INDEX CONCURRENTLY IF EXISTS "t_c_idx"')
+        atomic = connection.schema_editor(collect_sql=True, atomic=True)
+        with pytest.raises(ValueError, match="atomic = False"), atomic as editor:
+            drop.database_forwards("app", editor, None, None)
+    else:
+        assert sql.startswith('DROP INDEX IF EXISTS "t_c_idx"')
