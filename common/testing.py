@@ -186,7 +186,8 @@ class WebhookReceiver:
 @contextmanager
 def statements_sent(connection):
     """Collects each statement sent on `connection` with its parameters, as
-    `[(sql, params), …]` (the SQL as the ORM gives it to the driver, `%s` placeholders)."""
+    `[(sql, params), …]` (the SQL as the ORM gives it to the driver, `%s` placeholders).
+    Statements sent with `executemany` (bulk inserts) are not collected."""
     sent: list[tuple[str, list]] = []
 
     def collect(execute, sql, params, many, context):
@@ -232,11 +233,14 @@ def sqlite_reprepared(connection, statements) -> list[str]:
     for name in ("sqlite3_step", "sqlite3_reset", "sqlite3_finalize", "sqlite3_close"):
         getattr(lib, name).argtypes = [handle]
     lib.sqlite3_stmt_status.argtypes = [handle, ctypes.c_int, ctypes.c_int]
+    lib.sqlite3_errmsg.argtypes = [handle]
+    lib.sqlite3_errmsg.restype = ctypes.c_char_p
     sqlite_row, stmtstatus_reprepare, transient = 100, 5, handle(-1)
 
     with connection.cursor() as cursor:
+        # No parameters: the text goes to SQLite as it is.
         cursor.execute(
-            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%%'"
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'"
         )
         schema = [row[0] for row in cursor.fetchall()]
     db = handle()
@@ -249,26 +253,36 @@ def sqlite_reprepared(connection, statements) -> list[str]:
             # As Django's SQLite backend turns the ORM's SQL into SQLite's.
             text = re.sub(r"(?<!%)%s", "?", sql).replace("%%", "%").encode()
             stmt = handle()
-            assert lib.sqlite3_prepare_v2(db, text, -1, ctypes.byref(stmt), None) == 0, sql
+            prepared = lib.sqlite3_prepare_v2(db, text, -1, ctypes.byref(stmt), None)
+            assert prepared == 0, f"{lib.sqlite3_errmsg(db).decode()}: {sql}"
+            if not stmt:  # nothing but comments or spaces: no statement to run
+                continue
             lib.sqlite3_exec(db, b"SAVEPOINT scratch", None, None, None)
-            for _ in range(2):
-                for index, value in enumerate(params, start=1):
-                    if value is None:
-                        lib.sqlite3_bind_null(stmt, index)
-                    elif isinstance(value, int):
-                        lib.sqlite3_bind_int64(stmt, index, int(value))
-                    elif isinstance(value, float):
-                        lib.sqlite3_bind_double(stmt, index, value)
-                    else:
-                        data = value if isinstance(value, bytes) else str(value).encode()
-                        lib.sqlite3_bind_text(stmt, index, data, len(data), transient)
-                while lib.sqlite3_step(stmt) == sqlite_row:
-                    pass
-                lib.sqlite3_reset(stmt)
-            if lib.sqlite3_stmt_status(stmt, stmtstatus_reprepare, 0):
-                reprepared.append(sql)
-            lib.sqlite3_finalize(stmt)
-            lib.sqlite3_exec(db, b"ROLLBACK TO scratch; RELEASE scratch", None, None, None)
+            try:
+                _run_twice(lib, stmt, params, sqlite_row, transient)
+                if lib.sqlite3_stmt_status(stmt, stmtstatus_reprepare, 0):
+                    reprepared.append(sql)
+            finally:
+                lib.sqlite3_finalize(stmt)
+                lib.sqlite3_exec(db, b"ROLLBACK TO scratch; RELEASE scratch", None, None, None)
     finally:
         lib.sqlite3_close(db)
     return reprepared
+
+
+def _run_twice(lib, stmt, params, sqlite_row: int, transient) -> None:
+    """Bind `params` to the prepared statement and step it to its end, twice."""
+    for _ in range(2):
+        for index, value in enumerate(params, start=1):
+            if value is None:
+                lib.sqlite3_bind_null(stmt, index)
+            elif isinstance(value, int):
+                lib.sqlite3_bind_int64(stmt, index, int(value))
+            elif isinstance(value, float):
+                lib.sqlite3_bind_double(stmt, index, value)
+            else:
+                data = value if isinstance(value, bytes) else str(value).encode()
+                lib.sqlite3_bind_text(stmt, index, data, len(data), transient)
+        while lib.sqlite3_step(stmt) == sqlite_row:
+            pass
+        lib.sqlite3_reset(stmt)

@@ -60,9 +60,11 @@ def _reads_only(sql: str) -> bool:
 # The ORM's SQL ("%s" placeholders) as SQLite takes it ("?"), by statement text: Django
 # rewrites every statement with a regular expression on every run, 4 % of the CPU of an
 # apply discount (its code's lookup is 3 KB of SQL). The hot statements are the same few
-# texts every time; the cache is emptied when full, so unusual ones cannot grow it.
+# texts every time; long ones (bulk inserts, long IN lists) are not kept, and the cache
+# is emptied when full, so unusual ones cannot grow it.
 _CONVERTED: dict[str, str] = {}
 _CONVERTED_MAX = 2048
+_LONGEST_KEPT = 16_384
 
 
 class CursorWrapper(base.SQLiteCursorWrapper):
@@ -71,12 +73,15 @@ class CursorWrapper(base.SQLiteCursorWrapper):
     def convert_query(self, query, *, param_names=None):
         if param_names is not None:  # "pyformat" (named) parameters: Django's way
             return super().convert_query(query, param_names=param_names)
+        if "%" not in query:
+            return query  # nothing to rewrite
         converted = _CONVERTED.get(query)
         if converted is None:
             converted = super().convert_query(query)
-            if len(_CONVERTED) >= _CONVERTED_MAX:
-                _CONVERTED.clear()
-            _CONVERTED[query] = converted
+            if len(query) <= _LONGEST_KEPT:
+                if len(_CONVERTED) >= _CONVERTED_MAX:
+                    _CONVERTED.clear()
+                _CONVERTED[query] = converted
         return converted
 
 

@@ -42,6 +42,16 @@ def test_a_statement_is_rewritten_once():
     assert second is first  # kept, not rewritten again
 
 
+def test_long_statements_and_statements_without_placeholders_are_not_kept():
+    long = "SELECT %s" + ", %s" * 5000  # a bulk insert's or a long IN list's size
+    with connection.cursor() as cursor:
+        assert cursor.cursor.convert_query(long) == "SELECT ?" + ", ?" * 5000
+        assert cursor.cursor.convert_query("SELECT 2") == "SELECT 2"
+
+    assert long not in base._CONVERTED
+    assert "SELECT 2" not in base._CONVERTED
+
+
 def test_the_statements_kept_are_bounded():
     with connection.cursor() as cursor:
         for n in range(base._CONVERTED_MAX + 10):

@@ -12,7 +12,7 @@ from django.db import connection, connections, transaction
 
 from cart.models import Cart
 from cart.tests.factories import CartFactory
-from common.sqlite.base import DatabaseCreation, DatabaseWrapper
+from common.sqlite.base import CursorWrapper, DatabaseCreation, DatabaseWrapper
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -207,7 +207,11 @@ def test_an_in_memory_database_has_no_queue():
         assert memory.writers_queue is None
         with memory.cursor() as cursor:
             cursor.execute("CREATE TABLE t (x integer)")
-            cursor.execute("INSERT INTO t VALUES (1)")
+            cursor.execute("INSERT INTO t VALUES (%s)", [1])
+            cursor.execute("SELECT x FROM t WHERE x = %s", [1])
+            assert cursor.fetchone() == (1,)
+            # Still the backend's cursor: placeholders rewritten once, not queued.
+            assert type(cursor.cursor) is CursorWrapper
     finally:
         memory.close()
 
