@@ -135,8 +135,8 @@ class CompiledQuery:
 
 
 def _constants_written_in(sql: str, slots: list) -> tuple[str, list]:
-    """The statement with its constant texts and integers written into the SQL, and the
-    parameters left to send (the markers' slots, and any other constant).
+    """The statement with its constant texts written into the SQL, and the parameters
+    left to send (the markers' slots, and the other constants).
 
     For SQLite: it keeps a prepared statement and runs it again with new values, unless
     a value could decide whether a partial index applies (`NOT status = ?` where
@@ -165,7 +165,7 @@ def _constants_written_in(sql: str, slots: list) -> tuple[str, list]:
 def _sqlite_literal(value) -> str | None:
     # Text only (text choices too): every partial index here tests a text column, and an
     # integer written in could change meaning (`ORDER BY 2` orders by the second column).
-    if isinstance(value, str) and not isinstance(value, _Slot) and "\x00" not in value:
+    if isinstance(value, str) and "\x00" not in value:
         return "'" + value.replace("'", "''") + "'"
     return None
 

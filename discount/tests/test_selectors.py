@@ -14,7 +14,9 @@ from discount.models import Discount, DiscountReservation, ReservationStatus
 from discount.selectors import (
     _AUTOMATIC_PROMOTIONS,
     _BY_CODE,
+    _CODE_HELD,
     discount_automatic_promotions,
+    discount_code_held,
     discount_find_code,
 )
 from discount.services import discount_generate_codes
@@ -152,3 +154,27 @@ def test_a_code_is_taken_by_another_discount_in_any_case_or_by_a_generated_code(
     assert campaign.code_taken() is False
     assert not Discount(code="SUMMER").code_taken()
     assert not Discount(code="not a code!").code_taken()
+
+
+def test_a_generated_code_is_held_while_a_reservation_of_it_is_not_released():
+    discount = DiscountFactory(code="HELDCAMPAIGN")
+    free, reserved, consumed, released = discount_generate_codes(discount=discount, count=4)
+    later = timezone.now() + timedelta(hours=1)
+    _reserve(discount, expires=later, code=reserved)
+    _reserve(discount, expires=later, code=consumed, status=ReservationStatus.CONSUMED)
+    _reserve(discount, expires=later, code=released, status=ReservationStatus.RELEASED)
+
+    held = {
+        code.code: discount_code_held(code.pk) for code in (free, reserved, consumed, released)
+    }
+
+    assert held == {
+        free.code: False,
+        reserved.code: True,
+        consumed.code: True,
+        released.code: False,
+    }
+    for code in (free, reserved, consumed, released):  # the compiled query is the ORM's
+        assert bool(_CODE_HELD.run(code_id=code.pk)) == bool(
+            list(_CODE_HELD.queryset(code_id=code.pk))
+        )
