@@ -122,12 +122,15 @@ def _display(amount, currency: str):
     return amount.normalize()
 
 
-class ApplyDiscountSerializer(serializers.Serializer):
+class ApplyDiscountSerializer(FieldsBuiltOnce, serializers.Serializer):
     """`{"code": …}` naming a usable code; `validated_data["discount"]` is that discount
     and `validated_data["generated_code"]` the single-use code typed, if it is one.
 
     With `context={"reveal_reasons": False}` every refusal that would say whether the
     code exists is `discount_invalid` (see `discount.errors.public_discount_error`).
+
+    Its one field is built once per class (`common.serializers`), not for every apply:
+    it depends on nothing of the request (the context is read by `validate` only).
     """
 
     code = serializers.CharField(

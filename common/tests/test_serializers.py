@@ -8,13 +8,20 @@ from rest_framework import serializers
 
 from cart.serializers import CartSerializer
 from common.serializers import ValidatorsBuiltOnce
-from discount.serializers import DiscountSerializer
+from discount.serializers import ApplyDiscountSerializer, DiscountSerializer
 from payments.models import PaymentRequest
 
+# Each serializer built once, with the DRF class whose get_fields it replaces.
+BUILT_ONCE = [
+    (DiscountSerializer, serializers.ModelSerializer),
+    (ApplyDiscountSerializer, serializers.Serializer),
+]
 
-def test_each_instance_gets_the_fields_drf_builds_bound_to_itself():
-    first, second = DiscountSerializer(), DiscountSerializer(data={"code": "X"})
-    drf_built = serializers.ModelSerializer.get_fields(DiscountSerializer())
+
+@pytest.mark.parametrize(("serializer_class", "drf_class"), BUILT_ONCE)
+def test_each_instance_gets_the_fields_drf_builds_bound_to_itself(serializer_class, drf_class):
+    first, second = serializer_class(), serializer_class(data={"code": "X"})
+    drf_built = drf_class.get_fields(serializer_class())
     for serializer in (first, second):
         assert list(serializer.fields) == list(drf_built)
         for name, field in serializer.fields.items():
@@ -33,20 +40,21 @@ def test_instances_validate_and_answer_independently():
     assert good.validated_data["code"] == "SPRING"
 
 
-def test_the_fields_are_built_once_per_class(monkeypatch):
+@pytest.mark.parametrize(("serializer_class", "drf_class"), BUILT_ONCE)
+def test_the_fields_are_built_once_per_class(monkeypatch, serializer_class, drf_class):
     built = []
-    drf_get_fields = serializers.ModelSerializer.get_fields
+    drf_get_fields = drf_class.get_fields
 
     def counted(self):
         built.append(type(self))
         return drf_get_fields(self)
 
-    monkeypatch.setattr(serializers.ModelSerializer, "get_fields", counted)
-    monkeypatch.delattr(DiscountSerializer, "_fields_built_once", raising=False)
+    monkeypatch.setattr(drf_class, "get_fields", counted)
+    monkeypatch.delattr(serializer_class, "_fields_built_once", raising=False)
     for _ in range(3):
-        assert "code" in DiscountSerializer().fields
-    assert built == [DiscountSerializer]
-    monkeypatch.delattr(DiscountSerializer, "_fields_built_once")
+        assert "code" in serializer_class().fields
+    assert built == [serializer_class]
+    monkeypatch.delattr(serializer_class, "_fields_built_once")
 
 
 class _KeySerializer(ValidatorsBuiltOnce, serializers.ModelSerializer):
