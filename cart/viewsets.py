@@ -145,7 +145,9 @@ class CartViewSet(
                 discount=serializer.validated_data["discount"],
                 code=serializer.validated_data["generated_code"],
             )
-        return Response(CartSerializer(cart).data)
+        # The answer is CartSerializer's, built directly as pay's is: the same JSON
+        # without a serializer instance and its ReturnDict.
+        return Response(cart_representation(cart))
 
     @api_docs.PAY
     @action(detail=True, methods=["post"])
