@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import caches
 
 from cart.tests.factories import CartFactory
-from common.ratelimit import Rate, rate_limit, rate_limit_hit, window
+from common.ratelimit import Rate, rate_limit, rate_limit_hit, rate_of, window
 from common.testing import error_of
 from conftest import ROOT
 from discount.tests.factories import DiscountFactory
@@ -115,6 +115,28 @@ def limits(settings, **rates):
 
 def apply(client, cart, code, ip="203.0.113.1"):
     return client.post(f"/api/cart/{cart.pk}/apply_discount/", {"code": code}, REMOTE_ADDR=ip)
+
+
+def test_a_rate_is_parsed_once_per_text_and_a_changed_one_is_read(
+    api_client, settings, monkeypatch
+):
+    parsed = []
+    parse = Rate.parse.__func__
+    monkeypatch.setattr(
+        Rate, "parse", classmethod(lambda cls, t: parsed.append(t) or parse(cls, t))
+    )
+    rate_of.cache_clear()
+    limits(settings, apply_discount_per_ip="2/m", apply_discount_per_cart="off")
+
+    statuses = [apply(api_client, CartFactory(), "NOPE").status_code for _ in range(3)]
+
+    assert statuses == [400, 400, 429]
+    assert sorted(parsed) == ["2/m", "off"]  # two limits, each parsed once
+    limits(settings, apply_discount_per_ip="1/h")  # a new rate, its own window
+    statuses = [apply(api_client, CartFactory(), "NOPE").status_code for _ in range(2)]
+    assert statuses == [400, 429]
+    assert sorted(parsed) == ["1/h", "2/m", "off"]
+    rate_of.cache_clear()
 
 
 def test_guessing_codes_from_one_ip_is_limited(api_client, settings):
