@@ -52,7 +52,6 @@ from common import money
 from discount.errors import DiscountError
 from discount.models import Discount, DiscountCode
 from discount.services import (
-    DiscountRulesChanged,
     discount_apply_best_automatic,
     discount_make_room_for_code,
     discount_reevaluate,
@@ -251,26 +250,6 @@ def cart_apply_discount(
     `CartFrozenError` (409) when the cart is paid or being paid.
     """
     now = timezone.now()
-    try:
-        # Most codes count no other cart's uses: their row is locked shared, and carts
-        # applying one code at the same time do not wait for each other.
-        locked = _apply_locked(cart, discount, code, now, share_code_lock=True)
-    except DiscountRulesChanged:
-        # Its rules changed since it was read: again, its row locked exclusively.
-        locked = _apply_locked(cart, discount, code, now, share_code_lock=False)
-
-    # The caller's copy may predate a concurrent line change: show the cart as locked.
-    for name in (*_LINE_FIELDS, "payment_status"):
-        setattr(cart, name, getattr(locked, name))
-    if not locked.has_payments:  # its answer shows none, without asking (it was changeable)
-        cart_known_history(cart, payments=[])
-    return cart
-
-
-def _apply_locked(
-    cart: Cart, discount: Discount, code: DiscountCode | None, now, *, share_code_lock: bool
-) -> Cart:
-    """`cart_apply_discount`'s transaction; returns the cart as locked and changed."""
     with transaction.atomic():
         locked = cart_get_locked(cart.pk, with_has_payments=True)
         locked.check_can_change()
@@ -282,18 +261,18 @@ def _apply_locked(
             discount_make_room_for_code(cart=locked, amount_off=amount_off)
         # Reserving the use re-checks, under the code's row lock, that it is still
         # usable: it may have been switched off or used up since the request was validated.
-        discount_reserve(
-            discount=discount,
-            cart=locked,
-            amount=amount_off,
-            at=now,
-            code=code,
-            share_lock=share_code_lock,
-        )
+        discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now, code=code)
+
         locked.discount_code = code
         locked.set_discount(discount, amount_off)
         locked.save_discount()
-    return locked
+
+    # The caller's copy may predate a concurrent line change: show the cart as locked.
+    for name in (*_LINE_FIELDS, "payment_status"):
+        setattr(cart, name, getattr(locked, name))
+    if not locked.has_payments:  # its answer shows none, without asking (it was changeable)
+        cart_known_history(cart, payments=[])
+    return cart
 
 
 def cart_pay(

@@ -24,10 +24,6 @@ parameter, `at - timedelta(hours=1)`, or escaped by its lookup, SQLite's LIKE fo
 Parameters are `str`, `datetime` (aware), `int` or `UUID`. A test per query checks it
 answers what the ORM's queryset answers.
 
-`for_share=True` turns the builder's `select_for_update()` into `FOR SHARE` on PostgreSQL,
-which the ORM cannot write: a lock that keeps the rows from being changed or deleted until
-the transaction ends, without making readers who take the same lock wait for each other.
-
 `CompiledSaves`, a model mixin, does the same for `save()`: the INSERT or UPDATE Django
 builds for a model, a set of fields and a database is kept and sent again with the next
 save's values (see its docstring).
@@ -49,15 +45,12 @@ from django.db.transaction import TransactionManagementError
 
 
 class CompiledQuery:
-    def __init__(
-        self, build: Callable[..., QuerySet], /, *, for_share: bool = False, **params: type
-    ) -> None:
+    def __init__(self, build: Callable[..., QuerySet], **params: type) -> None:
         for name, kind in params.items():
             if kind not in (str, datetime, int, UUID):
                 raise ImproperlyConfigured(f"{name}: only str, datetime, int, UUID parameters.")
         self._build = build
         self._params = params
-        self._for_share = for_share
         self._compiled: dict[str, tuple[type[Model], str, list, bool, list | None]] = {}
         self._readers: dict[str, _Reader] = {}
 
@@ -110,10 +103,6 @@ class CompiledQuery:
         if connection.vendor == "sqlite":
             sql, slots = _constants_written_in(sql, slots)
         locks = queryset.query.select_for_update and connection.features.has_select_for_update
-        if self._for_share and not queryset.query.select_for_update:
-            raise ImproperlyConfigured("for_share: the builder must select_for_update().")
-        if self._for_share and locks:
-            sql = _for_share(sql)
         names = _combined_names(queryset, using) if queryset.query.combinator else None
         compiled = self._compiled[using] = (queryset.model, sql, slots, locks, names)
         return compiled
@@ -143,16 +132,6 @@ class CompiledQuery:
                 "must use each parameter unchanged."
             )
         return queryset, sql, slots
-
-
-def _for_share(sql: str) -> str:
-    """The statement locking its rows `FOR SHARE` instead of `FOR UPDATE`."""
-    if not sql.endswith(" FOR UPDATE"):
-        raise ImproperlyConfigured(
-            "for_share needs a plain select_for_update() (no of, nowait, skip_locked or "
-            f"no_key): the statement ends {sql[-40:]!r}."
-        )
-    return sql.removesuffix(" FOR UPDATE") + " FOR SHARE"
 
 
 def _constants_written_in(sql: str, slots: list) -> tuple[str, list]:

@@ -260,13 +260,6 @@ class Discount(CompiledSaves, models.Model):
         """Whether the code counts its uses per customer (a cart needs a customer_ref)."""
         return self.limit_per_customer is not None or self.first_order_only
 
-    @property
-    def counts_other_carts(self) -> bool:
-        """Whether one more use depends on the uses other carts hold or consumed (a
-        `usage_limit`, a per-customer limit, a budget): reserving one must then keep
-        every other cart from reserving at the same time."""
-        return self.usage_limit is not None or self.per_customer or self.budget_amount is not None
-
     def customer_limit(self) -> int | None:
         """Uses one customer may hold or have consumed: first-order codes count as one."""
         if self.first_order_only:

@@ -92,22 +92,16 @@ def discount_automatic_promotions() -> list[Discount]:
     return _AUTOMATIC_PROMOTIONS.run()
 
 
-# Every use reserved locks its code's row first: exclusively when its rules count the
-# uses of other carts, shared otherwise (see `discount.services._check_room`).
+# Every use reserved locks its code's row first.
 _DISCOUNT_LOCKED = CompiledQuery(
     lambda pk: Discount.objects.select_for_update().filter(pk=pk), pk=int
 )
-_DISCOUNT_SHARE_LOCKED = CompiledQuery(
-    lambda pk: Discount.objects.select_for_update().filter(pk=pk), for_share=True, pk=int
-)
 
 
-def discount_get_locked(discount_id: int, *, shared: bool = False) -> Discount:
-    """The discount's row, locked until the caller's transaction ends: exclusively, or
-    with `shared` so that it cannot change or go, while others sharing the lock go on
-    (`FOR SHARE` on PostgreSQL). Raises `Discount.DoesNotExist` if it is gone."""
-    query = _DISCOUNT_SHARE_LOCKED if shared else _DISCOUNT_LOCKED
-    found = query.run(pk=discount_id)
+def discount_get_locked(discount_id: int) -> Discount:
+    """The discount's row, locked until the caller's transaction ends. Raises
+    `Discount.DoesNotExist` if it is gone."""
+    found = _DISCOUNT_LOCKED.run(pk=discount_id)
     if not found:
         raise Discount.DoesNotExist(f"No discount {discount_id}.")
     return found[0]

@@ -177,26 +177,10 @@ def _reservation_ttl() -> timedelta:
     return timedelta(seconds=settings.DISCOUNT_RESERVATION_TTL)
 
 
-class DiscountRulesChanged(Exception):
-    """The code was read counting no other cart's uses and counts them now: what reserved
-    it under a shared lock must run again (a new transaction), locking it exclusively."""
-
-
-def _check_room(
-    *, discount: Discount, at: datetime, exclude: int | None = None, shared: bool = False
-) -> Discount:
+def _check_room(*, discount: Discount, at: datetime, exclude: int | None = None) -> Discount:
     """Lock the code's row and raise the `DiscountError` why it cannot take one more use
-    at `at` (switched off, outside its window, or its limit held by other uses).
-
-    With `shared`, a code whose rules count no other cart's uses (`counts_other_carts`,
-    as `discount` was read) is locked shared: it cannot change or go until the
-    transaction ends, and carts reserving it at the same time do not wait for each other
-    (on PostgreSQL; SQLite has one writer at a time anyway). Raises
-    `DiscountRulesChanged` if the locked row counts them after all."""
-    shared = shared and not discount.counts_other_carts
-    locked = discount_get_locked(discount.pk, shared=shared)
-    if shared and locked.counts_other_carts:
-        raise DiscountRulesChanged()
+    at `at` (switched off, outside its window, or its limit held by other uses)."""
+    locked = discount_get_locked(discount.pk)
     locked.check_usable(at=at)
     if locked.usage_limit is not None:
         others = locked.reservations.holding(at=at).exclude(pk=exclude).count()
@@ -246,7 +230,6 @@ def discount_reserve(
     amount: Decimal,
     at: datetime,
     code: DiscountCode | None = None,
-    share_lock: bool = False,
 ) -> DiscountReservation:
     """Reserve one use of the code for `cart` (whose row the caller has locked, inside
     its transaction), or raise the `DiscountError` why not. Re-checks, under the code's
@@ -254,9 +237,8 @@ def discount_reserve(
     counted across carts (`usage_limit`, per customer, `budget_amount`). A generated
     `code` is single-use: the reservation names it, and one that a cart holds (until
     the sweep releases it) or used is `DiscountCodeUsedError`; a database constraint
-    backs that up. `share_lock`: a code counting no other cart's uses is locked shared
-    (the caller retries on `DiscountRulesChanged`, see `_check_room`)."""
-    locked = _check_room(discount=discount, at=at, shared=share_lock)
+    backs that up."""
+    locked = _check_room(discount=discount, at=at)
     _check_campaign(locked, cart=cart, amount=amount, at=at)
     reservation = DiscountReservation(
         discount=locked,

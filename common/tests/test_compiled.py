@@ -6,7 +6,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, transaction
+from django.db import connection
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
@@ -234,41 +234,3 @@ def test_on_sqlite_a_constant_that_decides_a_partial_index_does_not_cost_a_prepa
     assert len(sent) == 1
     assert ReservationStatus.RELEASED.value in sent[0][0]  # written into the SQL
     assert sqlite_reprepared(connection, sent) == []
-
-
-def test_for_share_locks_the_rows_shared_where_the_database_has_row_locks():
-    discount = DiscountFactory(code="SHARED")
-    shared = CompiledQuery(
-        lambda pk: Discount.objects.select_for_update().filter(pk=pk), for_share=True, pk=int
-    )
-
-    with transaction.atomic(), statements_sent(connection) as sent:
-        assert [d.pk for d in shared.run(pk=discount.pk)] == [discount.pk]
-
-    [(sql, _)] = sent
-    ours = sql.removesuffix(" FOR SHARE")
-    orm, _ = Discount.objects.select_for_update().filter(pk=1).query.sql_with_params()
-    if connection.features.has_select_for_update:
-        assert sql.endswith(" FOR SHARE")
-        assert ours == orm.removesuffix(" FOR UPDATE")
-    else:
-        assert sql == orm  # SQLite: no locking clause, one writer at a time
-
-
-def test_for_share_without_select_for_update_is_refused():
-    query = CompiledQuery(lambda pk: Discount.objects.filter(pk=pk), for_share=True, pk=int)
-
-    with transaction.atomic(), pytest.raises(ImproperlyConfigured, match="for_share"):
-        query.run(pk=1)
-
-
-@pytest.mark.skipif(not connection.features.has_select_for_update, reason="no locking clause")
-def test_for_share_of_a_lock_with_options_is_refused():
-    query = CompiledQuery(
-        lambda pk: Discount.objects.select_for_update(nowait=True).filter(pk=pk),
-        for_share=True,
-        pk=int,
-    )
-
-    with transaction.atomic(), pytest.raises(ImproperlyConfigured, match="plain"):
-        query.run(pk=1)
