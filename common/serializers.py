@@ -21,6 +21,7 @@ every instance: 5-7 % of a create's CPU for a list that is empty for our models)
 """
 
 import copy
+import functools
 from collections.abc import Callable
 
 
@@ -59,4 +60,30 @@ def built_once(serializer, name: str, build: Callable[[], dict]) -> dict:
         # A race of two first requests builds them twice: either result is right.
         built = build()
         setattr(cls, name, built)
-    return {field_name: copy.copy(field) for field_name, field in built.items()}
+    return {field_name: shallow_copy(field) for field_name, field in built.items()}
+
+
+def shallow_copy(field):
+    """`copy.copy(field)`, the same object for a plain one (a new instance of its class
+    holding the same attributes), four times faster: `copy.copy` asks the class how to
+    reduce and rebuild it on every call, and a discount's 21 fields cost 67 µs a request
+    that way. A class that says how it is copied or rebuilt (`__copy__`, `__reduce__`,
+    `__reduce_ex__`, `__setstate__`) or keeps its attributes in slots goes `copy.copy`'s
+    way."""
+    cls = type(field)
+    if not _plain(cls):
+        return copy.copy(field)
+    new = cls.__new__(cls)
+    new.__dict__.update(field.__dict__)
+    return new
+
+
+@functools.cache
+def _plain(cls: type) -> bool:
+    return (
+        cls.__reduce_ex__ is object.__reduce_ex__
+        and cls.__reduce__ is object.__reduce__
+        and not hasattr(cls, "__copy__")
+        and not hasattr(cls, "__setstate__")
+        and not any("__slots__" in vars(klass) for klass in cls.__mro__[:-1])
+    )
