@@ -323,7 +323,8 @@ def test_apply_locks_the_codes_row_last(api_client, generated):
     # savepoint wraps to answer a race with `discount_code_used`), the INSERT, COMMIT.
     if generated:
         assert "DISCOUNT_DISCOUNTRESERVATION" in after[0], after
-        assert after[1].startswith("SAVEPOINT") and after[3].startswith("RELEASE"), after
+        assert after[1].startswith("SAVEPOINT"), after
+        assert after[3].startswith("RELEASE"), after
         after = [after[2], *after[4:]]
     assert [sql.split()[0:3] for sql in after] == [
         ["INSERT", "INTO", '"DISCOUNT_DISCOUNTRESERVATION"'],
