@@ -259,13 +259,14 @@ def cart_apply_discount(
         if locked.discount_id is not None:
             # An automatic promotion gives way to a code that takes off more.
             discount_make_room_for_code(cart=locked, amount_off=amount_off)
-        # Reserving the use re-checks, under the code's row lock, that it is still
-        # usable: it may have been switched off or used up since the request was validated.
-        discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now, code=code)
-
         locked.discount_code = code
         locked.set_discount(discount, amount_off)
         locked.save_discount()
+        # Reserving the use re-checks, under the code's row lock, that it is still
+        # usable: it may have been switched off or used up since the request was validated.
+        # Last, so that lock is held for the INSERT and the COMMIT only: on PostgreSQL the
+        # applies of one code queue for it (a refusal rolls the cart's UPDATE back).
+        discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now, code=code)
 
     # The caller's copy may predate a concurrent line change: show the cart as locked.
     for name in (*_LINE_FIELDS, "payment_status"):

@@ -15,6 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from cart.tests.factories import CartFactory
+from discount.services import discount_generate_codes
 from discount.tests.factories import DiscountFactory
 from payments.models import Payment, PaymentAttemptStatus, Refund
 
@@ -292,3 +293,40 @@ def test_write_paths_send_these_statements_outside_a_test_transaction(api_client
     counts = {name: count_queries(call) for name, (_, call) in paths.items()}
     over = {name: count for name, count in counts.items() if count > paths[name][0]}
     assert not over, f"over budget: {over}"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("generated", [False, True], ids=["code", "generated code"])
+def test_apply_locks_the_codes_row_last(api_client, generated):
+    """The applies of one code queue for its row's lock (PostgreSQL), so it is taken after
+    the cart's UPDATE: held for the reservation's INSERT and the COMMIT only, as the
+    limit row of docs/benchmarks.md holds its counter's."""
+    discount = DiscountFactory(code="LOCKLAST")
+    code = discount.code
+    if generated:
+        code = discount_generate_codes(discount=discount, count=1)[0].code
+    cart = CartFactory(total=Decimal("20.00"))
+    with CaptureQueriesContext(connection) as context:
+        response = api_client.post(f"/api/cart/{cart.pk}/apply_discount/", {"code": code})
+    assert response.status_code == 200, response.content
+    statements = [q["sql"].lstrip().upper() for q in context.captured_queries]
+    begin = next(i for i, sql in enumerate(statements) if sql.startswith("BEGIN"))
+    in_transaction = statements[begin + 1 :]
+    code_read = next(
+        i for i, sql in enumerate(in_transaction) if 'FROM "DISCOUNT_DISCOUNT"' in sql
+    )
+    before, after = in_transaction[:code_read], in_transaction[code_read + 1 :]
+    assert any(sql.startswith('UPDATE "CART_CART"') for sql in before), before
+    if connection.vendor == "postgresql":
+        assert "FOR UPDATE" in in_transaction[code_read]
+    # After the lock: is a generated code held (a read, for it only, whose INSERT a
+    # savepoint wraps to answer a race with `discount_code_used`), the INSERT, COMMIT.
+    if generated:
+        assert "DISCOUNT_DISCOUNTRESERVATION" in after[0], after
+        assert after[1].startswith("SAVEPOINT"), after
+        assert after[3].startswith("RELEASE"), after
+        after = [after[2], *after[4:]]
+    assert [sql.split()[0:3] for sql in after] == [
+        ["INSERT", "INTO", '"DISCOUNT_DISCOUNTRESERVATION"'],
+        ["COMMIT"],
+    ], after

@@ -11,7 +11,7 @@ from cart.services import cart_apply_discount
 from cart.tests.factories import CartFactory
 from common.testing import error_of, response_json
 from discount.errors import DiscountExpiredError, DiscountInactiveError
-from discount.models import Discount
+from discount.models import Discount, DiscountReservation
 from discount.tests.factories import DiscountFactory, PercentDiscountFactory
 from payments.models import Payment, Refund
 
@@ -198,6 +198,11 @@ class TestApplyDiscount:
 
         discount.refresh_from_db()
         assert discount.times_used == 0
+        # The cart's UPDATE, sent before the code's row is locked, is rolled back with it.
+        assert (cart.discount, cart.total) == (None, Decimal("20.00"))
+        cart.refresh_from_db()
+        assert (cart.discount, cart.amount_discounted, cart.total) == (None, 0, 20)
+        assert not DiscountReservation.objects.exists()
 
     def test_a_code_that_expired_after_validation_is_refused_without_a_use(self):
         discount = DiscountFactory(code="GONE")
