@@ -264,8 +264,12 @@ def cart_apply_discount(
         locked.save_discount()
         # Reserving the use re-checks, under the code's row lock, that it is still
         # usable: it may have been switched off or used up since the request was validated.
-        # Last, so that lock is held for the INSERT and the COMMIT only: on PostgreSQL the
-        # applies of one code queue for it (a refusal rolls the cart's UPDATE back).
+        # Last, after the cart's UPDATE: on PostgreSQL the applies of one code queue for
+        # that lock, held from here to the COMMIT (the code's own re-checks, the INSERT).
+        # A refusal rolls the cart's UPDATE back. The UPDATE takes no lock on the code's
+        # row first: Django's foreign keys on PostgreSQL are checked at the COMMIT
+        # (DEFERRABLE INITIALLY DEFERRED); checked at once, two applies of one code could
+        # each hold the row shared for their key and wait for the other's to lock it.
         discount_reserve(discount=discount, cart=locked, amount=amount_off, at=now, code=code)
 
     # The caller's copy may predate a concurrent line change: show the cart as locked.
