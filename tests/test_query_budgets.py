@@ -330,3 +330,17 @@ def test_apply_locks_the_codes_row_last(api_client, generated):
         ["INSERT", "INTO", '"DISCOUNT_DISCOUNTRESERVATION"'],
         ["COMMIT"],
     ], after
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's constraints")
+def test_a_carts_keys_to_its_code_are_checked_at_the_commit():
+    # The apply's cart UPDATE comes before the code's row is locked
+    # (`cart_apply_discount`): a key checked at once would hold that row shared first.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT confrelid::regclass::text, condeferrable, condeferred FROM pg_constraint"
+            " WHERE conrelid = 'cart_cart'::regclass AND contype = 'f'"
+            " AND confrelid::regclass::text LIKE 'discount_%%'"
+        )
+        keys = sorted(cursor.fetchall())
+    assert keys == [("discount_discount", True, True), ("discount_discountcode", True, True)]
