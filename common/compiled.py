@@ -31,6 +31,7 @@ save's values (see its docstring).
 
 from __future__ import annotations
 
+import inspect
 import re
 import secrets
 from collections.abc import Callable
@@ -40,6 +41,10 @@ from uuid import UUID, uuid4
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import CharField, Model, QuerySet, TextField
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.query_utils import DeferredAttribute
+from django.db.models.signals import post_init, pre_init
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
 
@@ -203,6 +208,16 @@ class _Reader:
         # joined table's), which QuerySet.raw leaves out too.
         taken = {field.column for field in model._meta.concrete_fields}
         self.extra = [(name, index) for index, name in enumerate(columns) if name not in taken]
+        # Whether an instance may be made without Model.__init__ (see `instance`).
+        self.plain = (
+            model.__init__ is Model.__init__
+            and model.__setattr__ is Model.__setattr__
+            and model.from_db.__func__ is Model.from_db.__func__
+            and all(
+                type(inspect.getattr_static(model, name, None)) in _PLAIN_DESCRIPTORS
+                for name in self.attnames
+            )
+        )
 
     def instance(self, row, using: str, connection) -> Model:
         values = []
@@ -211,10 +226,30 @@ class _Reader:
             for converter in convert:
                 value = converter(value, column, connection)
             values.append(value)
-        instance = self.model.from_db(using, self.attnames, values)
+        model = self.model
+        if self.plain and not (pre_init.has_listeners(model) or post_init.has_listeners(model)):
+            # What Model.from_db makes of these values, without Model.__init__'s loops
+            # and two signals nobody listens to: each value in the instance's __dict__
+            # (a field's descriptor reads it from there, and a field not read is
+            # deferred, absent as it would be), and its state.
+            instance = model.__new__(model)
+            state = ModelState()
+            state.adding = False
+            state.db = using
+            instance._state = state
+            instance.__dict__.update(zip(self.attnames, values, strict=True))
+        else:
+            instance = model.from_db(using, self.attnames, values)
         for name, index in self.extra:
             setattr(instance, name, row[index])
         return instance
+
+
+# The descriptors Django gives a concrete field's attname that store nothing but the
+# value in the instance's __dict__ when it is set (a foreign key's clears a cached
+# related object, which a new instance has none of). Any other (a file field's, a
+# model's own property) is set through Model.__init__.
+_PLAIN_DESCRIPTORS = frozenset({DeferredAttribute, ForeignKeyDeferredAttribute})
 
 
 class _Slot:

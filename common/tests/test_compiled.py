@@ -105,6 +105,45 @@ def test_rows_become_instances_as_the_orm_makes_them():
     assert read._state.db == orm._state.db
 
 
+def test_an_instance_read_is_the_orms_to_every_use_of_it():
+    # Made without Model.__init__: the same __dict__, state, deferred fields and related
+    # object, and it saves as the ORM's does.
+    campaign = DiscountFactory(code="WINTER")
+    cart = CartFactory(discount=campaign)
+    query = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk).only("id", "total"), pk=UUID)
+    (read,) = query.run(pk=cart.pk)
+    (orm,) = query.queryset(pk=cart.pk)
+    assert read.__dict__.keys() == orm.__dict__.keys()
+    assert read.get_deferred_fields() == orm.get_deferred_fields() != set()
+    assert read.discount == orm.discount == campaign  # a deferred key, then its object
+    read.total = Decimal("12.50")
+    read.save(update_fields=["total"])
+    cart.refresh_from_db()
+    assert cart.total == Decimal("12.50")
+
+
+def test_a_model_whose_instances_are_watched_gets_its_signals(monkeypatch):
+    from django.db.models.signals import post_init, pre_init
+
+    cart = CartFactory()
+    query = CompiledQuery(lambda pk: Cart.objects.filter(pk=pk), pk=UUID)
+    query.run(pk=cart.pk)  # the reader is made before anyone listens
+    seen = []
+
+    def watch(sender, **kwargs):
+        seen.append((sender, "instance" in kwargs))
+
+    pre_init.connect(watch, sender=Cart)
+    post_init.connect(watch, sender=Cart)
+    try:
+        (read,) = query.run(pk=cart.pk)
+    finally:
+        pre_init.disconnect(watch, sender=Cart)
+        post_init.disconnect(watch, sender=Cart)
+    assert seen == [(Cart, False), (Cart, True)]
+    assert read.pk == cart.pk
+
+
 def test_a_query_without_the_primary_key_is_refused():
     CartFactory()
     totals = CompiledQuery(lambda: Cart.objects.values("total"))
