@@ -7,6 +7,7 @@ requests per second).
     python bench/inprocess.py --db postgres --only get_cart,pay
     python bench/inprocess.py --only apply_discount --profile  # and cProfile's top functions
     python bench/inprocess.py --only pay --calls   # and Python function calls per request
+    python bench/inprocess.py --only apply_discount --layers  # and CPU by layer of the stack
 
 Each request goes through Django's `WSGIHandler` as gunicorn calls it (middleware, URL
 resolution, DRF, the database), with `bench.settings`, `ENV=DEV`, `DEBUG=false` and
@@ -16,6 +17,11 @@ requests after `--warmup` of them, in `--rounds` rounds (the median round is sho
 Pay calls the fake provider, started here under gunicorn on a free loopback port; its
 CPU is not counted. On PostgreSQL the server's CPU is not counted either: see the
 "+ PG" column of `make bench` for it.
+
+`--layers` adds where each scenario's CPU goes, by layer of the stack (Django's request
+handling, DRF, the ORM, the database driver, ours…; `bench/layers.py`), beside its
+limit view and the bare endpoint: one more round profiled with a CPU clock, each
+layer's share of it applied to the scenario's measured CPU.
 
 `--calls` adds the Python function calls per request, counted by cProfile over one more
 round: a count the machine's speed does not move, for comparing two versions of the code
@@ -79,6 +85,7 @@ class Bench:
         self.opts = opts
         self.work = work
         self.counter = itertools.count()
+        self.layers: dict[str, dict[str, float]] = {}  # --layers: µs by layer
         self.provider: subprocess.Popen | None = None
 
     # Set-up: environment, database, provider, Django.
@@ -253,7 +260,10 @@ class Bench:
     def measure(self, name: str) -> tuple[float, float, float | None, str]:
         opts = self.opts
         counted = opts.requests if opts.calls else 0
-        serve = self.requests_for(name, opts.warmup + opts.requests * opts.rounds + counted)
+        layered = opts.requests if opts.layers else 0
+        serve = self.requests_for(
+            name, opts.warmup + opts.requests * opts.rounds + counted + layered
+        )
         for _ in range(opts.warmup):
             serve()
         rounds = []
@@ -271,6 +281,16 @@ class Bench:
             rounds.append((cpu, wall))
         cpu = statistics.median(r[0] for r in rounds)
         wall = statistics.median(r[1] for r in rounds)
+        if opts.layers:
+            from bench import layers
+
+            by_cpu = cProfile.Profile(time.process_time)
+            by_cpu.enable()
+            for _ in range(opts.requests):
+                serve()
+            by_cpu.disable()
+            shares = layers.shares(pstats.Stats(by_cpu))
+            self.layers[name] = {layer: share * cpu * 1000 for layer, share in shares.items()}
         calls = None
         if counted:
             counter = cProfile.Profile()
@@ -288,6 +308,26 @@ class Bench:
         return cpu, wall, calls, report
 
 
+def layers_table(spent: dict[str, dict[str, float]], names: list[str]) -> str:
+    """CPU µs per request by layer (rows) and scenario (columns)."""
+    from bench import layers
+
+    columns = [name for name in names if name in spent]
+    width = max(len(name) for name in columns) + 1
+    lines = [
+        "CPU µs per request, by layer (bench/layers.py: the shares of a profile with a CPU "
+        "clock, applied to each scenario's measured CPU)",
+        f"{'layer':<38}" + "".join(f"{name:>{width}}" for name in columns),
+    ]
+    for layer in layers.ORDER:
+        if any(spent[name].get(layer, 0) >= 0.5 for name in columns):
+            values = "".join(f"{spent[name].get(layer, 0):>{width}.0f}" for name in columns)
+            lines.append(f"{layer:<38}{values}")
+    totals = "".join(f"{sum(spent[name].values()):>{width}.0f}" for name in columns)
+    lines.append(f"{'total':<38}{totals}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -300,6 +340,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="cProfile the scenarios")
     parser.add_argument(
         "--calls", action="store_true", help="also count Python function calls per request"
+    )
+    parser.add_argument(
+        "--layers", action="store_true", help="also show CPU by layer of the stack"
     )
     parser.add_argument("--sort", default="cumulative", help="pstats sort key")
     parser.add_argument("--top", type=int, default=40, help="functions shown per profile")
@@ -339,6 +382,8 @@ def main(argv: list[str]) -> int:
                 if report:
                     reports.append(f"\n=== {name}\n{report}")
             print("".join(reports))
+            if opts.layers:
+                print(layers_table(bench.layers, opts.names))
         finally:
             bench.teardown()
     return 0

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,3 +57,22 @@ def test_calls_counts_the_python_calls_of_each_request():
     calls = dict(re.findall(r"^(\w+)\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9]+)$", out, re.M))
     assert set(calls) == {"bare", "get_cart"}, out
     assert 0 < int(calls["bare"]) < int(calls["get_cart"])
+
+
+def test_layers_shows_where_each_scenarios_cpu_goes():
+    out = _inprocess("--only", "apply_discount", "--layers", "--requests", "20", "--warmup", "2")
+    table = out[out.index("CPU µs per request, by layer") :].splitlines()
+    header = table[1].split()
+    assert header == ["layer", "bare", "apply_discount", "limit_apply_discount"]
+    rows = {
+        line.rsplit(None, 3)[0].strip(): [float(v) for v in line.split()[-3:]]
+        for line in table[2:]
+    }
+    # The limit view is plain Django: no DRF; the endpoint is DRF's and the ORM's.
+    assert rows["DRF"][1] > 0
+    assert rows.get("DRF", [0, 0, 0])[2] == 0
+    assert rows["Django ORM"][1] > rows["Django ORM"][2]
+    measured = dict(re.findall(r"^(\w+)\s+([0-9.]+)\s+[0-9.]+\s+[0-9.]+$", out, re.M))
+    # The layers share out the measured CPU, nothing more or less (shown to 10 µs).
+    for column, name in enumerate(("bare", "apply_discount", "limit_apply_discount")):
+        assert rows["total"][column] == pytest.approx(float(measured[name]) * 1000, abs=6)
