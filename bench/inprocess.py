@@ -7,7 +7,7 @@ requests per second).
     python bench/inprocess.py --db postgres --only get_cart,pay
     python bench/inprocess.py --only apply_discount --profile  # and cProfile's top functions
     python bench/inprocess.py --only pay --calls   # and Python function calls per request
-    python bench/inprocess.py --only apply_discount --layers  # and CPU by layer of the stack
+    python bench/inprocess.py --only apply_discount --layers  # and time by layer of the stack
 
 Each request goes through Django's `WSGIHandler` as gunicorn calls it (middleware, URL
 resolution, DRF, the database), with `bench.settings`, `ENV=DEV`, `DEBUG=false` and
@@ -18,10 +18,11 @@ Pay calls the fake provider, started here under gunicorn on a free loopback port
 CPU is not counted. On PostgreSQL the server's CPU is not counted either: see the
 "+ PG" column of `make bench` for it.
 
-`--layers` adds where each scenario's CPU goes, by layer of the stack (Django's request
+`--layers` adds where each scenario's time goes, by layer of the stack (Django's request
 handling, DRF, the ORM, the database driver, ours…; `bench/layers.py`), beside its
-limit view and the bare endpoint: one more round profiled with a CPU clock, each
-layer's share of it applied to the scenario's measured CPU.
+limit view and the bare endpoint: one more round profiled, the profiler's own overhead
+taken off, each layer's share applied to the scenario's measured wall time (in process
+its CPU, and on PostgreSQL the server's answers waited for).
 
 `--calls` adds the Python function calls per request, counted by cProfile over one more
 round: a count the machine's speed does not move, for comparing two versions of the code
@@ -284,13 +285,14 @@ class Bench:
         if opts.layers:
             from bench import layers
 
-            by_cpu = cProfile.Profile(time.process_time)
-            by_cpu.enable()
+            profiled = cProfile.Profile()
+            profiled.enable()
             for _ in range(opts.requests):
                 serve()
-            by_cpu.disable()
-            shares = layers.shares(pstats.Stats(by_cpu))
-            self.layers[name] = {layer: share * cpu * 1000 for layer, share in shares.items()}
+            profiled.disable()
+            measured = wall * opts.requests / 1000  # the same requests unprofiled, s
+            shares = layers.shares(pstats.Stats(profiled), measured=measured)
+            self.layers[name] = {layer: share * wall * 1000 for layer, share in shares.items()}
         calls = None
         if counted:
             counter = cProfile.Profile()
@@ -315,8 +317,9 @@ def layers_table(spent: dict[str, dict[str, float]], names: list[str]) -> str:
     columns = [name for name in names if name in spent]
     width = max(len(name) for name in columns) + 1
     lines = [
-        "CPU µs per request, by layer (bench/layers.py: the shares of a profile with a CPU "
-        "clock, applied to each scenario's measured CPU)",
+        "µs per request, by layer (bench/layers.py: a profile's shares, less its own "
+        "overhead, of each scenario's measured wall time: its CPU, and on PostgreSQL "
+        "the server's answers waited for)",
         f"{'layer':<38}" + "".join(f"{name:>{width}}" for name in columns),
     ]
     for layer in layers.ORDER:
@@ -342,7 +345,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--calls", action="store_true", help="also count Python function calls per request"
     )
     parser.add_argument(
-        "--layers", action="store_true", help="also show CPU by layer of the stack"
+        "--layers", action="store_true", help="also show the time by layer of the stack"
     )
     parser.add_argument("--sort", default="cumulative", help="pstats sort key")
     parser.add_argument("--top", type=int, default=40, help="functions shown per profile")
