@@ -12,6 +12,10 @@ SITE = "/venv/lib/python3.11/site-packages"
 STDLIB = sysconfig.get_paths()["stdlib"]
 OURS = "ours: rules, queries, the provider's client"
 EDGE = "ours: the request's edge"
+# Functions as pstats names them: (file, line, name).
+ORM_SAVE = (f"{SITE}/django/db/models/base.py", 1, "save")
+OUR_APPLY = (f"{ROOT}/cart/services.py", 1, "apply")
+GETATTR = ("~", 0, "<built-in method builtins.getattr>")
 
 
 class _Stats:
@@ -58,16 +62,13 @@ def test_only_our_own_files_are_ours():
 
 
 def test_a_builtins_time_goes_to_its_callers_in_their_shares():
-    orm = (f"{SITE}/django/db/models/base.py", 1, "save")
-    ours = (f"{ROOT}/cart/services.py", 1, "apply")
     helper = (f"{SITE}/django/utils/timezone.py", 1, "now")
-    getattr_ = ("~", 0, "<built-in method builtins.getattr>")
     entries = {
-        orm: _entry(1.0),
-        ours: _entry(2.0),
+        ORM_SAVE: _entry(1.0),
+        OUR_APPLY: _entry(2.0),
         # getattr: 3 s, 1 s of it under the ORM and 2 s under a helper that ours calls.
-        getattr_: _entry(3.0, {orm: _edge(1.0), helper: _edge(2.0)}),
-        helper: _entry(1.0, {ours: _edge(1.0, 3.0)}),
+        GETATTR: _entry(3.0, {ORM_SAVE: _edge(1.0), helper: _edge(2.0)}),
+        helper: _entry(1.0, {OUR_APPLY: _edge(1.0, 3.0)}),
     }
     shares = layers.shares(_Stats(entries))
     total = 1 + 2 + 3 + 1
@@ -79,14 +80,12 @@ def test_a_builtins_time_goes_to_its_callers_in_their_shares():
 def test_time_below_an_unplaced_caller_goes_where_that_caller_spent_it():
     # A helper called a thousand cheap times by the ORM and once by ours, that once
     # doing the expensive built-in call: the built-in's time is ours.
-    orm = (f"{SITE}/django/db/models/base.py", 1, "save")
-    ours = (f"{ROOT}/cart/services.py", 1, "apply")
     helper = (f"{SITE}/django/utils/functional.py", 1, "helper")
     builtin = ("~", 0, "<built-in method zlib.compress>")
     entries = {
-        orm: _entry(0.0),
-        ours: _entry(0.0),
-        helper: _entry(1.0, {orm: _edge(0.9, 0.9), ours: _edge(0.1, 5.1)}),
+        ORM_SAVE: _entry(0.0),
+        OUR_APPLY: _entry(0.0),
+        helper: _entry(1.0, {ORM_SAVE: _edge(0.9, 0.9), OUR_APPLY: _edge(0.1, 5.1)}),
         builtin: _entry(5.0, {helper: _edge(5.0)}),
     }
     shares = layers.shares(_Stats(entries))
@@ -94,16 +93,14 @@ def test_time_below_an_unplaced_caller_goes_where_that_caller_spent_it():
 
 
 def test_a_recursive_or_cyclic_helper_leaves_nothing_unplaced():
-    ours = (f"{ROOT}/cart/services.py", 1, "apply")
     first = (f"{STDLIB}/copy.py", 1, "deepcopy")
     second = (f"{STDLIB}/copy.py", 2, "_deepcopy_dict")
-    getattr_ = ("~", 0, "<built-in method builtins.getattr>")
     entries = {
-        ours: _entry(1.0),
+        OUR_APPLY: _entry(1.0),
         # deepcopy calls itself and _deepcopy_dict, which calls deepcopy back.
-        first: _entry(2.0, {ours: _edge(1.0, 5.0), first: _edge(0.5), second: _edge(0.5)}),
+        first: _entry(2.0, {OUR_APPLY: _edge(1.0, 5.0), first: _edge(0.5), second: _edge(0.5)}),
         second: _entry(1.0, {first: _edge(1.0, 3.0)}),
-        getattr_: _entry(1.0, {first: _edge(0.5), second: _edge(0.5)}),
+        GETATTR: _entry(1.0, {first: _edge(0.5), second: _edge(0.5)}),
     }
     assert layers.shares(_Stats(entries)) == {OURS: pytest.approx(1.0)}
 
@@ -113,8 +110,7 @@ def test_the_profilers_overhead_is_taken_off_per_call():
     # unprofiled at 1.5 s, the excess (0.5 s) is 0.5 ms a call; DRF keeps 0.505 s, the
     # ORM 0.995.
     drf = (f"{SITE}/rest_framework/views.py", 1, "dispatch")
-    orm = (f"{SITE}/django/db/models/base.py", 1, "save")
-    entries = {drf: _entry(1.0, calls=990), orm: _entry(1.0, calls=10)}
+    entries = {drf: _entry(1.0, calls=990), ORM_SAVE: _entry(1.0, calls=10)}
     shares = layers.shares(_Stats(entries), measured=1.5)
     assert shares["DRF"] == pytest.approx((1.0 - 0.495) / 1.5)
     assert shares["Django's ORM"] == pytest.approx((1.0 - 0.005) / 1.5)
