@@ -208,9 +208,14 @@ class _Reader:
         # joined table's), which QuerySet.raw leaves out too.
         taken = {field.column for field in model._meta.concrete_fields}
         self.extra = [(name, index) for index, name in enumerate(columns) if name not in taken]
-        # Whether an instance may be made without Model.__init__ (see `instance`).
+        # Whether an instance may be made without Model.__init__ (see `instance`): no
+        # class of the model's has its own (a mixin's after Model is called by Model's),
+        # nor its own way to set an attribute or to make an instance from a row; decided
+        # once per reader (a descriptor patched onto the model later is not seen).
         self.plain = (
-            model.__init__ is Model.__init__
+            all(
+                "__init__" not in vars(klass) for klass in model.__mro__[:-1] if klass is not Model
+            )
             and model.__setattr__ is Model.__setattr__
             and model.from_db.__func__ is Model.from_db.__func__
             and all(
@@ -234,6 +239,7 @@ class _Reader:
             # deferred, absent as it would be), and its state.
             instance = model.__new__(model)
             state = ModelState()
+            state.fields_cache = {}  # (Model.__init__ leaves one when it sets a foreign key)
             state.adding = False
             state.db = using
             instance._state = state

@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.db.transaction import TransactionManagementError
+from django.test.utils import isolate_apps
 from django.utils import timezone
 
 from cart.models import Cart
@@ -142,6 +143,25 @@ def test_a_model_whose_instances_are_watched_gets_its_signals(monkeypatch):
         post_init.disconnect(watch, sender=Cart)
     assert seen == [(Cart, False), (Cart, True)]
     assert read.pk == cart.pk
+
+
+@isolate_apps("cart")
+def test_a_model_with_an_init_of_its_own_anywhere_is_made_by_django():
+    from django.db import models
+
+    from common.compiled import _Reader
+
+    class Noted:
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.noted = True
+
+    class NotedCart(models.Model, Noted):  # Model.__init__ calls Noted's
+        def __str__(self) -> str:
+            return "noted"
+
+    assert _Reader(Cart, ["id"], connection).plain
+    assert not _Reader(NotedCart, ["id"], connection).plain
 
 
 def test_a_query_without_the_primary_key_is_refused():
