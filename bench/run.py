@@ -238,18 +238,52 @@ def kept_run(runs: list[tuple[float, dict, Attempt]]) -> tuple[float, dict, Atte
     return min(runs, key=lambda run: (max(1, split_excess(run[1].get("split") or [])), run[0]))
 
 
+def repeated_note(results: dict[str, Result], max_others: float) -> str:
+    """The rows measured more than once, each run with what disturbed it: other processes
+    above `max_others` % of the CPUs, or (production) wrk's connections split unevenly
+    between the workers."""
+    rows = []
+    for name in SCENARIOS:
+        result = results.get(name)
+        if result is None or len(result.attempts) < 2:
+            continue
+        runs = []
+        for others, rps, split in result.attempts:
+            why = []
+            if others > max_others:
+                why.append(f"others' CPU {others:.0f}%")
+            if split and not split_is_even(split):
+                why.append(f"connections {split_text(split)}")
+            runs.append(f"{rps:.0f} req/s ({', '.join(why) or 'undisturbed'})")
+        rows.append(f"{result.label.split(' `')[0]} " + ", ".join(runs))
+    if not rows:
+        return ""
+    return (
+        "Measured again when other processes took more than "
+        f"{max_others:g}% of the CPUs or one worker held more than one of wrk's connections "
+        "above its share (the run kept is in the table): " + "; ".join(rows) + "."
+    )
+
+
 def split_text(counts: list[int] | None) -> str:
     return "/".join(str(n) for n in sorted(counts, reverse=True)) if counts else "—"
 
 
-def bare_drift_note(config: str, start_rps: float, end_rps: float) -> str:
+def bare_drift_note(config: str, start_rps: float, end_rps: float, restarts: int = 0) -> str:
     """What the bare endpoint measured at the start and at the end of one configuration's
-    runs says about the machine's speed in between."""
+    runs says about the machine's speed in between (`restarts`: workers restarted by
+    `max_requests` during the run at the end, which slow it too)."""
     drift = end_rps / start_rps - 1 if start_rps else 0.0
     text = (
         f"{config}: the bare endpoint served {start_rps:,.1f} requests/s at the start and "
         f"{end_rps:,.1f} at the end ({drift:+.0%})"
     )
+    if restarts and abs(drift) > DRIFT_WARNING:
+        return text + (
+            f": {restarts} worker{'s' if restarts > 1 else ''} restarted by `max_requests` "
+            "during the run at the end, so the drift may be the restart's rather than the "
+            "machine's."
+        )
     if abs(drift) > DRIFT_WARNING:
         return text + (
             ": the machine's speed moved during the run, and so may the ratios of the rows"
@@ -1287,7 +1321,7 @@ class DatabaseRun:
             exhausted=sum(r["exhausted"] for _, r, _ in runs),
             raw=raw,
             others_cpu=others,
-            attempts=[(o, r["rps"]) for o, r, _ in runs],
+            attempts=[(o, r["rps"], r.get("split")) for o, r, _ in runs],
             kept=plan,
             plans=[p for _, _, p in runs],
             restarts=raw["restarts"],
@@ -1414,7 +1448,7 @@ class DatabaseRun:
         if "bare" in self.profiler.names or time.monotonic() + cost > self.deadline:
             return
         again = self.measure("bare", "bare.lua", config, warm_up=False, retries=0)
-        self.notes.append(bare_drift_note(config, first.rps, again.rps))
+        self.notes.append(bare_drift_note(config, first.rps, again.rps, again.restarts))
         if first.others_cpu <= self.opts.max_others:
             self.results[config]["bare"] = first
             return
@@ -1751,19 +1785,9 @@ def markdown(section: Section, opts: argparse.Namespace, meta: dict) -> str:
                 f"{r.others_cpu:.0f}% |"
             )
         lines.append("")
-        repeated = [
-            f"{results[n].label.split(' `')[0]} "
-            + ", ".join(f"{rps:.0f} req/s at {o:.0f}%" for o, rps in results[n].attempts)
-            for n in SCENARIOS
-            if n in results and len(results[n].attempts) > 1
-        ]
+        repeated = repeated_note(results, opts.max_others)
         if repeated:
-            lines.append(
-                "Repeated because other processes took more than "
-                f"{opts.max_others:g}% of the CPUs (the quietest run is in the table): "
-                + "; ".join(repeated)
-                + "."
-            )
+            lines.append(repeated)
         restarted = [
             f"{results[n].label.split(' `')[0]} {results[n].restarts}"
             for n in SCENARIOS

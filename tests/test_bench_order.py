@@ -44,7 +44,7 @@ class _OrderRecorded(bench.DatabaseRun):
             return self.results[config]["bare"]  # measured again at the end: not recorded
         self.order.append((name, config))
         plan = bench.Attempt(ids=self.work / "ids", tag=f"{name}-{config}")
-        result = SimpleNamespace(rps=100.0, plans=[plan], kept=plan, others_cpu=0)
+        result = SimpleNamespace(rps=100.0, plans=[plan], kept=plan, others_cpu=0, restarts=0)
         self.results[config][name] = result
         return result
 
