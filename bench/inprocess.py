@@ -311,23 +311,24 @@ class Bench:
 
 
 def layers_table(spent: dict[str, dict[str, float]], names: list[str]) -> str:
-    """CPU µs per request by layer (rows) and scenario (columns)."""
+    """µs per request by layer (rows) and scenario (columns)."""
     from bench import layers
 
     columns = [name for name in names if name in spent]
     width = max(len(name) for name in columns) + 1
+    first = max(len(layer) for layer in layers.ORDER) + 1
     lines = [
         "µs per request, by layer (bench/layers.py: a profile's shares, less its own "
         "overhead, of each scenario's measured wall time: its CPU, and on PostgreSQL "
         "the server's answers waited for)",
-        f"{'layer':<38}" + "".join(f"{name:>{width}}" for name in columns),
+        f"{'layer':<{first}}" + "".join(f"{name:>{width}}" for name in columns),
     ]
     for layer in layers.ORDER:
         if any(spent[name].get(layer, 0) >= 0.5 for name in columns):
             values = "".join(f"{spent[name].get(layer, 0):>{width}.0f}" for name in columns)
-            lines.append(f"{layer:<38}{values}")
+            lines.append(f"{layer:<{first}}{values}")
     totals = "".join(f"{sum(spent[name].values()):>{width}.0f}" for name in columns)
-    lines.append(f"{'total':<38}{totals}")
+    lines.append(f"{'total':<{first}}{totals}")
     return "\n".join(lines)
 
 
