@@ -90,7 +90,8 @@ def shares(stats, measured: float | None = None) -> dict[str, float]:
     """Each layer's share of the profile's own time (a `pstats.Stats`), summing to 1;
     `measured`: the profiled requests' time without the profiler, whose excess is taken
     off evenly per call first."""
-    entries = stats.stats  # (file, line, name) -> (calls, primitive calls, own, cum, callers)
+    # (file, line, name) -> (primitive calls, calls, own, cumulative, callers)
+    entries = stats.stats
     calls = sum(entry[1] for entry in entries.values()) or 1
     profiled = sum(entry[2] for entry in entries.values())
     per_call = max(0.0, profiled - measured) / calls if measured is not None else 0.0
