@@ -13,8 +13,9 @@ is the database's work wherever it is called.
 cProfile adds the same few hundred nanoseconds to every call it sees, so unprofiled the
 layers of many small calls (DRF, the ORM) take less than their profiled share. Before
 placing, each function's own time loses its calls' part of that overhead: the profiled
-round's time above the same requests' time measured without the profiler, divided
-evenly among the calls the profile counted (`shares(..., measured=)`).
+round's CPU time above the same requests' CPU time measured without the profiler,
+divided evenly among the calls the profile counted (`shares(..., per_call=)`; CPU time,
+which other processes on the machine do not stretch as they do wall time).
 """
 
 from __future__ import annotations
@@ -86,15 +87,17 @@ def layer_of_path(path: str) -> str | None:
     return None
 
 
-def shares(stats, measured: float | None = None) -> dict[str, float]:
+def calls(stats) -> int:
+    """The calls a profile counted (built-ins' too)."""
+    return sum(entry[1] for entry in stats.stats.values())
+
+
+def shares(stats, per_call: float = 0.0) -> dict[str, float]:
     """Each layer's share of the profile's own time (a `pstats.Stats`), summing to 1;
-    `measured`: the profiled requests' time without the profiler, whose excess is taken
-    off evenly per call first."""
+    `per_call`: the profiler's own cost of one call, taken off each function's own time
+    for each of its calls first."""
     # (file, line, name) -> (primitive calls, calls, own, cumulative, callers)
     entries = stats.stats
-    calls = sum(entry[1] for entry in entries.values()) or 1
-    profiled = sum(entry[2] for entry in entries.values())
-    per_call = max(0.0, profiled - measured) / calls if measured is not None else 0.0
     split = _Splitter(entries)
     spent: dict[str, float] = defaultdict(float)
     for function, entry in entries.items():

@@ -60,7 +60,7 @@ def test_calls_counts_the_python_calls_of_each_request():
 
 
 def test_layers_shows_where_each_scenarios_time_goes():
-    out = _inprocess("--only", "apply_discount", "--layers", "--requests", "20", "--warmup", "2")
+    out = _inprocess("--only", "apply_discount", "--layers", "--requests", "50", "--warmup", "5")
     table = out[out.index("µs per request, by layer") :].splitlines()
     header = table[1].split()
     assert header == ["layer", "bare", "apply_discount", "limit_apply_discount"]
