@@ -123,7 +123,9 @@ def window(*, name: str, key: str, rate: Rate, at: float) -> tuple[str, float]:
     digest = hashlib.sha256(f"{name}\0{key}".encode()).hexdigest()[:32]
     offset = int(digest[:8], 16) % rate.period
     start = math.floor((at - offset) / rate.period) * rate.period + offset
-    return f"{name}:{digest}:{start}", start + rate.period
+    # Keyed by its length too: a limit's period changed (2/m to 1/h) opens a window that
+    # may start when the old one did, and must not count on from the old one's requests.
+    return f"{name}:{digest}:{rate.period}:{start}", start + rate.period
 
 
 # --- What a limit counts per -----------------------------------------------------------

@@ -97,6 +97,26 @@ def test_a_new_window_starts_from_zero(monkeypatch):
     assert rate_limit_hit(name="t_per_ip", key="k", rate=rate).allowed
 
 
+def test_windows_of_two_periods_never_share_a_counter(monkeypatch):
+    # A limit's rate changed from 2/m to 1/h: the hour's window can start within the
+    # current minute's (both are shifted by the same key's offset, so a window of an hour
+    # starting less than a minute ago starts when the minute's did). Were they keyed by
+    # their start alone, the new rate would inherit the old one's count (the test
+    # below over HTTP, whose rate is changed, failed one minute in sixty).
+    minute, hour = Rate(2, 60), Rate(1, 3600)
+    _, hour_end = window(name="t_per_ip", key="k", rate=hour, at=1_000_000.0)
+    at = hour_end - 3600 + 5.0  # the hour's window began 5 s ago, and so did the minute's
+    monkeypatch.setattr(time, "time", lambda: at)
+    minute_key, minute_end = window(name="t_per_ip", key="k", rate=minute, at=at)
+    hour_key, hour_end = window(name="t_per_ip", key="k", rate=hour, at=at)
+
+    assert minute_end - 60 == hour_end - 3600  # the same start
+    assert minute_key != hour_key
+    assert rate_limit_hit(name="t_per_ip", key="k", rate=minute).count == 1
+    assert rate_limit_hit(name="t_per_ip", key="k", rate=minute).count == 2
+    assert rate_limit_hit(name="t_per_ip", key="k", rate=hour).count == 1
+
+
 # --- Over HTTP: every limit of the task, 429 in the error shape with Retry-After -----
 
 
