@@ -137,6 +137,7 @@ def apply(client, cart, code, ip="203.0.113.1"):
     return client.post(f"/api/cart/{cart.pk}/apply_discount/", {"code": code}, REMOTE_ADDR=ip)
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_a_rate_is_parsed_once_per_text_and_a_changed_one_is_read(
     api_client, settings, monkeypatch
 ):
@@ -159,6 +160,7 @@ def test_a_rate_is_parsed_once_per_text_and_a_changed_one_is_read(
     rate_of.cache_clear()
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_guessing_codes_from_one_ip_is_limited(api_client, settings):
     limits(settings, apply_discount_per_ip="5/m", apply_discount_per_cart="off")
     carts = [CartFactory() for _ in range(6)]
@@ -170,6 +172,7 @@ def test_guessing_codes_from_one_ip_is_limited(api_client, settings):
     assert apply(api_client, CartFactory(), "GUESS9", ip="203.0.113.2").status_code == 400
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_guessing_codes_on_one_cart_is_limited_whatever_the_ip(api_client, settings):
     limits(settings, apply_discount_per_ip="off", apply_discount_per_cart="3/15m")
     cart = CartFactory()
@@ -185,6 +188,7 @@ def test_guessing_codes_on_one_cart_is_limited_whatever_the_ip(api_client, setti
     assert apply(api_client, CartFactory(), "REAL").status_code == 200
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_creating_carts_is_limited_per_ip(api_client, settings):
     limits(settings, cart_create_per_ip="3/m")
     body = {"total": 10, "currency": "USD", "items_number": 1}
@@ -197,6 +201,7 @@ def test_creating_carts_is_limited_per_ip(api_client, settings):
     assert api_client.post("/api/cart/", body, REMOTE_ADDR="192.0.2.2").status_code == 201
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_paying_one_cart_is_limited(api_client, settings):
     limits(settings, pay_per_cart="2/10m")
     cart = CartFactory(payment_status="success")
@@ -217,6 +222,7 @@ def token(client, username, password, ip="203.0.113.50"):
     )
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_password_guesses_from_one_ip_are_limited(api_client, settings, fast_hashing):
     limits(settings, token_per_ip="3/m", token_per_username="off")
 
@@ -225,6 +231,7 @@ def test_password_guesses_from_one_ip_are_limited(api_client, settings, fast_has
     assert statuses == [400, 400, 400, 429]
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_password_guesses_for_one_user_are_limited_across_ips(
     api_client, settings, fast_hashing, staff_user
 ):
@@ -237,6 +244,7 @@ def test_password_guesses_for_one_user_are_limited_across_ips(
     assert token(api_client, "other", "guess", ip="192.0.2.9").status_code == 400
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_a_limited_token_request_never_hashes_the_password(
     api_client, settings, fast_hashing, monkeypatch
 ):
@@ -251,6 +259,7 @@ def test_a_limited_token_request_never_hashes_the_password(
     assert calls == []
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_the_client_behind_a_trusted_proxy_is_limited_not_the_proxy(api_client, settings):
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
     limits(settings, cart_create_per_ip="1/m")
@@ -268,6 +277,7 @@ def test_the_client_behind_a_trusted_proxy_is_limited_not_the_proxy(api_client, 
     assert create("192.0.2.99, 198.51.100.7") == 429
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_forwarded_headers_from_an_untrusted_peer_are_ignored(api_client, settings):
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
     limits(settings, cart_create_per_ip="1/m")
@@ -395,6 +405,7 @@ def test_an_unreachable_store_is_a_503_when_failing_closed(api_client, settings)
     assert error_of(response)["code"] == "rate_limit_unavailable"
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 @pytest.mark.parametrize(
     ("remote", "forwarded"),
     [
@@ -419,6 +430,7 @@ def test_a_caller_whose_address_cannot_be_read_is_limited_not_let_through(
     assert statuses == [201, 201, 429]
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_a_client_port_does_not_make_a_new_budget(api_client, settings):
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
     limits(settings, cart_create_per_ip="2/m")

@@ -96,6 +96,7 @@ def test_invented_methods_are_counted_as_one_other_method(api_client):
     assert moved(before, after, "http_requests_total", **cart) == 5
 
 
+@pytest.mark.usefixtures("frozen_limiter_clock")
 def test_discount_uses_refusals_and_rate_limits_are_counted(api_client, settings):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "apply_discount_per_cart": "2/m"}
     discount = DiscountFactory(code="SAVE5")
