@@ -41,6 +41,9 @@ from tests.test_e2e import subprocess_database_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
+# How often one client may apply a code through the edge (RATELIMIT_APPLY_DISCOUNT_PER_IP).
+EDGE_APPLY_RATE = "20/m"
+
 TEMPLATE = ROOT / "deploy/nginx/templates/default.conf.template"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -136,7 +139,7 @@ def edge(django_db_setup, tmp_path_factory):
         "GUNICORN_WORKERS": "1",
         "GUNICORN_THREADS": "4",
         "TRUSTED_PROXIES": "127.0.0.1",
-        "RATELIMIT_APPLY_DISCOUNT_PER_IP": "20/m",
+        "RATELIMIT_APPLY_DISCOUNT_PER_IP": EDGE_APPLY_RATE,
         "REDIS_URL": "",
     }
     api = start_process(
@@ -315,15 +318,15 @@ def loopback_sources_with_time_left(rate: Rate, seconds: float):
 def test_the_api_limits_the_real_client_whatever_x_forwarded_for_says(edge):
     proxy_url, _ = edge
     local = not os.environ.get("EDGE_PROXY_URL")
-    rate = Rate(20, 60)  # RATELIMIT_APPLY_DISCOUNT_PER_IP, as the edge's API is started
+    rate = Rate.parse(EDGE_APPLY_RATE)
     # Locally the proxy itself is 127.0.0.1: clients come from other loopback addresses.
     # (Behind Compose's proxy the address is the network's, not chosen here.)
     sources = loopback_sources_with_time_left(rate, seconds=30) if local else None
     source = next(sources) if local else None
 
-    statuses = [apply_from(proxy_url, source, f"198.51.100.{n}") for n in range(21)]
+    statuses = [apply_from(proxy_url, source, f"198.51.100.{n}") for n in range(rate.limit + 1)]
 
-    assert statuses == [404] * 20 + [429]
+    assert statuses == [404] * rate.limit + [429]
     if local:  # another client, the same forwarded address: its own budget
         assert apply_from(proxy_url, next(sources), "198.51.100.1") == 404
 
