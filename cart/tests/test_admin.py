@@ -1,7 +1,7 @@
 """Carts in the admin: money as the API shows it, read-only pages, deletions refused for
 a reason (through `cart_delete`), and the payments panel on the index."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -163,7 +163,22 @@ class TestDeleting:
             cart_delete(cart=cart)
 
 
+# The last microsecond of a day, in the zone the panel counts "today" in.
+DAYS_LAST_MOMENT = datetime(2026, 3, 14, 23, 59, 59, 999999)
+
+
 class TestPaymentsPanel:
+    @pytest.fixture(autouse=True)
+    def frozen_clock(self, monkeypatch):
+        """Django's clock stopped at a day's last moment, for the payments the fixture
+        records and the page that counts them: with a running clock, "today" was worked
+        out twice, and a test that ran across local midnight found the payments it had
+        just made in yesterday. Any "now" read from the real clock would fall on another
+        day and fail the tests."""
+        moment = timezone.make_aware(DAYS_LAST_MOMENT)
+        monkeypatch.setattr(timezone, "now", lambda: moment)
+        return moment
+
     @pytest.fixture
     def payments(self):
         now = timezone.now()
