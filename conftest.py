@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -250,11 +251,21 @@ def gunicorn_setting(name: str, **env: str):
     return json.loads(result.stdout)
 
 
+def process_env(env: dict | None = None) -> dict:
+    """This process's environment with `env` over it, for a process a test starts: an
+    API server among them counts its rate limits under a key prefix of its own. With
+    REDIS_URL set (CI's PostgreSQL pass) every server of the run shares one Redis, the
+    workers of `pytest -n 2` included: under one prefix, the requests of one server's
+    tests counted against the limits of every other's."""
+    own = {"RATELIMIT_KEY_PREFIX": f"ratelimit-test-{uuid.uuid4().hex}"}
+    return {**os.environ, **own, **(env or {})}
+
+
 def start_process(args: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         args,
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env=process_env(env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

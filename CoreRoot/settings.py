@@ -477,13 +477,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_number("REQUEST_BODY_MAX_BYTES", 262144, int, 
 # Counters live in a cache every process shares: Redis when REDIS_URL is set (required
 # with ENV=PROD; Compose runs one), local memory otherwise (make run: one process).
 REDIS_URL = env_required("REDIS_URL") if IS_PROD else env_str("REDIS_URL")
+# Prefix of the counters' Redis keys: deployments sharing one Redis, or the API servers
+# the tests start, each count under their own.
+RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX") or "ratelimit"
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "ratelimit": (
         {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "ratelimit",
+            "KEY_PREFIX": RATELIMIT_KEY_PREFIX,
             # A slow or absent Redis must not stall requests (see RATELIMIT_FAIL_OPEN).
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
         }

@@ -11,7 +11,6 @@ neither wrote an error or a traceback to its log. The last test runs `scripts/de
 """
 
 import functools
-import os
 import signal
 import subprocess
 import sys
@@ -30,7 +29,14 @@ from django.db import connection
 from django.utils import timezone
 
 from common.testing import FakeProvider, error_of, response_json
-from conftest import ROOT, free_port, start_process, stop_process, wait_until_answers
+from conftest import (
+    ROOT,
+    free_port,
+    process_env,
+    start_process,
+    stop_process,
+    wait_until_answers,
+)
 from payments.models import Payment
 
 pytestmark = pytest.mark.e2e
@@ -350,7 +356,7 @@ def wait_until_printed(output: Path, text: str, process: subprocess.Popen, timeo
 def test_dev_runner_serves_both_and_stops_both_on_sigint(tmp_path):
     """`make run`: scripts/dev.py starts the provider, the API and the worker, wired
     together."""
-    env = {**os.environ, "ENV": "DEV", "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite3'}"}
+    env = process_env({"ENV": "DEV", "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite3'}"})
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=ROOT,

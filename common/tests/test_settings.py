@@ -122,6 +122,19 @@ def test_prod_shares_rate_limit_counters_through_redis():
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"), [("", "ratelimit"), ("shop-staging", "shop-staging")]
+)
+def test_rate_limit_counters_count_under_the_key_prefix_the_environment_names(value, expected):
+    # Several deployments on one Redis (or the API servers the tests start) each count
+    # under their own prefix; by default under `ratelimit`, as before the variable.
+    code = "from django.conf import settings as s; print(s.CACHES['ratelimit']['KEY_PREFIX'])"
+    result = manage("shell", "--no-imports", "-c", code, **PROD_ENV, RATELIMIT_KEY_PREFIX=value)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [expected]
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
         ("TRUSTED_PROXIES", "10.0.0.0/8,proxy local", "'proxy local' is not an IP address"),
