@@ -59,7 +59,9 @@ class Event(CompiledSaves, models.Model):
     created = models.DateTimeField(db_index=True)
     # The clocks of the replicas recording a cart's events may disagree; the cart's row
     # lock, held by every change that records one, does not: the number is taken under it.
-    sequence = models.PositiveIntegerField(
+    # (Not a PositiveIntegerField: its CHECK would make PostgreSQL scan the whole table,
+    # every write to it stopped, when the column is added.)
+    sequence = models.IntegerField(
         null=True,
         editable=False,
         help_text="The event's place among its cart's events: 1, 2, 3, in the order of the "

@@ -169,16 +169,21 @@ def _queue_delivery(event_id, run_after: datetime | None = None) -> None:
 # -- delivering ----------------------------------------------------------------------------
 
 
+# A cart's events in the order they are delivered: by their numbers, the order of the
+# changes whatever the recording replicas' clocks said. Events without one (recorded by
+# the release before numbering, during its rollout) go first, by their time: one total
+# order, so no two events can each wait for the other.
+DELIVERY_ORDER = (F("sequence").asc(nulls_first=True), "created", "id")
+
+
 def _earlier_to_deliver(event: Event):
-    """The events of the event's cart recorded before it and still to deliver: by their
-    numbers (the order of the changes, whatever the recording replicas' clocks said).
-    An event without one (recorded by the release before numbering, during its rollout)
-    is placed by its time."""
-    by_time = Q(created__lt=event.created) | Q(created=event.created, id__lt=event.pk)
+    """The events of the event's cart before it in DELIVERY_ORDER, still to deliver."""
     if event.sequence is None:
-        before = by_time
+        before = Q(sequence__isnull=True) & (
+            Q(created__lt=event.created) | Q(created=event.created, id__lt=event.pk)
+        )
     else:
-        before = Q(sequence__lt=event.sequence) | (Q(sequence__isnull=True) & by_time)
+        before = Q(sequence__isnull=True) | Q(sequence__lt=event.sequence)
     return Event.objects.filter(before, cart_id=event.cart_id, status=EventStatus.PENDING)
 
 
@@ -268,7 +273,7 @@ def _send_on_next_of_cart(event: Event, now: datetime) -> None:
     following = (
         Event.objects.filter(cart_id=event.cart_id, status=EventStatus.PENDING)
         .exclude(pk=event.pk)
-        .order_by(F("sequence").asc(nulls_first=True), "created", "id")
+        .order_by(*DELIVERY_ORDER)
         .first()
     )
     if following is None:

@@ -1,27 +1,46 @@
 import django.db.models.deletion
-from django.db import migrations, models
+from django.db import migrations, models, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 
-from common.migration_operations import DropIndex
+from common.migration_operations import AddUniqueConstraint, DropIndex
+
+CARTS_PER_BATCH = 500
 
 
 def number_the_events(apps, schema_editor):
     """Number the events recorded so far, per cart, in the order they were delivered in
-    until now: their time, then their id."""
+    until now (their time, then their id), a batch of carts per transaction (the rows
+    of one batch locked, not the table). A cart's events are numbered all together,
+    each by its place among them, so no two share a number; a cart given an event
+    meanwhile (by the running release, unnumbered) is numbered again in a later batch."""
     Event = apps.get_model("events", "Event")
-    up_to_this_one = (
+    place = (
         Event.objects.filter(cart_id=OuterRef("cart_id"))
-        .filter(Q(created__lt=OuterRef("created")) | Q(created=OuterRef("created"), id__lte=OuterRef("id")))
+        .filter(
+            Q(created__lt=OuterRef("created")) | Q(created=OuterRef("created"), id__lte=OuterRef("id"))
+        )
         .order_by()
         .values("cart_id")
         .annotate(count=Count("*"))
         .values("count")
     )
-    Event.objects.filter(sequence__isnull=True).update(sequence=Subquery(up_to_this_one))
+    using = schema_editor.connection.alias
+    while True:
+        with transaction.atomic(using=using):
+            carts = list(
+                Event.objects.using(using)
+                .filter(sequence__isnull=True)
+                .order_by()
+                .values_list("cart_id", flat=True)
+                .distinct()[:CARTS_PER_BATCH]
+            )
+            if not carts:
+                return
+            Event.objects.using(using).filter(cart_id__in=carts).update(sequence=Subquery(place))
 
 
 class Migration(migrations.Migration):
-    # DROP INDEX CONCURRENTLY (PostgreSQL) runs outside a transaction.
+    # CREATE and DROP INDEX CONCURRENTLY (PostgreSQL) run outside a transaction.
     atomic = False
 
     dependencies = [
@@ -30,13 +49,14 @@ class Migration(migrations.Migration):
     ]
 
     # Rolling-safe: the column may be empty, so the release before this one goes on
-    # recording events (unnumbered; the delivery places those by their time) while this
-    # migration runs and until its pods are replaced.
+    # recording events (unnumbered; delivered before the cart's numbered ones, by their
+    # time) while this migration runs and until its pods are replaced; no step locks
+    # the table's writes for longer than a moment.
     operations = [
         migrations.AddField(
             model_name="event",
             name="sequence",
-            field=models.PositiveIntegerField(
+            field=models.IntegerField(
                 editable=False,
                 help_text="The event's place among its cart's events: 1, 2, 3, in the order "
                 "of the changes (empty only for an event the release before numbering "
@@ -44,8 +64,8 @@ class Migration(migrations.Migration):
                 null=True,
             ),
         ),
-        migrations.RunPython(number_the_events, migrations.RunPython.noop, atomic=True),
-        migrations.AddConstraint(
+        migrations.RunPython(number_the_events, migrations.RunPython.noop, atomic=False),
+        AddUniqueConstraint(
             model_name="event",
             constraint=models.UniqueConstraint(
                 fields=("cart", "sequence"), name="event_one_number_per_cart"

@@ -447,22 +447,55 @@ def test_a_carts_order_is_the_recording_order_whatever_the_clocks_say(shop, monk
     assert shop.accepted_ids() == [str(paid.pk), str(refunded.pk)]
 
 
-def test_an_event_recorded_before_numbering_keeps_its_place_by_time(shop):
+def recorded_at(monkeypatch, moment, cart, type: str, numbered: bool = True) -> Event:
+    monkeypatch.setattr(services.timezone, "now", lambda: moment)
+    event = record_event(cart, type)
+    monkeypatch.undo()
+    if not numbered:  # as the release before numbering recorded it
+        Event.objects.filter(pk=event.pk).update(sequence=None)
+        event.sequence = None
+    return event
+
+
+def test_events_recorded_before_numbering_go_first_by_their_time(shop, monkeypatch):
     # During the rollout of numbering, the release before it still records events
-    # without a number: they are placed among their cart's events by their time.
+    # without a number: they go before the cart's numbered ones, among themselves by
+    # their time.
     cart = CartFactory()
+    at = timezone.now()
     shop.answers = [500]
-    unnumbered = record_event(cart, EventType.CART_PAID)
-    Event.objects.filter(pk=unnumbered.pk).update(sequence=None)
-    services.event_deliver(event_id=unnumbered.pk)  # refused: retried later
-    numbered = record_event(cart, EventType.CART_REFUNDED)
+    numbered = recorded_at(monkeypatch, at - timedelta(seconds=5), cart, EventType.CART_PAID)
+    late = recorded_at(monkeypatch, at + timedelta(seconds=1), cart, "cart.refunded", False)
+    early = recorded_at(monkeypatch, at, cart, EventType.CART_PAYMENT_FAILED, False)
     assert numbered.sequence == 1  # numbers count the numbered events only
+    for event in (numbered, late, early):
+        make_due(event)
 
     assert services.event_deliver(event_id=numbered.pk) is None
-    make_due(unnumbered)
-    services.event_deliver(event_id=unnumbered.pk)
-    services.event_deliver(event_id=numbered.pk)
-    assert shop.accepted_ids() == [str(unnumbered.pk), str(numbered.pk)]
+    assert services.event_deliver(event_id=late.pk) is None
+    services.event_deliver(event_id=early.pk)  # refused: retried later
+    assert shop.accepted_ids() == []
+    for event in (early, late, numbered):
+        make_due(event)
+        services.event_deliver(event_id=event.pk)
+    assert shop.accepted_ids() == [str(early.pk), str(late.pk), str(numbered.pk)]
+
+
+def test_numbered_and_unnumbered_events_never_wait_for_each_other_in_a_ring(shop, monkeypatch):
+    # Numbers and times disagree (replicas' clocks), with an unnumbered event between:
+    # one order for all of them, so one of them always goes.
+    cart = CartFactory()
+    at = timezone.now()
+    first = recorded_at(monkeypatch, at + timedelta(seconds=2), cart, EventType.CART_PAID)
+    old = recorded_at(monkeypatch, at + timedelta(seconds=1), cart, "cart.refunded", False)
+    second = recorded_at(monkeypatch, at, cart, EventType.CART_REFUNDED)
+    assert (first.sequence, second.sequence) == (1, 2)
+
+    for _ in range(3):
+        for event in (first, old, second):
+            make_due(event)
+            services.event_deliver(event_id=event.pk)
+    assert shop.accepted_ids() == [str(old.pk), str(first.pk), str(second.pk)]
 
 
 def test_another_carts_events_do_not_wait(shop):
