@@ -1,4 +1,5 @@
-"""Migration operations Django has no ready one for.
+"""Migration operations Django has no ready one for: changing the indexes of a table the
+running release writes to, without stopping its writes.
 
 migrations.SeparateDatabaseAndState(
     state_operations=[migrations.AlterField(..., field=ForeignKey(..., db_index=False))],
@@ -9,6 +10,7 @@ migrations.SeparateDatabaseAndState(
 
 from __future__ import annotations
 
+from django.db import migrations
 from django.db.migrations.operations.base import Operation
 
 
@@ -64,3 +66,42 @@ class DropIndex(Operation):
     @property
     def migration_name_fragment(self) -> str:
         return f"drop_{self.name}".lower()
+
+
+class AddUniqueConstraint(migrations.AddConstraint):
+    """`AddConstraint` of a `UniqueConstraint` on plain columns, without holding up the
+    table's writers while its index is built.
+
+    Django's `ALTER TABLE … ADD CONSTRAINT … UNIQUE` builds the index under a lock that
+    stops every INSERT and UPDATE of the table for as long as the build takes (the
+    running release's included: a payment recording its event would wait). On
+    PostgreSQL the index is built `CONCURRENTLY` (the migration must be `atomic =
+    False`), then made the constraint with `ADD CONSTRAINT … USING INDEX`, a moment's
+    lock. Elsewhere (SQLite) one `CREATE UNIQUE INDEX`, where Django would copy the
+    whole table. Reversed, the constraint is dropped as Django drops it.
+    """
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        quote = schema_editor.quote_name
+        table, name = quote(model._meta.db_table), quote(self.constraint.name)
+        columns = ", ".join(
+            quote(model._meta.get_field(field).column) for field in self.constraint.fields
+        )
+        if schema_editor.connection.vendor != "postgresql":
+            schema_editor.execute(f"CREATE UNIQUE INDEX {name} ON {table} ({columns})")
+            return
+        if schema_editor.atomic_migration:
+            raise ValueError("CREATE INDEX CONCURRENTLY needs a migration with atomic = False.")
+        # An index of that name can only be left by a build that failed (an invalid
+        # one, which USING INDEX refuses): built again.
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        schema_editor.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} ({columns})")
+        schema_editor.execute(
+            f"ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}"
+        )
+
+    def describe(self) -> str:
+        return f"{super().describe()}, its index built without locking the table's writes"

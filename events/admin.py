@@ -48,6 +48,7 @@ class EventAdmin(ReadOnlyModelAdmin):
         "id",
         "type",
         "cart",
+        "sequence",
         "status",
         "attempts",
         "next_attempt_at",

@@ -47,13 +47,26 @@ class Event(CompiledSaves, models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     type = models.CharField(max_length=32, choices=EventType)
-    cart = models.ForeignKey("cart.Cart", on_delete=models.PROTECT, related_name="events")
+    # No index of its own: event_one_number_per_cart begins with cart_id.
+    cart = models.ForeignKey(
+        "cart.Cart", on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     body = models.TextField(help_text="The JSON body sent to the shop, the same on every try.")
     status = models.CharField(max_length=16, choices=EventStatus, default=EventStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(db_index=True)
+    # The clocks of the replicas recording a cart's events may disagree; the cart's row
+    # lock, held by every change that records one, does not: the number is taken under it.
+    # (Not a PositiveIntegerField: its CHECK would make PostgreSQL scan the whole table,
+    # every write to it stopped, when the column is added.)
+    sequence = models.IntegerField(
+        null=True,
+        editable=False,
+        help_text="The event's place among its cart's events: 1, 2, 3, in the order of the "
+        "changes (empty only for an event the release before numbering recorded).",
+    )
     request_id = models.CharField(
         max_length=64,
         blank=True,
@@ -67,6 +80,9 @@ class Event(CompiledSaves, models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="event_status_next"),
             models.Index(fields=["type", "-created"], name="event_type_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["cart", "sequence"], name="event_one_number_per_cart"),
         ]
 
     def __str__(self) -> str:

@@ -16,7 +16,17 @@ class EventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Event
-        fields = ("id", "type", "created", "cart", "data", "status", "attempts", "delivered_at")
+        fields = (
+            "id",
+            "type",
+            "created",
+            "sequence",
+            "cart",
+            "data",
+            "status",
+            "attempts",
+            "delivered_at",
+        )
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.OBJECT)

@@ -24,17 +24,19 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import requests
 import simplejson
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, Q
 from django.utils import timezone
 from standardwebhooks import Webhook
 
 from common import money
+from common.compiled import CompiledQuery
 from common.http import Deadline, WatchedAdapter
 from events.models import Event, EventDelivery, EventStatus, EventType
 from observability.context import HEADER as REQUEST_ID_HEADER
@@ -69,11 +71,34 @@ def event_cart_refunded(*, cart, refund) -> Event:
     return event_record(type=EventType.CART_REFUNDED, cart=cart, data=data)
 
 
+# The cart's last numbered event (the unique index on cart and number, read backwards).
+LAST_OF_CART = CompiledQuery(
+    lambda cart_id: (
+        Event.objects.filter(cart_id=cart_id, sequence__isnull=False)
+        .order_by("-sequence")
+        .only("id", "sequence")[:1]
+    ),
+    cart_id=uuid.UUID,
+)
+
+
 def event_record(*, type: str, cart, data: dict) -> Event:
-    """Write the event in the current transaction; its delivery is queued on commit."""
+    """Write the event in the current transaction; its delivery is queued on commit.
+
+    The caller holds the cart's row lock (every change of a cart takes it), so the
+    event's number, one more than the cart's last, is the order of the changes; the
+    unique index on (cart, number) refuses a second event with the same one."""
     now = timezone.now()
-    event = Event(type=type, cart=cart, created=now)
-    envelope = {"id": str(event.id), "type": type, "created": _iso(now), "data": data}
+    last = LAST_OF_CART.run(cart_id=cart.pk)
+    sequence = last[0].sequence + 1 if last else 1
+    event = Event(type=type, cart=cart, created=now, sequence=sequence)
+    envelope = {
+        "id": str(event.id),
+        "type": type,
+        "created": _iso(now),
+        "sequence": sequence,
+        "data": data,
+    }
     event.body = simplejson.dumps(envelope, use_decimal=True, separators=(",", ":"))
     if settings.SHOP_WEBHOOK_URL:
         event.next_attempt_at = now
@@ -144,9 +169,22 @@ def _queue_delivery(event_id, run_after: datetime | None = None) -> None:
 # -- delivering ----------------------------------------------------------------------------
 
 
-def _recorded_before(created, pk) -> Q:
-    # Events of one cart are recorded under its row lock: their order is the changes'.
-    return Q(created__lt=created) | Q(created=created, id__lt=pk)
+# A cart's events in the order they are delivered: by their numbers, the order of the
+# changes whatever the recording replicas' clocks said. Events without one (recorded by
+# the release before numbering, during its rollout) go first, by their time: one total
+# order, so no two events can each wait for the other.
+DELIVERY_ORDER = (F("sequence").asc(nulls_first=True), "created", "id")
+
+
+def _earlier_to_deliver(event: Event):
+    """The events of the event's cart before it in DELIVERY_ORDER, still to deliver."""
+    if event.sequence is None:
+        before = Q(sequence__isnull=True) & (
+            Q(created__lt=event.created) | Q(created=event.created, id__lt=event.pk)
+        )
+    else:
+        before = Q(sequence__isnull=True) | Q(sequence__lt=event.sequence)
+    return Event.objects.filter(before, cart_id=event.cart_id, status=EventStatus.PENDING)
 
 
 def event_deliver(*, event_id) -> EventDelivery | None:
@@ -154,15 +192,13 @@ def event_deliver(*, event_id) -> EventDelivery | None:
     its cart is still to deliver (else None: delivered already, another worker has it,
     not yet due, or waiting behind its cart's earlier event)."""
     now = timezone.now()
+    event = Event.objects.filter(pk=event_id).only("cart_id", "created", "sequence").first()
+    if event is None:
+        return None
     lease_until = now + timedelta(seconds=settings.EVENTS_DELIVERY_LEASE_SECONDS)
-    earlier = Event.objects.filter(
-        _recorded_before(OuterRef("created"), OuterRef("id")),
-        cart_id=OuterRef("cart_id"),
-        status=EventStatus.PENDING,
-    )
     claimed = (
         Event.objects.filter(pk=event_id, status=EventStatus.PENDING, next_attempt_at__lte=now)
-        .exclude(Exists(earlier))
+        .exclude(Exists(_earlier_to_deliver(event)))
         .update(next_attempt_at=lease_until, attempts=F("attempts") + 1)
     )
     if not claimed:
@@ -223,15 +259,7 @@ def _wait_behind_earlier(event_id, now: datetime) -> None:
     ).first()
     if event is None:
         return
-    ahead = (
-        Event.objects.filter(
-            _recorded_before(event.created, event.pk),
-            cart_id=event.cart_id,
-            status=EventStatus.PENDING,
-        )
-        .order_by("next_attempt_at")
-        .first()
-    )
+    ahead = _earlier_to_deliver(event).order_by("next_attempt_at").first()
     if ahead is None:  # sent on meanwhile: its own task (or the sweep) delivers it
         return
     Event.objects.filter(
@@ -245,7 +273,7 @@ def _send_on_next_of_cart(event: Event, now: datetime) -> None:
     following = (
         Event.objects.filter(cart_id=event.cart_id, status=EventStatus.PENDING)
         .exclude(pk=event.pk)
-        .order_by("created", "id")
+        .order_by(*DELIVERY_ORDER)
         .first()
     )
     if following is None:

@@ -128,9 +128,25 @@ class ProviderBusyError(ProviderTroubleError):
         "flight as it allows. Nothing was sent. Retry after the Retry-After delay."
     )
 
+    # For a request whose earlier request's attempt is still open: nothing is proven.
+    earlier_open_message = (
+        "The payment provider is answering slowly and this server has as many payments in "
+        "flight as it allows. Nothing was sent for this request, but the cart's payment an "
+        "earlier request started is not known yet to have charged or not. Retry after the "
+        "Retry-After delay: it resumes that payment and cannot charge twice."
+    )
+
     def __init__(self, message: str | None = None, *, retry_after: int = 1):
         super().__init__(message)
         self.headers = {"Retry-After": str(retry_after)}
+
+    def with_earlier_open(self) -> ProviderBusyError:
+        """The same refusal, for a request that would resume an attempt (or refund) an
+        earlier request left open: what it says of the money is "not known yet"."""
+        unknown = type(self)(self.earlier_open_message)
+        unknown.headers = self.headers
+        unknown.extra = {**self.extra, self.member: None}
+        return unknown
 
 
 class ProviderUnavailableError(ProviderTroubleError):
@@ -160,6 +176,13 @@ class RefundProviderBusyError(RefundTroubleMixin, ProviderBusyError):
     message = (
         "The payment provider is answering slowly and this server has as many provider "
         "calls in flight as it allows. Nothing was sent. Retry after the Retry-After delay."
+    )
+    earlier_open_message = (
+        "The payment provider is answering slowly and this server has as many provider "
+        "calls in flight as it allows. Nothing was sent for this request, but the refund "
+        "an earlier request with this Idempotency-Key started is not known yet to have been "
+        "made or not; its amount stays held. Retry with the same key after the Retry-After "
+        "delay: it resumes that refund and cannot refund twice."
     )
 
 

@@ -26,6 +26,7 @@ person to check with the provider.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import timedelta
 
@@ -230,7 +231,7 @@ def payment_give_back_duplicate(*, duplicate: Payment, api: utils.PaymentAPI) ->
             reason=RefundReason.DUPLICATE_CHARGE,
             api=api,
             payment=duplicate,
-            provider_key=f"dup-{duplicate.provider_payment_id}-{number}",
+            provider_key=give_back_key(duplicate.provider_payment_id, number),
         )
     except IntegrityError:
         # Another caller (the give-back task, another reconcile run) took this number
@@ -238,6 +239,18 @@ def payment_give_back_duplicate(*, duplicate: Payment, api: utils.PaymentAPI) ->
         # looks again.
         logger.info("Duplicate %s: its refund %s is another caller's", duplicate.pk, number)
         return None
+
+
+def give_back_key(provider_payment_id: str, number: int) -> str:
+    """The provider's key for a duplicate charge's `number`th give-back. Made from the
+    charge's id, not from our row of it: the provider answers two give-backs of one
+    charge under one number as one, even from two rows. An id that is not text a key may
+    hold (printable ASCII without surrounding spaces: the provider's client refuses any
+    other, and the give-back was never sent) goes in as its SHA-256."""
+    charge = provider_payment_id
+    if not (charge.isascii() and charge.isprintable()) or charge != charge.strip():
+        charge = "sha256-" + hashlib.sha256(charge.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"dup-{charge}-{number}"
 
 
 def _settle_refunds(api, counts, untouched_since, since, now) -> None:

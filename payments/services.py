@@ -101,7 +101,7 @@ from payments.provider import (
     provider_api,
     provider_slot,
 )
-from payments.selectors import payment_open_attempt, payment_request_for_key
+from payments.selectors import OPEN_ATTEMPT, payment_open_attempt, payment_request_for_key
 
 logger = logging.getLogger(__name__)
 
@@ -133,11 +133,8 @@ def payment_pay(
     with ExitStack() as stack:
         try:
             stack.enter_context(provider_slot())
-        except ProviderBusyError:
-            answered = _pay_answer_without_provider(cart, method, idempotency_key)
-            if answered is None:
-                raise
-            return answered
+        except ProviderBusyError as busy:
+            return _pay_answer_without_provider(busy, cart, method, idempotency_key)
         return _pay(cart, method, idempotency_key, api or provider_api())
 
 
@@ -169,10 +166,11 @@ def _pay(cart: Cart, method: str, request_key: str | None, api: utils.PaymentAPI
 
 
 def _pay_answer_without_provider(
-    cart: Cart, method: str, request_key: str | None
-) -> Payment | None:
-    """What a pay request gets while the provider slots are taken: its replay, or 409 for a
-    paid cart. None: it needs the provider."""
+    busy: ProviderBusyError, cart: Cart, method: str, request_key: str | None
+) -> Payment:
+    """What a pay request gets while the provider slots are taken: its replay, 409 for a
+    paid cart, or `busy` (503): "nothing was charged" unless the cart has an attempt an
+    earlier request left open, which this one would resume (then: not known yet)."""
     if request_key:
         request = (
             PaymentRequest.objects.select_related("payment")
@@ -186,7 +184,9 @@ def _pay_answer_without_provider(
             return request.payment
     if cart.is_paid:  # paid is final: a copy that says so is up to date
         raise CartPaidError()
-    return None
+    if OPEN_ATTEMPT.run(cart_id=cart.pk):
+        raise busy.with_earlier_open() from None
+    raise busy
 
 
 def _open_attempt(
@@ -401,11 +401,8 @@ def refund_create(
     with ExitStack() as stack:
         try:
             stack.enter_context(provider_slot(subject="refund"))
-        except ProviderBusyError:
-            answered = _refund_answer_without_provider(cart, amount, lines, idempotency_key)
-            if answered is None:
-                raise
-            return answered
+        except ProviderBusyError as busy:
+            return _refund_answer_without_provider(busy, cart, amount, lines, idempotency_key)
         return refund_give_back(
             cart=cart,
             amount=amount,
@@ -463,20 +460,26 @@ def _check_refund_amount(amount: Decimal, currency: str) -> None:
 
 
 def _refund_answer_without_provider(
+    busy: ProviderBusyError,
     cart: Cart,
     amount: Decimal | None,
     lines: Sequence[Mapping] | None,
     request_key: str | None,
-) -> Refund | None:
+) -> Refund:
+    """What a refund request gets while the provider slots are taken: its key's refund
+    replayed, 409 for another body under the key, or `busy` (503): "nothing was
+    refunded" unless the key's refund is still open (then: not known yet)."""
     if not request_key:
-        return None
+        raise busy
     refund = Refund.objects.filter(cart=cart, request_key=request_key).first()
     if refund is None:
-        return None
+        raise busy
     if not _asks_for(refund, amount, lines):  # as when not busy: another body is a 409
         raise IdempotencyKeyReusedError()
+    if refund.is_open:
+        raise busy.with_earlier_open() from None
     if not _replayable(refund):
-        return None  # open, or not made and to be tried again: that needs the provider
+        raise busy  # not made, to be tried again: that needs the provider
     _copy_state(cart, Cart.objects.get(pk=cart.pk))
     return refund
 

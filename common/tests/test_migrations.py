@@ -51,7 +51,7 @@ def test_no_plain_index_is_the_prefix_of_another_of_its_table():
 @pytest.mark.django_db
 def test_the_database_has_no_index_covered_by_a_wider_one():
     # What the migrations built, on this database: the indexes dropped by
-    # discount 0006 and payments 0006 are gone.
+    # discount 0006, payments 0006 and events 0003 are gone.
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -59,6 +59,7 @@ def test_the_database_has_no_index_covered_by_a_wider_one():
             ("discount_discountreservation", "discount_id"),
             ("discount_discountcode", "discount_id"),
             ("cart_paymentrequest", "cart_id"),
+            ("events_event", "cart_id"),
         ]:
             constraints = connection.introspection.get_constraints(cursor, table)
             alone = [
@@ -121,3 +122,42 @@ def test_drop_index_does_not_lock_the_table_on_postgresql():
             drop.database_forwards("app", editor, None, None)
     else:
         assert sql.startswith('DROP INDEX IF EXISTS "t_c_idx"')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_add_unique_constraint_does_not_lock_the_tables_writes_on_postgresql():
+    # Django's ADD CONSTRAINT … UNIQUE builds the index with every INSERT and UPDATE of
+    # the table waiting (on SQLite it copies the table).
+    from django.db import connection, models
+    from django.db.migrations.state import ModelState, ProjectState
+
+    from common.migration_operations import AddUniqueConstraint
+
+    state = ProjectState()
+    state.add_model(
+        ModelState(
+            "app",
+            "Row",
+            [("id", models.AutoField(primary_key=True)), ("n", models.IntegerField())],
+        )
+    )
+    add = AddUniqueConstraint(
+        model_name="row", constraint=models.UniqueConstraint(fields=["n"], name="row_one_n")
+    )
+    after = state.clone()
+    add.state_forwards("app", after)
+    assert after.models["app", "row"].options["constraints"][0].name == "row_one_n"
+    with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+        add.database_forwards("app", editor, state, after)
+    sql = [line.rstrip(";") for line in editor.collected_sql]
+    if connection.vendor == "postgresql":
+        assert sql == [
+            'DROP INDEX CONCURRENTLY IF EXISTS "row_one_n"',
+            'CREATE UNIQUE INDEX CONCURRENTLY "row_one_n" ON "app_row" ("n")',
+            'ALTER TABLE "app_row" ADD CONSTRAINT "row_one_n" UNIQUE USING INDEX "row_one_n"',
+        ]
+        atomic = connection.schema_editor(collect_sql=True, atomic=True)
+        with pytest.raises(ValueError, match="atomic = False"), atomic as editor:
+            add.database_forwards("app", editor, state, after)
+    else:
+        assert sql == ['CREATE UNIQUE INDEX "row_one_n" ON "app_row" ("n")']

@@ -35,6 +35,7 @@ def test_staff_list_events_newest_first_with_their_data(staff_client, prod_acces
     assert first["cart"] == str(newer.cart_id)
     assert first["data"]["cart"]["total"] == Decimal("20.00")
     assert first["status"] == "not_sent"
+    assert first["sequence"] == 1  # its place among its cart's events, as in its body
 
 
 def test_anonymous_callers_cannot_list_events_in_production(api_client, prod_access):

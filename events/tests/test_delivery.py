@@ -8,6 +8,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import simplejson
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -383,6 +385,117 @@ def test_a_carts_later_event_waits_until_its_earlier_one_is_delivered(
     assert DBTaskResult.objects.filter(args_kwargs__args=[str(refunded.pk)]).exists()
     services.event_deliver(event_id=refunded.pk)
     assert shop.accepted_ids() == [str(paid.pk), str(refunded.pk)]
+
+
+def test_a_carts_events_are_numbered_in_the_order_they_are_recorded():
+    cart, other = CartFactory(), CartFactory()
+    paid = record_event(cart, EventType.CART_PAID)
+    elsewhere = record_event(other, EventType.CART_PAID)
+    refunded = record_event(cart, EventType.CART_REFUNDED)
+    refunded_again = record_event(cart, EventType.CART_REFUNDED)
+
+    assert [paid.sequence, refunded.sequence, refunded_again.sequence] == [1, 2, 3]
+    assert elsewhere.sequence == 1  # each cart counts its own
+    for event in (paid, refunded, refunded_again):
+        assert simplejson.loads(event.body)["sequence"] == event.sequence
+
+
+def test_the_carts_last_number_is_read_as_the_orm_reads_it():
+    cart, other = CartFactory(), CartFactory()
+    assert services.LAST_OF_CART.run(cart_id=cart.pk) == []
+    for _ in range(3):
+        record_event(cart, EventType.CART_PAYMENT_FAILED)
+    record_event(other, EventType.CART_PAID)
+
+    [compiled] = services.LAST_OF_CART.run(cart_id=cart.pk)
+    [orm] = services.LAST_OF_CART.queryset(cart_id=cart.pk)
+    assert (compiled.pk, compiled.sequence) == (orm.pk, orm.sequence)
+    assert compiled.sequence == 3
+
+
+def test_two_events_of_a_cart_never_share_a_number():
+    # The number is taken under the cart's row lock; were an event ever recorded without
+    # it, the database refuses the second number rather than leave the order undecided.
+    paid = record_event(CartFactory(), EventType.CART_PAID)
+    twin = Event(type=EventType.CART_REFUNDED, cart=paid.cart, created=paid.created, body="{}")
+    twin.sequence = paid.sequence
+    with pytest.raises(IntegrityError), transaction.atomic():
+        twin.save()
+
+
+def test_a_carts_order_is_the_recording_order_whatever_the_clocks_say(shop, monkeypatch):
+    # Two API replicas whose clocks disagree by a second: the refund, recorded after the
+    # payment (under the cart's lock), carries an earlier time. The shop must still hear
+    # the payment first.
+    cart = CartFactory()
+    shop.answers = [500]
+    paid = record_event(cart, EventType.CART_PAID)
+    services.event_deliver(event_id=paid.pk)  # refused: retried later
+    behind = paid.created - timedelta(seconds=1)
+    monkeypatch.setattr(services.timezone, "now", lambda: behind)
+    refunded = record_event(cart, EventType.CART_REFUNDED)
+    monkeypatch.undo()
+    assert refunded.created < paid.created
+    make_due(refunded)
+
+    assert services.event_deliver(event_id=refunded.pk) is None  # it waits for the paid one
+    assert shop.accepted_ids() == []
+
+    make_due(paid)
+    services.event_deliver(event_id=paid.pk)
+    services.event_deliver(event_id=refunded.pk)
+    assert shop.accepted_ids() == [str(paid.pk), str(refunded.pk)]
+
+
+def recorded_at(monkeypatch, moment, cart, type: str, numbered: bool = True) -> Event:
+    monkeypatch.setattr(services.timezone, "now", lambda: moment)
+    event = record_event(cart, type)
+    monkeypatch.undo()
+    if not numbered:  # as the release before numbering recorded it
+        Event.objects.filter(pk=event.pk).update(sequence=None)
+        event.sequence = None
+    return event
+
+
+def test_events_recorded_before_numbering_go_first_by_their_time(shop, monkeypatch):
+    # During the rollout of numbering, the release before it still records events
+    # without a number: they go before the cart's numbered ones, among themselves by
+    # their time.
+    cart = CartFactory()
+    at = timezone.now()
+    shop.answers = [500]
+    numbered = recorded_at(monkeypatch, at - timedelta(seconds=5), cart, EventType.CART_PAID)
+    late = recorded_at(monkeypatch, at + timedelta(seconds=1), cart, "cart.refunded", False)
+    early = recorded_at(monkeypatch, at, cart, EventType.CART_PAYMENT_FAILED, False)
+    assert numbered.sequence == 1  # numbers count the numbered events only
+    for event in (numbered, late, early):
+        make_due(event)
+
+    assert services.event_deliver(event_id=numbered.pk) is None
+    assert services.event_deliver(event_id=late.pk) is None
+    services.event_deliver(event_id=early.pk)  # refused: retried later
+    assert shop.accepted_ids() == []
+    for event in (early, late, numbered):
+        make_due(event)
+        services.event_deliver(event_id=event.pk)
+    assert shop.accepted_ids() == [str(early.pk), str(late.pk), str(numbered.pk)]
+
+
+def test_numbered_and_unnumbered_events_never_wait_for_each_other_in_a_ring(shop, monkeypatch):
+    # Numbers and times disagree (replicas' clocks), with an unnumbered event between:
+    # one order for all of them, so one of them always goes.
+    cart = CartFactory()
+    at = timezone.now()
+    first = recorded_at(monkeypatch, at + timedelta(seconds=2), cart, EventType.CART_PAID)
+    old = recorded_at(monkeypatch, at + timedelta(seconds=1), cart, "cart.refunded", False)
+    second = recorded_at(monkeypatch, at, cart, EventType.CART_REFUNDED)
+    assert (first.sequence, second.sequence) == (1, 2)
+
+    for _ in range(3):
+        for event in (first, old, second):
+            make_due(event)
+            services.event_deliver(event_id=event.pk)
+    assert shop.accepted_ids() == [str(old.pk), str(first.pk), str(second.pk)]
 
 
 def test_another_carts_events_do_not_wait(shop):

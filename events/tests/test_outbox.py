@@ -85,6 +85,7 @@ def test_a_charge_writes_cart_paid_with_the_cart_and_the_payment(shop_endpoint):
     assert body["data"]["payment"]["amount"] == Decimal("20.00")
     assert body["data"]["payment"]["provider_payment_id"] == "pay_abc"
     assert '"amount":20.00' in event.body  # an exact JSON number, never a float or a string
+    assert body["sequence"] == event.sequence == 1  # the cart's first event
 
 
 def test_a_repeated_charge_writes_no_second_event(shop_endpoint):
@@ -237,7 +238,8 @@ def test_paying_and_refunding_through_the_services_write_their_events(
     cart_pay(cart=cart, payment_method="pm_card_visa")
     refund_create(cart=cart, amount=Decimal("5.00"))
 
-    paid, refunded = Event.objects.order_by("created")
+    paid, refunded = Event.objects.order_by("sequence")
+    assert (paid.sequence, refunded.sequence) == (1, 2)
     assert paid.type == EventType.CART_PAID
     assert refunded.type == EventType.CART_REFUNDED
     assert refunded.data["refund"]["amount"] == Decimal("5.00")

@@ -1387,6 +1387,28 @@ def test_a_busy_process_still_answers_what_needs_no_provider(settings):
     assert again == first
 
 
+@pytest.mark.parametrize("key", ["p1", None], ids=["same key", "no key"])
+def test_a_busy_process_never_says_nothing_was_taken_while_an_attempt_is_open(settings, key):
+    # The first request's charge timed out (payment_taken null); a retry met by a busy
+    # process would resume that attempt: it must not answer "nothing was charged".
+    settings.PAYMENT_MAX_IN_FLIGHT = 1
+    cart = CartFactory(total=Decimal("20.00"))
+    with pytest.raises(PaymentOutcomeUnknownError):
+        cart_pay(
+            cart=cart,
+            idempotency_key="p1",
+            api=ScriptedProvider(pay=[timeout()], find=[unavailable()]),
+        )
+
+    with provider_slot(), pytest.raises(ProviderBusyError) as raised:
+        cart_pay(cart=Cart.objects.get(pk=cart.pk), idempotency_key=key, api=ScriptedProvider())
+
+    assert raised.value.status_code == 503
+    assert raised.value.extra == {"payment_taken": None, "retryable": True}
+    assert "not known yet" in raised.value.message
+    assert Payment.objects.get().status == PaymentAttemptStatus.UNKNOWN
+
+
 def test_a_busy_process_does_not_answer_a_key_with_another_carts_payment(settings):
     settings.PAYMENT_MAX_IN_FLIGHT = 1
     paid, other = CartFactory(), CartFactory()

@@ -585,6 +585,48 @@ def test_a_charge_of_a_paid_cart_that_no_attempt_sent_is_recorded_and_given_back
     assert Refund.objects.get().status == "success"
 
 
+@pytest.mark.parametrize("stray_id", ["pay_é", "pay stray", " pay", "p" * 64])
+def test_a_duplicate_whose_provider_id_is_no_key_text_is_given_back_with_a_key_made_from_it(
+    stray_id,
+):
+    # The provider's payment id is only known to be short text: the give-back's key, made
+    # from it so that the provider answers two give-backs of one charge as one, must
+    # still be a key the provider's client sends (printable ASCII, no surrounding space).
+    cart = CartFactory(total=Decimal("7.00"))
+    paid = cart_pay(cart=cart, api=ScriptedProvider(pay=[CHARGED]))
+    stray = charge_result(cart, "someone-elses-key", stray_id)
+    provider = ScriptedProvider(
+        charges_of={str(cart.pk): [charge_of(paid), stray]}, refund=[timeout()], find=[NOT_FOUND]
+    )
+
+    result = payments_reconcile(older_than=OLDER_THAN, api=provider)
+
+    assert result == counts(duplicate_charges=1, refunds_unknown=1)
+    [sent] = provider.requests
+    key = sent["idempotency_key"]
+    assert sent["payment_id"] == stray_id
+    assert (key.isascii(), key.isprintable(), key.strip(), len(key) <= 255) == (
+        True,
+        True,
+        key,
+        True,
+    )
+    held = Refund.objects.get()
+    assert held.idempotency_key == key
+    # The next run settles it by that key (it used to stop every run with a ValueError).
+    Refund.objects.update(updated=timezone.now() - timedelta(minutes=5))
+    later = ScriptedProvider(find=[NOT_FOUND])
+    payments_reconcile(older_than=OLDER_THAN, api=later)
+    assert later.lookups == [key]
+    # One charge, one key: the same id gives the same key, another id another.
+    assert reconcile.give_back_key(stray_id, 1) == key
+    assert reconcile.give_back_key(stray_id + "x", 1) != key
+
+
+def test_a_plain_provider_id_keeps_its_give_back_key_readable():
+    assert reconcile.give_back_key("pay_late", 2) == "dup-pay_late-2"
+
+
 def test_a_duplicate_whose_refund_is_unknown_is_settled_by_a_later_run_not_refunded_again():
     cart, closed, _ = paid_after_a_closed_attempt()
     late = charge_result(cart, closed.idempotency_key, "pay_late")

@@ -569,6 +569,27 @@ def test_a_busy_process_tries_a_refund_not_made_again_later_instead_of_replaying
     assert made.status == RefundStatus.SUCCESS
 
 
+def test_a_busy_process_never_says_nothing_was_refunded_for_a_refund_still_open(settings):
+    # The first request's refund timed out (refund_made null); its retry, met by a busy
+    # process, must not answer "nothing was refunded": the provider may have made it, and
+    # a shop believing it would refund again under a new key.
+    settings.PAYMENT_MAX_IN_FLIGHT = 1
+    cart = paid_cart("20.00")
+    with pytest.raises(RefundOutcomeUnknownError):
+        refund(cart, "5.00", timeout(), key="r1", find=[NOT_FOUND])
+
+    with provider_slot(), pytest.raises(ProviderBusyError) as raised:
+        refund(cart, "5.00", key="r1")
+
+    assert raised.value.status_code == 503
+    assert refund_made_back(raised) is None
+    assert "not known yet" in raised.value.message
+    assert Refund.objects.get().status == RefundStatus.UNKNOWN  # still held, unchanged
+    with provider_slot(), pytest.raises(ProviderBusyError) as other_key:
+        refund(cart, "1.00", key="r2")  # a new refund: nothing of it was sent
+    assert refund_made_back(other_key) is False
+
+
 # --- sums in Decimal ------------------------------------------------------------------------
 
 
