@@ -385,13 +385,19 @@ def _never_sent(exc: BaseException) -> bool:
     return any(isinstance(cause, _NEVER_SENT) for cause in _causes(exc))
 
 
+def is_key_text(key: str) -> bool:
+    """Whether an idempotency key is text the provider takes: printable ASCII without
+    surrounding spaces (the length is checked apart)."""
+    # Printable ASCII is exactly " " to "~" (one test per character was 70 calls a pay).
+    return key.isascii() and key.isprintable() and key == key.strip()
+
+
 def _check_idempotency_key(key: str) -> str:
     if not isinstance(key, str):
         raise TypeError("idempotency_key must be a string.")
     if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH:
         raise ValueError(f"idempotency_key must be 1-{IDEMPOTENCY_KEY_MAX_LENGTH} characters.")
-    # Printable ASCII is exactly " " to "~" (one test per character was 70 calls a pay).
-    if not (key.isascii() and key.isprintable()) or key != key.strip():
+    if not is_key_text(key):
         raise ValueError("idempotency_key must be printable ASCII without surrounding spaces.")
     return key
 

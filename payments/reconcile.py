@@ -247,10 +247,11 @@ def give_back_key(provider_payment_id: str, number: int) -> str:
     charge under one number as one, even from two rows. An id that is not text a key may
     hold (printable ASCII without surrounding spaces: the provider's client refuses any
     other, and the give-back was never sent) goes in as its SHA-256."""
-    charge = provider_payment_id
-    if not (charge.isascii() and charge.isprintable()) or charge != charge.strip():
-        charge = "sha256-" + hashlib.sha256(charge.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"dup-{charge}-{number}"
+    key = f"dup-{provider_payment_id}-{number}"
+    if utils.is_key_text(provider_payment_id):
+        return key
+    digest = hashlib.sha256(provider_payment_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"dup-sha256-{digest}-{number}"
 
 
 def _settle_refunds(api, counts, untouched_since, since, now) -> None:
